@@ -1,0 +1,92 @@
+"""Builds a :class:`~jaxrec.Coder` from a scan-type kernel on top of :mod:`jaxrec.search`.
+
+A scan coder is described by three functions:
+
+* ``validate(target, prior)`` -- boundary checks on concrete arguments (skipped under tracing
+  by the checks themselves);
+* ``prepare(key, target, prior) -> (chunk_fn, init_state)`` -- the chunk function of one problem;
+* ``finish(result: SearchResult) -> code`` -- the transmitted integers plus diagnostics.
+
+:func:`scan_coder` turns them into ``encode`` (one problem, :func:`jaxrec.search.search`) and
+``encode_batch`` (many problems on refilling lanes, :func:`jaxrec.search.search_batch`); both
+return identical codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+
+from jaxrec import prng, search
+from jaxrec.coders.base import Coder, CoderSpec, check_pair, decode_candidate
+from jaxrec.distributions import Distribution
+
+Array = jax.Array
+Prepare = Callable[[Array, Distribution, Distribution], tuple[search.ChunkFn, Any]]
+
+DEFAULT_CANDIDATES_IN_FLIGHT = 2**15
+
+
+def _broadcast_batch(tree: Any, batch: int) -> Any:
+    return jax.tree.map(lambda a: jax.numpy.broadcast_to(a, (batch,) + a.shape[-1:]), tree)
+
+
+def scan_coder(
+    spec: CoderSpec,
+    *,
+    prepare: Prepare,
+    finish: Callable[[search.SearchResult], Any],
+    chunk_size: int,
+    max_candidates: int,
+    validate: Callable[[Distribution, Distribution], None] = lambda target, prior: None,
+    decode: Callable[..., Array] = decode_candidate,
+) -> Coder:
+    """Assembles ``Coder(encode, decode, spec, encode_batch)`` from a scan kernel (see module doc)."""
+    search.validate_sizes(chunk_size, max_candidates)
+
+    def encode(key: Any, target: Distribution, prior: Distribution) -> Any:
+        check_pair(target, prior)
+        validate(target, prior)
+        chunk_fn, init_state = prepare(prng.as_key(key), target, prior)
+        res = search.search(
+            chunk_fn, init_state, chunk_size=chunk_size, max_candidates=max_candidates, score_dtype=prior.dtype
+        )
+        return finish(res)
+
+    def encode_batch(
+        keys: Any, targets: Distribution, prior: Distribution, *, num_lanes: int | None = None,
+        lane_chunk_size: int | None = None,
+    ) -> Any:
+        """Encodes ``B`` problems: ``keys`` ``(B,)``, ``targets`` batch ``(B,)``; ``prior`` shared
+        (batch shape ``()``) or batched ``(B,)``.  Codes equal ``vmap(encode)``'s.
+
+        ``lane_chunk_size`` (default: the coder's ``chunk_size``) and ``num_lanes`` (default
+        ``2^15 // lane_chunk_size``) set the schedule only, never the result.
+        """
+        check_pair(targets, prior)
+        validate(targets, prior)
+        keys = prng.as_key(keys)
+        batch = targets.batch_shape[0] if targets.batch_shape else 1
+        k = chunk_size if lane_chunk_size is None else lane_chunk_size
+        lanes = max(1, DEFAULT_CANDIDATES_IN_FLIGHT // k) if num_lanes is None else num_lanes
+        problems = (keys, targets, _broadcast_batch(prior, batch))
+        res = search.search_batch(
+            lambda p: prepare(*p), problems, chunk_size=k, max_candidates=max_candidates,
+            num_lanes=lanes, score_dtype=prior.dtype,
+        )
+        return jax.vmap(finish)(res)
+
+    return Coder(encode, decode, spec, encode_batch)
+
+
+def encode_batch(coder: Coder, keys: Any, targets: Distribution, prior: Distribution, **options: Any) -> Any:
+    """Encodes a batch with ``coder.encode_batch`` when the coder has one, else ``vmap(encode)``.
+
+    ``keys``: ``(B,)`` typed keys or ``uint32[B, 2]``; ``targets``: batch shape ``(B,)``;
+    ``prior``: shared or batched.  ``options`` go to the coder's batch encoder.
+    """
+    if coder.encode_batch is not None:
+        return coder.encode_batch(keys, targets, prior, **options)
+    prior_axis = 0 if prior.batch_shape else None
+    return jax.vmap(coder.encode, in_axes=(0, 0, prior_axis))(keys, targets, prior)

@@ -1,0 +1,207 @@
+"""PFR, ORC and MRC: exactness, step counts, codelength, determinism, budgets and bad input.
+
+Compiled encoders are module-level ``jax.jit`` objects so that every test reuses them.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import jaxrec
+from jaxrec import InvalidArgumentError, coding, prng
+
+N_SAMPLES = 5000
+LN2 = np.log(2.0)
+
+PFR = jaxrec.pfr(chunk_size=256)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def encode_many(coder, keys, target, prior):
+    return jax.vmap(coder.encode, in_axes=(0, None, None))(keys, target, prior)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def decode_many(coder, keys, codes, prior):
+    return jax.vmap(coder.decode, in_axes=(0, 0, None))(keys, codes, prior)
+
+
+def _keys(seed, n=N_SAMPLES):
+    return jax.random.split(prng.as_key(seed), n)
+
+
+def _ks_per_dim(xs, target):
+    xs = np.asarray(xs, np.float64)
+    if isinstance(target, jaxrec.DiagGaussian):
+        dists = [stats.norm(float(m), float(s)) for m, s in zip(target.loc, target.scale)]
+    else:
+        dists = [stats.uniform(float(lo), float(hi - lo)) for lo, hi in zip(target.low, target.high)]
+    return [stats.kstest(xs[:, d], dist.cdf).pvalue for d, dist in enumerate(dists)]
+
+
+rng = np.random.default_rng(0)
+_sig16 = rng.uniform(0.75, 0.95, 16)
+PAIRS = {
+    "gauss-1d-narrow": (jaxrec.DiagGaussian(2.0, 0.05), jaxrec.DiagGaussian(0.0, 1.0)),
+    "gauss-1d-offset-prior": (jaxrec.DiagGaussian(-0.3, 0.8), jaxrec.DiagGaussian(0.5, 1.5)),
+    "gauss-16d": (
+        jaxrec.DiagGaussian(rng.normal(size=16) * np.sqrt(1 - _sig16**2) * 0.5, _sig16),
+        jaxrec.DiagGaussian(jnp.zeros(16), jnp.ones(16)),
+    ),
+    "uniform-in-uniform-3d": (jaxrec.Uniform([0.1, 0.5, 0.0], [0.3, 0.9, 0.6]), jaxrec.Uniform(jnp.zeros(3), jnp.ones(3))),
+    "uniform-in-gauss-2d": (jaxrec.Uniform([0.5, -1.0], [1.0, 0.0]), jaxrec.DiagGaussian(jnp.zeros(2), jnp.ones(2))),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(PAIRS))
+def pfr_run(request):
+    target, prior = PAIRS[request.param]
+    keys = _keys(hash(request.param) % 2**31)
+    codes = encode_many(PFR, keys, target, prior)
+    xs = decode_many(PFR, keys, codes, prior)
+    return request.param, target, prior, keys, codes, xs
+
+
+def test_pfr_is_exact(pfr_run):
+    name, target, _, _, codes, xs = pfr_run
+    assert not bool(jnp.any(codes.exhausted))
+    pvalues = _ks_per_dim(xs, target)
+    assert min(pvalues) > 1e-3, (name, pvalues)
+
+
+def test_pfr_mean_steps_is_two_to_the_dinf(pfr_run):
+    name, target, prior, _, codes, _ = pfr_run
+    steps = np.asarray(codes.steps, np.float64)
+    expected = 2.0 ** float(jaxrec.dinf(target, prior))
+    stderr = steps.std() / np.sqrt(steps.size)
+    assert abs(steps.mean() - expected) < 4 * stderr + 1.0, (name, steps.mean(), expected)
+
+
+def test_pfr_zipf_codelength_bound(pfr_run):
+    name, target, prior, _, codes, _ = pfr_run
+    kl_bits = float(jaxrec.kl(target, prior))
+    alpha = coding.zipf_exponent(kl_bits)
+    mean_bits = float(jnp.mean(coding.zipf_bits(codes.index, alpha)))
+    assert mean_bits <= kl_bits + np.log2(kl_bits + 1) + 4, (name, mean_bits, kl_bits)
+    assert float(np.mean(np.log2(np.asarray(codes.index) + 1.0))) <= kl_bits + 1 + 0.1
+
+
+def test_decode_returns_the_encoders_candidate_bit_for_bit(pfr_run):
+    _, target, prior, keys, codes, xs = pfr_run
+    encoder_candidates = jax.jit(prng.candidates)  # the encoder generates candidates compiled, too
+    for i in range(5):
+        chosen = encoder_candidates(keys[i], codes.index[i][None], prior)[0]
+        np.testing.assert_array_equal(np.asarray(xs[i]), np.asarray(chosen))
+        np.testing.assert_array_equal(np.asarray(PFR.decode(keys[i], jaxrec.Code(codes.index[i], codes.steps[i], codes.exhausted[i]), prior)), np.asarray(chosen))
+    # the decoded point beats every earlier candidate's PFR score, recomputed from scratch
+    i = int(jnp.argmax(codes.index))
+    ns = jnp.arange(int(codes.index[i]) + 1, dtype=jnp.int32)
+    from jaxrec import arrivals
+
+    log_t, _ = arrivals.log_arrival_times(arrivals.zero_time(), arrivals.exponential_increments(keys[i], ns))
+    scores = jaxrec.log_ratio(target, prior, prng.candidates(keys[i], ns, prior)) - log_t
+    assert int(jnp.argmax(scores)) == int(codes.index[i])
+
+
+SMALL_TARGET, SMALL_PRIOR = PAIRS["gauss-16d"]
+
+
+def test_codes_do_not_depend_on_chunk_size_jit_or_vmap():
+    keys = _keys(99, 200)
+    reference = encode_many(PFR, keys, SMALL_TARGET, SMALL_PRIOR)
+    for chunk in (1, 64, 1024):
+        other = encode_many(jaxrec.pfr(chunk_size=chunk), keys, SMALL_TARGET, SMALL_PRIOR)
+        np.testing.assert_array_equal(other.index, reference.index)
+        np.testing.assert_array_equal(other.steps, reference.steps)
+    again = encode_many(PFR, keys, SMALL_TARGET, SMALL_PRIOR)
+    np.testing.assert_array_equal(again.index, reference.index)
+    for i in range(3):
+        eager = PFR.encode(keys[i], SMALL_TARGET, SMALL_PRIOR)
+        assert int(eager.index) == int(reference.index[i]) and int(eager.steps) == int(reference.steps[i])
+
+
+def test_encode_batch_equals_vmap_and_accepts_batched_targets():
+    b = 300
+    sig = jnp.asarray(rng.uniform(0.3, 0.9, (b, 5)), jnp.float32)
+    mu = jnp.asarray(rng.normal(size=(b, 5)), jnp.float32) * jnp.sqrt(1 - sig**2) * 0.5
+    targets = jaxrec.DiagGaussian(mu, sig)
+    prior = jaxrec.DiagGaussian(jnp.zeros(5), jnp.ones(5))
+    keys = _keys(5, b)
+    vmapped = jax.jit(jax.vmap(PFR.encode, in_axes=(0, 0, None)))(keys, targets, prior)
+    for lanes, chunk in [(7, 32), (64, 256)]:
+        queued = jax.jit(lambda k, q, p: jaxrec.encode_batch(PFR, k, q, p, num_lanes=lanes, lane_chunk_size=chunk))(
+            keys, targets, prior
+        )
+        for field in ("index", "steps", "exhausted"):
+            np.testing.assert_array_equal(getattr(queued, field), getattr(vmapped, field))
+
+
+def test_exhausted_flag_and_unbounded_ratio():
+    target, prior = jaxrec.DiagGaussian(3.0, 0.01), jaxrec.DiagGaussian(0.0, 1.0)  # D_inf ~ 13 bits
+    code = jaxrec.pfr(chunk_size=64, max_steps=100).encode(1, target, prior)
+    assert bool(code.exhausted) and int(code.steps) == 100
+    wide = jaxrec.DiagGaussian(0.0, 1.5)
+    with pytest.raises(InvalidArgumentError, match="D_inf"):
+        PFR.encode(0, wide, prior)
+    traced = jax.jit(jaxrec.pfr(chunk_size=64, max_steps=500).encode)(0, wide, prior)
+    assert bool(traced.exhausted) and int(traced.steps) == 500
+
+
+def test_pfr_float64_path_is_exact():
+    with jax.enable_x64(True):
+        target = jaxrec.DiagGaussian(jnp.array([1.0], jnp.float64), jnp.array([0.1], jnp.float64))
+        prior = jaxrec.DiagGaussian(jnp.zeros(1, jnp.float64), jnp.ones(1, jnp.float64))
+        keys = _keys(64)
+        coder = jaxrec.pfr(chunk_size=128)
+        codes = jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None)))(keys, target, prior)
+        xs = jax.jit(jax.vmap(coder.decode, in_axes=(0, 0, None)))(keys, codes, prior)
+        assert xs.dtype == jnp.float64
+        assert stats.kstest(np.asarray(xs[:, 0]), stats.norm(1.0, 0.1).cdf).pvalue > 1e-3
+
+
+def _ks_distance(coder, target, prior, seed):
+    keys = _keys(seed, 3000)
+    xs = decode_many(coder, keys, encode_many(coder, keys, target, prior), prior)
+    return stats.kstest(np.asarray(xs[:, 0]), stats.norm(float(target.loc[0]), float(target.scale[0])).cdf).statistic
+
+
+@pytest.mark.parametrize("factory", [jaxrec.orc, jaxrec.mrc])
+def test_fixed_budget_coders_approach_the_target(factory):
+    target, prior = PAIRS["gauss-1d-narrow"]  # KL = 6.5 bits
+    distances = [_ks_distance(factory(n), target, prior, seed=n) for n in (4, 32, 512, 8192)]
+    assert all(a > b for a, b in zip(distances, distances[1:])), distances
+    assert distances[0] > 0.3 and distances[-1] < 0.05, distances
+
+
+def test_orc_indices_are_in_range_and_match_pfr_when_the_budget_suffices():
+    target, prior = PAIRS["gauss-1d-offset-prior"]
+    keys = _keys(21, 500)
+    orc_codes = encode_many(jaxrec.orc(16), keys, target, prior)
+    assert int(orc_codes.index.max()) < 16 and not bool(orc_codes.exhausted.any())
+    big = encode_many(jaxrec.orc(4096), keys, target, prior)
+    pfr_codes = encode_many(PFR, keys, target, prior)
+    np.testing.assert_array_equal(big.index, pfr_codes.index)
+    mrc_codes = encode_many(jaxrec.mrc(16), keys, target, prior)
+    assert int(mrc_codes.index.max()) < 16 and int(mrc_codes.index.min()) >= 0
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: jaxrec.pfr(chunk_size=0), "chunk_size"),
+        (lambda: jaxrec.pfr(chunk_size=2**16), "chunk_size"),
+        (lambda: jaxrec.pfr(max_steps=2**31), "max_steps"),
+        (lambda: jaxrec.orc(0), "num_samples"),
+        (lambda: jaxrec.mrc(2.5), "num_samples"),
+        (lambda: PFR.encode(0, jaxrec.DiagGaussian(jnp.zeros(2), 0.5), jaxrec.DiagGaussian(jnp.zeros(3), 1.0)), "event sizes"),
+        (lambda: PFR.encode(0, "not a distribution", jaxrec.DiagGaussian(0.0, 1.0)), "target"),
+        (lambda: PFR.decode(2**33, jaxrec.Code(0, 0, False), jaxrec.DiagGaussian(0.0, 1.0)), "seed"),
+    ],
+)
+def test_bad_input_raises_clear_errors(call, match):
+    with pytest.raises(InvalidArgumentError, match=match):
+        call()

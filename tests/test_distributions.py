@@ -1,0 +1,109 @@
+"""Distributions: validation, closed forms against Monte Carlo / grids, tails, pytree behaviour."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import jaxrec
+from jaxrec import InvalidArgumentError
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: jaxrec.DiagGaussian(0.0, 0.0), "scale must be > 0"),
+        (lambda: jaxrec.DiagGaussian(0.0, -1.0), "scale must be > 0"),
+        (lambda: jaxrec.DiagGaussian(jnp.nan, 1.0), "loc must be finite"),
+        (lambda: jaxrec.DiagGaussian(0.0, jnp.inf), "scale must be finite"),
+        (lambda: jaxrec.Uniform(1.0, 1.0), "need high > low"),
+        (lambda: jaxrec.Uniform(0.0, jnp.nan), "high must be finite"),
+    ],
+)
+def test_bad_parameters_raise_naming_the_value(make, match):
+    with pytest.raises(InvalidArgumentError, match=match):
+        make()
+
+
+def test_no_validation_under_jit_and_pytree_roundtrip():
+    f = jax.jit(lambda s: jaxrec.DiagGaussian(0.0, s).scale)
+    assert float(f(1.5)[0]) == 1.5
+    q = jaxrec.DiagGaussian(jnp.zeros((4, 3)), jnp.ones((4, 3)))
+    leaves, tree = jax.tree.flatten(q)
+    assert len(leaves) == 2 and jax.tree.unflatten(tree, leaves).event_size == 3
+    assert q.batch_shape == (4,)
+    per_item = jax.vmap(lambda d: d.loc.sum())(q)
+    assert per_item.shape == (4,)
+    with pytest.raises(AttributeError):
+        q.loc = 1.0
+
+
+def _monte_carlo_kl_bits(target, prior, n=400_000, seed=0):
+    x = target.sample(jax.random.key(seed), (n,))
+    return float(jnp.mean(jaxrec.log_ratio(target, prior, x))) / np.log(2)
+
+
+@pytest.mark.parametrize(
+    "target, prior",
+    [
+        (jaxrec.DiagGaussian([1.0, -0.5], [0.3, 1.7]), jaxrec.DiagGaussian([0.0, 0.2], [1.0, 2.0])),
+        (jaxrec.Uniform([0.2], [0.5]), jaxrec.Uniform([0.0], [1.0])),
+        (jaxrec.Uniform([0.5, -3.0], [1.5, -2.0]), jaxrec.DiagGaussian([0.0, 0.0], [1.0, 2.0])),
+    ],
+)
+def test_kl_matches_monte_carlo(target, prior):
+    exact = float(jaxrec.kl(target, prior))
+    assert exact == pytest.approx(float(jnp.sum(jaxrec.kl(target, prior, per_dim=True))))
+    assert _monte_carlo_kl_bits(target, prior) == pytest.approx(exact, abs=0.02)
+
+
+def test_log_sup_ratio_matches_grid_maximum():
+    target = jaxrec.DiagGaussian(1.3, 0.4)
+    prior = jaxrec.DiagGaussian(0.2, 1.5)
+    grid = jnp.linspace(-10.0, 10.0, 400_001)[:, None]
+    grid_max = float(jnp.max(jaxrec.log_ratio(target, prior, grid)))
+    assert float(jaxrec.log_sup_ratio(target, prior)) == pytest.approx(grid_max, abs=1e-5)
+    assert float(jaxrec.dinf(target, prior)) == pytest.approx(grid_max / np.log(2), abs=1e-5)
+    u_target, g_prior = jaxrec.Uniform(0.5, 2.0), jaxrec.DiagGaussian(0.0, 1.0)
+    u_grid = jnp.linspace(0.5, 2.0, 10_001, endpoint=False)[:, None]
+    assert float(jaxrec.log_sup_ratio(u_target, g_prior)) == pytest.approx(
+        float(jnp.max(jaxrec.log_ratio(u_target, g_prior, u_grid))), abs=1e-3
+    )
+
+
+def test_unbounded_ratios_are_infinite():
+    prior = jaxrec.DiagGaussian(0.0, 1.0)
+    assert jnp.isinf(jaxrec.log_sup_ratio(jaxrec.DiagGaussian(0.0, 1.2), prior))
+    assert jnp.isinf(jaxrec.log_sup_ratio(jaxrec.DiagGaussian(0.5, 1.0), prior))
+    assert float(jaxrec.log_sup_ratio(jaxrec.DiagGaussian(0.0, 1.0), prior)) == 0.0
+    assert jnp.isinf(jaxrec.kl(jaxrec.Uniform(-1.0, 2.0), jaxrec.Uniform(0.0, 1.0)))
+    assert jnp.isinf(jaxrec.kl(jaxrec.DiagGaussian(0.0, 1.0), jaxrec.Uniform(0.0, 1.0)))
+
+
+def test_kl_is_accurate_for_nearly_equal_gaussians():
+    prior = jaxrec.DiagGaussian(0.0, 1.0)
+    target = jaxrec.DiagGaussian(0.0, 1.0 + 1e-4)
+    expected = (1e-4) ** 2 / np.log(2)  # 0.5 (s^2 - 1 - 2 ln s) ~ (s - 1)^2 nats
+    assert float(jaxrec.kl(target, prior)) == pytest.approx(expected, rel=2e-2)
+
+
+def test_quantiles_are_accurate_in_both_tails():
+    g = jaxrec.DiagGaussian(1.0, 2.0)
+    for u in [1e-30, 1e-10, 0.3]:
+        assert float(g.icdf(jnp.float32(u))[0]) == pytest.approx(stats.norm(1, 2).ppf(u), rel=1e-5)
+        assert float(g.isf(jnp.float32(u))[0]) == pytest.approx(stats.norm(1, 2).isf(u), rel=1e-5)
+    for x in [-30.0, -5.0, 12.0, 40.0]:
+        assert float(g.log_cdf(jnp.float32(x))[0]) == pytest.approx(stats.norm(1, 2).logcdf(x), rel=1e-5, abs=1e-7)
+        assert float(g.log_sf(jnp.float32(x))[0]) == pytest.approx(stats.norm(1, 2).logsf(x), rel=1e-5, abs=1e-7)
+
+
+def test_float64_path():
+    with jax.enable_x64(True):
+        prior = jaxrec.DiagGaussian(jnp.zeros(2, jnp.float64), jnp.ones(2, jnp.float64))
+        target = jaxrec.DiagGaussian(jnp.array([0.5, 1.0]), jnp.array([0.2, 0.9]))
+        assert prior.dtype == jnp.float64 and target.dtype == jnp.float64
+        assert prior.sample(jax.random.key(0)).dtype == jnp.float64
+        expected = sum(-np.log(s) + (s * s + m * m - 1) / 2 for m, s in [(0.5, 0.2), (1.0, 0.9)]) / np.log(2)
+        assert float(jaxrec.kl(target, prior)) == pytest.approx(expected, rel=1e-12)
+        assert float(prior.icdf(jnp.float64(1e-300))[0]) == pytest.approx(stats.norm.ppf(1e-300), rel=1e-10)
