@@ -46,7 +46,6 @@ __all__ = [
     "kl",
     "log_sup_ratio",
     "dinf",
-    "interval_log_mass",
     "interval_log_sup_ratio",
     "mmd2_to_gaussian",
 ]
@@ -331,31 +330,11 @@ def dinf(target: Distribution, prior: Distribution, per_dim: bool = False) -> Ar
 
 
 # ---------------------------------------------------------------------------------------------
-# Per-axis interval quantities for space partitioning (:mod:`jaxrec.partition`).
+# Per-axis interval quantities for space partitioning (:mod:`jaxrec.partition`; interval masses
+# are :func:`jaxrec.truncated.interval_log_mass`).
 #
 # An interval is ``[lo, hi)`` per coordinate; ``lo``/``hi`` broadcast against the distributions'
 # ``(..., D)`` parameters and may be infinite.
-
-
-def _log1mexp(a: Array) -> Array:
-    """``log(1 - e^a)`` for ``a <= 0`` (Maechler 2012); ``-inf`` at ``a = 0``."""
-    a = jnp.minimum(a, 0.0)
-    return jnp.where(a > -LN2, jnp.log(-jnp.expm1(a)), jnp.log1p(-jnp.exp(a)))
-
-
-def interval_log_mass(dist: Distribution, lo: Array, hi: Array) -> Array:
-    """``log dist_d([lo_d, hi_d))`` per coordinate (nats), accurate far into both tails.
-
-    Intervals above the median subtract survival functions, the others CDFs, both in log space:
-    ``log(F(hi) - F(lo)) = log F(hi) + log(1 - F(lo)/F(hi))``.  Empty intervals give ``-inf``.
-    """
-    lo, hi = jnp.asarray(lo, dist.dtype), jnp.asarray(hi, dist.dtype)
-    cdf_lo, cdf_hi = dist.log_cdf(lo), dist.log_cdf(hi)
-    sf_lo, sf_hi = dist.log_sf(lo), dist.log_sf(hi)
-    via_cdf = jnp.where(cdf_hi == -jnp.inf, -jnp.inf, cdf_hi + _log1mexp(cdf_lo - cdf_hi))
-    via_sf = jnp.where(sf_lo == -jnp.inf, -jnp.inf, sf_lo + _log1mexp(sf_hi - sf_lo))
-    upper = sf_lo < -LN2  # lo lies above the median
-    return jnp.where(hi <= lo, -jnp.inf, jnp.where(upper, via_sf, via_cdf))
 
 
 def _interval_sup_gauss_gauss(target: DiagGaussian, prior: DiagGaussian, lo: Array, hi: Array) -> Array:

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import prng, search
-from jaxrec.coders.base import Code, Coder, CoderSpec, check_positive_int
-from jaxrec.coders.scan import scan_coder
+from jaxrec.coders.base import Coder
+from jaxrec.coders.scan import fixed_budget_coder
 from jaxrec.distributions import Distribution, log_ratio
 
 Array = jax.Array
@@ -39,12 +39,4 @@ def mrc(num_samples: int, chunk_size: int | None = None) -> Coder:
       num_samples: ``N`` (MIRACLE uses ``N = 2^{KL budget}`` per block).
       chunk_size: candidates per loop iteration; defaults to ``min(N, 1024)``.
     """
-    check_positive_int("num_samples", num_samples, search.MAX_CANDIDATES)
-    chunk_size = min(num_samples, 1024) if chunk_size is None else chunk_size
-    return scan_coder(
-        CoderSpec("mrc", (("num_samples", num_samples), ("chunk_size", chunk_size))),
-        prepare=prepare_mrc,
-        finish=lambda res: Code(res.index, res.steps, jnp.zeros_like(res.stopped)),
-        chunk_size=chunk_size,
-        max_candidates=num_samples,
-    )
+    return fixed_budget_coder("mrc", num_samples, chunk_size, prepare_mrc)

@@ -10,12 +10,9 @@ later candidate can win, which leaves the result unchanged.
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-
-from jaxrec import search
-from jaxrec.coders.base import Code, Coder, CoderSpec, check_positive_int
+from jaxrec.coders.base import Coder
 from jaxrec.coders.pfr import prepare_pfr
-from jaxrec.coders.scan import scan_coder
+from jaxrec.coders.scan import fixed_budget_coder
 
 
 def orc(num_samples: int, chunk_size: int | None = None) -> Coder:
@@ -27,12 +24,4 @@ def orc(num_samples: int, chunk_size: int | None = None) -> Coder:
 
     ``Code.exhausted`` is always False (running out of candidates is the design).
     """
-    check_positive_int("num_samples", num_samples, search.MAX_CANDIDATES)
-    chunk_size = min(num_samples, 1024) if chunk_size is None else chunk_size
-    return scan_coder(
-        CoderSpec("orc", (("num_samples", num_samples), ("chunk_size", chunk_size))),
-        prepare=prepare_pfr,
-        finish=lambda res: Code(res.index, res.steps, jnp.zeros_like(res.stopped)),
-        chunk_size=chunk_size,
-        max_candidates=num_samples,
-    )
+    return fixed_budget_coder("orc", num_samples, chunk_size, prepare_pfr)

@@ -19,13 +19,15 @@ from typing import Any, Callable
 import jax
 
 from jaxrec import prng, search
-from jaxrec.coders.base import Coder, CoderSpec, check_pair, decode_candidate
+from jaxrec.coders.base import Code, Coder, CoderSpec, check_pair, check_positive_int, decode_candidate
 from jaxrec.distributions import Distribution
 
 Array = jax.Array
 Prepare = Callable[[Array, Distribution, Distribution], tuple[search.ChunkFn, Any]]
 
-DEFAULT_CANDIDATES_IN_FLIGHT = 2**15
+# encode_batch's default schedule: lanes of at most 128 candidates, 2^14 candidates per iteration
+DEFAULT_LANE_CHUNK = 128
+DEFAULT_CANDIDATES_IN_FLIGHT = 2**14
 
 
 def _broadcast_batch(tree: Any, batch: int) -> Any:
@@ -61,14 +63,15 @@ def scan_coder(
         """Encodes ``B`` problems: ``keys`` ``(B,)``, ``targets`` batch ``(B,)``; ``prior`` shared
         (batch shape ``()``) or batched ``(B,)``.  Codes equal ``vmap(encode)``'s.
 
-        ``lane_chunk_size`` (default: the coder's ``chunk_size``) and ``num_lanes`` (default
-        ``2^15 // lane_chunk_size``) set the schedule only, never the result.
+        ``lane_chunk_size`` (default ``min(chunk_size, 128)``; about the mean step count of one
+        problem is a good choice) and ``num_lanes`` (default ``2^14 // lane_chunk_size``) set the
+        schedule only, never the result.
         """
         check_pair(targets, prior)
         validate(targets, prior)
         keys = prng.as_key(keys)
         batch = targets.batch_shape[0] if targets.batch_shape else 1
-        k = chunk_size if lane_chunk_size is None else lane_chunk_size
+        k = min(chunk_size, DEFAULT_LANE_CHUNK) if lane_chunk_size is None else lane_chunk_size
         lanes = max(1, DEFAULT_CANDIDATES_IN_FLIGHT // k) if num_lanes is None else num_lanes
         problems = (keys, targets, _broadcast_batch(prior, batch))
         res = search.search_batch(
@@ -90,3 +93,20 @@ def encode_batch(coder: Coder, keys: Any, targets: Distribution, prior: Distribu
         return coder.encode_batch(keys, targets, prior, **options)
     prior_axis = 0 if prior.batch_shape else None
     return jax.vmap(coder.encode, in_axes=(0, 0, prior_axis))(keys, targets, prior)
+
+
+def fixed_budget_coder(name: str, num_samples: int, chunk_size: int | None, prepare: Prepare) -> Coder:
+    """A coder that scans exactly ``num_samples`` candidates (ORC, MRC): index in ``[0, N)``.
+
+    ``chunk_size`` defaults to ``min(N, 1024)``; ``Code.exhausted`` is always False, since
+    running out of candidates is the design.
+    """
+    check_positive_int("num_samples", num_samples, search.MAX_CANDIDATES)
+    chunk_size = min(num_samples, 1024) if chunk_size is None else chunk_size
+    return scan_coder(
+        CoderSpec(name, (("num_samples", num_samples), ("chunk_size", chunk_size))),
+        prepare=prepare,
+        finish=lambda res: Code(res.index, res.steps, jax.numpy.zeros_like(res.stopped)),
+        chunk_size=chunk_size,
+        max_candidates=num_samples,
+    )
