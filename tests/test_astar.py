@@ -1,0 +1,274 @@
+"""Tests for A* coding: AS*, AD* (exact) and DAD* (depth-limited, approximate)."""
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import jaxrec
+from jaxrec import treesearch as ts
+from jaxrec.errors import InvalidArgumentError
+
+astar_mod = importlib.import_module("jaxrec.coders.astar")  # the package re-exports the factory as `astar`
+
+N = 5000
+# (target loc, target scale, prior loc, prior scale): bounded ratios, D_inf from 0.6 to 12 bits.
+KS_PAIRS = [(1.0, 0.25, 0.0, 1.0), (3.0, 0.3, 1.0, 2.0), (-1.3, 0.002, -1.0, 0.5)]
+CODERS = {"astar": jaxrec.astar(), "adstar": jaxrec.adstar()}
+SPLITS = {"astar": astar_mod.SAMPLE_SPLIT, "adstar": astar_mod.DYADIC_SPLIT, "dadstar": astar_mod.DYADIC_SPLIT}
+DAD_DEPTHS = (2, 5)
+DAD_CODERS = {d: jaxrec.dadstar(d) for d in DAD_DEPTHS}
+
+
+_VMAPPED = {}
+
+
+def _vmapped(coder):
+    """Jitted ``vmap(encode)``, ``vmap(decode)`` over keys, targets and priors, built once per function
+    (coders of one split share their decode function, so AD* and DAD* share compilations)."""
+    for fn in (coder.encode, coder.decode):
+        if fn not in _VMAPPED:
+            _VMAPPED[fn] = jax.jit(jax.vmap(fn))
+    return _VMAPPED[coder.encode], _VMAPPED[coder.decode]
+
+
+SINGLE_ASTAR = jax.jit(CODERS["astar"].encode)
+
+
+def _problems(pairs, n, seed):
+    """Keys, targets and priors for ``n`` draws of each pair, batched ``(len(pairs) * n,)``."""
+    rows = np.repeat(np.asarray(pairs, dtype=np.float32), n, axis=0)
+    keys = jax.random.split(jax.random.key(seed), rows.shape[0])
+    target = jaxrec.DiagGaussian(rows[:, 0:1], rows[:, 1:2])
+    prior = jaxrec.DiagGaussian(rows[:, 2:3], rows[:, 3:4])
+    return keys, target, prior
+
+
+@pytest.fixture(scope="module")
+def ks_runs():
+    """Both exact coders on the KS problems: ``{name: (problems, codes, decoded xs)}``."""
+    problems = _problems(KS_PAIRS, N, seed=1)
+    runs = {}
+    for name, coder in CODERS.items():
+        enc, dec = _vmapped(coder)
+        codes = enc(*problems)
+        runs[name] = (problems, codes, np.asarray(dec(problems[0], codes, problems[2])[:, 0]))
+    return runs
+
+
+@pytest.mark.parametrize("name", sorted(CODERS))
+def test_exact_ks(ks_runs, name):
+    _, codes, xs = ks_runs[name]
+    assert not np.asarray(codes.exhausted).any()
+    for i, (mu, s, _, _) in enumerate(KS_PAIRS):
+        sample = xs[i * N : (i + 1) * N]
+        assert stats.kstest(sample, stats.norm(mu, s).cdf).pvalue > 1e-3, (i, mu, s)
+
+
+def _reference_node(key, target, prior, split, max_depth):
+    """Exact argmax of ``ln r(X) - ln T`` over the tree, by depth-first search with pruning.
+
+    Independent of the coder's priority queue; uses its node generator (jitted, as in the coder).
+    """
+    ratio = astar_mod._gaussian_ratio(target, prior)
+    words = ts.path_words(max_depth)
+    root, score, bound = _ROOT(key, ratio, words, prior.dtype, split)
+    best_score, best = float(score), root
+    stack = [(float(bound), root)]
+    while stack:
+        b, node = stack.pop()
+        if b <= best_score or int(node.depth) >= max_depth:
+            continue
+        kids, scores, bounds = _CHILDREN(key, ratio, node, split)
+        for i in range(2):
+            kid = jax.tree.map(lambda a: a[i], kids)
+            if float(scores[i]) > best_score:
+                best_score, best = float(scores[i]), kid
+            stack.append((float(bounds[i]), kid))
+    return best, _NODE_SAMPLE(best, prior, split)
+
+
+@jax.jit
+def _affine(prior, z):
+    return prior.loc + prior.scale * z
+
+
+def _NODE_SAMPLE(node, prior, split):
+    if int(node.depth) == 0:
+        z = _ROOT_SAMPLE(node.u, split)[0]
+    else:
+        z = _SAMPLE(node.lo, node.hi, node.u, split)[0]
+    return _affine(prior, z)
+
+
+_ROOT = jax.jit(astar_mod._root, static_argnums=(2, 3, 4))
+_CHILDREN = jax.jit(astar_mod._children, static_argnums=3)
+_ROOT_SAMPLE = jax.jit(astar_mod._root_sample_and_cut, static_argnums=1)
+_SAMPLE = jax.jit(astar_mod._sample_and_cut, static_argnums=3)
+
+
+def _lane(problems, i):
+    keys, target, prior = problems
+    return keys[i], jax.tree.map(lambda a: a[i], target), jax.tree.map(lambda a: a[i], prior)
+
+
+def test_astar_search_matches_reference_and_decodes_the_chosen_node(ks_runs):
+    # (the dyadic search is checked against the reference through DAD*)
+    name = "astar"
+    problems, codes, xs = ks_runs[name]
+    for i in [0, 1, 2, N, N + 1, 2 * N, 2 * N + 1, 2 * N + 2]:
+        key, target, prior = _lane(problems, i)
+        node, x = _reference_node(key, target, prior, SPLITS[name], astar_mod.DEFAULT_MAX_DEPTH)
+        assert ts.heap_index(codes.depth[i], codes.path[i]) == ts.heap_index(node.depth, node.path)
+        # decode(encode) is the chosen node's sample: bit for bit in one batch layout, within a few
+        # ulps across layouts (XLA CPU rounds transcendentals differently for different array sizes).
+        np.testing.assert_allclose(float(x[0]), xs[i], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(CODERS))
+def test_determinism_and_vmap_invariance(ks_runs, name):
+    problems, codes, _ = ks_runs[name]
+    enc, _ = _vmapped(CODERS[name])
+    again = enc(*problems)  # the same compiled search, run again
+    for field in ("depth", "path", "steps", "exhausted"):
+        np.testing.assert_array_equal(getattr(again, field), getattr(codes, field))
+    if name != "astar":
+        return  # one un-vmapped compilation is enough
+    for i in [5, N + 5, 2 * N + 5]:
+        single = SINGLE_ASTAR(*_lane(problems, i))
+        assert ts.heap_index(single.depth, single.path) == ts.heap_index(codes.depth[i], codes.path[i])
+        assert int(single.steps) == int(codes.steps[i])
+
+
+# (target loc, target scale) against N(0, 1): D_inf from 1 to 35 bits.
+STEP_PAIRS = [(0.0, 0.5, 0.0, 1.0), (1.0, 0.25, 0.0, 1.0), (2.0, 0.05, 0.0, 1.0), (3.0, 0.01, 0.0, 1.0),
+              (4.0, 1e-3, 0.0, 1.0), (5.0, 1e-5, 0.0, 1.0)]
+
+
+@pytest.mark.parametrize("name", sorted(CODERS))
+def test_expected_steps_linear_in_dinf(name):
+    enc, _ = _vmapped(CODERS[name])
+    n = N // 2  # same batch size as the KS run: no recompilation
+    keys, target, prior = _problems(STEP_PAIRS, n, seed=2)
+    codes = enc(keys, target, prior)
+    assert not np.asarray(codes.exhausted).any()
+    steps = np.asarray(codes.steps).reshape(len(STEP_PAIRS), n).mean(axis=1)
+    depth = np.asarray(codes.depth).reshape(len(STEP_PAIRS), n).mean(axis=1)
+    dinf = np.array([float(jaxrec.dinf(jaxrec.DiagGaussian(m, s), jaxrec.DiagGaussian(pm, ps)))
+                     for m, s, pm, ps in STEP_PAIRS])
+    kl = np.array([float(jaxrec.kl(jaxrec.DiagGaussian(m, s), jaxrec.DiagGaussian(pm, ps)))
+                   for m, s, pm, ps in STEP_PAIRS])
+    # O(D_inf): measured about 2 D_inf + 2 node samples; PFR would need 2^D_inf (2.6e10 at the end).
+    assert np.all(steps <= 3.0 * dinf + 8.0), (steps, dinf)
+    assert steps[-1] / dinf[-1] < 2.5
+    assert np.all(np.diff(steps) > 0)  # and it does grow with D_inf
+    # O(D_KL) codelength: the heap index has about depth + 1 bits.
+    assert np.all(depth <= 1.1 * kl + 2.0), (depth, kl)
+    assert depth[-1] > 31  # paths past one uint32 word are exercised
+    # An exact search also runs on any lane whose ratio turned out unbounded under jit: flagged.
+
+
+def test_unbounded_ratio_under_jit_is_flagged():
+    code = SINGLE_ASTAR(jax.random.key(0), jaxrec.DiagGaussian(0.5, 2.0), jaxrec.DiagGaussian(0.0, 1.0))
+    assert bool(code.exhausted)
+
+
+@pytest.mark.parametrize(
+    "coder",
+    # AS* never queues more than one node on these problems (the child without the mode is bounded
+    # by its parent's score), so the queue overflow is provoked with AD*.
+    [jaxrec.adstar(capacity=1), jaxrec.astar(max_steps=5), jaxrec.adstar(max_depth=3)],
+    ids=["capacity", "max_steps", "max_depth"],
+)
+def test_limits_set_exhausted(coder):
+    enc = jax.jit(coder.encode)
+    prior = jaxrec.DiagGaussian(0.0, 1.0)
+    hard = jaxrec.DiagGaussian(0.0, 1e-4)  # D_inf = 13.3 bits: ~30 node samples, depth ~10, 2-3 queued
+    assert all(bool(enc(seed, hard, prior).exhausted) for seed in range(4))
+    easy = jaxrec.DiagGaussian(0.0, 0.9)  # D_inf = 0.15 bits: the root usually wins at once
+    assert not all(bool(enc(seed, easy, prior).exhausted) for seed in range(4))
+
+
+@pytest.fixture(scope="module")
+def dad_runs():
+    mu, s = 1.0, 0.25  # D_KL = 2.0 bits, D_inf = 2.8 bits
+    keys, target, prior = _problems([(mu, s, 0.0, 1.0)], N, seed=4)
+    runs = {}
+    for d, coder in DAD_CODERS.items():
+        enc, dec = _vmapped(coder)
+        codes = enc(keys, target, prior)
+        runs[d] = (codes, np.asarray(dec(keys, codes, prior)[:, 0]))
+    return (keys, target, prior), stats.norm(mu, s).cdf, runs
+
+
+def test_dadstar_bias_falls_with_depth(dad_runs):
+    _, cdf, runs = dad_runs
+    distance = {d: stats.kstest(xs, cdf).statistic for d, (_, xs) in runs.items()}
+    assert distance[2] > 0.05  # a depth-2 tree (7 samples) is far from Q ...
+    assert distance[2] > 3 * distance[5]
+    assert stats.kstest(runs[5][1], cdf).pvalue > 1e-3  # ... depth 5 (63 samples) is close
+    for d, (codes, _) in runs.items():
+        assert not np.asarray(codes.exhausted).any()  # hitting the depth limit is the design
+        assert int(np.asarray(codes.depth).max()) <= d  # heap index < 2^(d+1)
+    assert DAD_CODERS[2].decode is jaxrec.adstar().decode  # DAD* codes are AD* tree nodes
+
+
+def test_dadstar_is_the_argmax_over_its_tree(dad_runs):
+    problems, _, runs = dad_runs
+    codes, xs = runs[5]
+    for i in range(8):
+        key, target, prior = _lane(problems, i)
+        node, x = _reference_node(key, target, prior, SPLITS["dadstar"], 5)
+        assert ts.heap_index(codes.depth[i], codes.path[i]) == ts.heap_index(node.depth, node.path)
+        np.testing.assert_allclose(float(x[0]), xs[i], rtol=1e-6)
+
+
+def test_float64_far_tail():
+    with jax.enable_x64(True):
+        coder = jaxrec.astar(max_depth=128)
+        prior = jaxrec.DiagGaussian(jnp.zeros(1, jnp.float64), jnp.ones(1, jnp.float64))
+        mu, s = 6.0, 1e-9  # D_inf = 56 bits: depth ~55 (2 path words), far tail, intervals ~1e-9 wide
+        n = 2000
+        keys = jax.random.split(jax.random.key(6), n)
+        target = jaxrec.DiagGaussian(jnp.full((n, 1), mu), jnp.full((n, 1), s))
+        enc = jax.jit(jax.vmap(coder.encode, in_axes=(0, 0, None)))
+        dec = jax.jit(jax.vmap(coder.decode, in_axes=(0, 0, None)))
+        codes = enc(keys, target, prior)
+        xs = dec(keys, codes, prior)
+        assert xs.dtype == jnp.float64
+        assert not np.asarray(codes.exhausted).any()
+        assert np.asarray(codes.depth).mean() > 40
+        z = (np.asarray(xs[:, 0]) - mu) / s
+        assert stats.kstest(z, stats.norm().cdf).pvalue > 1e-3
+
+
+def test_bad_inputs_raise():
+    coder = jaxrec.astar()
+    p1 = jaxrec.DiagGaussian(0.0, 1.0)
+    with pytest.raises(InvalidArgumentError, match="1-D"):
+        coder.encode(0, jaxrec.DiagGaussian(jnp.zeros(2), 0.1 * jnp.ones(2)), jaxrec.DiagGaussian(jnp.zeros(2), jnp.ones(2)))
+    with pytest.raises(InvalidArgumentError, match="vmap"):
+        coder.encode(0, jaxrec.DiagGaussian(jnp.zeros((3, 1)), 0.1 * jnp.ones((3, 1))), p1)
+    with pytest.raises(InvalidArgumentError, match="bounded"):
+        coder.encode(0, jaxrec.DiagGaussian(0.0, 1.0), p1)
+    with pytest.raises(InvalidArgumentError, match="DiagGaussian"):
+        coder.encode(0, jaxrec.Uniform(0.0, 0.5), p1)
+    with pytest.raises(InvalidArgumentError, match="event sizes"):
+        coder.encode(0, jaxrec.DiagGaussian(jnp.zeros(2), jnp.ones(2)), p1)
+    with pytest.raises(InvalidArgumentError, match="seed"):
+        coder.encode(-1, jaxrec.DiagGaussian(0.0, 0.1), p1)
+    for factory, kwargs in [(jaxrec.astar, {"capacity": 0}), (jaxrec.adstar, {"max_steps": 0}),
+                            (jaxrec.astar, {"max_depth": 0}), (jaxrec.dadstar, {"depth": 0}),
+                            (jaxrec.dadstar, {"depth": 2.5}), (jaxrec.astar, {"capacity": 2**21})]:
+        with pytest.raises(InvalidArgumentError):
+            factory(**kwargs)
+    good = ts.TreeCode(jnp.int32(1), jnp.zeros((2,), jnp.uint32), jnp.int32(3), jnp.array(False))
+    with pytest.raises(InvalidArgumentError, match="TreeCode"):
+        coder.decode(0, jaxrec.Code(jnp.int32(1), jnp.int32(1), jnp.array(False)), p1)
+    with pytest.raises(InvalidArgumentError, match="vmap"):
+        coder.decode(0, good._replace(path=jnp.zeros((3, 2), jnp.uint32)), p1)
+    with pytest.raises(InvalidArgumentError, match="prior"):
+        coder.decode(0, good, jaxrec.DiagGaussian(jnp.zeros(2), jnp.ones(2)))

@@ -1,0 +1,146 @@
+"""Tests for iREC (auxiliary variables + beam search; approximate, fixed budget)."""
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import jaxrec
+from jaxrec import prng
+from jaxrec.errors import InvalidArgumentError
+
+irec_mod = importlib.import_module("jaxrec.coders.irec")  # the package re-exports the factory as `irec`
+
+N = 5000
+P1 = jaxrec.DiagGaussian(0.0, 1.0)
+MU, S = 1.5, 0.2  # D_KL = 3.25 bits
+# (num_samples, beam_width) with K = 2 auxiliary variables: budgets of 4 to 12 bits.
+BUDGETS = [(4, 1), (16, 1), (64, 1), (16, 4)]
+
+
+def _run(coder, target, prior, seed):
+    keys = jax.random.split(jax.random.key(seed), N)
+    codes = jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None)))(keys, target, prior)
+    xs = jax.jit(jax.vmap(coder.decode, in_axes=(0, 0, None)))(keys, codes, prior)
+    return keys, codes, np.asarray(xs)
+
+
+@pytest.fixture(scope="module")
+def budget_runs():
+    target = jaxrec.DiagGaussian(MU, S)
+    return {(n, b): _run(jaxrec.irec(n, 2, b), target, P1, seed=1) for n, b in BUDGETS}
+
+
+def _ks(xs):
+    return stats.kstest(xs[:, 0], stats.norm(MU, S).cdf).statistic
+
+
+def test_bias_falls_with_num_samples(budget_runs):
+    d = {n: _ks(budget_runs[(n, 1)][2]) for n in (4, 16, 64)}
+    assert d[4] > 0.3  # 4 bits of budget for 3.25 bits of KL: far from Q
+    assert d[4] > 2 * d[16] > 2 * 2 * d[64] > 0
+
+
+def test_bias_falls_with_beam_width(budget_runs):
+    assert _ks(budget_runs[(16, 1)][2]) > 2 * _ks(budget_runs[(16, 4)][2])
+
+
+def test_codes_are_in_range_and_steps_count_the_candidates(budget_runs):
+    for (n, b), (_, codes, xs) in budget_runs.items():
+        idx = np.asarray(codes.indices)
+        assert idx.shape == (N, 2) and idx.dtype == np.int32
+        assert idx.min() >= 0 and idx.max() < n
+        assert len(np.unique(idx[:, 0])) == n  # every candidate gets chosen sometimes
+        assert (np.asarray(codes.steps) == n + min(b, n) * n).all()
+        assert not np.asarray(codes.exhausted).any()
+        assert np.isfinite(xs).all()
+
+
+def test_decode_sums_the_chosen_candidates(budget_runs):
+    keys, codes, xs = budget_runs[(16, 4)]
+    fractions = np.full(2, 0.5)
+    for i in range(3):
+        total = 0.0
+        for k in range(2):
+            aux = jaxrec.DiagGaussian(0.0, np.sqrt(fractions[k]))
+            total += float(prng.candidates(keys[i], codes.indices[i, k : k + 1], aux, stream=k)[0, 0])
+        np.testing.assert_allclose(xs[i, 0], total, rtol=1e-6, atol=1e-6)
+
+
+def test_single_step_single_beam_is_gumbel_max_over_the_density_ratio():
+    """K = 1, B = 1: the index is argmax_n [ln r(X_n) + G_n] (MRC), with X_n the prior candidates."""
+    target = jaxrec.DiagGaussian(jnp.array([0.4, -1.0]), jnp.array([0.3, 0.5]))
+    prior = jaxrec.DiagGaussian(jnp.array([0.0, -0.5]), jnp.array([1.0, 2.0]))
+    coder = jaxrec.irec(32, 1)
+    encode, decode = jax.jit(coder.encode), jax.jit(coder.decode)
+    for seed in range(3):
+        key = jax.random.key(seed)
+        code = encode(key, target, prior)
+        xs = prior.loc + prng.candidates(key, jnp.arange(32), irec_mod._aux_prior(prior, 1.0), stream=0)
+        gumbel = jax.random.gumbel(prng.arrival_key(key, 0), (32,))
+        expected = int(jnp.argmax(jaxrec.log_ratio(target, prior, xs) + gumbel))
+        assert int(code.indices[0]) == expected
+        np.testing.assert_allclose(decode(key, code, prior), xs[expected], rtol=1e-6)
+
+
+def test_partial_sum_weights_match_the_density_ratio_at_the_end():
+    target = jaxrec.DiagGaussian(jnp.array([0.7, 2.0]), jnp.array([0.2, 1.5]))
+    prior = jaxrec.DiagGaussian(jnp.array([0.5, 1.0]), jnp.array([1.0, 0.8]))
+    b = jnp.array([[0.3, -0.2], [1.1, 2.0]])
+    got = irec_mod._log_partial_ratio(target, prior, 1.0, 0.0, b)
+    np.testing.assert_allclose(got, jaxrec.log_ratio(target, prior, prior.loc + b), rtol=1e-5)
+    # Monte Carlo: the target marginal of b_k (cumulative fraction L) is N(L dmu, L(1-L) s_p^2 + L^2 s_q^2).
+    done = 0.3
+    rng = np.random.default_rng(0)
+    z = rng.normal(0.7, 0.2, 200_000)
+    bk = done * (z - 0.5) + np.sqrt(done * (1 - done)) * rng.normal(size=z.shape)  # prior conditional given z
+    mean_q = done * 0.2
+    var_q = done * (1 - done) + done**2 * 0.04
+    assert abs(bk.mean() - mean_q) < 0.005 and abs(bk.var() - var_q) < 0.005
+
+
+def test_block_of_several_dimensions():
+    loc, scale = jnp.array([0.5, -0.3, 1.0]), jnp.array([0.5, 0.6, 0.4])  # 2.4 bits in all
+    target = jaxrec.DiagGaussian(loc, scale)
+    prior = jaxrec.DiagGaussian(jnp.zeros(3), jnp.ones(3))
+    coder = jaxrec.irec(64, 2, 4, variance_fractions=[2.0, 1.0])  # 12 bits of budget
+    _, codes, xs = _run(coder, target, prior, seed=2)
+    assert xs.shape == (N, 3)
+    for d in range(3):
+        assert stats.kstest(xs[:, d], stats.norm(loc[d], scale[d]).cdf).pvalue > 1e-3
+    assert dict(coder.spec.params)["variance_fractions"] == pytest.approx((2 / 3, 1 / 3))
+
+
+def test_determinism_and_vmap_invariance(budget_runs):
+    keys, codes, _ = budget_runs[(16, 4)]
+    coder = jaxrec.irec(16, 2, 4)
+    single = jax.jit(coder.encode)
+    target = jaxrec.DiagGaussian(MU, S)
+    for i in range(3):
+        np.testing.assert_array_equal(single(keys[i], target, P1).indices, codes.indices[i])
+        np.testing.assert_array_equal(single(keys[i], target, P1).indices, codes.indices[i])
+
+
+def test_bad_inputs_raise():
+    for kwargs in [dict(num_samples=0, num_aux=2), dict(num_samples=4, num_aux=0),
+                   dict(num_samples=4, num_aux=2, beam_width=0), dict(num_samples=4.0, num_aux=2),
+                   dict(num_samples=4, num_aux=2, variance_fractions=[1.0]),
+                   dict(num_samples=4, num_aux=2, variance_fractions=[1.0, -1.0]),
+                   dict(num_samples=4, num_aux=2, variance_fractions=[1.0, float("nan")])]:
+        with pytest.raises(InvalidArgumentError):
+            jaxrec.irec(**kwargs)
+    coder = jaxrec.irec(8, 2)
+    with pytest.raises(InvalidArgumentError, match="DiagGaussian"):
+        coder.encode(0, jaxrec.Uniform(0.0, 1.0), P1)
+    with pytest.raises(InvalidArgumentError, match="vmap"):
+        coder.encode(0, jaxrec.DiagGaussian(jnp.zeros((2, 1)), jnp.ones((2, 1))), P1)
+    with pytest.raises(InvalidArgumentError, match="event sizes"):
+        coder.encode(0, jaxrec.DiagGaussian(jnp.zeros(2), jnp.ones(2)), P1)
+    code = irec_mod.IrecCode(jnp.zeros(3, jnp.int32), jnp.int32(0), jnp.array(False))
+    with pytest.raises(InvalidArgumentError, match="shape"):
+        coder.decode(0, code, P1)
+    with pytest.raises(InvalidArgumentError, match="prior"):
+        coder.decode(0, code._replace(indices=jnp.zeros(2, jnp.int32)), jaxrec.Uniform(0.0, 1.0))

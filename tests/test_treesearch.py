@@ -1,0 +1,152 @@
+"""Tests for the tree-search core: the bounded priority queue and heap-index paths."""
+
+import heapq
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrec import treesearch as ts
+from jaxrec.errors import InvalidArgumentError
+
+ITEM = {"id": jnp.int32(0), "pair": jnp.zeros((2,), jnp.float32)}
+
+
+def _run_ops(capacity, is_push, priorities, ids):
+    """Replays a push/pop sequence in a lax.scan; per op: (popped priority, popped id, size, overflow)."""
+
+    def step(heap, op):
+        push, p, i = op
+        pushed = ts.heap_push(heap, p, {"id": i, "pair": jnp.stack([p, -p])}, when=push)
+        top, item, popped = ts.heap_pop(heap)
+        heap = jax.tree.map(lambda a, b: jnp.where(push, a, b), pushed, popped)
+        out_p = jnp.where(push, jnp.nan, top)
+        out_id = jnp.where(push | (heap.size < 0), -1, item["id"])
+        pair_ok = push | (top == -jnp.inf) | jnp.all(item["pair"] == jnp.stack([top, -top]))
+        return heap, (out_p, out_id, heap.size, heap.overflow, pair_ok)
+
+    heap = ts.heap_init(capacity, ITEM)
+    return jax.lax.scan(step, heap, (is_push, priorities, ids))[1]
+
+
+_run_ops_jit = jax.jit(_run_ops, static_argnums=0)
+
+
+@pytest.mark.parametrize(
+    "capacity,push_rate,seed,overflows", [(128, 0.5, 0, False), (16, 0.6, 1, True), (5, 0.5, 2, True), (1, 0.6, 3, True)]
+)
+def test_heap_matches_heapq(capacity, push_rate, seed, overflows):
+    rng = np.random.default_rng(seed)
+    n = 600
+    is_push = rng.random(n) < push_rate
+    # Coarse priorities force ties; ids are unique, so ties are checked by priority only.
+    priorities = np.round(rng.normal(size=n), 1).astype(np.float32)
+    ids = np.arange(n, dtype=np.int32)
+    out_p, out_id, size, overflow, pair_ok = map(
+        np.asarray, _run_ops_jit(capacity, jnp.asarray(is_push), jnp.asarray(priorities), jnp.asarray(ids))
+    )
+    ref, overflowed, pops = [], False, 0
+    for k in range(n):
+        if is_push[k]:
+            if len(ref) < capacity:
+                heapq.heappush(ref, (-priorities[k], ids[k]))
+            else:
+                overflowed = True
+        elif ref:
+            neg_p, _ = heapq.heappop(ref)
+            assert out_p[k] == -neg_p
+            assert priorities[out_id[k]] == -neg_p  # the popped item belongs to that priority
+            pops += 1
+        else:
+            assert out_p[k] == -np.inf
+        assert size[k] == len(ref)
+        assert bool(overflow[k]) == overflowed
+    assert pair_ok.all()
+    assert pops > 50
+    assert overflowed == overflows  # both regimes are exercised
+
+
+def test_heap_pop_empty_and_refill():
+    heap = ts.heap_init(4, ITEM)
+    top, _, heap2 = ts.heap_pop(heap)
+    assert top == -jnp.inf and heap2.size == 0 and not heap2.overflow
+    assert ts.heap_top(heap2) == -jnp.inf
+    for p in [3.0, 1.0, 2.0, 5.0]:
+        heap2 = ts.heap_push(heap2, p, {"id": jnp.int32(int(p)), "pair": jnp.zeros(2)})
+    heap2 = ts.heap_push(heap2, 9.0, {"id": jnp.int32(9), "pair": jnp.zeros(2)}, when=False)  # masked: no-op
+    assert heap2.size == 4 and not heap2.overflow
+    got = []
+    for _ in range(4):
+        top, item, heap2 = ts.heap_pop(heap2)
+        got.append((float(top), int(item["id"])))
+    assert got == [(5.0, 5), (3.0, 3), (2.0, 2), (1.0, 1)]
+    # Pool slots are recycled: refilling to capacity does not overflow.
+    for p in range(4):
+        heap2 = ts.heap_push(heap2, float(p), {"id": jnp.int32(p), "pair": jnp.zeros(2)})
+    assert heap2.size == 4 and not heap2.overflow
+    assert sorted(np.asarray(heap2.slot).tolist()) == [0, 1, 2, 3]
+
+
+def test_heap_under_vmap():
+    def fill(ps):
+        heap = ts.heap_init(8, ITEM)
+        for i in range(ps.shape[0]):
+            heap = ts.heap_push(heap, ps[i], {"id": jnp.int32(i), "pair": jnp.zeros(2)})
+        top, item, _ = ts.heap_pop(heap)
+        return top, item["id"]
+
+    ps = jax.random.normal(jax.random.key(0), (32, 6))
+    tops, ids = jax.jit(jax.vmap(fill))(ps)
+    np.testing.assert_array_equal(tops, ps.max(axis=1))
+    np.testing.assert_array_equal(ids, ps.argmax(axis=1))
+
+
+def test_heap_init_rejects_bad_capacity():
+    for bad in [0, -1, 2**21, 2.0, True]:
+        with pytest.raises(InvalidArgumentError, match="capacity"):
+            ts.heap_init(bad, ITEM)
+
+
+@pytest.mark.parametrize("index", [1, 2, 3, 5, 12, 2**31 - 1, 2**31, 2**40 + 12345, 2**70 + 3])
+def test_heap_index_round_trip(index):
+    depth, path = ts.from_heap_index(index, max_depth=80)
+    assert int(depth) == index.bit_length() - 1
+    assert path.shape == (ts.path_words(80),) and path.dtype == jnp.uint32
+    assert ts.heap_index(depth, path) == index
+
+
+def test_path_bits_build_the_heap_index():
+    rng = np.random.default_rng(5)
+    bits = rng.integers(0, 2, size=70)
+    path = jnp.zeros((ts.path_words(70),), jnp.uint32)
+    index = 1
+    for level, bit in enumerate(bits, start=1):
+        path = ts.with_bit(path, jnp.int32(level), jnp.int32(bit))
+        index = 2 * index + int(bit)
+        assert ts.heap_index(level, path) == index
+    for level, bit in enumerate(bits, start=1):
+        assert int(ts.path_bit(path, jnp.int32(level))) == bit
+    # prefix(path, d) is the ancestor at depth d.
+    for d in [0, 1, 31, 32, 33, 64, 70]:
+        assert ts.heap_index(d, ts.prefix(path, jnp.int32(d))) == index >> (70 - d)
+
+
+def test_from_heap_index_rejects_bad_input():
+    with pytest.raises(InvalidArgumentError):
+        ts.from_heap_index(0, 10)
+    with pytest.raises(InvalidArgumentError):
+        ts.from_heap_index(2**11, 10)  # depth 11 > 10
+    assert ts.path_words(1) == 1 and ts.path_words(32) == 1 and ts.path_words(33) == 2
+
+
+def test_node_keys_depend_on_depth_and_path_only():
+    key = jax.random.key(3)
+    d1, p1 = ts.from_heap_index(0b1011, 40)  # depth 3
+    d2, p2 = ts.from_heap_index(0b10110, 40)  # its left child: same path bits, depth 4
+    data = lambda k: np.asarray(jax.random.key_data(k))
+    k1 = ts.node_key(key, d1, p1)
+    assert (data(k1) == data(ts.node_key(key, d1, p1))).all()
+    assert not (data(k1) == data(ts.node_key(key, d2, p2))).all()
+    assert not (data(ts.location_key(k1)) == data(ts.private_key(k1))).all()
+    assert not (data(k1) == data(ts.node_key(jax.random.key(4), d1, p1))).all()
