@@ -1,0 +1,148 @@
+"""The VAE as a lossless codec: exact round trips through bytes, rate accounting, integer tables."""
+
+import decimal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from scipy.special import betaln, gammaln
+
+import jaxrec
+from jaxrec import codec, lossless
+from jaxrec.blocks import BlockPlan
+from jaxrec.errors import FormatError
+from jaxrec.models import vae
+
+CONFIG = vae.VAEConfig(image_shape=(6, 5), latent_dim=4, hidden=(16,))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return vae.VAE(CONFIG, rngs=nnx.Rngs(3))  # untrained
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (5, *CONFIG.image_shape), dtype=np.uint8)
+    x[:, :2] = 0  # some MNIST-like background
+    return x
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return BlockPlan(order=np.array([2, 0, 3, 1]), sizes=np.array([2, 2]), budget_bits=8.0)
+
+
+@pytest.mark.parametrize("coder", [jaxrec.orc(2**6), jaxrec.pfr(chunk_size=64)], ids=["orc", "pfr"])
+def test_exact_lossless_round_trip_through_bytes(model, images, plan, coder):
+    report = codec.compress_report(model, images, key=7, coder=coder, plan=plan)
+    assert all(isinstance(f, bytes) for f in report.files)
+    decoded = np.asarray(codec.decompress_batch(model, report.files, plan=plan))
+    np.testing.assert_array_equal(decoded, images)
+    single = np.asarray(codec.decompress(model, report.files[2], plan=plan))
+    np.testing.assert_array_equal(single, images[2])
+
+
+def decoded_latents(report, plan, coder, key, prior):
+    """z of every item, rebuilt here from the codes and the documented key layout
+    ``fold_in(fold_in(key, item), block)``."""
+    _, prior_blocks = plan.split(prior, prior)
+    base = jaxrec.prng.as_key(key)
+    n, num_blocks = report.code.index.shape
+    latents = []
+    for i in range(n):
+        blocks = [
+            coder.decode(
+                jaxrec.prng.fold_in_index(jaxrec.prng.fold_in_index(base, i), b),
+                jax.tree.map(lambda a: a[i, b], report.code),
+                jax.tree.map(lambda a: a[b], prior_blocks),
+            )
+            for b in range(num_blocks)
+        ]
+        latents.append(plan.merge(jnp.stack(blocks)))
+    return latents
+
+
+def test_rate_accounting_sums(model, images, plan):
+    coder = jaxrec.orc(2**6)
+    report = codec.compress_report(model, images, key=1, coder=coder, plan=plan)
+    latents = decoded_latents(report, plan, coder, 1, model.prior())
+    for x, z, rate, data in zip(images, latents, report.rates, report.files):
+        assert rate.index_bits == pytest.approx(plan.num_blocks * 6.0)
+        weights = np.asarray(model.likelihood(z)).reshape(-1, 256).astype(np.float64)
+        probs = weights[np.arange(weights.shape[0]), x.reshape(-1)] / weights.sum(axis=1)
+        assert rate.data_bits == pytest.approx(-np.log2(probs).sum(), rel=1e-9)
+        assert rate.ideal_bits == rate.index_bits + rate.data_bits
+        assert rate.header_bytes + rate.payload_bytes == len(data)
+        # two ANS streams, each at most about two 32-bit words over its ideal length
+        assert rate.ideal_bits - 1 <= 8 * rate.payload_bytes <= rate.ideal_bits + 2 * 64 + 8
+
+
+def test_likelihood_is_integer_and_batch_jit_invariant(model):
+    z = jax.random.normal(jax.random.key(0), (7, CONFIG.latent_dim)) * 2.0
+    w = np.asarray(jax.jit(jax.vmap(model.likelihood))(z))
+    assert w.dtype == np.int32 and w.shape == (7, *CONFIG.image_shape, 256)
+    assert w.min() >= 1 and w.max() <= 2**30 + 1
+    for i in (0, 6):
+        np.testing.assert_array_equal(np.asarray(model.likelihood(z[i])), w[i])  # eager, unbatched
+
+
+def test_integer_mlp_tracks_the_float_decoder(model):
+    z = jax.random.normal(jax.random.key(1), (50, CONFIG.latent_dim))
+    layers = [(l.kernel.get_value(), l.bias.get_value()) for l in model.decoder.layers]
+    j = np.asarray(lossless.integer_mlp(layers, z))
+    exact = np.asarray(model.decoder(z)) * 2**lossless.PARAM_FRAC_BITS
+    assert np.abs(j - exact).max() <= 0.5 + 0.05  # rounding to the grid plus fixed-point error
+
+
+@pytest.mark.parametrize("log2_a,log2_b", [(-8.0, -8.0), (-3.5, 0.25), (0.0, 0.0), (2.0, 7.0), (8.0, -6.0), (5.5, 5.5)])
+def test_beta_binomial_weights_match_the_exact_pmf(log2_a, log2_b):
+    scale = 2**lossless.PARAM_FRAC_BITS
+    w = np.asarray(lossless.beta_binomial_weights(jnp.int32(log2_a * scale), jnp.int32(log2_b * scale)))
+    a, b, n, k = 2.0**log2_a, 2.0**log2_b, 255, np.arange(256)
+    log_p = gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1) + betaln(k + a, n - k + b) - betaln(a, b)
+    p = np.exp(log_p)
+    q = w / w.sum()
+    assert p[w.argmax()] >= p.max() * (1 - 1e-3)  # the table's mode is a mode of the pmf
+    kl_bits = np.sum(p * (log_p - np.log(q))) / np.log(2)
+    assert kl_bits < 1e-4
+    big = p > 1e-6
+    np.testing.assert_allclose(q[big], p[big], rtol=3e-3)
+
+
+def test_table_rounding_uses_exact_arithmetic_near_ties():
+    # float64 says 2.5000000001 (rounds up); the exact value just below the tie must win
+    got = lossless._round_fixed(np.array([2.5000000001, 7.2]), lambda i: decimal.Decimal("2.49999999999"))
+    np.testing.assert_array_equal(got, [2, 7])
+    log2_int, shifted = lossless._log2_tables()
+    assert log2_int[8] == 3 * 2**16 and shifted[0, 256] == 0 and shifted[1, 256] == 2**16  # log2 1, log2(1 + 1)
+
+
+def test_train_evaluate_and_checkpoint_round_trip(tmp_path, images):
+    m = vae.VAE(CONFIG, rngs=nnx.Rngs(0))
+    data = np.tile(images, (20, 1, 1))
+    history = vae.train(m, data, epochs=3, batch_size=20, learning_rate=3e-3, progress=False)
+    assert history[-1] < history[0]
+    path = tmp_path / "vae.msgpack"
+    vae.save_checkpoint(path, m, {"epochs": 3})
+    loaded, meta = vae.load_checkpoint(path)
+    assert meta == {"epochs": 3} and loaded.config == CONFIG
+    z = jnp.linspace(-2.0, 2.0, CONFIG.latent_dim)
+    np.testing.assert_array_equal(np.asarray(loaded.likelihood(z)), np.asarray(m.likelihood(z)))
+    terms = vae.evaluate(loaded, images)
+    assert terms.kl_bits.shape == (5,) and np.all(terms.kl_bits > 0) and np.all(terms.nll_bits > 0)
+    (tmp_path / "bad").write_bytes(b"not a checkpoint")
+    with pytest.raises(FormatError):
+        vae.load_checkpoint(tmp_path / "bad")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        vae.load_checkpoint(tmp_path / "missing")
+
+
+def test_posterior_is_narrower_than_the_prior(model, images):
+    q = model.target(images[0])
+    assert q.batch_shape == () and q.event_size == CONFIG.latent_dim
+    assert np.all(np.asarray(q.scale) < 1.0)
+    assert np.all(np.isfinite(np.asarray(jaxrec.log_sup_ratio(q, model.prior(), per_dim=True))))
