@@ -118,8 +118,8 @@ def main() -> None:
     for dim in (5, 64):
         roof = roofline(dim, args.chunk, num_chunks=2048 if not args.quick else 256)
         single, mean_steps = single_throughput(dim, single_bits[dim], args.chunk, num_keys=4)
-        # encode_batch's default schedule: 128-candidate lane chunks, 128 lanes
-        b = batch_throughput(dim, batch_bits, batch, chunk=128, lanes=128)
+        # encode_batch's default schedule (512-candidate lane chunks, 32 lanes); vmap with the same chunks
+        b = batch_throughput(dim, batch_bits, batch, chunk=512, lanes=32)
         rows.append(
             {
                 "D": dim,

@@ -98,6 +98,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxrec import container, prng
 from jaxrec.blocks import BlockPlan, single_block
 from jaxrec.coders import Coder, CoderSpec, mrc, orc, pfr
+from jaxrec.coders.gprs import gprs
 from jaxrec.coders.scan import encode_batch
 from jaxrec.coders.sp_orc import sp_orc
 from jaxrec.coders.sp_pfr import sp_pfr
@@ -271,6 +272,11 @@ def _check_bounded(target: Distribution, prior: Distribution) -> None:
 
 register_coder("pfr", pfr, params=("chunk_size", "max_steps"), models=_pfr_models, check=_check_bounded)
 register_coder("orc", orc, params=("num_samples", "chunk_size"), models=_uniform_models)
+# GPRS codes one-dimensional blocks (a plan with one latent dimension per block); its index is
+# PFR-like (E log2(index + 1) <~ KL + 1), hence the same Zipf model.
+register_coder(
+    "gprs", gprs, params=("num_streams", "chunk_size", "max_steps"), models=_pfr_models, check=_check_bounded
+)
 register_coder("mrc", mrc, params=("num_samples", "chunk_size"), models=_uniform_models)
 register_coder(
     "sp_pfr", sp_pfr, params=("chunk_size", "max_steps", "table_size"), fields=("bin", "index"),

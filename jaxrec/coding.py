@@ -47,12 +47,17 @@ __all__ = [
     "UniformModel",
     "ZipfModel",
     "decode_indices",
+    "decode_sp",
     "decode_streams",
     "elias_delta_bits",
     "elias_gamma_bits",
     "encode_indices",
+    "encode_sp",
     "encode_streams",
     "ideal_bits",
+    "sp_ideal_bits",
+    "sp_index_budget_bits",
+    "sp_models",
     "uniform_bits",
     "zipf_bits",
     "zipf_exponent",
@@ -413,7 +418,7 @@ class CategoricalModel:
     encoded. A single-symbol alphabet writes nothing.
 
     Attributes:
-      probs: the weights; normalised when used.
+      probs: the weights, normalised to sum to 1 at construction.
     """
 
     probs: tuple[float, ...]
@@ -430,7 +435,8 @@ class CategoricalModel:
             raise InvalidArgumentError(f"probs must be finite and >= 0, got {p[bad[0]]!r} at position {bad[0]}")
         if not p.sum() > 0:
             raise InvalidArgumentError("probs must have a positive sum")
-        object.__setattr__(self, "probs", tuple(float(v) for v in p))
+        p = p / p.max()  # first by the max: tiny (subnormal) or huge weights normalise without under/overflow
+        object.__setattr__(self, "probs", tuple(float(v) for v in p / p.sum()))
 
     def _check(self, idx: np.ndarray) -> None:
         _check_upper(idx, len(self.probs) - 1, f"[0, {len(self.probs)}) of CategoricalModel")
@@ -558,3 +564,67 @@ def encode_indices(indices: Any, model: IndexModel) -> bytes:
 def decode_indices(data: bytes, model: IndexModel, count: int) -> np.ndarray:
     """Decode ``count`` indices, int64 shape ``(count,)``, written by :func:`encode_indices`."""
     return decode_streams(data, [(model, count)])[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Space-partitioning codes (jaxrec.sp_pfr, jaxrec.sp_orc): a bin multi-index and a within-bin index
+# --------------------------------------------------------------------------------------------------
+
+
+def sp_index_budget_bits(kl_budget_bits: Any, log2_num_bins: Any) -> Any:
+    r"""KL budget for the within-bin index of a space-partitioning code: ``max(KL - log2 J, 0)``.
+
+    The winner's within-bin index has :math:`\mathbb E\log_2(n^*+1) \le \mathbb E_Q\log_2(1 + r/J)
+    \le (\mathrm{KL} - \log_2 J) + \mathbb E_Q[(\log_2 J - \log_2 r)_+] + 1` (space-partitioning.md
+    §5.4), so ``zipf_exponent(sp_index_budget_bits(KL, log2 J))`` (``eta = budget + 1``) fits when
+    ``log2 J`` stays below the typical ``log2 r``.  Both sides derive it from shared statistics
+    (e.g. the block's MI and its partition), never from the item's own KL.  Works on floats or arrays.
+    """
+    return np.maximum(np.asarray(kl_budget_bits, np.float64) - np.asarray(log2_num_bins, np.float64), 0.0)
+
+
+def sp_ideal_bits(index: Any, num_intervals: Any, alpha: Any) -> jax.Array:
+    r"""Ideal length of a space-partitioning code: :math:`\log_2 J + \text{zipf\_bits}(n, \alpha)`.
+
+    The bin costs :math:`\sum_d \log_2 J_d = \log_2 J` (uniform per axis: optimal when the prior is
+    the marginal, since then the winner's bin is marginally uniform), the within-bin index its Zipf
+    code.
+
+    Args:
+      index: within-bin indices, any shape ``S``.
+      num_intervals: ``J_d``, ``(..., D)`` broadcastable against ``S``.
+      alpha: Zipf exponent (e.g. ``zipf_exponent(sp_index_budget_bits(KL, log2 J))``).
+    """
+    log2_j = jnp.sum(jnp.log2(jnp.asarray(num_intervals, dtype=float)), axis=-1)
+    return log2_j + zipf_bits(index, alpha)
+
+
+def sp_models(num_intervals: Any, index_model: IndexModel) -> list[IndexModel]:
+    """The models of a space-partitioning stream: ``UniformModel(J_d)`` per axis, then ``index_model``
+    (a :class:`ZipfModel` for SP-PFR; ``UniformModel(N)`` or a Zipf model for SP-ORC)."""
+    counts = np.asarray(num_intervals)
+    if counts.ndim != 1 or counts.size == 0 or not np.issubdtype(counts.dtype, np.integer) or counts.min() < 1:
+        raise InvalidArgumentError(f"num_intervals must be a non-empty 1-D array of ints >= 1, got {counts!r}")
+    return [UniformModel(int(j)) for j in counts] + [_as_model(index_model)]
+
+
+def encode_sp(bins: Any, index: Any, num_intervals: Any, index_model: IndexModel) -> bytes:
+    """Bytes of ``B`` space-partitioning codes: ``bins`` ``int[B, D]`` (``SPCode.bin``) and ``index``
+    ``int[B]`` (``SPCode.index``), one stream per axis (uniform over its ``J_d`` intervals; axes with
+    ``J_d = 1`` write nothing) and one for the indices.  Raises :class:`InvalidArgumentError` for a
+    bin outside ``[0, J_d)`` or a shape mismatch."""
+    models = sp_models(num_intervals, index_model)
+    bins, index = np.asarray(bins), np.asarray(index)
+    if bins.ndim != 2 or bins.shape[1] != len(models) - 1 or index.shape != bins.shape[:1]:
+        raise InvalidArgumentError(
+            f"expected bins [B, {len(models) - 1}] and index [B], got {list(bins.shape)} and {list(index.shape)}"
+        )
+    return encode_streams([(bins[:, d], m) for d, m in enumerate(models[:-1])] + [(index, models[-1])])
+
+
+def decode_sp(data: bytes, num_intervals: Any, index_model: IndexModel, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode_sp`: ``(bins int64[count, D], index int64[count])``; corrupt bytes
+    raise :class:`~jaxrec.errors.FormatError`."""
+    models = sp_models(num_intervals, index_model)
+    streams = decode_streams(data, [(m, count) for m in models])
+    return np.stack(streams[:-1], axis=-1), streams[-1]

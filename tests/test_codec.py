@@ -358,3 +358,17 @@ def test_exhausted_search_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert jaxrec.decompress(codec, data).shape == (2,)
+
+
+def test_gprs_round_trip_with_one_dimension_per_block():
+    """GPRS codes 1-D blocks: a plan with one latent dimension per block, decoded from the header."""
+    codec = GaussianChannel(4)
+    xs = channel_items(3, 4, seed=6)
+    plan = plan_blocks(np.full(4, 2.0), 2.0, key=0, max_block_size=1)
+    assert plan.num_blocks == 4
+    coder = jaxrec.gprs(chunk_size=32, max_steps=2**14)
+    report = jcodec.compress_report(codec, xs, key=8, coder=coder, plan=plan, devices=jax.devices()[:1])
+    assert jcodec.describe(report.files[0])["coder"] == "gprs"
+    decoded = jaxrec.decompress_batch(codec, report.files, plan=plan)
+    expected = expected_latents(plan, codec.prior(), 8, np.arange(3), report.code.index)
+    np.testing.assert_array_equal(decoded, expected)

@@ -1,0 +1,270 @@
+"""Partitions: equal-mass grids, tail-accurate in-bin sampling, bit allocation, bin weights."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import special, stats
+
+import jaxrec
+from jaxrec.distributions import interval_log_sup_ratio
+from jaxrec.errors import InvalidArgumentError
+from jaxrec.partition import Partition, allocate_bits, partition_from_mi, sample_bins
+from jaxrec import partition as partition_lib
+
+LN2 = np.log(2.0)
+# Jitted once per module (the weight policy is static).
+axis_tables = jax.jit(partition_lib.axis_tables, static_argnums=3)
+reweighted_dinf = jax.jit(partition_lib.reweighted_dinf, static_argnums=3)
+reweighted_kl = jax.jit(partition_lib.reweighted_kl, static_argnums=3)
+
+
+def _std_normal(d, dtype=jnp.float32):
+    return jaxrec.DiagGaussian(jnp.zeros(d, dtype), jnp.ones(d, dtype))
+
+
+# ------------------------------------------------------------------------------------------------
+# Grid
+
+
+def test_edges_have_equal_prior_mass_in_both_tails():
+    prior = jaxrec.DiagGaussian(jnp.array([1.0, -2.0]), jnp.array([2.0, 0.5]))
+    part = Partition(np.array([1024, 3]))
+    edges = np.asarray(part.edges(prior), np.float64)
+    assert edges.shape == (2, 1025)
+    z = (edges - np.array([[1.0], [-2.0]])) / np.array([[2.0], [0.5]])
+    k = np.arange(1025)
+    # Axis 0: log CDF below the median, log SF above it, both to float32 accuracy.
+    lower, upper = k <= 512, k >= 512
+    np.testing.assert_allclose(special.log_ndtr(z[0, lower][1:]), np.log(k[lower][1:] / 1024), rtol=1e-5)
+    np.testing.assert_allclose(special.log_ndtr(-z[0, upper][:-1]), np.log((1024 - k[upper][:-1]) / 1024), rtol=1e-5)
+    assert z[0, 0] == -np.inf and z[0, 1024] == np.inf
+    np.testing.assert_allclose(special.ndtr(z[1, :4]), [0, 1 / 3, 2 / 3, 1], atol=1e-6)
+    assert np.all(np.isinf(edges[1, 4:]))  # padding
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("num, k", [(2**20, 0), (2**20, 2**20 - 1), (2**30, 0), (2**30, 2**30 - 1), (5, 2), (1, 0)])
+def test_sample_in_bin_is_the_truncated_prior_far_in_the_tails(dtype, num, k):
+    """J * P(x < X | X in bin) - k must be Uniform(0, 1): checked in float64 with scipy's log_ndtr."""
+    with jax.enable_x64(dtype == jnp.float64):
+        prior = _std_normal(1, dtype)
+        part = Partition(np.array([num]))
+        bits = jax.random.bits(jax.random.key(1), (5000, 1), jnp.uint32)
+        bins = jnp.full((5000, 1), k, jnp.int32)
+        xs = np.asarray(jax.jit(jax.vmap(lambda b, u: part.sample_in_bin(prior, b, u)))(bins, bits), np.float64)[:, 0]
+        assert np.all(np.isfinite(xs))
+    # The bin's edges (part.edges would build the whole 2^30-entry table).
+    lo, hi = (stats.norm.ppf(i / num) if 2 * i <= num else stats.norm.isf((num - i) / num) for i in (k, k + 1))
+    assert np.all(xs >= lo - 1e-6 * (1 + abs(xs))) and np.all(xs <= hi + 1e-6 * (1 + abs(xs)))
+    # Position inside the bin in probability units, from whichever tail is accurate.
+    lower_half = 2 * k + 1 <= num
+    if lower_half:
+        pos = np.exp(special.log_ndtr(xs) + np.log(num)) - k
+    else:
+        pos = (num - k) - np.exp(special.log_ndtr(-xs) + np.log(num))
+    pos = np.clip(pos, 0.0, 1.0)
+    assert stats.kstest(pos, "uniform").pvalue > 1e-3
+
+
+def test_sample_in_bin_reaches_the_float32_far_tail():
+    prior = _std_normal(1)
+    part = Partition(np.array([2**30]))
+    x_low = part.sample_in_bin(prior, jnp.array([0]), jnp.array([0], jnp.uint32))
+    x_high = part.sample_in_bin(prior, jnp.array([2**30 - 1]), jnp.array([2**32 - 1], jnp.uint32))
+    # u = 2^-33 in a bin of mass 2^-30: P-quantile 2^-63, z = -9.37 (naive float32 inversion stops near 5.4).
+    np.testing.assert_allclose(float(x_low[0]), stats.norm.ppf(2.0**-63), rtol=1e-4)
+    np.testing.assert_allclose(float(x_high[0]), -stats.norm.ppf(2.0**-63), rtol=1e-4)
+
+
+def test_stream_words_pack_the_multi_index_injectively():
+    counts = np.array([3, 2**20, 1, 2**30, 7, 2**9])  # 2 + 20 + 0 + 30 + 3 + 9 = 64 bits
+    part = Partition(counts)
+    rng = np.random.default_rng(0)
+    bins = np.stack([rng.integers(0, c, 2000) for c in counts], axis=-1)
+    hi, lo = part.stream_words(jnp.asarray(bins, jnp.int32))
+    widths = [int(c - 1).bit_length() for c in counts]
+    offsets = np.cumsum([0] + widths[:-1])
+    packed = [sum(int(b) << int(o) for b, o in zip(row, offsets)) for row in bins]
+    got = [(int(h) << 32) | int(l) for h, l in zip(np.asarray(hi), np.asarray(lo))]
+    assert got == packed
+
+
+def test_partition_validation():
+    with pytest.raises(InvalidArgumentError, match="64"):
+        Partition(np.array([2**30, 2**30, 2**10]))
+    with pytest.raises(InvalidArgumentError, match="num_intervals"):
+        Partition(np.array([0, 4]))
+    with pytest.raises(InvalidArgumentError, match="num_intervals"):
+        Partition(np.array([2.0, 4.0]))
+    with pytest.raises(InvalidArgumentError, match="max_intervals"):
+        Partition(np.array([8, 4]), max_intervals=4)
+    part = Partition.from_bits([3, 0, 2], max_intervals=16)
+    np.testing.assert_array_equal(part.num_intervals, [8, 1, 4])
+    assert part.max_intervals == 16 and float(part.log2_num_bins) == 5.0
+    leaves, treedef = jax.tree.flatten(part)
+    assert len(leaves) == 1 and jax.tree.unflatten(treedef, leaves).max_intervals == 16
+
+
+# ------------------------------------------------------------------------------------------------
+# Bits per axis
+
+
+def test_allocate_bits_mi_is_proportional_and_skips_uninformative_axes():
+    mi = np.array([4.0, 0.0, 2.0, 2.0, 0.01])
+    bits = allocate_bits(mi, 16)
+    assert bits.sum() == 16
+    np.testing.assert_array_equal(bits, [8, 0, 4, 4, 0])
+    odd = allocate_bits(np.array([1.0, 1.0, 1.0]), 7)
+    assert odd.sum() == 7 and odd.max() - odd.min() == 1
+    assert allocate_bits(mi, 0).sum() == 0
+
+
+def test_allocate_bits_random_strategies():
+    mi = np.array([0.0, 3.0, 3.0, 0.0, 3.0])
+    rand = allocate_bits(mi, 40, "random", seed=3)
+    assert rand.sum() == 40 and (rand[[0, 3]] > 0).any()
+    np.testing.assert_array_equal(rand, allocate_bits(mi, 40, "random", seed=3))
+    assert not np.array_equal(rand, allocate_bits(mi, 40, "random", seed=4))
+    informative = allocate_bits(mi, 40, "random_informative", seed=3)
+    assert informative.sum() == 40 and informative[0] == 0 and informative[3] == 0
+    part = partition_from_mi(mi, 12, "mi")
+    np.testing.assert_array_equal(part.num_intervals, [1, 16, 16, 1, 16])
+
+
+def test_allocate_bits_validation():
+    with pytest.raises(InvalidArgumentError, match="strategy"):
+        allocate_bits([1.0, 2.0], 3, "greedy")
+    with pytest.raises(InvalidArgumentError, match="total_bits"):
+        allocate_bits([1.0, 2.0], -1)
+    with pytest.raises(InvalidArgumentError, match="eligible"):
+        allocate_bits([0.0, 0.0], 3)
+    with pytest.raises(InvalidArgumentError, match="eligible"):
+        allocate_bits([1.0, 1.0], 61)
+    with pytest.raises(InvalidArgumentError, match="mi_bits"):
+        allocate_bits([1.0, np.nan], 3)
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-axis closed forms and bin weights
+
+
+def _brute_sup(log_r, lo, hi):
+    z = np.linspace(max(lo, -12.0), min(hi, 12.0), 200001)
+    return log_r(z).max()
+
+
+def _grows_to_infinity(mu, s, lo, hi):
+    """Whether log r is unbounded on (lo, hi) for Q = N(mu, s^2), P = N(0, 1)."""
+    if s > 1:
+        return np.isinf(lo) or np.isinf(hi)
+    if s == 1:
+        return (hi == np.inf and mu > 0) or (lo == -np.inf and mu < 0)
+    return False
+
+
+@pytest.mark.parametrize("mu, s", [(2.0, 0.05), (-1.0, 0.7), (0.3, 1.0), (0.0, 1.0), (0.5, 1.5)])
+def test_interval_sup_ratio_gauss_gauss_matches_a_grid(mu, s):
+    prior = _std_normal(1)
+    target = jaxrec.DiagGaussian(jnp.array([mu]), jnp.array([s]))
+    log_r = lambda z: stats.norm.logpdf(z, mu, s) - stats.norm.logpdf(z)
+    for lo, hi in [(-np.inf, -2.0), (-2.0, -0.5), (-0.5, 0.1), (0.1, 1.9), (1.9, 2.1), (2.5, np.inf)]:
+        got = float(interval_log_sup_ratio(target, prior, jnp.array([lo]), jnp.array([hi]))[0])
+        if _grows_to_infinity(mu, s, lo, hi):
+            assert got == np.inf
+        else:  # the sup lies inside [-12, 12] for these targets
+            np.testing.assert_allclose(got, _brute_sup(log_r, lo, hi), rtol=1e-4, atol=1e-4)
+
+
+def test_interval_sup_ratio_uniform_targets():
+    prior_g = jaxrec.DiagGaussian(jnp.array([0.0]), jnp.array([2.0]))
+    target = jaxrec.Uniform(jnp.array([-1.0]), jnp.array([0.5]))
+    got = interval_log_sup_ratio(target, prior_g, jnp.array([-3.0, -0.5, 1.0]), jnp.array([-0.5, 0.2, 2.0]))
+    want = [np.log(1 / 1.5) - stats.norm.logpdf(-1.0, 0, 2), np.log(1 / 1.5) - stats.norm.logpdf(-0.5, 0, 2), -np.inf]
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5)
+    prior_u = jaxrec.Uniform(jnp.array([-2.0]), jnp.array([2.0]))
+    got = interval_log_sup_ratio(target, prior_u, jnp.array([-2.0, 1.0]), jnp.array([0.0, 2.0]))
+    np.testing.assert_allclose(np.asarray(got), [np.log(4 / 1.5), -np.inf], rtol=1e-6)
+    with pytest.raises(InvalidArgumentError, match="interval"):
+        interval_log_sup_ratio(jaxrec.DiagGaussian(0.0, 1.0), prior_u, jnp.array([0.0]), jnp.array([1.0]))
+
+
+def _log_interval_mass(lo, hi, mu, s):
+    """log N(mu, s^2)([lo, hi)) in float64 from whichever tail is accurate."""
+    a, b = (lo - mu) / s, (hi - mu) / s
+    upper = a > 0
+    big, small = np.where(upper, special.log_ndtr(-a), special.log_ndtr(b)), np.where(upper, special.log_ndtr(-b), special.log_ndtr(a))
+    with np.errstate(divide="ignore"):
+        return big + np.log1p(-np.exp(small - big))
+
+
+def test_weights_and_reweighted_divergences_match_independent_float64_sums():
+    prior = _std_normal(2)
+    params = [(2.0, 0.05), (-0.4, 0.3)]
+    target = jaxrec.DiagGaussian(jnp.array([p[0] for p in params]), jnp.array([p[1] for p in params]))
+    counts = np.array([64, 8])
+    part = Partition(counts, max_intervals=64)
+    q_mass, sup_r = axis_tables(target, prior, part, "q_mass"), axis_tables(target, prior, part, "sup_ratio")
+    dinf_q, dinf_s, gain_q = 0.0, 0.0, 0.0
+    for d, (mu, s) in enumerate(params):
+        j = counts[d]
+        e = stats.norm.ppf(np.arange(j + 1) / j)
+        log_mass = _log_interval_mass(e[:-1], e[1:], mu, s)
+        np.testing.assert_allclose(q_mass.log_weight[d, :j], log_mass, rtol=2e-4, atol=2e-4)
+        assert np.all(np.isneginf(q_mass.log_weight[d, j:]))
+        z = np.clip(mu / (1 - s * s), e[:-1], e[1:])
+        log_sup = stats.norm.logpdf(z, mu, s) - stats.norm.logpdf(z)
+        np.testing.assert_allclose(sup_r.log_sup[d, :j], log_sup, rtol=1e-4, atol=1e-4)
+        # sup_ratio: pi ∝ sup r / J, and 2^{D_inf'} = (1/J) sum sup r.
+        np.testing.assert_allclose(sup_r.log_weight[d, :j], log_sup - special.logsumexp(log_sup), rtol=1e-4, atol=1e-3)
+        dinf_s += np.log2(np.exp(log_sup).sum() / j)
+        dinf_q += np.max(log_sup - np.log(j) - log_mass) / LN2
+        gain_q += np.sum(np.exp(log_mass) * (np.log(j) + log_mass)) / LN2
+    np.testing.assert_allclose(float(reweighted_dinf(target, prior, part, "sup_ratio")), dinf_s, rtol=1e-4)
+    np.testing.assert_allclose(float(reweighted_dinf(target, prior, part, "q_mass")), dinf_q, rtol=1e-3)
+    kl_full = float(jaxrec.kl(target, prior))
+    np.testing.assert_allclose(float(reweighted_kl(target, prior, part, "q_mass")), kl_full - gain_q, atol=2e-3)
+    # The reference notes' 1-D table (space-partitioning.md §5.2): the sup_ratio D_inf and q_mass KL columns.
+    for mu, s, j, dinf_sup, kl_q_ref in [(1.0, 0.1, 16, 0.94, 0.23), (2.0, 0.05, 1024, 0.20, 0.01), (0.5, 0.3, 64, 0.08, 0.00)]:
+        t = jaxrec.DiagGaussian(jnp.array([mu]), jnp.array([s]))
+        p1 = Partition(np.array([j]), max_intervals=1024)  # one table width: one compile
+        np.testing.assert_allclose(float(reweighted_dinf(t, _std_normal(1), p1, "sup_ratio")), dinf_sup, atol=0.01)
+        np.testing.assert_allclose(float(reweighted_kl(t, _std_normal(1), p1, "q_mass")), kl_q_ref, atol=0.01)
+
+
+def test_custom_policy_and_bad_policy():
+    prior, target = _std_normal(1), jaxrec.DiagGaussian(jnp.array([1.0]), jnp.array([0.2]))
+    part = Partition(np.array([16]))
+    def uniform(log_q, log_sup, log_p):
+        return jnp.zeros_like(log_q)
+
+    np.testing.assert_allclose(np.exp(axis_tables(target, prior, part, uniform).log_weight), 1 / 16, rtol=1e-6)
+    # Uniform weights are plain PFR: D_inf[Q||P'] = D_inf[Q||P].
+    np.testing.assert_allclose(reweighted_dinf(target, prior, part, uniform), jaxrec.dinf(target, prior), rtol=1e-5)
+    with pytest.raises(InvalidArgumentError, match="weights"):
+        axis_tables(target, prior, part, "posterior")
+
+
+def test_sample_bins_frequencies_and_tail_resolution():
+    prior = _std_normal(2)
+    target = jaxrec.DiagGaussian(jnp.array([0.7, 0.0]), jnp.array([0.4, 0.9]))
+    part = Partition(np.array([8, 3]), max_intervals=8)
+    tables = axis_tables(target, prior, part, "q_mass")
+    bits = jax.random.bits(jax.random.key(0), (40000, 2), jnp.uint32)
+    bins = np.asarray(jax.jit(jax.vmap(lambda b: sample_bins(tables, b)))(bits))
+    for d, j in enumerate([8, 3]):
+        observed = np.bincount(bins[:, d], minlength=j)
+        assert observed.size == j
+        expected = np.exp(np.asarray(tables.log_weight[d, :j], np.float64)) * len(bins)
+        assert stats.chisquare(observed, expected * observed.sum() / expected.sum()).pvalue > 1e-3
+    # Tail resolution: bins of mass 1e-8 at both ends are reached by the extreme bit patterns.
+    log_w = jnp.log(jnp.array([[1e-8, 0.5 - 1e-8, 0.5 - 1e-8, 1e-8]]))
+    prob = jnp.exp(log_w)
+    tiny = tables._replace(
+        log_weight=log_w,
+        lower_cum=jnp.cumsum(prob, -1),
+        upper_cum=jnp.array([[1.0, 0.5, 1e-8, 0.0]]),
+    )
+    pick = lambda b: int(sample_bins(tiny, jnp.array([b], jnp.uint32))[0])
+    assert pick(0) == 0 and pick(2**31) == 3
+    assert pick(64) == 1 and pick(2**31 + 64) == 2  # w = 64.5 * 2^-32 > 1e-8

@@ -1,0 +1,336 @@
+"""Space-partitioning coders: SP-PFR exactness, steps, code length, chunk invariance; SP-ORC."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import jaxrec
+from jaxrec import coding
+from jaxrec.coders.sp_pfr import OVERFLOW_BASE, WAYS, VisitTable, _fmix32
+from jaxrec.errors import InvalidArgumentError
+from jaxrec.partition import Partition, partition_from_mi, reweighted_dinf
+
+NUM = 5000  # decoded samples per exactness test
+LN2 = np.log(2.0)
+
+
+def std_normal(d, dtype=jnp.float32):
+    return jaxrec.DiagGaussian(jnp.zeros(d, dtype), jnp.ones(d, dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def jitted(coder, target_axis):
+    """``(encode, decode)`` vmapped over keys (and targets when ``target_axis == 0``), jitted once."""
+    enc = jax.jit(jax.vmap(coder.encode, in_axes=(0, target_axis, None)))
+    dec = jax.jit(jax.vmap(coder.decode, in_axes=(0, 0, None)))
+    return enc, dec
+
+
+def run(coder, targets, prior, num=NUM, seed=0, target_axis=0, keys=None):
+    keys = jax.random.split(jax.random.key(seed), num) if keys is None else keys
+    enc, dec = jitted(coder, target_axis)
+    codes = enc(keys, targets, prior)
+    return codes, np.asarray(dec(keys, codes, prior), np.float64)
+
+
+def uniforms(xs, targets):
+    """Q's CDF applied per coordinate: Uniform(0, 1) iid if the samples are exact."""
+    return stats.norm.cdf(xs, np.asarray(targets.loc, np.float64), np.asarray(targets.scale, np.float64))
+
+
+def assert_exact(xs, targets):
+    u = uniforms(xs, targets)
+    for d in range(u.shape[1]):
+        assert stats.kstest(u[:, d], "uniform").pvalue > 1e-4, f"axis {d}"
+    # Joint check: sum of squared standardized coordinates is chi2(D).
+    z2 = np.sum(stats.norm.ppf(np.clip(u, 1e-12, 1 - 1e-12)) ** 2, axis=1)
+    assert stats.kstest(z2, stats.chi2(u.shape[1]).cdf).pvalue > 1e-3
+
+
+_dinf_prime = jax.jit(jax.vmap(reweighted_dinf, in_axes=(0, None, None, None)), static_argnums=3)
+
+
+def expected_steps(targets, prior, part, weights):
+    return float(np.mean(2.0 ** np.asarray(_dinf_prime(targets, prior, part, weights), np.float64)))
+
+
+def broadcast_target(target, num):
+    return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (num,) + leaf.shape), target)
+
+
+# ------------------------------------------------------------------------------------------------
+# SP-PFR: exactness and E[steps] = 2^{D_inf[Q||P']}, several Q, D = 1, 5, 16, both policies.
+
+
+def target_rows(sigma, z, repeat):
+    """Several targets ``mu = sqrt(1 - sigma^2) z`` (one per row of ``z``), each repeated ``repeat`` times."""
+    sigma = np.asarray(sigma, np.float32)
+    mu = np.repeat(np.sqrt(1.0 - sigma**2) * np.asarray(z, np.float32), repeat, axis=0)
+    return jaxrec.DiagGaussian(jnp.asarray(mu), jnp.broadcast_to(jnp.asarray(sigma), mu.shape))
+
+
+def _z(seed, rows, dim, scale):
+    return np.clip(scale * np.random.default_rng(seed).normal(size=(rows, dim)), -1.5, 1.5)
+
+
+SIGMA5 = [0.3, 0.5, 0.15, 1.0, 0.7]
+SIGMA5Q = [0.5, 0.6, 0.4, 1.0, 0.7]
+SIGMA16 = np.full(16, 0.8)
+CASES = {
+    # name: (targets: 5 distinct Q per multi-dimensional case, partition, weights); E[steps] 2 to 150
+    "d1_sharp_sup": (target_rows([0.05], [[2.0 / np.sqrt(1 - 0.05**2)]], NUM), Partition(np.array([64])), "sup_ratio"),
+    "d5_sup": (target_rows(SIGMA5, _z(0, 5, 5, 1.0), NUM // 5), partition_from_mi(-np.log2(SIGMA5), 6), "sup_ratio"),
+    "d5_qmass": (target_rows(SIGMA5Q, _z(1, 5, 5, 0.5), NUM // 5), partition_from_mi(-np.log2(SIGMA5Q), 3), "q_mass"),
+    "d16_sup": (target_rows(SIGMA16, _z(2, 5, 16, 0.5), NUM // 5), partition_from_mi(-np.log2(SIGMA16), 6), "sup_ratio"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def case_run(name):
+    targets, part, weights = CASES[name]
+    prior = std_normal(targets.event_size)
+    codes, xs = run(jaxrec.sp_pfr(part, weights=weights, chunk_size=64), targets, prior, seed=11)
+    return name, targets, prior, part, weights, codes, xs
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def sp_pfr_run(request):
+    return case_run(request.param)
+
+
+def test_sp_pfr_is_exact(sp_pfr_run):
+    _, targets, _, part, _, codes, xs = sp_pfr_run
+    assert not np.any(codes.exhausted)
+    counts = np.asarray(part.num_intervals)
+    assert np.all((np.asarray(codes.bin) >= 0) & (np.asarray(codes.bin) < counts))
+    assert np.all(np.asarray(codes.index) < OVERFLOW_BASE)
+    assert_exact(xs, targets)
+
+
+def test_sp_pfr_mean_steps_is_two_to_the_reweighted_dinf(sp_pfr_run):
+    name, targets, prior, part, weights, codes, _ = sp_pfr_run
+    want = expected_steps(targets, prior, part, weights)
+    got = float(np.mean(codes.steps))
+    assert abs(got / want - 1.0) < 0.1, (name, got, want)
+    plain = float(np.mean(2.0 ** np.asarray(jax.vmap(jaxrec.dinf, in_axes=(0, None))(targets, prior))))
+    if weights == "sup_ratio":  # q_mass weights can search longer than PFR (reference §5.2 caveat)
+        assert got < plain
+
+
+def test_sp_pfr_decoded_samples_lie_in_their_bins(sp_pfr_run):
+    _, _, prior, part, _, codes, xs = sp_pfr_run
+    edges = np.asarray(part.edges(prior), np.float64)
+    bins = np.asarray(codes.bin)
+    lo = np.take_along_axis(edges, bins.T, axis=1).T
+    hi = np.take_along_axis(edges, bins.T + 1, axis=1).T
+    assert np.all(xs >= lo - 1e-5) and np.all(xs <= hi + 1e-5)
+
+
+def test_sp_pfr_codelength_bound():
+    """E[log2 J + zipf(index)] <= KL + log2(KL + 1) + 4 + E[(log2 J - log2 r)_+] (issue 3), and
+    E log2(index + 1) <= E_Q log2(1 + r / J) (reference §5.4)."""
+    _, targets, prior, part, _, codes, _ = case_run("d5_sup")
+    log2_j = float(part.log2_num_bins)
+    kl = np.asarray(jax.vmap(jaxrec.kl, in_axes=(0, None))(targets, prior), np.float64)
+    samples = jax.vmap(lambda k, q: q.sample(k, (256,)))(jax.random.split(jax.random.key(5), NUM), targets)
+    log2_r = np.asarray(jax.vmap(jaxrec.log_ratio, in_axes=(0, None, 0))(targets, prior, samples), np.float64) / LN2
+    excess = np.mean(np.maximum(log2_j - log2_r, 0.0))
+    alpha = coding.zipf_exponent(np.maximum(kl - log2_j, 0.0))
+    bits = log2_j + np.asarray(coding.zipf_bits(np.asarray(codes.index), alpha), np.float64)
+    bound = kl.mean() + np.log2(kl.mean() + 1.0) + 4.0 + excess
+    assert bits.mean() <= bound, (bits.mean(), bound)
+    assert bits.mean() >= kl.mean() - 1.0  # not suspiciously short: about KL, not KL - log2 J
+    index_bits = np.mean(np.log2(np.asarray(codes.index, np.float64) + 1.0))
+    assert index_bits <= np.mean(np.log2(1.0 + 2.0 ** (log2_r - log2_j))) + 0.05
+
+
+def test_codes_round_trip_through_bytes():
+    """SP codes -> bytes (uniform bins per axis, Zipf index) -> codes -> the same samples."""
+    _, targets, prior, part, _, codes, xs = case_run("d5_sup")
+    counts = np.asarray(part.num_intervals)
+    log2_j = float(part.log2_num_bins)
+    model = coding.ZipfModel(coding.zipf_exponent(coding.sp_index_budget_bits(np.log2(1 / 0.3 / 0.5 / 0.15 / 0.7), log2_j)))
+    bins, index = np.asarray(codes.bin), np.asarray(codes.index)
+    data = coding.encode_sp(bins, index, counts, model)
+    ideal = float(np.sum(coding.sp_ideal_bits(index, counts, model.alpha)))
+    assert ideal <= 8 * len(data) <= ideal + 64 + 1e-3 * ideal
+    got_bins, got_index = coding.decode_sp(data, counts, model, NUM)
+    np.testing.assert_array_equal(got_bins, bins)
+    np.testing.assert_array_equal(got_index, index)
+    decoded = jaxrec.SPCode(jnp.asarray(got_bins, jnp.int32), jnp.asarray(got_index, jnp.int32), codes.steps, codes.exhausted)
+    _, dec = jitted(jaxrec.sp_pfr(part, chunk_size=64), 0)
+    np.testing.assert_array_equal(np.asarray(dec(jax.random.split(jax.random.key(11), NUM), decoded, prior)), xs)
+    with pytest.raises(jaxrec.FormatError):
+        coding.decode_sp(data[:-4], counts, model, NUM)
+    bad = bins.copy()
+    bad[0, 0] = counts[0]
+    with pytest.raises(InvalidArgumentError):
+        coding.encode_sp(bad, index, counts, model)
+
+
+# ------------------------------------------------------------------------------------------------
+# Codes: chunk-size invariance (also when the visit table overflows), SP-ORC = truncated SP-PFR.
+
+
+def uniform_weights(log_q_mass, log_sup, log_p_mass):
+    """pi_j = 1/J: plain PFR's exploration order, which visits many distinct bins."""
+    return jnp.zeros_like(log_q_mass)
+
+
+def sequential_visit_indices(keys, table_size):
+    """The visit-table rule one candidate at a time, in Python (reference for VisitTable)."""
+    num_buckets = max(table_size // WAYS, 1)
+    buckets = [[] for _ in range(num_buckets)]
+    counts, out = {}, []
+    for n, key in enumerate(keys):
+        bucket = int(_fmix32(jnp.uint32(key))) % num_buckets
+        if key not in counts and len(buckets[bucket]) < WAYS:
+            buckets[bucket].append(key)
+            counts[key] = 0
+        if key in counts:
+            out.append(counts[key])
+            counts[key] += 1
+        else:
+            out.append(OVERFLOW_BASE + n)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("table_size", [16, 4096])
+def test_visit_table_matches_the_sequential_rule_for_any_chunking(table_size):
+    rng = np.random.default_rng(table_size)
+    keys = rng.choice(rng.integers(0, 2**32 - 1, 120, dtype=np.uint32), 600)  # 120 distinct bins, revisited
+    want = sequential_visit_indices(keys.tolist(), table_size)
+    if table_size == 16:
+        assert np.sum(want >= OVERFLOW_BASE) > 100
+    assign = jax.jit(VisitTable.assign)
+    for chunk in (1, 40, 600):
+        table, got = VisitTable.empty(table_size), []
+        for start in range(0, 600, chunk):
+            ns = jnp.arange(start, min(start + chunk, 600), dtype=jnp.int32)
+            index, table = assign(table, jnp.asarray(keys[start:start + chunk], jnp.uint32), ns)
+            got.append(np.asarray(index))
+        np.testing.assert_array_equal(np.concatenate(got), want)
+
+
+def test_overflowing_visit_table_keeps_samples_exact_and_codes_chunk_invariant():
+    """Uniform weights visit many distinct bins; a 16-slot table overflows for about half of the
+    winners. Samples stay exact and codes do not depend on the chunk size."""
+    targets = target_rows([0.3, 0.4], _z(3, 4, 2, 1.0), NUM // 4)
+    part = Partition(np.array([16, 16]))
+    codes, xs = run(jaxrec.sp_pfr(part, uniform_weights, 64, table_size=16), targets, std_normal(2), seed=3)
+    overflowed = np.asarray(codes.index) >= OVERFLOW_BASE
+    assert 0.05 < overflowed.mean() < 0.95, overflowed.mean()
+    assert_exact(xs, targets)
+    other, other_xs = run(jaxrec.sp_pfr(part, uniform_weights, 7, table_size=16), targets, std_normal(2), seed=3)
+    for field in ("bin", "index", "steps"):
+        np.testing.assert_array_equal(np.asarray(getattr(codes, field)), np.asarray(getattr(other, field)))
+    np.testing.assert_array_equal(xs, other_xs)
+
+
+def test_sp_orc_with_a_large_budget_equals_sp_pfr():
+    """Two counting constructions (visit table vs one sort of all N bins) give the same codes."""
+    _, targets, prior, part, weights, pfr_codes, pfr_xs = case_run("d5_qmass")
+    every = slice(None, None, 20)  # 250 problems, 50 of each target
+    targets = jax.tree.map(lambda leaf: leaf[every], targets)
+    keys = jax.random.split(jax.random.key(11), NUM)[every]
+    orc_codes, orc_xs = run(jaxrec.sp_orc(part, 4096, weights, 128), targets, prior, keys=keys)
+    done = np.asarray(pfr_codes.steps)[every] <= 4096
+    assert done.mean() > 0.9
+    np.testing.assert_array_equal(np.asarray(pfr_codes.bin)[every][done], np.asarray(orc_codes.bin)[done])
+    np.testing.assert_array_equal(np.asarray(pfr_codes.index)[every][done], np.asarray(orc_codes.index)[done])
+    np.testing.assert_array_equal(pfr_xs[every][done], orc_xs[done])
+    assert not np.any(orc_codes.exhausted) and np.all(np.asarray(orc_codes.index) < 4096)
+
+
+def test_encode_batch_equals_vmapped_encode():
+    _, targets, prior, part, weights, codes, _ = case_run("d5_sup")
+    every = slice(None, None, 25)  # 200 problems
+    keys = jax.random.split(jax.random.key(11), NUM)[every]
+    coder = jaxrec.sp_pfr(part, weights=weights, chunk_size=64)
+    batch = jax.jit(lambda k, q: jaxrec.encode_batch(coder, k, q, prior, lane_chunk_size=16, num_lanes=8))(
+        keys, jax.tree.map(lambda leaf: leaf[every], targets)
+    )
+    for field in ("bin", "index", "steps", "exhausted"):
+        np.testing.assert_array_equal(np.asarray(getattr(batch, field)), np.asarray(getattr(codes, field))[every])
+
+
+def test_vmap_over_stacked_partitions_matches_single_partitions():
+    prior = std_normal(3)
+    target = jaxrec.DiagGaussian(jnp.array([0.5, -0.2, 1.0]), jnp.array([0.2, 0.5, 0.3]))
+    parts = [Partition(np.array([8, 2, 4]), max_intervals=8), Partition(np.array([1, 4, 8]), max_intervals=8)]
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *parts)
+    key = jax.random.key(3)
+    encode = lambda p: jaxrec.sp_pfr(p, chunk_size=32).encode(key, target, prior)  # noqa: E731
+    both = jax.jit(jax.vmap(encode))(stacked)
+    for i, part in enumerate(parts):
+        single = jax.jit(encode)(part)
+        np.testing.assert_array_equal(both.bin[i], single.bin)
+        assert int(both.index[i]) == int(single.index) and int(both.steps[i]) == int(single.steps)
+    assert jaxrec.sp_pfr(parts[0]).spec.kwargs["num_intervals"] == (8, 2, 4)
+
+
+# ------------------------------------------------------------------------------------------------
+# SP-ORC against ORC at equal budgets; float64; limits and errors.
+
+
+def test_sp_orc_is_closer_to_q_than_orc_at_equal_budget():
+    sigma = np.full(5, 2.0**-2)  # KL about 10 bits
+    target = jaxrec.DiagGaussian(jnp.array([0.9, -0.3, 0.5, 0.0, -1.1]), jnp.asarray(sigma, jnp.float32))
+    prior = std_normal(5)
+    part = partition_from_mi(-np.log2(sigma), 10)
+    num = 2000
+    mmd = {}
+    for name, coder in [("orc", jaxrec.orc(64)), ("sp_orc", jaxrec.sp_orc(part, 64))]:
+        keys = jax.random.split(jax.random.key(9), num)
+        enc, dec = jitted(coder, None)
+        codes = enc(keys, target, prior)
+        mmd[name] = float(jaxrec.distributions.mmd2_to_gaussian(dec(keys, codes, prior), target))
+    exact = float(jaxrec.distributions.mmd2_to_gaussian(target.sample(jax.random.key(1), (num,)), target))
+    assert mmd["sp_orc"] < 0.25 * mmd["orc"], mmd
+    assert mmd["sp_orc"] < abs(exact) + 0.02, (mmd, exact)
+
+
+def test_sp_pfr_float64_is_exact():
+    with jax.enable_x64(True):
+        prior = std_normal(1, jnp.float64)
+        target = jaxrec.DiagGaussian(jnp.array([-2.5], jnp.float64), jnp.array([0.02], jnp.float64))
+        coder = jaxrec.sp_pfr(Partition(np.array([256])), chunk_size=32)
+        keys = jax.random.split(jax.random.key(4), NUM)
+        codes = jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None)))(keys, target, prior)
+        xs = jax.jit(jax.vmap(coder.decode, in_axes=(0, 0, None)))(keys, codes, prior)
+        assert xs.dtype == jnp.float64
+    u = stats.norm.cdf(np.asarray(xs)[:, 0], -2.5, 0.02)
+    assert stats.kstest(u, "uniform").pvalue > 1e-3
+
+
+def test_max_steps_sets_exhausted():
+    target = jaxrec.DiagGaussian(jnp.array([2.0]), jnp.array([0.05]))
+    coder = jaxrec.sp_pfr(Partition(np.array([8])), "q_mass", chunk_size=4, max_steps=8)
+    codes = jax.vmap(coder.encode, in_axes=(0, None, None))(jax.random.split(jax.random.key(0), 64), target, std_normal(1))
+    assert np.all(np.asarray(codes.steps) <= 8) and np.any(codes.exhausted)
+
+
+def test_errors_at_the_api_boundary():
+    part = Partition(np.array([4, 4]))
+    prior = std_normal(2)
+    wide = jaxrec.DiagGaussian(jnp.zeros(2), jnp.array([1.5, 0.5]))
+    with pytest.raises(InvalidArgumentError, match="Partition"):
+        jaxrec.sp_pfr(np.array([4, 4]))
+    with pytest.raises(InvalidArgumentError, match="event size"):
+        jaxrec.sp_pfr(part).encode(0, jaxrec.DiagGaussian(jnp.zeros(3), jnp.ones(3)), std_normal(3))
+    with pytest.raises(InvalidArgumentError, match="bounded"):
+        jaxrec.sp_pfr(part).encode(0, wide, prior)
+    with pytest.raises(InvalidArgumentError, match="max_steps"):
+        jaxrec.sp_pfr(part, max_steps=2**30)
+    with pytest.raises(InvalidArgumentError, match="table_size"):
+        jaxrec.sp_pfr(part, table_size=0)
+    with pytest.raises(InvalidArgumentError, match="weights"):
+        jaxrec.sp_orc(part, 16, weights="sup_ratio").encode(0, wide, prior)
+    with pytest.raises(InvalidArgumentError, match="num_samples"):
+        jaxrec.sp_orc(part, 0)
+    code = jaxrec.sp_orc(part, 16).encode(0, wide, prior)  # ORC needs no bounded ratio
+    assert 0 <= int(code.index) < 16 and np.all(np.isfinite(jaxrec.sp_orc(part, 16).decode(0, code, prior)))

@@ -1,0 +1,118 @@
+"""Tests for tail-accurate interval masses and truncated sampling (jaxrec.truncated)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import integrate, special, stats
+
+import jaxrec
+from jaxrec import truncated
+from jaxrec.errors import InvalidArgumentError
+
+LOG_MASS = jax.jit(truncated.log_mass)
+QUANTILE = jax.jit(truncated.quantile)
+
+# (lo, hi): the whole line, half-lines, both tails far out, narrow intervals anywhere.
+INTERVALS = [
+    (-np.inf, np.inf), (-1.0, 2.0), (2.0, np.inf), (10.0, np.inf), (-np.inf, -38.0), (30.0, 31.0),
+    (-40.0, -39.9), (-8.0, -7.9), (-3.0, 3.0), (0.5, 0.6), (-0.01, 0.02), (0.3, 0.3001), (5.0, 5.001),
+]
+
+
+def _reference_log_mass(lo: float, hi: float) -> float:
+    """log P(lo < Z < hi) in float64: tail differences via log_ndtr, narrow intervals by quadrature."""
+    if np.isfinite(lo) and np.isfinite(hi) and hi - lo < 0.05:
+        mid = 0.5 * (lo + hi)
+        val, _ = integrate.quad(lambda z: np.exp(-0.5 * (z * z - mid * mid)), lo, hi, epsabs=0, epsrel=1e-13)
+        return float(np.log(val) - 0.5 * mid * mid - 0.5 * np.log(2 * np.pi))
+    if np.isfinite(lo) and (not np.isfinite(hi) or lo + hi > 0):  # upper tail: reflect
+        lo, hi = -hi, -lo
+    la, lb = special.log_ndtr(lo), special.log_ndtr(hi)
+    return float(lb + np.log1p(-np.exp(la - lb)))
+
+
+def test_log_mass_matches_reference_float64():
+    with jax.enable_x64(True):
+        lo, hi = (jnp.asarray([iv[i] for iv in INTERVALS], jnp.float64) for i in (0, 1))
+        got = np.asarray(LOG_MASS(lo, hi))
+    want = np.array([_reference_log_mass(*iv) for iv in INTERVALS])
+    np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-12)
+
+
+def test_log_mass_float32_is_accurate_in_far_tails():
+    lo, hi = (jnp.asarray([iv[i] for iv in INTERVALS], jnp.float32) for i in (0, 1))
+    got = np.asarray(LOG_MASS(lo, hi), np.float64)
+    # reference at the float32-rounded endpoints
+    want = np.array([_reference_log_mass(float(np.float32(a)), float(np.float32(b))) for a, b in INTERVALS])
+    np.testing.assert_allclose(got, want, rtol=3e-7, atol=3e-7)
+    assert np.all(np.isfinite(got))
+
+
+def test_log_mass_around_resolves_sub_ulp_widths():
+    # half-width 1e-9 around 2 is below float32's spacing there (2.4e-7): still the right mass
+    got = np.asarray(jax.jit(truncated.log_mass_around)(jnp.float32([2.0, 1.0]), jnp.float32([1e-9, 0.0])))
+    assert abs(got[0] - (np.log(2e-9) + stats.norm.logpdf(2.0))) < 1e-6
+    assert got[1] == -np.inf
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_quantile_inverts_the_interval_cdf(x64):
+    """F(quantile(u)) = u with F the interval CDF from the float64 mass (the tested reference)."""
+    us = np.array([1e-6, 0.1, 0.5, 0.9, 1 - 1e-6])
+    with jax.enable_x64(x64):
+        dtype = jnp.float64 if x64 else jnp.float32
+        lo = jnp.asarray([iv[0] for iv in INTERVALS], dtype)[:, None]
+        hi = jnp.asarray([iv[1] for iv in INTERVALS], dtype)[:, None]
+        u = jnp.asarray(us, dtype)[None, :]
+        x = np.asarray(QUANTILE(lo, hi, u), np.float64)
+        lo64, hi64, u64 = np.asarray(lo, np.float64), np.asarray(hi, np.float64), np.asarray(u, np.float64)
+    assert np.all((x >= lo64) & (x <= hi64))
+    with jax.enable_x64(True):
+        cdf = np.exp(np.asarray(LOG_MASS(jnp.asarray(lo64), jnp.asarray(x))) - np.asarray(
+            LOG_MASS(jnp.asarray(lo64), jnp.asarray(hi64))))
+    # the error in x, in units of the interval width (or of 1 for unbounded intervals)
+    width = np.minimum(hi64 - lo64, 1.0)
+    dens = np.exp(stats.norm.logpdf(x) - np.asarray(
+        [[_reference_log_mass(a, b)] for a, b in zip(lo64[:, 0], hi64[:, 0])]))
+    err = np.abs(cdf - u64) / np.maximum(dens * width, 1e-300)
+    tol = 1e-9 if x64 else 3e-4  # float32: a few ulps of the location, relative to the width
+    assert np.max(err) < tol, np.max(err)
+
+
+def test_far_tail_samples_follow_the_truncated_law():
+    """KS of float32 samples on (30, 31) and (-40, -39.9) against the float64 interval CDF;
+    ``jax.random.truncated_normal`` returns the interval's edge or NaN there."""
+    n = 5000
+    u = jax.random.uniform(jax.random.key(3), (n,), jnp.float32)
+    for lo, hi in [(30.0, 31.0), (-40.0, -39.9), (5.0, 5.001)]:
+        x = np.asarray(QUANTILE(jnp.full((n,), lo, jnp.float32), jnp.full((n,), hi, jnp.float32), u), np.float64)
+        lo32, hi32 = float(np.float32(lo)), float(np.float32(hi))
+        with jax.enable_x64(True):
+            total = LOG_MASS(jnp.float64(lo32), jnp.float64(hi32))
+            def cdf(v):
+                return np.exp(np.asarray(LOG_MASS(jnp.full(np.shape(v), lo32), jnp.asarray(v, jnp.float64)) - total))
+
+            assert stats.kstest(x, cdf).pvalue > 1e-3
+
+
+@jax.jit
+def _helpers(key):
+    g = jaxrec.DiagGaussian(jnp.asarray([1.0, -2.0]), jnp.asarray([2.0, 0.5]))
+    lo, hi = jnp.asarray([0.0, -2.5]), jnp.asarray([3.0, -1.0])
+    u = jaxrec.Uniform(jnp.zeros(1), jnp.ones(1) * 4.0)
+    return (truncated.interval_log_mass(g, lo, hi), truncated.sample_interval(key, g, lo, hi),
+            truncated.interval_log_mass(u, 1.0, 2.0), truncated.interval_quantile(u, -1.0, 2.0, 0.5))
+
+
+def test_distribution_helpers():
+    g = jaxrec.DiagGaussian(jnp.asarray([1.0, -2.0]), jnp.asarray([2.0, 0.5]))
+    lo, hi = jnp.asarray([0.0, -2.5]), jnp.asarray([3.0, -1.0])
+    want = np.log(stats.norm.cdf([1.0, 2.0]) - stats.norm.cdf([-0.5, -1.0]))
+    log_mass, x, log_mass_u, median_u = _helpers(jax.random.key(0))
+    np.testing.assert_allclose(np.asarray(log_mass), want, rtol=1e-5)
+    assert x.shape == (2,) and np.all((np.asarray(x) >= np.asarray(lo)) & (np.asarray(x) <= np.asarray(hi)))
+    np.testing.assert_allclose(float(log_mass_u[0]), np.log(0.25), rtol=1e-6)
+    assert float(median_u[0]) == pytest.approx(1.0)
+    with pytest.raises(InvalidArgumentError):
+        truncated.interval_log_mass(object(), 0.0, 1.0)

@@ -1,0 +1,184 @@
+"""Tests for width functions, the GPRS stretch function and D_CS (jaxrec.widths)."""
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import integrate
+
+import jaxrec
+from jaxrec import widths
+from jaxrec.errors import InvalidArgumentError
+
+GOLDEN = json.loads((Path(__file__).resolve().parents[2] / "shared/reference/golden_gaussian_1d.json").read_text())
+PAIRS = GOLDEN["pairs"]
+LN2 = np.log(2.0)
+
+
+def _pair(p, dtype):
+    target = jaxrec.DiagGaussian(jnp.asarray(p["target"]["loc"], dtype), jnp.asarray(p["target"]["scale"], dtype))
+    prior = jaxrec.DiagGaussian(jnp.asarray(p["prior"]["loc"], dtype), jnp.asarray(p["prior"]["scale"], dtype))
+    return target, prior
+
+
+@jax.jit
+def _everything(target, prior, h, t):
+    """All width quantities of one pair at levels ``h`` and stretch values ``t`` (one compile per dtype)."""
+    model = widths.pair_widths(target, prior)
+    table = widths.stretch_table(model)
+    return dict(
+        log_r_star=model.log_r_star, w_p=widths.w_p(model, h), w_q=widths.w_q(model, h),
+        one_minus_w=widths.one_minus_w(model, h), w=widths.w(model, h), sigma=widths.sigma(table, h),
+        sigma_inv=widths.sigma_inv(table, t), d_cs=widths.d_cs(model),
+        kl=jaxrec.kl(target, prior), dinf=jaxrec.dinf(target, prior),
+    )
+
+
+def _golden_run(p, dtype):
+    target, prior = _pair(p, dtype)
+    rows = p["width_functions"]
+    h = jnp.asarray([r["h"] for r in rows], dtype)
+    t = jnp.asarray([r["sigma"] for r in rows], dtype)
+    return {k: np.asarray(v, np.float64) for k, v in _everything(target, prior, h, t).items()}, rows
+
+
+# float64: the closed forms are exact to ~1e-14; sigma is a cubic Hermite interpolation of a
+# quadrature table (relative error below 1e-6).  float32: rounding h to float32 moves the gap
+# ln(r*/h) by ~1e-7, i.e. by ~1e-5 relative at the last golden level (gap 0.01).
+TOLERANCES = {
+    True: dict(w=1e-12, residual=1e-10, sigma=1e-6, scalar=1e-12, d_cs=1e-8),
+    False: dict(w=1e-5, residual=3e-5, sigma=3e-5, scalar=2e-6, d_cs=2e-6),
+}
+
+
+@pytest.mark.parametrize("x64", [True, False])
+@pytest.mark.parametrize("index", range(len(PAIRS)))
+def test_golden_gaussian_pairs(index, x64):
+    p = PAIRS[index]
+    tol = TOLERANCES[x64]
+    with jax.enable_x64(x64):
+        got, rows = _golden_run(p, jnp.float64 if x64 else jnp.float32)
+    want = lambda key: np.asarray([r[key] for r in rows])
+    np.testing.assert_allclose(got["w_p"], want("w_P"), rtol=tol["w"])
+    np.testing.assert_allclose(got["w_q"], want("w_Q"), rtol=tol["w"])
+    np.testing.assert_allclose(got["one_minus_w"], want("one_minus_W"), rtol=tol["residual"])
+    np.testing.assert_allclose(got["w"], 1.0 - want("one_minus_W"), rtol=tol["residual"])
+    np.testing.assert_allclose(got["sigma"], want("sigma"), rtol=tol["sigma"])
+    np.testing.assert_allclose(got["sigma_inv"], want("h"), rtol=tol["sigma"])
+    np.testing.assert_allclose(np.exp(got["log_r_star"]), p["r_star"], rtol=tol["scalar"])
+    np.testing.assert_allclose(got["log_r_star"], p["dinf_nats"], rtol=tol["scalar"])
+    np.testing.assert_allclose(got["dinf"], p["dinf_bits"], rtol=tol["scalar"])
+    np.testing.assert_allclose(got["kl"], p["kl_bits"], rtol=tol["scalar"])
+    np.testing.assert_allclose(got["d_cs"], p["d_cs_bits"], rtol=tol["d_cs"])
+
+
+def test_kl_identity_and_d_cs_sandwich():
+    """D_KL = log2 e + int w_P log2 h dh (§1), and D_KL <= D_CS <= D_KL + log2(D_KL + 1) + 1 (§8)."""
+    with jax.enable_x64(True):
+        for p in PAIRS:
+            model = widths.pair_widths(*_pair(p, jnp.float64))
+            r_star = float(np.exp(model.log_r_star))
+            w_p = jax.jit(lambda h: widths.w_p(model, h))
+            kl = 1 / LN2 + integrate.quad(lambda h: float(w_p(h)) * np.log2(h), 0, r_star, limit=200)[0]
+            assert kl == pytest.approx(p["kl_bits"], rel=1e-6)
+            d_cs = float(jax.jit(widths.d_cs)(model))
+            assert kl <= d_cs <= kl + np.log2(kl + 1) + 1
+
+
+def test_residual_is_the_tail_integral_of_w_p_near_the_mode():
+    """1 - W(h) = int_h^{r*} w_P without cancellation, down to h within 1e-9 of r* (float64)."""
+    with jax.enable_x64(True):
+        model = widths.pair_widths(*_pair(PAIRS[0], jnp.float64))
+        r_star = float(np.exp(model.log_r_star))
+        w_p = jax.jit(lambda h: widths.w_p(model, h))
+        gaps = np.asarray([1e-9, 1e-5, 1e-2, 0.3, 0.7, 3.0])
+        hs = r_star * np.exp(-gaps)
+        got = np.asarray(jax.jit(lambda h: widths.one_minus_w(model, h))(jnp.asarray(hs)))
+        interpolated = np.exp(np.asarray(jax.jit(
+            lambda u: widths.log_residual_at_gap(widths.stretch_table(model), u))(jnp.asarray(gaps))))
+        for i, h in enumerate(hs):
+            ref = integrate.quad(lambda e: float(w_p(e)), h, r_star, epsrel=1e-12, epsabs=0)[0]
+            assert got[i] == pytest.approx(ref, rel=1e-8), gaps[i]
+            assert interpolated[i] == pytest.approx(ref, rel=5e-6), gaps[i]
+
+
+@jax.jit
+def _table_functions(model, h, t):
+    tab = widths.stretch_table(model)
+    return (widths.sigma(tab, h), widths.sigma_inv(tab, t), widths.one_minus_w(model, h), widths.w_p(model, h),
+            widths.d_cs(model))
+
+
+def test_closed_form_stretch_functions():
+    """Triangular target on U(0, 1): sigma(h) = 2h / (2 - l h); uniform pair: sigma = -r* ln(1 - h/r*)."""
+    with jax.enable_x64(True):
+        base = 0.3
+        tri = widths.TriangularWidths.create(base)
+        r_star = 2 / base
+        h = jnp.asarray(np.linspace(0.01, 0.999, 25) * r_star)
+        t = jnp.asarray(np.geomspace(1e-6, 1e6, 25))
+        sig, sig_inv, residual, _, d_cs = _table_functions(tri, h, t)
+        np.testing.assert_allclose(np.asarray(sig), 2 * h / (2 - base * h), rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(sig_inv), 2 * t / (2 + base * t), rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(residual), (1 - base * h / 2) ** 2, rtol=1e-12)
+        # D_CS = -int w_P log2 w_P with w_P = l (1 - l h / 2): log2(1 / l) + 1 / (2 ln 2)
+        assert float(d_cs) == pytest.approx(np.log2(1 / base) + 0.5 / LN2, rel=1e-6)
+
+        uni = widths.pair_widths(jaxrec.Uniform(0.2, 0.6), jaxrec.Uniform(0.0, 1.0))
+        r_star = 2.5
+        h = jnp.asarray(np.linspace(0.01, 0.999, 25) * r_star)
+        sig, _, _, w_p, d_cs = _table_functions(uni, h, t)
+        np.testing.assert_allclose(np.asarray(sig), -r_star * np.log1p(-h / r_star), rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(w_p), 0.4, rtol=1e-12)
+        assert float(d_cs) == pytest.approx(np.log2(2.5), rel=1e-6)  # w_P = 1/r* on [0, r*]
+
+
+@jax.jit
+def _limits(target, prior, xs, gaps):
+    model = widths.pair_widths(target, prior)
+    tab = widths.stretch_table(model)
+    return (model.log_r_star, model.level_gap(xs), widths.log_stretch_at_gap(tab, gaps), widths.sigma(tab, 0.0),
+            widths.sigma_inv(tab, 0.0), widths.w_p(model, 1e9), widths.one_minus_w(model, 0.0))
+
+
+def test_level_gap_and_stretch_limits():
+    target, prior = jaxrec.DiagGaussian(3.0, 0.5), jaxrec.DiagGaussian(1.0, 2.0)
+    xs = jnp.asarray([[-2.0], [0.5], [1.7], [4.0]])
+    gaps = jnp.asarray([0.0, 1e-20, 1e-3, 1.0, 30.0, 200.0, np.inf])
+    log_r_star, gap, ls, sigma0, sigma_inv0, w_p_big, residual0 = _limits(target, prior, xs, gaps)
+    want = float(log_r_star) - np.asarray(jaxrec.log_ratio(target, prior, xs))
+    np.testing.assert_allclose(np.asarray(gap), want, rtol=1e-5, atol=1e-5)
+    ls = np.asarray(ls)
+    assert ls[0] == np.inf and ls[-1] == -np.inf and np.all(np.diff(ls) < 0)
+    assert float(sigma0) == 0.0 and float(sigma_inv0) == 0.0
+    assert float(w_p_big) == 0.0 and float(residual0) == 1.0
+
+
+def test_vmapped_tables_match_single():
+    locs, scales = jnp.asarray([[0.5], [-1.0], [2.0]]), jnp.asarray([[0.5], [0.1], [0.05]])
+    prior = jaxrec.DiagGaussian(0.0, 1.0)
+    build = jax.jit(lambda t: widths.stretch_table(widths.pair_widths(t, prior)).log_sigma)
+    batched = jax.jit(jax.vmap(build))(jaxrec.DiagGaussian(locs, scales))
+    for i in range(3):
+        # float32 rounding differs between the vmapped and the single compilation
+        np.testing.assert_allclose(batched[i], build(jaxrec.DiagGaussian(locs[i], scales[i])), rtol=1e-5)
+
+
+def test_bad_pairs_raise():
+    p = jaxrec.DiagGaussian(0.0, 1.0)
+    with pytest.raises(InvalidArgumentError, match="unbounded"):
+        widths.pair_widths(jaxrec.DiagGaussian(0.0, 1.0), p)
+    with pytest.raises(InvalidArgumentError, match="factorized"):
+        widths.pair_widths(jaxrec.DiagGaussian(jnp.zeros(2), 0.5), jaxrec.DiagGaussian(jnp.zeros(2), 1.0))
+    with pytest.raises(InvalidArgumentError, match="inside"):
+        widths.pair_widths(jaxrec.Uniform(-0.5, 0.5), jaxrec.Uniform(0.0, 1.0))
+    with pytest.raises(InvalidArgumentError, match="no width functions"):
+        widths.pair_widths(jaxrec.Uniform(-0.5, 0.5), p)
+    with pytest.raises(InvalidArgumentError, match="batch"):
+        widths.pair_widths(jaxrec.DiagGaussian(jnp.zeros((2, 1)), 0.5), p)
+    # under jit an unbounded pair is NaN, not an exception
+    log_r = jax.jit(lambda s: widths.pair_widths(jaxrec.DiagGaussian(0.0, s), p).log_r_star)(jnp.float32(1.5))
+    assert np.isnan(float(log_r))
