@@ -418,7 +418,7 @@ class CategoricalModel:
     encoded. A single-symbol alphabet writes nothing.
 
     Attributes:
-      probs: the weights, normalised to sum to 1 at construction.
+      probs: the weights; normalised when used.
     """
 
     probs: tuple[float, ...]
@@ -435,8 +435,7 @@ class CategoricalModel:
             raise InvalidArgumentError(f"probs must be finite and >= 0, got {p[bad[0]]!r} at position {bad[0]}")
         if not p.sum() > 0:
             raise InvalidArgumentError("probs must have a positive sum")
-        p = p / p.max()  # first by the max: tiny (subnormal) or huge weights normalise without under/overflow
-        object.__setattr__(self, "probs", tuple(float(v) for v in p / p.sum()))
+        object.__setattr__(self, "probs", tuple(float(v) for v in p))
 
     def _check(self, idx: np.ndarray) -> None:
         _check_upper(idx, len(self.probs) - 1, f"[0, {len(self.probs)}) of CategoricalModel")
@@ -444,15 +443,20 @@ class CategoricalModel:
         if zero.size:
             raise InvalidArgumentError(f"index {idx[zero[0]]} at position {zero[0]} has probability 0")
 
+    def _constriction_model(self) -> Any:
+        # normalised here, first by the max, so subnormal or huge weights stay normalisable
+        p = np.asarray(self.probs) / max(self.probs)
+        return _cm.Categorical(p / p.sum(), perfect=False)
+
     def _segments(self, idx: np.ndarray) -> list[_Segment]:
         if len(self.probs) == 1:
             return []
-        return [(idx.astype(np.int32), _cm.Categorical(np.asarray(self.probs), perfect=False))]
+        return [(idx.astype(np.int32), self._constriction_model())]
 
     def _decode(self, coder: Any, count: int) -> np.ndarray:
         if len(self.probs) == 1:
             return np.zeros(count, np.int64)
-        idx = coder.decode(_cm.Categorical(np.asarray(self.probs), perfect=False), count).astype(np.int64)
+        idx = coder.decode(self._constriction_model(), count).astype(np.int64)
         zero = np.flatnonzero(np.asarray(self.probs)[idx] == 0)
         if zero.size:
             raise FormatError(f"decoded index {idx[zero[0]]} has probability 0")

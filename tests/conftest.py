@@ -8,3 +8,10 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from hypothesis import settings  # noqa: E402
+
+# Property tests draw a fixed sequence of examples, so CI is reproducible (a failure found by a
+# random search would otherwise appear on one run and not the next).
+settings.register_profile("jaxrec", derandomize=True, deadline=None)
+settings.load_profile("jaxrec")
