@@ -98,6 +98,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxrec import container, prng
 from jaxrec.blocks import BlockPlan, single_block
 from jaxrec.coders import Coder, CoderSpec, mrc, orc, pfr
+from jaxrec.coders.base import check_bounded_ratio
 from jaxrec.coders.gprs import gprs
 from jaxrec.coders.scan import encode_batch
 from jaxrec.coders.sp_orc import sp_orc
@@ -258,29 +259,17 @@ def _partition_counts(plan: BlockPlan, field: str) -> np.ndarray:
     return np.asarray(plan.partitions.num_intervals)
 
 
-_log_sup_ratio = jax.jit(log_sup_ratio)
-
-
-def _check_bounded(target: Distribution, prior: Distribution) -> None:
-    bad = np.argwhere(~np.isfinite(np.asarray(_log_sup_ratio(target, prior))))
-    if bad.size:
-        raise InvalidArgumentError(
-            f"this coder needs D_inf[Q||P] < inf in every block; (item, block) {tuple(int(i) for i in bad[0])} "
-            "has an unbounded density ratio (a target at least as wide as the prior): use orc/mrc or another prior"
-        )
-
-
-register_coder("pfr", pfr, params=("chunk_size", "max_steps"), models=_pfr_models, check=_check_bounded)
+register_coder("pfr", pfr, params=("chunk_size", "max_steps"), models=_pfr_models, check=check_bounded_ratio)
 register_coder("orc", orc, params=("num_samples", "chunk_size"), models=_uniform_models)
 # GPRS codes one-dimensional blocks (a plan with one latent dimension per block); its index is
 # PFR-like (E log2(index + 1) <~ KL + 1), hence the same Zipf model.
 register_coder(
-    "gprs", gprs, params=("num_streams", "chunk_size", "max_steps"), models=_pfr_models, check=_check_bounded
+    "gprs", gprs, params=("num_streams", "chunk_size", "max_steps"), models=_pfr_models, check=check_bounded_ratio
 )
 register_coder("mrc", mrc, params=("num_samples", "chunk_size"), models=_uniform_models)
 register_coder(
     "sp_pfr", sp_pfr, params=("chunk_size", "max_steps", "table_size"), fields=("bin", "index"),
-    models=_sp_pfr_models, partitioned=True, check=_check_bounded, alphabet=_partition_counts,
+    models=_sp_pfr_models, partitioned=True, check=check_bounded_ratio, alphabet=_partition_counts,
 )
 register_coder(
     "sp_orc", sp_orc, params=("num_samples", "chunk_size"), fields=("bin", "index"),

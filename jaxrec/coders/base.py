@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import jax
+import numpy as np
 
 from jaxrec import prng
-from jaxrec.distributions import Distribution
+from jaxrec.distributions import Distribution, log_sup_ratio
 from jaxrec.errors import InvalidArgumentError
 
 Array = jax.Array
@@ -72,6 +73,25 @@ def check_pair(target: Any, prior: Any) -> None:
     if target.event_size != prior.event_size:
         raise InvalidArgumentError(
             f"target and prior event sizes differ: {target.event_size} != {prior.event_size}"
+        )
+
+
+def check_bounded_ratio(target: Any, prior: Any, per_dim: bool = False) -> None:
+    """Raises :class:`InvalidArgumentError` where ``D_inf[Q||P] = inf`` (a PFR-type search would never
+    stop); skipped when the parameters are traced.  Names the first offending (batch..., dim) index.
+
+    Args:
+      per_dim: check every coordinate on its own (for coders applied dimension by dimension).
+    """
+    log_m = log_sup_ratio(target, prior, per_dim=per_dim)
+    if isinstance(log_m, jax.core.Tracer):
+        return
+    bad = np.argwhere(~np.isfinite(np.atleast_1d(np.asarray(log_m))))
+    if bad.size:
+        where = tuple(int(i) for i in bad[0])
+        raise InvalidArgumentError(
+            f"this coder needs a bounded density ratio (D_inf[Q||P] < inf), but it is unbounded at index "
+            f"{where} (a target at least as wide as the prior); use a wider prior or a fixed-budget coder (orc/mrc)"
         )
 
 

@@ -17,13 +17,11 @@ number of candidates examined is ``M = 2^{D_inf[Q||P]}`` and ``E log2(N*+1) <= D
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from jaxrec import arrivals, prng, search
-from jaxrec.coders.base import Code, Coder, CoderSpec, check_positive_int
+from jaxrec.coders.base import Code, Coder, CoderSpec, check_bounded_ratio, check_positive_int
 from jaxrec.coders.scan import scan_coder
 from jaxrec.distributions import Distribution, log_ratio, log_sup_ratio
-from jaxrec.errors import InvalidArgumentError
 
 Array = jax.Array
 
@@ -50,16 +48,6 @@ def prepare_pfr(key: Array, target: Distribution, prior: Distribution) -> tuple[
     return pfr_chunk_fn(key, target, prior, log_sup_ratio(target, prior)), arrivals.zero_time()
 
 
-def check_bounded(target: Distribution, prior: Distribution) -> None:
-    """Raises outside ``jit`` when ``D_inf = inf`` (PFR would never stop); no-op on tracers."""
-    log_m = log_sup_ratio(target, prior)
-    if not isinstance(log_m, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(log_m))):
-        raise InvalidArgumentError(
-            "PFR needs a bounded density ratio (D_inf[Q||P] < inf); got D_inf = inf "
-            "(e.g. a Gaussian target at least as wide as the prior). Use a wider prior or orc/mrc."
-        )
-
-
 def pfr(chunk_size: int = 1024, max_steps: int = 2**26) -> Coder:
     """Exact PFR coder.
 
@@ -79,7 +67,7 @@ def pfr(chunk_size: int = 1024, max_steps: int = 2**26) -> Coder:
         CoderSpec("pfr", (("chunk_size", chunk_size), ("max_steps", max_steps))),
         prepare=prepare_pfr,
         finish=lambda res: Code(res.index, res.steps, ~res.stopped),
-        validate=check_bounded,
+        validate=check_bounded_ratio,
         chunk_size=chunk_size,
         max_candidates=max_steps,
     )

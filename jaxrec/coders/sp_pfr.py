@@ -60,7 +60,7 @@ from jax import lax
 
 from jaxrec import arrivals, prng, search
 from jaxrec.coders.base import Coder, CoderSpec, check_positive_int
-from jaxrec.coders.pfr import check_bounded
+from jaxrec.coders.base import check_bounded_ratio
 from jaxrec.coders.scan import scan_coder
 from jaxrec.distributions import Distribution, log_ratio
 from jaxrec.errors import InvalidArgumentError
@@ -308,7 +308,7 @@ def sp_pfr(
 
     def validate(target: Distribution, prior: Distribution) -> None:
         check_event_size(partition, prior)
-        check_bounded(target, prior)
+        check_bounded_ratio(target, prior)
 
     def prepare(key: Array, target: Distribution, prior: Distribution) -> tuple[search.ChunkFn, Any]:
         tables = axis_tables(target, prior, partition, weights)
