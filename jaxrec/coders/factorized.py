@@ -31,12 +31,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxrec import prng
-from jaxrec.coders.base import Coder, CoderSpec, check_pair
+from jaxrec.coders.base import Coder, CoderSpec, check_bounded_ratio, check_pair
 from jaxrec.coders.scan import encode_batch as _encode_batch
-from jaxrec.distributions import Distribution, log_sup_ratio
+from jaxrec.distributions import Distribution
 from jaxrec.errors import InvalidArgumentError
 
 Array = jax.Array
@@ -57,17 +56,6 @@ def _per_dim(dist: Distribution, num_dims: int) -> Distribution:
     return jax.tree.map(lambda a: jnp.broadcast_to(a, a.shape[:-1] + (num_dims,))[..., None], dist)
 
 
-def _check_bounded(target: Distribution, prior: Distribution) -> None:
-    log_m = log_sup_ratio(target, prior, per_dim=True)
-    if not isinstance(log_m, jax.core.Tracer):
-        bad = np.flatnonzero(~np.isfinite(np.asarray(log_m)).reshape(-1, target.event_size).all(axis=0))
-        if bad.size:
-            raise InvalidArgumentError(
-                f"the density ratio is unbounded in dimension(s) {bad.tolist()} (D_inf = inf there); "
-                "the per-dimension coders need a target narrower than the prior in every coordinate"
-            )
-
-
 def factorized(coder: Coder) -> Coder:
     """Wraps a 1-D ``coder`` to code each coordinate of a factorized problem separately.
 
@@ -82,7 +70,7 @@ def factorized(coder: Coder) -> Coder:
 
     def encode(key: Any, target: Distribution, prior: Distribution) -> Any:
         check_pair(target, prior)
-        _check_bounded(target, prior)
+        check_bounded_ratio(target, prior, per_dim=True)
         num_dims = target.event_size
         keys = dimension_keys(key, num_dims)
         return jax.vmap(coder.encode)(keys, _per_dim(target, num_dims), _per_dim(prior, num_dims))
@@ -97,7 +85,7 @@ def factorized(coder: Coder) -> Coder:
     def encode_batch(keys: Any, targets: Distribution, prior: Distribution, **options: Any) -> Any:
         """``B`` problems: keys ``(B,)``, targets batch ``(B,)``; codes get leaves ``(B, D)``."""
         check_pair(targets, prior)
-        _check_bounded(targets, prior)
+        check_bounded_ratio(targets, prior, per_dim=True)
         keys = prng.as_key(keys)
         batch, num_dims = targets.batch_shape[0], targets.event_size
         flat_keys = jax.vmap(lambda k: dimension_keys(k, num_dims))(keys).reshape(batch * num_dims)
