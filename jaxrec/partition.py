@@ -297,7 +297,8 @@ class AxisTables(NamedTuple):
       log_q_mass: ``log Q_d(I_{d,k})``.
       log_sup: ``log sup_{I_{d,k}} r_d``.
       log_bound: scalar ``log M' = sum_d max_k [log sup_{I_{d,k}} r_d - log(J_d pi_{d,k})]``,
-        ``log ess sup dQ/dP'`` (``+inf`` if some bin with ``Q(B) > 0`` has ``pi = 0``).
+        ``log ess sup dQ/dP'`` (``+inf`` if some bin with ``Q(B) > 0`` has ``pi = 0``; NaN if the
+        policy gives an infinite or NaN weight).
       lower_cum: ``(D, M)`` ``sum_{i <= k} pi_{d,i}`` (running sums from the left).
       upper_cum: ``(D, M)`` ``sum_{i > k} pi_{d,i}`` (running sums from the right).
     """
@@ -331,7 +332,10 @@ def axis_tables(
     log_weight = raw - jax.nn.logsumexp(raw, axis=-1, keepdims=True)
     # sup over bins of r / (J pi): a bin with sup r = -inf (outside Q's support) never binds.
     excess = jnp.where(log_sup == -jnp.inf, -jnp.inf, log_sup + log_p_mass - log_weight)
-    log_bound = jnp.sum(jnp.max(excess, axis=-1))
+    # A policy with an infinite or NaN weight (e.g. "sup_ratio" for an unbounded ratio) defines no
+    # search: flag it explicitly rather than rely on NaN propagating through the max.
+    undefined = jnp.any(jnp.isnan(raw) | (raw == jnp.inf))
+    log_bound = jnp.where(undefined, jnp.nan, jnp.sum(jnp.max(excess, axis=-1)))
     prob = jnp.exp(log_weight)
     lower_cum = jnp.cumsum(prob, axis=-1)
     upper_cum = _sums_from_the_right(prob)
