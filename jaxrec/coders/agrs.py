@@ -59,7 +59,8 @@ from jax.scipy.special import log_ndtr, ndtri
 
 from jaxrec import prng, search, truncated, widths
 from jaxrec.coders.base import Coder, CoderSpec, check_positive_int
-from jaxrec.coders.gprs import WidthTables, table_scan_coder
+from jaxrec.coders.gprs import WidthTables, width_tables
+from jaxrec.coders.scan import scan_coder
 from jaxrec.coders.grs import Ladder, ladder_start, ladder_step, threshold_gap
 from jaxrec.distributions import DiagGaussian, Distribution
 from jaxrec.errors import InvalidArgumentError
@@ -178,7 +179,7 @@ def agrs(chunk_size: int = 4, max_steps: int = 2**20) -> Coder:
     """
     check_positive_int("max_steps", max_steps, search.MAX_CANDIDATES)
 
-    def prepare(key: Array, prior: Distribution, tables: WidthTables) -> tuple[search.ChunkFn, Ladder]:
+    def prepare(key: Array, tables: WidthTables, prior: Distribution) -> tuple[search.ChunkFn, Ladder]:
         return agrs_chunk_fn(key, tables.model, tables.table), ladder_start(prior.dtype)
 
     def finish(res: search.SearchResult) -> AGRSCode:
@@ -200,9 +201,10 @@ def agrs(chunk_size: int = 4, max_steps: int = 2**20) -> Coder:
         )
         return prior.loc + prior.scale * z
 
-    coder = table_scan_coder(
+    coder = scan_coder(
         CoderSpec("agrs", (("chunk_size", chunk_size), ("max_steps", max_steps))),
         prepare=prepare, finish=finish, decode=decode, chunk_size=chunk_size, max_candidates=max_steps,
+        validate=widths.check_pair, precompute=width_tables,
     )
 
     def encode(key: Any, target: Distribution, prior: Distribution) -> AGRSCode:

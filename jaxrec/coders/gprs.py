@@ -29,20 +29,20 @@ at once with ``exhausted = True``.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxrec import arrivals, prng, search, widths
-from jaxrec.coders.base import Code, Coder, CoderSpec, check_pair, check_positive_int
-from jaxrec.coders.scan import DEFAULT_CANDIDATES_IN_FLIGHT
+from jaxrec.coders.base import Code, Coder, CoderSpec, check_positive_int
+from jaxrec.coders.scan import scan_coder
 from jaxrec.distributions import Distribution
 from jaxrec.errors import InvalidArgumentError
 
 Array = jax.Array
 
-__all__ = ["gprs", "gprs_chunk_fn", "table_scan_coder", "width_tables"]
+__all__ = ["gprs", "gprs_chunk_fn", "width_tables"]
 
 
 class WidthTables(NamedTuple):
@@ -56,57 +56,6 @@ def width_tables(target: Distribution, prior: Distribution) -> WidthTables:
     """``WidthTables`` of one (target, prior) pair (:func:`jaxrec.widths.pair_widths`)."""
     model = widths.pair_widths(target, prior)
     return WidthTables(model, widths.stretch_table(model))
-
-
-def table_scan_coder(
-    spec: CoderSpec,
-    *,
-    prepare: Callable[[Array, Distribution, WidthTables], tuple[search.ChunkFn, Any]],
-    finish: Callable[[search.SearchResult], Any],
-    decode: Callable[..., Array],
-    chunk_size: int,
-    max_candidates: int,
-) -> Coder:
-    """A scan coder (:mod:`jaxrec.search`) whose chunk function needs the pair's width tables.
-
-    Like :func:`jaxrec.coders.scan.scan_coder`, but the tables (about a thousand evaluations of
-    ``1 - W``) are built once per problem *before* the search: ``encode_batch`` builds them for
-    the whole batch with ``vmap`` and passes them to :func:`jaxrec.search.search_batch` as part of
-    the problems, whose per-iteration ``prepare`` is then cheap.
-    """
-    search.validate_sizes(chunk_size, max_candidates)
-
-    def encode(key: Any, target: Distribution, prior: Distribution) -> Any:
-        check_pair(target, prior)
-        widths.check_pair(target, prior)
-        chunk_fn, init = prepare(prng.as_key(key), prior, width_tables(target, prior))
-        res = search.search(
-            chunk_fn, init, chunk_size=chunk_size, max_candidates=max_candidates, score_dtype=prior.dtype
-        )
-        return finish(res)
-
-    def encode_batch(
-        keys: Any, targets: Distribution, prior: Distribution, *, num_lanes: int | None = None,
-        lane_chunk_size: int | None = None,
-    ) -> Any:
-        """Encodes ``B`` problems (leading axis on ``keys`` and ``targets``; ``prior`` shared or
-        batched); the codes equal ``vmap(encode)``'s, ``num_lanes``/``lane_chunk_size`` set the
-        schedule only."""
-        check_pair(targets, prior)
-        widths.check_pair(targets, prior)
-        keys = prng.as_key(keys)
-        batch = targets.batch_shape[0] if targets.batch_shape else 1
-        priors = jax.tree.map(lambda a: jnp.broadcast_to(a, (batch,) + a.shape[-1:]), prior)
-        tables = jax.vmap(width_tables)(targets, priors)
-        k = chunk_size if lane_chunk_size is None else lane_chunk_size
-        lanes = max(1, DEFAULT_CANDIDATES_IN_FLIGHT // k) if num_lanes is None else num_lanes
-        res = search.search_batch(
-            lambda p: prepare(*p), (keys, priors, tables), chunk_size=k, max_candidates=max_candidates,
-            num_lanes=lanes, score_dtype=prior.dtype,
-        )
-        return jax.vmap(finish)(res)
-
-    return Coder(encode, decode, spec, encode_batch)
 
 
 def gprs_chunk_fn(
@@ -164,7 +113,7 @@ def gprs(num_streams: int = 1, chunk_size: int = 256, max_steps: int = 2**24) ->
             f"{num_streams} * {max_steps}"
         )
 
-    def prepare(key: Array, prior: Distribution, tables: WidthTables) -> tuple[search.ChunkFn, Array]:
+    def prepare(key: Array, tables: WidthTables, prior: Distribution) -> tuple[search.ChunkFn, Array]:
         base = jnp.broadcast_to(arrivals.zero_time(), (num_streams, 4))
         return gprs_chunk_fn(key, prior, tables.model, tables.table, num_streams), base
 
@@ -181,6 +130,7 @@ def gprs(num_streams: int = 1, chunk_size: int = 256, max_steps: int = 2**24) ->
     spec = CoderSpec(
         "gprs", (("num_streams", num_streams), ("chunk_size", chunk_size), ("max_steps", max_steps))
     )
-    return table_scan_coder(
-        spec, prepare=prepare, finish=finish, decode=decode, chunk_size=chunk_size, max_candidates=max_steps
+    return scan_coder(
+        spec, prepare=prepare, finish=finish, decode=decode, chunk_size=chunk_size, max_candidates=max_steps,
+        validate=widths.check_pair, precompute=width_tables,
     )

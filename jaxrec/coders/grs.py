@@ -36,7 +36,8 @@ from jax import lax
 
 from jaxrec import prng, search, widths
 from jaxrec.coders.base import Code, Coder, CoderSpec, check_positive_int, decode_candidate
-from jaxrec.coders.gprs import WidthTables, table_scan_coder
+from jaxrec.coders.gprs import WidthTables, width_tables
+from jaxrec.coders.scan import scan_coder
 from jaxrec.distributions import Distribution
 
 Array = jax.Array
@@ -109,13 +110,14 @@ def grs(chunk_size: int = 64, max_steps: int = 2**24) -> Coder:
     """
     check_positive_int("max_steps", max_steps, search.MAX_CANDIDATES)
 
-    def prepare(key: Array, prior: Distribution, tables: WidthTables) -> tuple[search.ChunkFn, Ladder]:
+    def prepare(key: Array, tables: WidthTables, prior: Distribution) -> tuple[search.ChunkFn, Ladder]:
         return grs_chunk_fn(key, prior, tables.model, tables.table), ladder_start(prior.dtype)
 
     def finish(res: search.SearchResult) -> Code:
         return Code(res.index, res.steps, ~res.stopped | (res.score == -jnp.inf))
 
-    return table_scan_coder(
+    return scan_coder(
         CoderSpec("grs", (("chunk_size", chunk_size), ("max_steps", max_steps))),
         prepare=prepare, finish=finish, decode=decode_candidate, chunk_size=chunk_size, max_candidates=max_steps,
+        validate=widths.check_pair, precompute=width_tables,
     )

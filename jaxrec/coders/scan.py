@@ -5,7 +5,10 @@ A scan coder is described by three functions:
 * ``validate(target, prior)`` -- boundary checks on concrete arguments (skipped under tracing
   by the checks themselves);
 * ``prepare(key, target, prior) -> (chunk_fn, init_state)`` -- the chunk function of one problem;
-* ``finish(result: SearchResult) -> code`` -- the transmitted integers plus diagnostics.
+* ``finish(result: SearchResult) -> code`` -- the transmitted integers plus diagnostics;
+* optionally ``precompute(target, prior) -> data`` -- per-problem tables built once *before* the
+  search (``encode_batch`` builds them for the whole batch with ``vmap``); ``prepare`` then
+  receives ``data`` in place of ``target``, so its per-iteration work in the batch loop stays cheap.
 
 :func:`scan_coder` turns them into ``encode`` (one problem, :func:`jaxrec.search.search`) and
 ``encode_batch`` (many problems on refilling lanes, :func:`jaxrec.search.search_batch`); both
@@ -45,6 +48,7 @@ def scan_coder(
     max_candidates: int,
     validate: Callable[[Distribution, Distribution], None] = lambda target, prior: None,
     decode: Callable[..., Array] = decode_candidate,
+    precompute: Callable[[Distribution, Distribution], Any] | None = None,
 ) -> Coder:
     """Assembles ``Coder(encode, decode, spec, encode_batch)`` from a scan kernel (see module doc)."""
     search.validate_sizes(chunk_size, max_candidates)
@@ -52,7 +56,8 @@ def scan_coder(
     def encode(key: Any, target: Distribution, prior: Distribution) -> Any:
         check_pair(target, prior)
         validate(target, prior)
-        chunk_fn, init_state = prepare(prng.as_key(key), target, prior)
+        problem = target if precompute is None else precompute(target, prior)
+        chunk_fn, init_state = prepare(prng.as_key(key), problem, prior)
         res = search.search(
             chunk_fn, init_state, chunk_size=chunk_size, max_candidates=max_candidates, score_dtype=prior.dtype
         )
@@ -74,7 +79,8 @@ def scan_coder(
         batch = targets.batch_shape[0] if targets.batch_shape else 1
         k = min(chunk_size, DEFAULT_LANE_CHUNK) if lane_chunk_size is None else lane_chunk_size
         lanes = max(1, DEFAULT_CANDIDATES_IN_FLIGHT // k) if num_lanes is None else num_lanes
-        problems = (keys, targets, _broadcast_batch(prior, batch))
+        priors = _broadcast_batch(prior, batch)
+        problems = (keys, targets if precompute is None else jax.vmap(precompute)(targets, priors), priors)
         res = search.search_batch(
             lambda p: prepare(*p), problems, chunk_size=k, max_candidates=max_candidates,
             num_lanes=lanes, score_dtype=prior.dtype,
