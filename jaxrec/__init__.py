@@ -8,21 +8,31 @@
 See the README for the list of coders and their guarantees.
 """
 
-from jaxrec import coding, distributions, errors, prng, search, treesearch
-from jaxrec.treesearch import TreeCode
-from jaxrec.coders import Code, Coder, CoderSpec, IrecCode, adstar, astar, dadstar, irec, mrc, orc, pfr
-from jaxrec.coders import SPCode, sp_orc, sp_pfr
-from jaxrec.coders import AGRSCode, agrs, factorized, gprs, gprs_bnb, grs
-from jaxrec import truncated, widths
-from jaxrec import partition
-from jaxrec.partition import Partition, partition_from_mi
-from jaxrec.coders.scan import encode_batch
+# Modules, then the public names, grouped by what they are for.  ``jaxrec.models`` is imported on
+# demand (it needs flax).
+from jaxrec import (
+    blocks, codec, coding, container, data, distributions, errors, lossless, partition, prng, search, treesearch,
+    truncated, widths,
+)
+
+# Distributions and pair quantities
 from jaxrec.distributions import DiagGaussian, Uniform, dinf, kl, log_ratio, log_sup_ratio
-from jaxrec.errors import FormatError, InvalidArgumentError, JaxrecError
-from jaxrec import blocks, codec, container  # noqa: E402  (codec imports the coders above)
+
+# Coders: factories returning Coder(encode, decode, spec, encode_batch), and their codes
+from jaxrec.coders import (
+    AGRSCode, Code, Coder, CoderSpec, IrecCode, SPCode, adstar, agrs, astar, dadstar, factorized, gprs, gprs_bnb,
+    grs, irec, mrc, orc, pfr, sp_orc, sp_pfr,
+)
+from jaxrec.coders.scan import encode_batch
+from jaxrec.partition import Partition, partition_from_mi
+from jaxrec.treesearch import TreeCode
+
+# Codecs and files
 from jaxrec.blocks import BlockPlan, plan_blocks
 from jaxrec.codec import Codec, LosslessCodec, compress, compress_batch, decompress, decompress_batch, register_coder
-from jaxrec import data, lossless  # noqa: E402  (jaxrec.models is imported on demand: it needs flax)
+
+# Errors
+from jaxrec.errors import FormatError, InvalidArgumentError, JaxrecError
 
 __version__ = "0.1.0"
 

@@ -6,9 +6,12 @@ over a chunk rounds differently for different chunk sizes, so the chosen index c
 chunk size.  Here the time is a 64-bit fixed-point integer in units of ``2^-24`` held as four
 16-bit limbs in ``uint32`` lanes:
 
-* each increment ``E_n ~ Exp(1)`` (drawn from ``arrival_key(key, n)``) is rounded *up* to the grid,
-  ``e_n = ceil(E_n 2^24)`` in ``[1, 2^32)``, so ``T_n > 0`` strictly (float32 ``E`` already lives on
-  a grid of 2^-23 near 0, so this adds no visible quantization);
+* each increment ``E_n = -log U_n ~ Exp(1)`` takes its uniform ``U_n = (w_n + 1) 2^-24`` in
+  ``(0, 1]`` from the top 24 bits of the first word of ``arrival_key(key, n)`` itself (a threefry
+  output: one hash per arrival, not two as ``jax.random.exponential(arrival_key(key, n))`` would
+  spend), and is rounded *up* to the grid, ``e_n = ceil(E_n 2^24)`` in ``[1, 2^32)``, so
+  ``T_n > 0`` strictly (``E`` lives on a float32 grid of ~2^-24 near 0, so this adds no visible
+  quantization);
 * within a chunk the two low limbs are summed with an integer ``cumsum`` (exact, hence associative:
   the limbs of ``T_n`` are the same whatever the chunk boundaries), then carries are normalised;
 * ``T_n`` is converted to floating point from its canonical limbs by one fixed expression.
@@ -39,28 +42,44 @@ def zero_time() -> Array:
 
 
 def exponential_increments(key: Array, ns: Array, stream: Array | int = 0) -> Array:
-    """``uint32[K]`` grid increments ``ceil(E_n 2^24)`` for the indices ``ns`` (``int32[K]``)."""
-    keys = jax.vmap(lambda n: prng.arrival_key(key, n, stream))(ns)
-    e = jax.vmap(lambda k: jax.random.exponential(k, (), jnp.float32))(keys)
-    scaled = jnp.ceil(e * jnp.float32(2.0**_UNIT_LOG2))
+    """``uint32[K]`` grid increments ``ceil(E_n 2^24)`` for the indices ``ns`` (``int32[K]``).
+
+    ``E_n = -log U_n`` with ``U_n = (w_n + 1) 2^-24``, ``w_n`` the top 24 bits of
+    ``prng.arrival_bits(key, ns, stream)``: exactly representable in float32, in ``(0, 1]``.
+    """
+    words = prng.arrival_bits(key, ns, stream)
+    u = ((words >> 8).astype(jnp.float32) + 1.0) * jnp.float32(2.0**-24)
+    scaled = jnp.ceil(-jnp.log(u) * jnp.float32(2.0**_UNIT_LOG2))
     return jnp.clip(scaled, 1.0, 2.0**32 - 256).astype(jnp.uint32)
 
 
-def _normalize(limbs: Array) -> Array:
-    """Propagates carries so every limb is < 2^16; ``limbs`` is ``uint32[..., 4]``."""
+def _carry_limbs(l0: Array, l1: Array, l2: Array, l3: Array) -> tuple[Array, Array, Array, Array]:
+    """Carry propagation on four separate limb arrays (no ``[..., 4]`` layout in the hot loop)."""
     out = []
-    carry = jnp.zeros(limbs.shape[:-1], jnp.uint32)
-    for i in range(4):
-        v = limbs[..., i] + carry
+    carry = jnp.zeros_like(l0)
+    for limb in (l0, l1, l2, l3):
+        v = limb + carry
         out.append(v & _MASK)
         carry = v >> _LIMB
-    return jnp.stack(out, axis=-1)
+    return tuple(out)
+
+
+def _float_from_limbs(l0: Array, l1: Array, l2: Array, l3: Array, dtype: jnp.dtype) -> Array:
+    f0, f1, f2, f3 = (limb.astype(dtype) for limb in (l0, l1, l2, l3))
+    return ((f0 * 2.0**-24 + f1 * 2.0**-8) + f2 * 2.0**8) + f3 * 2.0**24
 
 
 def to_float(limbs: Array, dtype: jnp.dtype = jnp.float32) -> Array:
     """``T`` as a float from canonical limbs ``uint32[..., 4]``: one fixed rounding sequence."""
-    f = limbs.astype(dtype)
-    return ((f[..., 0] * 2.0**-24 + f[..., 1] * 2.0**-8) + f[..., 2] * 2.0**8) + f[..., 3] * 2.0**24
+    return _float_from_limbs(*(limbs[..., i] for i in range(4)), dtype)
+
+
+def _running_limbs(base: Array, increments: Array) -> tuple[Array, Array, Array, Array]:
+    """Canonical limbs of ``T_{n0} + cumsum(increments)`` as four ``uint32[K]`` arrays."""
+    low = jnp.cumsum(increments & _MASK, dtype=jnp.uint32)
+    high = jnp.cumsum(increments >> _LIMB, dtype=jnp.uint32)
+    # base limbs are < 2^16 and the chunk sums < 2^31, so no uint32 sum overflows
+    return _carry_limbs(base[0] + low, base[1] + high, jnp.broadcast_to(base[2], low.shape), jnp.broadcast_to(base[3], low.shape))
 
 
 def accumulate(base: Array, increments: Array) -> tuple[Array, Array]:
@@ -74,17 +93,12 @@ def accumulate(base: Array, increments: Array) -> tuple[Array, Array]:
       ``(limbs, last)``: canonical limbs ``uint32[K, 4]`` of every arrival in the chunk and those
       of the chunk's last arrival (the next chunk's ``base``).
     """
-    low = jnp.cumsum(increments & _MASK, dtype=jnp.uint32)
-    high = jnp.cumsum(increments >> _LIMB, dtype=jnp.uint32)
-    raw = jnp.stack(
-        [base[0] + low, base[1] + high, jnp.broadcast_to(base[2], low.shape), jnp.broadcast_to(base[3], low.shape)],
-        axis=-1,
-    )
-    limbs = _normalize(raw)
+    limbs = jnp.stack(_running_limbs(base, increments), axis=-1)
     return limbs, limbs[-1]
 
 
 def log_arrival_times(base: Array, increments: Array, dtype: jnp.dtype = jnp.float32) -> tuple[Array, Array]:
     """``(log T, last)`` for one chunk: ``log T`` is ``dtype[K]``; see :func:`accumulate`."""
-    limbs, last = accumulate(base, increments)
-    return jnp.log(to_float(limbs, dtype)), last
+    limbs = _running_limbs(base, increments)
+    last = jnp.stack([limb[-1] for limb in limbs])
+    return jnp.log(_float_from_limbs(*limbs, dtype)), last

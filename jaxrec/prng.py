@@ -39,6 +39,7 @@ __all__ = [
     "key_to_words",
     "candidate_key",
     "arrival_key",
+    "arrival_bits",
     "bin_key",
     "fold_in_index",
     "candidates",
@@ -95,6 +96,16 @@ def candidate_key(key: Array, n: Array, stream: Array | int = 0) -> Array:
 def arrival_key(key: Array, n: Array, stream: Array | int = 0) -> Array:
     """Key of the ``n``-th arrival-time (or Gumbel) draw of stream ``stream``; encoder-only."""
     return fold_in_index(_stream(key, ARRIVAL_TAG, stream), n)
+
+
+def arrival_bits(key: Array, ns: Array, stream: Array | int = 0) -> Array:
+    """``uint32[K]`` random words for the indices ``ns``: the first word of ``arrival_key(key, n)``.
+
+    ``fold_in`` is itself one threefry2x32 evaluation, so the key's data already is a uniformly
+    random word; using it directly halves the hashing of an arrival-time draw.
+    """
+    keys = jax.vmap(lambda n: arrival_key(key, n, stream))(ns)
+    return jax.random.key_data(keys)[..., 0]
 
 
 def bin_key(key: Array, n: Array, stream: Array | int = 0) -> Array:

@@ -40,6 +40,8 @@ ChunkFn = Callable[[Any, Array], tuple[Array, Array, Any, Any]]
 
 # Indices are int32; keep n0 + chunk_size representable.
 MAX_CANDIDATES = 2**31 - 1 - arrivals.MAX_CHUNK
+# search_batch: at most 2^3 = 8-fold wider lanes in the tail of a batch (one compiled copy each).
+MAX_WIDENING = 3
 
 
 class SearchResult(NamedTuple):
@@ -81,31 +83,72 @@ def validate_sizes(chunk_size: int, max_candidates: int) -> None:
         raise InvalidArgumentError(f"the candidate limit must be an int in [1, {MAX_CANDIDATES}], got {max_candidates!r}")
 
 
-def _chunk_step(chunk_fn: ChunkFn, chunk_size: int, max_candidates: int, c: _Carry) -> _Carry:
-    offsets = jnp.arange(chunk_size, dtype=jnp.int32)
-    ns = c.start + offsets
+def _evaluate(chunk_fn: ChunkFn, chunk_size: int, c: _Carry) -> tuple[Array, Array, Array, Any, Any]:
+    """Runs the chunk function on the next chunk: ``(ns, scores, bounds, payload, new_state)``;
+    NaN scores count as ``-inf``."""
+    ns = c.start + jnp.arange(chunk_size, dtype=jnp.int32)
     scores, bounds, payload, state = chunk_fn(c.state, ns)
-    scores = jnp.where(jnp.isnan(scores), -jnp.inf, scores)
-    # running[k] = best score among all candidates before ns[k]
+    return ns, jnp.where(jnp.isnan(scores), -jnp.inf, scores), bounds, payload, state
+
+
+def _fold_exact(
+    c: _Carry, ns: Array, scores: Array, bounds: Array, payload: Any, state: Any, max_candidates: int
+) -> _Carry:
+    """Folds one evaluated chunk into the carry, locating the exact stopping position.
+
+    ``running[k] = max(best, scores[:k])`` (a cumulative max); the first ``k`` with
+    ``running[k] >= bounds[k]`` or ``ns[k] >= max_candidates`` stops the search, and candidates
+    from there on are masked out of the argmax.
+    """
+    chunk_size = ns.shape[0]
+    offsets = jnp.arange(chunk_size, dtype=jnp.int32)
     running = lax.cummax(jnp.concatenate([c.best_score[None], scores]))[:-1]
     rule = running >= bounds
-    limit = ns >= max_candidates
-    halt = rule | limit
+    halt = rule | (ns >= max_candidates)
     any_halt = jnp.any(halt)
     first = jnp.where(any_halt, jnp.argmax(halt), chunk_size).astype(jnp.int32)
     masked = jnp.where(offsets < first, scores, -jnp.inf)
-    k = jnp.argmax(masked)
-    better = masked[k] > c.best_score
+    return _take_best(c, ns, masked, payload, state)._replace(
+        steps=c.start + first, done=any_halt, stopped=any_halt & rule[jnp.minimum(first, chunk_size - 1)]
+    )
+
+
+def _take_best(c: _Carry, ns: Array, scores: Array, payload: Any, state: Any) -> _Carry:
+    """Advances past the chunk, keeping its first maximum of ``scores`` if it beats the best so far
+    (``steps`` counts the whole chunk; :func:`_fold_exact` overrides it)."""
+    k = jnp.argmax(scores)
+    better = scores[k] > c.best_score
     pick = lambda new, old: jnp.where(better, new, old)
-    return _Carry(
-        start=c.start + chunk_size,
-        best_score=pick(masked[k], c.best_score),
+    return c._replace(
+        start=c.start + ns.shape[0],
+        best_score=pick(scores[k], c.best_score),
         best_index=pick(ns[k], c.best_index),
         best_payload=jax.tree.map(lambda p, old: pick(p[k], old), payload, c.best_payload),
-        steps=c.start + first,
-        done=any_halt,
-        stopped=any_halt & rule[jnp.minimum(first, chunk_size - 1)],
+        steps=c.start + ns.shape[0],
         state=state,
+    )
+
+
+def _chunk_step(chunk_fn: ChunkFn, chunk_size: int, max_candidates: int, c: _Carry) -> _Carry:
+    """One exact search step: evaluate a chunk and fold it in (the vmapped lanes of
+    :func:`search_batch` use this form, with no branch)."""
+    return _fold_exact(c, *_evaluate(chunk_fn, chunk_size, c), max_candidates)
+
+
+def _chunk_step_with_fast_path(chunk_fn: ChunkFn, chunk_size: int, max_candidates: int, c: _Carry) -> _Carry:
+    """:func:`_chunk_step` with a cheap branch for the common chunk in which the search cannot stop.
+
+    If ``max(best, max(scores)) < min(bounds)`` and the chunk lies below ``max_candidates``, no
+    ``running[k]`` can reach ``bounds[k]``, so the stop rule does not fire anywhere in the chunk
+    and the fold is a plain argmax; only the (usually last) chunk that may stop pays for the
+    cumulative max.  Both branches give the same carry, so the result is unchanged.
+    """
+    ns, scores, bounds, payload, state = _evaluate(chunk_fn, chunk_size, c)
+    calm = (jnp.maximum(c.best_score, jnp.max(scores)) < jnp.min(bounds)) & (ns[-1] < max_candidates)
+    return lax.cond(
+        calm,
+        lambda: _take_best(c, ns, scores, payload, state),
+        lambda: _fold_exact(c, ns, scores, bounds, payload, state, max_candidates),
     )
 
 
@@ -134,7 +177,7 @@ def search(
     init = _initial_carry(chunk_fn, init_state, chunk_size, score_dtype)
     final = lax.while_loop(
         lambda c: ~c.done,
-        lambda c: _chunk_step(chunk_fn, chunk_size, max_candidates, c),
+        lambda c: _chunk_step_with_fast_path(chunk_fn, chunk_size, max_candidates, c),
         init,
     )
     return _result(final)
@@ -177,21 +220,33 @@ def search_batch(
     max_candidates: int,
     num_lanes: int,
     score_dtype: jnp.dtype = jnp.float32,
+    max_widening: int = MAX_WIDENING,
 ) -> SearchResult:
     """Runs :func:`search` for a batch of ``B`` problems on ``num_lanes`` lanes with refill.
 
     ``jax.vmap(search)`` runs every lane until the *slowest* problem stops, so with heavy-tailed
     step counts (PFR: ``steps ~ 2^{D_inf} E``, ``E ~ Exp(1)``) most lanes idle most of the time.
-    Here each of the ``L`` lanes takes the next unstarted problem as soon as its own stops (a work
-    queue inside one ``while_loop``), so the work done is about ``sum(steps) / (L K)``
-    iterations plus one tail of ``max(steps) / K``.  Each lane runs exactly the per-problem scan,
-    so the results equal ``vmap(search)``'s bit for bit.
+    Here the ``L`` lanes form a work queue inside one ``while_loop``:
+
+    * **refill** -- a lane takes the next unstarted problem as soon as its own stops, so while the
+      queue lasts every iteration evaluates ``L K`` candidates of live problems;
+    * **widening** -- once the queue is empty and only ``A`` problems remain, the live lanes are
+      packed into ``L / 2^j`` rows that each evaluate ``2^j K`` candidates per iteration, with
+      ``j`` the largest level such that ``A <= L / 2^j`` (``j <= max_widening``, ``2^j K <= 2^15``).
+      The slowest problems of the batch -- which set the run time of ``vmap`` -- then proceed up
+      to ``2^j`` times faster instead of running beside idle lanes.
+
+    The search result of a problem never depends on its chunk sizes (see :func:`search`), so each
+    problem's result equals ``vmap(search)``'s bit for bit whatever widths it ran at.  The cost is
+    one compiled copy of the chunk function per level.
 
     Args:
       problem_fn: ``problem -> (chunk_fn, init_state)`` for one problem (a pytree slice).
       problems: pytree whose leaves have a leading axis ``B``.
-      chunk_size, max_candidates, score_dtype: as in :func:`search`.
-      num_lanes: ``L``, problems in flight at once (``L * chunk_size`` candidates per iteration).
+      chunk_size: ``K``, candidates per lane and iteration while all lanes are busy.
+      max_candidates, score_dtype: as in :func:`search`.
+      num_lanes: ``L``, problems in flight at once (``L K`` candidates per iteration).
+      max_widening: the most doublings of the lane width in the tail (0 disables widening).
 
     Returns:
       A :class:`SearchResult` whose leaves have a leading axis ``B``.
@@ -199,22 +254,34 @@ def search_batch(
     validate_sizes(chunk_size, max_candidates)
     num_problems = jax.tree.leaves(problems)[0].shape[0]
     num_lanes = max(1, min(num_lanes, num_problems))
+    levels = _widening_levels(num_lanes, chunk_size, max_widening)
     take = lambda i: jax.tree.map(lambda a: a[jnp.minimum(i, num_problems - 1)], problems)
 
     def fresh_carry(i: Array) -> _Carry:
         chunk_fn, init_state = problem_fn(take(i))
         return _initial_carry(chunk_fn, init_state, chunk_size, score_dtype)
 
-    def step_lane(i: Array, c: _Carry) -> _Carry:
-        chunk_fn, _ = problem_fn(take(i))
-        return _chunk_step(chunk_fn, chunk_size, max_candidates, c)
+    def step_lanes(level: int, lane_problem: Array, lanes: _Carry) -> _Carry:
+        def step_lane(i: Array, c: _Carry) -> _Carry:
+            chunk_fn, _ = problem_fn(take(i))
+            return _chunk_step(chunk_fn, chunk_size << level, max_candidates, c)
+
+        if level == 0:
+            return jax.vmap(step_lane)(lane_problem, lanes)
+        # live lanes first; the first L / 2^level rows hold all of them
+        rows = jnp.argsort(lane_problem >= num_problems, stable=True)[: num_lanes >> level]
+        stepped = jax.vmap(step_lane)(lane_problem[rows], jax.tree.map(lambda a: a[rows], lanes))
+        return jax.tree.map(lambda a, new: a.at[rows].set(new), lanes, stepped)
 
     lane_ids = jnp.arange(num_lanes, dtype=jnp.int32)
     lanes0 = jax.vmap(fresh_carry)(lane_ids)
     results0 = jax.tree.map(lambda a: jnp.zeros((num_problems,) + a.shape[1:], a.dtype), _result(lanes0))
 
     def body(q: _QueueCarry) -> _QueueCarry:
-        lanes = jax.vmap(step_lane)(q.lane_problem, q.lanes)
+        live = jnp.sum(q.lane_problem < num_problems)
+        level = sum((live <= (num_lanes >> j)).astype(jnp.int32) for j in range(1, levels + 1))
+        branches = [lambda lp, ls, j=j: step_lanes(j, lp, ls) for j in range(levels + 1)]
+        lanes = lax.switch(level, branches, q.lane_problem, q.lanes) if levels else step_lanes(0, q.lane_problem, q.lanes)
         finished = lanes.done & (q.lane_problem < num_problems)
         target = jnp.where(finished, q.lane_problem, num_problems)  # out of range -> dropped
         results = jax.tree.map(
@@ -235,3 +302,13 @@ def search_batch(
     init = _QueueCarry(lane_ids, jnp.int32(num_lanes), lanes0._replace(done=lane_ids >= num_problems), results0)
     final = lax.while_loop(lambda q: jnp.any(q.lane_problem < num_problems), body, init)
     return final.results
+
+
+def _widening_levels(num_lanes: int, chunk_size: int, max_widening: int) -> int:
+    """The largest ``j <= max_widening`` with ``2^j <= num_lanes`` and ``2^j chunk_size <= 2^15``."""
+    if not isinstance(max_widening, int) or max_widening < 0:
+        raise InvalidArgumentError(f"max_widening must be a non-negative int, got {max_widening!r}")
+    j = 0
+    while j < max_widening and (num_lanes >> (j + 1)) >= 1 and (chunk_size << (j + 1)) <= arrivals.MAX_CHUNK:
+        j += 1
+    return j

@@ -140,6 +140,27 @@ def test_encode_batch_equals_vmap_and_accepts_batched_targets():
             np.testing.assert_array_equal(getattr(queued, field), getattr(vmapped, field))
 
 
+def test_encode_batch_tail_widening_changes_speed_not_codes():
+    """Problems with very different D_inf leave a long tail of a few slow problems; search_batch
+    then packs them into wider lanes (up to 8x).  Codes must equal vmap(encode) and the
+    no-widening schedule exactly, and bad schedules are refused."""
+    b = 96
+    sig = jnp.asarray(np.exp(rng.uniform(np.log(0.05), np.log(0.9), (b, 2))), jnp.float32)  # D_inf 0.3..8.6 bits
+    targets = jaxrec.DiagGaussian(jnp.zeros((b, 2)) + 0.1 * sig, sig)
+    prior = jaxrec.DiagGaussian(jnp.zeros(2), jnp.ones(2))
+    keys = _keys(17, b)
+    vmapped = jax.jit(jax.vmap(PFR.encode, in_axes=(0, 0, None)))(keys, targets, prior)
+    assert int(jnp.max(vmapped.steps)) > 8 * float(jnp.mean(vmapped.steps))  # a real tail
+    for widening in (0, 3):
+        queued = jax.jit(
+            lambda k, q, w=widening: jaxrec.encode_batch(PFR, k, q, prior, num_lanes=16, lane_chunk_size=16, max_widening=w)
+        )(keys, targets)
+        for field in ("index", "steps", "exhausted"):
+            np.testing.assert_array_equal(getattr(queued, field), getattr(vmapped, field))
+    with pytest.raises(InvalidArgumentError, match="max_widening"):
+        jaxrec.encode_batch(PFR, keys, targets, prior, max_widening=-1)
+
+
 def test_exhausted_flag_and_unbounded_ratio():
     target, prior = jaxrec.DiagGaussian(3.0, 0.01), jaxrec.DiagGaussian(0.0, 1.0)  # D_inf ~ 13 bits
     code = jaxrec.pfr(chunk_size=64, max_steps=100).encode(1, target, prior)

@@ -23,7 +23,22 @@ def test_golden_first_candidates():
     assert [hex(v) for v in np.asarray(unif).view(np.uint32).ravel()] == [
         "0x3e8f1f80", "0x3f3a107e", "0x3e8964b4", "0x3eac08c8",
     ]  # fmt: skip
-    np.testing.assert_array_equal(np.asarray(arrivals.exponential_increments(key, ns)), [6750431, 551037, 10856867])
+    np.testing.assert_array_equal(np.asarray(arrivals.exponential_increments(key, ns)), [35100584, 1778541, 10055729])
+
+
+def test_exponential_increments_are_exponential():
+    """The one-hash increments ``ceil(-log U 2^24)`` follow Exp(1) on the 2^-24 grid (KS), and the
+    arrival words are independent of the candidate words of the same index."""
+    from scipy import stats
+
+    key = prng.as_key(3)
+    ns = jnp.arange(50_000, dtype=jnp.int32)
+    inc = np.asarray(arrivals.exponential_increments(key, ns), np.float64) / 2**24
+    assert inc.min() > 0
+    assert stats.kstest(inc, "expon").pvalue > 1e-3
+    u = (np.asarray(prng.arrival_bits(key, ns)) >> 8) / 2**24
+    z = np.asarray(prng.candidates(key, ns, jaxrec.DiagGaussian(jnp.zeros(1), jnp.ones(1))))[:, 0]
+    assert abs(stats.spearmanr(u, z).statistic) < 4 / np.sqrt(len(ns))
 
 
 def test_as_key_accepts_seeds_keys_and_key_data_and_refuses_the_rest():

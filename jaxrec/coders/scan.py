@@ -28,11 +28,13 @@ from jaxrec.distributions import Distribution
 Array = jax.Array
 Prepare = Callable[[Array, Distribution, Distribution], tuple[search.ChunkFn, Any]]
 
-# encode_batch's default schedule: lanes of at most 512 candidates, 2^14 candidates per iteration
-# (32 lanes). Measured on CPU (experiments/bench_throughput.py): few wide lanes beat many narrow
-# ones, because the per-lane bookkeeping of an iteration costs about as much as a 5-D candidate.
-DEFAULT_LANE_CHUNK = 512
-DEFAULT_CANDIDATES_IN_FLIGHT = 2**14
+# encode_batch's default schedule: 64 lanes of 128 candidates (2^13 per iteration), widened up to
+# 8x in the tail of the batch (jaxrec.search.search_batch).  Measured on CPU with
+# experiments/bench_throughput.py against 128x128, 256x64 and 64x256: narrow lanes waste little
+# past each problem's stopping point (half a lane chunk on average), and the tail widening removes
+# the idle lanes that used to make narrow lanes slow; more lanes add per-iteration bookkeeping.
+DEFAULT_LANE_CHUNK = 128
+DEFAULT_CANDIDATES_IN_FLIGHT = 2**13
 
 
 def _broadcast_batch(tree: Any, batch: int) -> Any:
@@ -65,13 +67,15 @@ def scan_coder(
 
     def encode_batch(
         keys: Any, targets: Distribution, prior: Distribution, *, num_lanes: int | None = None,
-        lane_chunk_size: int | None = None,
+        lane_chunk_size: int | None = None, max_widening: int = search.MAX_WIDENING,
     ) -> Any:
         """Encodes ``B`` problems: ``keys`` ``(B,)``, ``targets`` batch ``(B,)``; ``prior`` shared
         (batch shape ``()``) or batched ``(B,)``.  Codes equal ``vmap(encode)``'s.
 
-        ``lane_chunk_size`` (default ``min(chunk_size, 512)``) and ``num_lanes`` (default ``2^14 // lane_chunk_size``) set the
-        schedule only, never the result.
+        ``lane_chunk_size`` (default ``min(chunk_size, 128)``), ``num_lanes`` (default
+        ``2^13 // lane_chunk_size``) and ``max_widening`` (tail lanes up to ``2^max_widening``
+        times wider, default 3; see :func:`jaxrec.search.search_batch`) set the schedule only,
+        never the result.
         """
         check_pair(targets, prior)
         validate(targets, prior)
@@ -83,7 +87,7 @@ def scan_coder(
         problems = (keys, targets if precompute is None else jax.vmap(precompute)(targets, priors), priors)
         res = search.search_batch(
             lambda p: prepare(*p), problems, chunk_size=k, max_candidates=max_candidates,
-            num_lanes=lanes, score_dtype=prior.dtype,
+            num_lanes=lanes, score_dtype=prior.dtype, max_widening=max_widening,
         )
         return jax.vmap(finish)(res)
 
