@@ -114,7 +114,7 @@ from jaxrec.coding import (
     zipf_exponent,
 )
 from jaxrec.container import PlanAlphabetModel
-from jaxrec.distributions import Distribution, kl, log_sup_ratio
+from jaxrec.distributions import Distribution, kl
 from jaxrec.errors import FormatError, InvalidArgumentError
 
 Array = jax.Array

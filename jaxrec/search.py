@@ -17,7 +17,8 @@ Stop rule (branch and bound): the search stops at the first candidate ``n`` with
 ``max_candidates``.  Candidates from the stopping position on are masked out of the argmax, so the
 result is exactly that of the sequential algorithm and does not depend on ``chunk_size``; ``steps``
 is the stopping position itself (the number of candidates the sequential algorithm examines), not
-rounded up to whole chunks.
+rounded up to whole chunks.  A chunk in which the rule cannot fire (running best below its smallest
+bound) takes a cheaper branch that skips the cumulative max; the result is the same.
 
 For PFR (Li & El Gamal 2018), ``score_n = log r(X_n) - log T_n`` and
 ``bound_n = log M - log T_n`` with ``M = ess sup dQ/dP``, which reproduces its exact stop rule

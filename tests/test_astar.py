@@ -10,6 +10,7 @@ from scipy import stats
 
 import jaxrec
 from jaxrec import treesearch as ts
+from jaxrec.coders import partition_tree as tree
 from jaxrec.errors import InvalidArgumentError
 
 astar_mod = importlib.import_module("jaxrec.coders.astar")  # the package re-exports the factory as `astar`
@@ -18,7 +19,7 @@ N = 5000
 # (target loc, target scale, prior loc, prior scale): bounded ratios, D_inf from 0.6 to 12 bits.
 KS_PAIRS = [(1.0, 0.25, 0.0, 1.0), (3.0, 0.3, 1.0, 2.0), (-1.3, 0.002, -1.0, 0.5)]
 CODERS = {"astar": jaxrec.astar(), "adstar": jaxrec.adstar()}
-SPLITS = {"astar": astar_mod.SAMPLE_SPLIT, "adstar": astar_mod.DYADIC_SPLIT, "dadstar": astar_mod.DYADIC_SPLIT}
+SPLITS = {"astar": tree.SAMPLE_SPLIT, "adstar": tree.DYADIC_SPLIT, "dadstar": tree.DYADIC_SPLIT}
 DAD_DEPTHS = (2, 5)
 DAD_CODERS = {d: jaxrec.dadstar(d) for d in DAD_DEPTHS}
 
@@ -73,7 +74,7 @@ def _reference_node(key, target, prior, split, max_depth):
 
     Independent of the coder's priority queue; uses its node generator (jitted, as in the coder).
     """
-    ratio = astar_mod._gaussian_ratio(target, prior)
+    ratio = tree.gaussian_ratio(target, prior)
     words = ts.path_words(max_depth)
     root, score, bound = _ROOT(key, ratio, words, prior.dtype, split)
     best_score, best = float(score), root
@@ -104,10 +105,10 @@ def _NODE_SAMPLE(node, prior, split):
     return _affine(prior, z)
 
 
-_ROOT = jax.jit(astar_mod._root, static_argnums=(2, 3, 4))
-_CHILDREN = jax.jit(astar_mod._children, static_argnums=3)
-_ROOT_SAMPLE = jax.jit(astar_mod._root_sample_and_cut, static_argnums=1)
-_SAMPLE = jax.jit(astar_mod._sample_and_cut, static_argnums=3)
+_ROOT = jax.jit(tree.root_node, static_argnums=(2, 3, 4))
+_CHILDREN = jax.jit(tree.child_nodes, static_argnums=3)
+_ROOT_SAMPLE = jax.jit(tree.root_sample_and_cut, static_argnums=1)
+_SAMPLE = jax.jit(tree.sample_and_cut, static_argnums=3)
 
 
 def _lane(problems, i):

@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 import jaxrec
+from sampler_helpers import compiled, encode_decode, gaussian_pair
 from jaxrec import prng, widths
 from jaxrec.errors import InvalidArgumentError
 
@@ -19,36 +20,11 @@ CODERS = {
     "sac": jaxrec.gprs_bnb("sample"),
     "dyadic": jaxrec.gprs_bnb("dyadic"),
 }
-_COMPILED = {}
-
-
-def _fns(coder):
-    """Jitted ``vmap`` over keys of ``encode`` and ``decode`` (target and prior shared), built once."""
-    if coder.spec not in _COMPILED:
-        _COMPILED[coder.spec] = (
-            jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None))),
-            jax.jit(jax.vmap(coder.decode, in_axes=(0, 0, None))),
-        )
-    return _COMPILED[coder.spec]
-
-
-def _pair(row):
-    return jaxrec.DiagGaussian(row[0], row[1]), jaxrec.DiagGaussian(row[2], row[3])
-
-
-def _run(coder, row, n, seed):
-    target, prior = _pair(row)
-    enc, dec = _fns(coder)
-    keys = jax.random.split(jax.random.key(seed), n)
-    codes = enc(keys, target, prior)
-    return keys, codes, np.asarray(dec(keys, codes, prior)[:, 0], np.float64)
-
-
 @pytest.fixture(scope="module")
 def ks_runs():
     """Every coder on every KS pair: ``{(name, pair index): (keys, codes, xs)}``."""
     return {
-        (name, i): _run(coder, row, N, seed=10 + i) for name, coder in CODERS.items() for i, row in enumerate(KS_PAIRS)
+        (name, i): encode_decode(coder, row, N, seed=10 + i) for name, coder in CODERS.items() for i, row in enumerate(KS_PAIRS)
     }
 
 
@@ -63,7 +39,7 @@ def test_exact_ks(ks_runs, name):
 
 def test_uniform_pair_ks_and_steps():
     target, prior = jaxrec.Uniform(0.2, 0.45), jaxrec.Uniform(0.0, 1.0)
-    enc, dec = _fns(CODERS["gprs"])
+    enc, dec = compiled(CODERS["gprs"])
     keys = jax.random.split(jax.random.key(5), N)
     codes = enc(keys, target, prior)
     xs = np.asarray(dec(keys, codes, prior)[:, 0])
@@ -75,13 +51,13 @@ def test_uniform_pair_ks_and_steps():
 @pytest.fixture(scope="module")
 def global_run():
     """Global GPRS on Q = N(1, 1/16), P = N(0, 1): r* = 6.82, D_CS = 2.568 bits (reference §12)."""
-    return _run(CODERS["gprs"], KS_PAIRS[0], N, seed=3)
+    return encode_decode(CODERS["gprs"], KS_PAIRS[0], N, seed=3)
 
 
 def test_mean_steps_is_r_star(global_run):
     _, codes, _ = global_run
     steps = np.asarray(codes.steps, np.float64)
-    r_star = float(np.exp(jaxrec.log_sup_ratio(*_pair(KS_PAIRS[0]))))
+    r_star = float(np.exp(jaxrec.log_sup_ratio(*gaussian_pair(KS_PAIRS[0]))))
     assert abs(steps.mean() - r_star) < 4 * steps.std() / np.sqrt(steps.size)
     np.testing.assert_array_equal(np.asarray(codes.index) + 1, np.asarray(codes.steps))  # J = 1: steps = N
 
@@ -93,12 +69,12 @@ def test_index_entropy_within_d_cs_bounds(global_run):
     _, counts = np.unique(np.asarray(codes.index), return_counts=True)
     p = counts / counts.sum()
     entropy = float(-(p * np.log2(p)).sum())
-    d_cs = float(widths.d_cs(widths.pair_widths(*_pair(KS_PAIRS[0]))))
+    d_cs = float(widths.d_cs(widths.pair_widths(*gaussian_pair(KS_PAIRS[0]))))
     assert d_cs <= entropy <= d_cs + np.log2(np.e + 1), (d_cs, entropy)
 
 
 def test_decoder_rebuilds_the_chosen_candidate(ks_runs):
-    _, prior = _pair(KS_PAIRS[1])
+    _, prior = gaussian_pair(KS_PAIRS[1])
     for name, streams in (("gprs", 1), ("parallel", 4)):
         keys, codes, xs = ks_runs[name, 1]
         index = np.asarray(codes.index)
@@ -110,8 +86,8 @@ def test_decoder_rebuilds_the_chosen_candidate(ks_runs):
 
 def test_parallel_streams_cut_the_steps():
     row = KS_PAIRS[2]  # r* = 31
-    r_star = float(np.exp(jaxrec.log_sup_ratio(*_pair(row))))
-    _, codes, _ = _run(CODERS["parallel"], row, N, seed=21)
+    r_star = float(np.exp(jaxrec.log_sup_ratio(*gaussian_pair(row))))
+    _, codes, _ = encode_decode(CODERS["parallel"], row, N, seed=21)
     steps = np.asarray(codes.steps, np.float64)
     assert steps.mean() < 0.4 * r_star  # about r*/J + 1 with J = 4
     streams = np.bincount(np.asarray(codes.index) % 4, minlength=4) / steps.size
@@ -119,7 +95,7 @@ def test_parallel_streams_cut_the_steps():
 
 
 def test_chunk_size_jit_and_batch_invariance(ks_runs):
-    target, prior = _pair(KS_PAIRS[0])
+    target, prior = gaussian_pair(KS_PAIRS[0])
     keys, reference, _ = ks_runs["gprs", 0]  # chunk size 32
     parallel = [jax.jit(jax.vmap(jaxrec.gprs(num_streams=3, chunk_size=k).encode, in_axes=(0, None, None)))(
         keys, target, prior) for k in (1, 16)]
@@ -134,7 +110,7 @@ def test_chunk_size_jit_and_batch_invariance(ks_runs):
 
 def test_bnb_steps_grow_linearly_in_kl_not_exponentially_in_dinf():
     prior = jaxrec.DiagGaussian(0.0, 1.0)
-    enc, _ = _fns(CODERS["sac"])
+    enc, _ = compiled(CODERS["sac"])
     keys = jax.random.split(jax.random.key(9), N)
 
     def mean_steps(loc, scale):
@@ -152,7 +128,7 @@ def test_bnb_steps_grow_linearly_in_kl_not_exponentially_in_dinf():
     a, b = mean_steps(0.0, 0.1), mean_steps(1.897, 0.9)
     assert abs(a[1] - b[1]) < 0.05 and b[2] - a[2] > 10
     assert b[0] < 2 * a[0] + 2, (a, b)
-    dyadic = _fns(CODERS["dyadic"])[0](keys, jaxrec.DiagGaussian(1.897, 0.9), prior)
+    dyadic = compiled(CODERS["dyadic"])[0](keys, jaxrec.DiagGaussian(1.897, 0.9), prior)
     assert float(np.mean(dyadic.steps)) < 2 * a[0] + 2
 
 
@@ -160,7 +136,7 @@ def test_bnb_depth_beyond_31():
     """KL = 39 bits: paths deeper than 31 levels (no int32 heap index) decode exactly.  The target
     sits at 0, where float32 resolves its scale 2^-40 (elsewhere use float64)."""
     prior = jaxrec.DiagGaussian(0.0, 1.0)
-    enc, dec = _fns(CODERS["sac"])
+    enc, dec = compiled(CODERS["sac"])
     keys = jax.random.split(jax.random.key(2), N)
     codes = enc(keys, jaxrec.DiagGaussian(0.0, 2.0**-40), prior)
     xs = np.asarray(dec(keys, codes, prior)[:, 0], np.float64)
@@ -170,7 +146,7 @@ def test_bnb_depth_beyond_31():
 
 
 def test_limits_and_invalid_problems_are_flagged():
-    target, prior = _pair(KS_PAIRS[2])
+    target, prior = gaussian_pair(KS_PAIRS[2])
     keys = jax.random.split(jax.random.key(0), N)
     limited = jaxrec.gprs(chunk_size=4, max_steps=4)
     codes = jax.jit(jax.vmap(limited.encode, in_axes=(0, None, None)))(keys, target, prior)
@@ -178,7 +154,7 @@ def test_limits_and_invalid_problems_are_flagged():
     assert not bool(np.any(codes.exhausted & (np.asarray(codes.steps) < 4)))
     # an unbounded ratio inside jit (scale 1.5 > 1): no exception, every code flagged at once
     for name in ("gprs", "sac"):
-        codes = _fns(CODERS[name])[0](keys, jaxrec.DiagGaussian(0.0, 1.5), prior)
+        codes = compiled(CODERS[name])[0](keys, jaxrec.DiagGaussian(0.0, 1.5), prior)
         assert bool(np.all(codes.exhausted)) and int(np.max(codes.steps)) <= 1
 
 

@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 import jaxrec
+from sampler_helpers import compiled, encode_decode, gaussian_pair
 from jaxrec import widths
 from jaxrec.errors import InvalidArgumentError
 
@@ -21,34 +22,10 @@ KS_PAIRS = [(1.0, 0.25, 0.0, 1.0), (3.0, 0.3, 1.0, 2.0), (-1.5, 0.1, 0.0, 1.0), 
 # AGRS also far beyond where GRS is practical: D_inf = 13 and 25 bits
 AGRS_PAIRS = KS_PAIRS[:3] + [(-3.0, 0.01, 0.0, 1.0), (4.0, 1e-4, 0.0, 1.0)]
 CODERS = {"grs": jaxrec.grs(chunk_size=32), "agrs": jaxrec.agrs()}
-_COMPILED = {}
-
-
-def _fns(coder):
-    if coder.spec not in _COMPILED:
-        _COMPILED[coder.spec] = (
-            jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None))),
-            jax.jit(jax.vmap(coder.decode, in_axes=(0, 0, None))),
-        )
-    return _COMPILED[coder.spec]
-
-
-def _pair(row):
-    return jaxrec.DiagGaussian(row[0], row[1]), jaxrec.DiagGaussian(row[2], row[3])
-
-
-def _run(coder, row, seed):
-    target, prior = _pair(row)
-    enc, dec = _fns(coder)
-    keys = jax.random.split(jax.random.key(seed), N)
-    codes = enc(keys, target, prior)
-    return keys, codes, np.asarray(dec(keys, codes, prior)[:, 0], np.float64)
-
-
 @pytest.fixture(scope="module")
 def runs():
     pairs = {"grs": KS_PAIRS, "agrs": AGRS_PAIRS}
-    return {(name, i): _run(CODERS[name], row, 30 + i) for name in CODERS for i, row in enumerate(pairs[name])}
+    return {(name, i): encode_decode(CODERS[name], row, N, 30 + i) for name in CODERS for i, row in enumerate(pairs[name])}
 
 
 @pytest.mark.parametrize("name", sorted(CODERS))
@@ -65,7 +42,7 @@ def test_grs_mean_steps_is_r_star(runs):
     for i in (0, 2):  # r* = 6.8 and 31
         _, codes, _ = runs["grs", i]
         steps = np.asarray(codes.steps, np.float64)
-        r_star = float(np.exp(jaxrec.log_sup_ratio(*_pair(KS_PAIRS[i]))))
+        r_star = float(np.exp(jaxrec.log_sup_ratio(*gaussian_pair(KS_PAIRS[i]))))
         assert abs(steps.mean() - r_star) < 4 * steps.std() / np.sqrt(N), (steps.mean(), r_star)
         np.testing.assert_array_equal(np.asarray(codes.index) + 1, np.asarray(codes.steps))
 
@@ -84,7 +61,7 @@ def test_grs_ladder_matches_reference():
 
         return jax.lax.scan(step, grs_mod.ladder_start(jnp.float32), None, length=400)[1], model.log_r_star
 
-    log_levels, log_r_star = ladder(*_pair(KS_PAIRS[0]))
+    log_levels, log_r_star = ladder(*gaussian_pair(KS_PAIRS[0]))
     levels = np.exp(np.asarray(log_levels))
     np.testing.assert_allclose(levels[:4], [1.0, 1.720, 2.288, 2.752], atol=1e-3)
     assert np.all(np.diff(levels) > 0) and 6.5 < levels[-1] < float(np.exp(log_r_star))
@@ -93,7 +70,7 @@ def test_grs_ladder_matches_reference():
 def test_chunk_size_invariance(runs):
     for name, other in (("grs", jaxrec.grs(chunk_size=5)), ("agrs", jaxrec.agrs(chunk_size=1))):
         keys, reference, _ = runs[name, 2]
-        target, prior = _pair(KS_PAIRS[2])
+        target, prior = gaussian_pair(KS_PAIRS[2])
         codes = jax.jit(jax.vmap(other.encode, in_axes=(0, None, None)))(keys, target, prior)
         for a, b in zip(reference, codes):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -104,7 +81,7 @@ def test_chunk_size_invariance(runs):
 def test_agrs_runtime_stays_small_as_kl_grows(runs):
     """Mean steps at D_KL = 24 bits stay within a few of those at 2 bits (GRS would need 2^25)."""
     means = [float(np.mean(runs["agrs", i][1].steps)) for i in range(len(AGRS_PAIRS))]
-    kls = [float(jaxrec.kl(*_pair(row))) for row in AGRS_PAIRS]
+    kls = [float(jaxrec.kl(*gaussian_pair(row))) for row in AGRS_PAIRS]
     assert kls[-1] > 20 and means[-1] < 10 and means[-1] < means[0] + 4, (kls, means)
     # the bound carries the information: its resolution 2^m grows with D_KL (about 2^{-m} ~ s)
     levels = []
@@ -116,8 +93,8 @@ def test_agrs_runtime_stays_small_as_kl_grows(runs):
 
 def test_agrs_decoder_uses_only_the_message(runs):
     keys, codes, xs = runs["agrs", 3]
-    _, prior = _pair(AGRS_PAIRS[3])
-    dec = _fns(CODERS["agrs"])[1]
+    _, prior = gaussian_pair(AGRS_PAIRS[3])
+    dec = compiled(CODERS["agrs"])[1]
     again = np.asarray(dec(keys, codes, prior)[:, 0], np.float64)
     np.testing.assert_array_equal(xs, again)
     moved = codes._replace(bound_index=codes.bound_index + 1)  # a different bound, a different sample
@@ -139,7 +116,7 @@ def test_factorized_wrapper():
     assert abs(np.corrcoef(xs[:, 0], xs[:, 2])[0, 1]) < 0.06  # independent shared randomness per dimension
     # dimension j's code is the 1-D coder's code under the dimension key
     keys_1 = jax.jit(jax.vmap(lambda k: factorized_mod.dimension_keys(k, d)[1]))(keys)
-    single = _fns(CODERS["agrs"])[0](keys_1, jaxrec.DiagGaussian(3.0, 0.3), jaxrec.DiagGaussian(1.0, 2.0))
+    single = compiled(CODERS["agrs"])[0](keys_1, jaxrec.DiagGaussian(3.0, 0.3), jaxrec.DiagGaussian(1.0, 2.0))
     for a, b in zip(single, codes):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b)[:, 1])
     targets = jaxrec.DiagGaussian(jnp.tile(loc, (N, 1)), jnp.tile(scale, (N, 1)))
@@ -150,7 +127,7 @@ def test_factorized_wrapper():
 
 def test_uniform_pair_grs():
     target, prior = jaxrec.Uniform(0.2, 0.45), jaxrec.Uniform(0.0, 1.0)
-    enc, dec = _fns(CODERS["grs"])
+    enc, dec = compiled(CODERS["grs"])
     keys = jax.random.split(jax.random.key(6), N)
     codes = enc(keys, target, prior)
     xs = np.asarray(dec(keys, codes, prior)[:, 0])
@@ -163,7 +140,7 @@ def test_invalid_problems_and_bad_inputs():
     prior = jaxrec.DiagGaussian(0.0, 1.0)
     keys = jax.random.split(jax.random.key(0), N)
     for name in CODERS:  # an unbounded ratio inside jit: flagged at once
-        codes = _fns(CODERS[name])[0](keys, jaxrec.DiagGaussian(0.0, 1.5), prior)
+        codes = compiled(CODERS[name])[0](keys, jaxrec.DiagGaussian(0.0, 1.5), prior)
         assert bool(np.all(codes.exhausted)) and int(np.max(codes.steps)) <= 1
     with pytest.raises(InvalidArgumentError, match="max_steps"):
         jaxrec.grs(max_steps=0)

@@ -106,7 +106,6 @@ def _helpers(key):
 
 
 def test_distribution_helpers():
-    g = jaxrec.DiagGaussian(jnp.asarray([1.0, -2.0]), jnp.asarray([2.0, 0.5]))
     lo, hi = jnp.asarray([0.0, -2.5]), jnp.asarray([3.0, -1.0])
     want = np.log(stats.norm.cdf([1.0, 2.0]) - stats.norm.cdf([-0.5, -1.0]))
     log_mass, x, log_mass_u, median_u = _helpers(jax.random.key(0))

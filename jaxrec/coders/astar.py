@@ -53,20 +53,18 @@ Message cost: the heap index, e.g. Elias-delta or Zipf coded; ``E[depth] = O(D_K
 
 from __future__ import annotations
 
-import functools
-import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.scipy.special import ndtri
 
-from jaxrec import prng, treesearch, truncated
+from jaxrec import prng, treesearch
 from jaxrec.coders.base import Coder, CoderSpec, check_pair, check_positive_int
 from jaxrec.distributions import DiagGaussian, Distribution
 from jaxrec.errors import InvalidArgumentError
+from jaxrec.coders.partition_tree import DECODERS, DYADIC_SPLIT, SAMPLE_SPLIT, Ratio, child_nodes, gaussian_ratio, root_node
 from jaxrec.treesearch import TreeCode
 
 Array = jax.Array
@@ -74,106 +72,8 @@ Array = jax.Array
 DEFAULT_CAPACITY = 256
 DEFAULT_MAX_STEPS = 2**16
 DEFAULT_MAX_DEPTH = 64
-SAMPLE_SPLIT = "sample"
-DYADIC_SPLIT = "dyadic"
 
 __all__ = ["adstar", "astar", "dadstar"]
-
-
-class _Ratio(NamedTuple):
-    """``ln r(z) = log_m - curvature (z - mode)^2`` in the prior's standard coordinates."""
-
-    log_m: Array
-    mode: Array
-    curvature: Array
-    bounded: Array
-
-    def log_r(self, z: Array) -> Array:
-        d = z - self.mode
-        return self.log_m - self.curvature * d * d
-
-    def log_sup(self, lo: Array, hi: Array) -> Array:
-        return self.log_r(jnp.clip(self.mode, lo, hi))
-
-
-def _gaussian_ratio(target: DiagGaussian, prior: DiagGaussian) -> _Ratio:
-    mu = ((target.loc - prior.loc) / prior.scale)[0]
-    log_s = jnp.log(target.scale / prior.scale)[0]
-    one_minus_s2 = -jnp.expm1(2.0 * log_s)  # 1 - s^2 without cancellation near s = 1
-    bounded = one_minus_s2 > 0
-    safe = jnp.where(bounded, one_minus_s2, 1.0)
-    return _Ratio(
-        log_m=-log_s + 0.5 * mu * mu / safe,
-        mode=mu / safe,
-        curvature=0.5 * safe / jnp.exp(2.0 * log_s),
-        bounded=bounded,
-    )
-
-
-class _Node(NamedTuple):
-    """One tree node (scalars; ``path`` is ``uint32[W]``), in the prior's standard coordinates."""
-
-    depth: Array
-    path: Array
-    lo: Array
-    hi: Array
-    log_mass: Array  # ln P(B)
-    log_t: Array  # ln T_B, the node's arrival time (= -G_B)
-    u: Array  # the uniform that placed the node's sample x = quantile of P|_B at u
-    cut: Array  # where the node splits: x (AS*) or the median of P|_B (AD*)
-
-
-def _node_randomness(key: Array, depth: Array, path: Array, dtype: jnp.dtype) -> tuple[Array, Array]:
-    """``(U, E)``: the node's shared uniform (its sample) and its private ``Exp(1)`` (its arrival)."""
-    node = treesearch.node_key(key, depth, path)
-    u = jax.random.uniform(treesearch.location_key(node), (), dtype)
-    return u, jax.random.exponential(treesearch.private_key(node), (), dtype)
-
-
-def _sample_and_cut(lo: Array, hi: Array, u: Array, split: str) -> tuple[Array, Array]:
-    """The node sample ``x`` (``u``-quantile of ``P|_(lo, hi)``) and the node's split point."""
-    if split == SAMPLE_SPLIT:
-        x = truncated.quantile(lo, hi, u)
-        return x, x
-    both = truncated.quantile(lo[..., None], hi[..., None], jnp.stack([u, jnp.full_like(u, 0.5)], axis=-1))
-    return both[..., 0], both[..., 1]
-
-
-def _root_sample_and_cut(u: Array, split: str) -> tuple[Array, Array]:
-    """The root (the whole line) samples ``P`` directly: ``x = Phi^{-1}(u)``; its median is 0."""
-    x = ndtri(u)
-    return x, (x if split == SAMPLE_SPLIT else jnp.zeros_like(x))
-
-
-def _root(key: Array, ratio: _Ratio, words: int, dtype: jnp.dtype, split: str) -> tuple[_Node, Array, Array]:
-    depth, path = jnp.int32(0), jnp.zeros((words,), jnp.uint32)
-    u, e = _node_randomness(key, depth, path, dtype)
-    x, cut = _root_sample_and_cut(u, split)
-    log_t = jnp.log(e)
-    inf = jnp.asarray(jnp.inf, dtype)
-    node = _Node(depth, path, -inf, inf, jnp.zeros((), dtype), log_t, u, cut)
-    return node, ratio.log_r(x) - log_t, ratio.log_m - log_t
-
-
-def _children(key: Array, ratio: _Ratio, node: _Node, split: str) -> tuple[_Node, Array, Array]:
-    """The two children of ``node`` (leaves ``[2, ...]``), their scores and their bounds."""
-    dtype = node.lo.dtype
-    lo = jnp.stack([node.lo, node.cut])
-    hi = jnp.stack([node.cut, node.hi])
-    if split == SAMPLE_SPLIT:
-        log_mass = node.log_mass + jnp.stack([jnp.log(node.u), jnp.log1p(-node.u)])
-    else:
-        log_mass = jnp.broadcast_to(node.log_mass - jnp.asarray(math.log(2.0), dtype), (2,))
-    depth = node.depth + 1
-    path = jnp.stack([node.path, treesearch.with_bit(node.path, depth, 1)])
-    u, e = jax.vmap(lambda p: _node_randomness(key, depth, p, dtype))(path)
-    x, cut = _sample_and_cut(lo, hi, u, split)
-    log_t = jnp.logaddexp(node.log_t, jnp.log(e) - log_mass)
-    nonempty = log_mass > -jnp.inf
-    scores = jnp.where(nonempty, ratio.log_r(x) - log_t, -jnp.inf)
-    bounds = jnp.where(nonempty, ratio.log_sup(lo, hi) - log_t, -jnp.inf)
-    children = _Node(jnp.broadcast_to(depth, (2,)), path, lo, hi, log_mass, log_t, u, cut)
-    return children, scores, bounds
 
 
 class _Carry(NamedTuple):
@@ -186,12 +86,12 @@ class _Carry(NamedTuple):
 
 
 def _search(
-    key: Array, ratio: _Ratio, dtype: jnp.dtype, *, split: str, capacity: int, max_steps: int, max_depth: int,
+    key: Array, ratio: Ratio, dtype: jnp.dtype, *, split: str, capacity: int, max_steps: int, max_depth: int,
     exact: bool,
 ) -> TreeCode:
     """A* over the partition tree; see the module docstring."""
     words = treesearch.path_words(max_depth)
-    root, root_score, root_bound = _root(key, ratio, words, dtype, split)
+    root, root_score, root_bound = root_node(key, ratio, words, dtype, split)
     heap = treesearch.heap_init(capacity, root, dtype)
     heap = treesearch.heap_push(heap, root_bound, root, when=ratio.bounded)
     init = _Carry(heap, root_score, root.depth, root.path, jnp.int32(1), jnp.array(False))
@@ -202,7 +102,7 @@ def _search(
     def body(c: _Carry) -> _Carry:
         _, node, heap = treesearch.heap_pop(c.heap)
         splittable = node.depth < max_depth  # only an exact search pushes nodes at max_depth
-        kids, scores, bounds = _children(key, ratio, node, split)
+        kids, scores, bounds = child_nodes(key, ratio, node, split)
         scores = jnp.where(splittable, scores, -jnp.inf)
         k = jnp.argmax(scores)
         better = scores[k] > c.best_score
@@ -244,61 +144,6 @@ def _check_problem(name: str, target: Any, prior: Any) -> None:
             )
 
 
-def _check_prior(prior: Any) -> None:
-    if not isinstance(prior, DiagGaussian) or prior.event_size != 1 or prior.batch_shape:
-        raise InvalidArgumentError(f"prior must be a 1-D DiagGaussian without batch axes, got {prior!r}")
-
-
-def _check_code(code: Any) -> None:
-    if not isinstance(code, TreeCode):
-        raise InvalidArgumentError(f"code must be a TreeCode, got {type(code).__name__}")
-    if jnp.ndim(code.path) != 1 or jnp.ndim(code.depth) != 0:
-        raise InvalidArgumentError(
-            f"code.path must be uint32[W] and code.depth a scalar (vmap for batches), got shapes "
-            f"{jnp.shape(code.path)} and {jnp.shape(code.depth)}"
-        )
-
-
-def _decode_path(key: Array, code: TreeCode, prior: DiagGaussian, split: str) -> Array:
-    """Walks from the root to ``(code.depth, code.path)`` and returns that node's sample, ``(1,)``.
-
-    Level ``l`` rebuilds the node at depth ``l`` on the path exactly as the encoder made it (same
-    uniform, same quantile), so the result is the encoder's sample bit for bit.
-    """
-    dtype = prior.dtype
-    depth = code.depth.astype(jnp.int32)
-    path = code.path.astype(jnp.uint32)
-    max_level = path.shape[0] * treesearch.WORD_BITS
-
-    def child(lo: Array, hi: Array, cut: Array, level: Array) -> tuple[Array, Array]:
-        right = treesearch.path_bit(path, jnp.clip(level, 1, max_level)) == 1
-        return jnp.where(right, cut, lo), jnp.where(right, hi, cut)
-
-    def descend(level: Array, carry: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
-        lo, hi, cut, _ = carry
-        lo, hi = child(lo, hi, cut, level)
-        u, _ = _node_randomness(key, level, treesearch.prefix(path, level), dtype)
-        x, cut = _sample_and_cut(lo, hi, u, split)
-        return lo, hi, cut, x
-
-    u, _ = _node_randomness(key, jnp.int32(0), jnp.zeros_like(path), dtype)
-    x, cut = _root_sample_and_cut(u, split)
-    inf = jnp.asarray(jnp.inf, dtype)
-    _, _, _, z = lax.fori_loop(jnp.int32(1), depth + 1, descend, (-inf, inf, cut, x))
-    return prior.loc + prior.scale * z
-
-
-def _decode(split: str, key: Any, code: TreeCode, prior: Distribution) -> Array:
-    _check_prior(prior)
-    _check_code(code)
-    return _decode_path(prng.as_key(key), code, prior, split)
-
-
-# Decoding depends only on the split rule (not on capacity, limits or the path length W), so every
-# coder of one split shares one decode function: an AD* decoder also decodes DAD* codes.
-_DECODERS = {split: functools.partial(_decode, split) for split in (SAMPLE_SPLIT, DYADIC_SPLIT)}
-
-
 def _tree_coder(name: str, split: str, *, capacity: int, max_steps: int, max_depth: int, exact: bool) -> Coder:
     check_positive_int("capacity", capacity, treesearch.MAX_CAPACITY)
     check_positive_int("max_steps", max_steps, 2**31 - 3)
@@ -307,13 +152,13 @@ def _tree_coder(name: str, split: str, *, capacity: int, max_steps: int, max_dep
     def encode(key: Any, target: Distribution, prior: Distribution) -> TreeCode:
         _check_problem(name, target, prior)
         return _search(
-            prng.as_key(key), _gaussian_ratio(target, prior), prior.dtype, split=split, capacity=capacity,
+            prng.as_key(key), gaussian_ratio(target, prior), prior.dtype, split=split, capacity=capacity,
             max_steps=max_steps, max_depth=max_depth, exact=exact,
         )
 
     depth_name = "max_depth" if exact else "depth"
     spec = CoderSpec(name, (("capacity", capacity), ("max_steps", max_steps), (depth_name, max_depth)))
-    return Coder(encode, _DECODERS[split], spec)
+    return Coder(encode, DECODERS[split], spec)
 
 
 def astar(

@@ -46,16 +46,16 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxrec import prng, treesearch, widths
-from jaxrec.coders.astar import (  # the shared A* partition tree (same nodes, same decoder)
-    _DECODERS,
+from jaxrec.coders.partition_tree import (  # the A* partition tree (same nodes, same decoder)
+    DECODERS,
     DYADIC_SPLIT,
     SAMPLE_SPLIT,
-    _children,
-    _Node,
-    _Ratio,
-    _root,
-    _root_sample_and_cut,
-    _sample_and_cut,
+    Node,
+    Ratio,
+    child_nodes,
+    root_node,
+    root_sample_and_cut,
+    sample_and_cut,
 )
 from jaxrec.coders.base import Coder, CoderSpec, check_pair, check_positive_int
 from jaxrec.coders.gprs import WidthTables, width_tables
@@ -79,9 +79,9 @@ class _Carry(NamedTuple):
     depth_cut: Array
 
 
-def _ratio(model: widths.GaussianWidths) -> _Ratio:
+def _ratio(model: widths.GaussianWidths) -> Ratio:
     """The A* tree's view of the ratio (``ln r`` in standard coordinates)."""
-    return _Ratio(
+    return Ratio(
         log_m=model.log_r_star, mode=model.nu, curvature=0.5 / model.kappa, bounded=jnp.isfinite(model.log_r_star)
     )
 
@@ -92,12 +92,12 @@ def _log_phi_sup(tables: WidthTables, lo: Array, hi: Array) -> Array:
     return widths.log_stretch_at_gap(tables.table, model.gap_of_z(jnp.clip(model.nu, lo, hi)))
 
 
-def _node_sample(node: _Node, split: str) -> Array:
+def _node_sample(node: Node, split: str) -> Array:
     """The node's sample ``X_B`` (standard coordinates), as the A* tree draws it."""
     if split == SAMPLE_SPLIT:  # split-on-sample nodes store their sample as the cut
         return node.cut
-    root_x, _ = _root_sample_and_cut(node.u, split)
-    x, _ = _sample_and_cut(node.lo, node.hi, node.u, split)
+    root_x, _ = root_sample_and_cut(node.u, split)
+    x, _ = sample_and_cut(node.lo, node.hi, node.u, split)
     return jnp.where(node.depth == 0, root_x, x)
 
 
@@ -106,7 +106,7 @@ def _search(
 ) -> TreeCode:
     """Best-first search in time order with ``sup phi`` pruning (module docstring)."""
     ratio = _ratio(tables.model)
-    root, _, _ = _root(key, ratio, treesearch.path_words(max_depth), dtype, split)
+    root, _, _ = root_node(key, ratio, treesearch.path_words(max_depth), dtype, split)
     heap = treesearch.heap_init(capacity, root, dtype)
     heap = treesearch.heap_push(heap, -root.log_t, root, when=ratio.bounded)
     init = _Carry(heap, jnp.array(False), root.depth, root.path, jnp.int32(0), jnp.array(False))
@@ -119,7 +119,7 @@ def _search(
         x = _node_sample(node, split)
         log_phi = widths.log_stretch_at_gap(tables.table, tables.model.gap_of_z(x))
         accepted = log_phi >= node.log_t
-        kids, _, _ = _children(key, ratio, node, split)
+        kids, _, _ = child_nodes(key, ratio, node, split)
         alive = (kids.log_mass > -jnp.inf) & (_log_phi_sup(tables, kids.lo, kids.hi) >= kids.log_t)
         deep = kids.depth > max_depth
         push = ~accepted & alive & ~deep
@@ -178,4 +178,4 @@ def gprs_bnb(split: str = "sample", capacity: int = 64, max_steps: int = 2**12, 
     spec = CoderSpec(
         "gprs_bnb", (("split", split), ("capacity", capacity), ("max_steps", max_steps), ("max_depth", max_depth))
     )
-    return Coder(encode, _DECODERS[split], spec)
+    return Coder(encode, DECODERS[split], spec)
