@@ -116,7 +116,7 @@ def batch_throughput(dim: int, dinf_bits: float, batch: int, lane_chunk: int, la
     vmapped = jax.jit(jax.vmap(coder.encode, in_axes=(0, 0, None)))
     queued = jax.jit(lambda k, q, p: jaxrec.encode_batch(coder, k, q, p, num_lanes=lanes, lane_chunk_size=lane_chunk))
     t_vmap, codes_vmap = timed(vmapped, keys, targets, prior, repeats=1)
-    t_queue, codes_queue = timed(queued, keys, targets, prior, repeats=3)
+    t_queue, codes_queue = timed(queued, keys, targets, prior, repeats=5)
     assert np.array_equal(codes_vmap.index, codes_queue.index), "encode_batch must equal vmap(encode)"
     steps = int(jnp.sum(codes_queue.steps))
     return {

@@ -1,4 +1,4 @@
-"""jaxrec in one minute: encode Gaussian targets with every available coder, decode, and check.
+"""jaxrec in one minute: encode Gaussian targets with PFR, ORC and MRC, decode, and check.
 
 For a few (target, prior) pairs it encodes 5000 problems per coder in one jitted, vmapped call,
 decodes them, and prints a table: KL and D_inf (bits), mean steps against 2^{D_inf}, the mean
