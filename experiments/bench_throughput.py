@@ -6,16 +6,18 @@ For each event size D it measures, in one run:
   and their log density ratios, chunk after chunk, keeping a running max -- the work any
   search must do, with no search bookkeeping (target and prior passed as arguments, as to
   ``encode``), at the single search's chunk size;
-* **batch roofline**: the same kernel ``vmap``-ed over as many distinct problems (keys and
-  targets) as ``encode_batch`` has lanes, each at the lane width -- the candidates a batch
-  encoder generates per iteration (the flat one-problem kernel at that size is in the JSON too);
+* **batch roofline**: the same kernel ``vmap``-ed over distinct problems (keys and targets) --
+  the candidates a batch encoder generates -- in several layouts (problems x candidates: 128 x 64
+  up to 8 x 1024, and ``encode_batch``'s own), the fastest of which counts (the flat one-problem
+  kernel at ``encode_batch``'s candidates per iteration is in the JSON too);
 * **single**: ``pfr.encode`` on one problem at a time (a few keys, ``D_inf`` set so that a
-  search takes about 2^20 candidates), best of 3 runs per key;
+  search takes about 2^20 candidates);
 * **batch**: 1024 problems at ``D_inf = 10`` bits, once as ``jax.vmap(pfr.encode)`` (every lane
   runs until the slowest stops) and once as ``jaxrec.encode_batch`` (lanes refill from a work
   queue and widen in the tail; its default schedule unless ``--lane-chunk``/``--lanes``).
 
-Throughput counts only the candidates the algorithm needs (``sum(code.steps)``), so idle vmap
+All kernels and encoders of one D are timed interleaved, five rounds, fastest run of each (this
+shared machine has slow spells).  Throughput counts only the candidates the algorithm needs (``sum(code.steps)``), so idle vmap
 lanes show up as a low ratio.  Prints a table of candidates/s and achieved / roofline, and writes
 ``experiments/results/bench_throughput/<backend>.json``.
 
@@ -29,6 +31,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +42,9 @@ from jaxrec import prng
 from jaxrec.coders.scan import DEFAULT_CANDIDATES_IN_FLIGHT, DEFAULT_LANE_CHUNK
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_throughput"
+# (problems, candidates per problem) layouts of the batch roofline kernel; the best one counts
+BATCH_ROOFLINE_SHAPES = ((128, 64), (64, 128), (32, 256), (16, 512), (8, 1024))
+BATCH = 1024  # problems in the batch
 
 
 def problem(dim: int, dinf_bits: float, batch: int | None = None, seed: int = 0):
@@ -52,18 +58,25 @@ def problem(dim: int, dinf_bits: float, batch: int | None = None, seed: int = 0)
     return jaxrec.DiagGaussian(loc, jnp.full(shape, scale, jnp.float32)), prior
 
 
-def timed(fn, *args, repeats: int = 5):
-    jax.block_until_ready(fn(*args))  # compile and warm up
-    best, out = np.inf, None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+def best_times(calls: dict[str, Callable[[], Any]], rounds: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """Each call's fastest wall time over ``rounds`` rounds, and its output.
+
+    Every call runs once first (compile and warm-up); then each round runs all of them in turn.
+    Interleaving spreads the slow spells of a shared machine over every measurement instead of
+    letting one spell hit all repeats of one of them, and the minimum is the machine's own speed.
+    """
+    outs = {name: jax.block_until_ready(call()) for name, call in calls.items()}
+    best = dict.fromkeys(calls, np.inf)
+    for _ in range(rounds):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(call())
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best, outs
 
 
-def roofline(dim: int, chunk: int, num_chunks: int, problems: int = 1) -> float:
-    """Candidates per second of the bare generate-and-score kernel.
+def roofline_call(dim: int, chunk: int, num_chunks: int, problems: int = 1) -> tuple[Callable[[], Any], int]:
+    """The bare generate-and-score kernel as a call, and the candidates one call generates.
 
     ``problems == 1``: one key and one target, ``chunk`` candidates per iteration (the roofline of
     a single ``encode``).  ``problems > 1``: ``vmap`` of that kernel over ``problems`` distinct
@@ -86,44 +99,70 @@ def roofline(dim: int, chunk: int, num_chunks: int, problems: int = 1) -> float:
 
     if problems == 1:
         target, prior = problem(dim, 10.0)
-        seconds, _ = timed(jax.jit(one), prng.as_key(0), target, prior)
+        kernel, args = jax.jit(one), (prng.as_key(0), target, prior)
     else:
         targets, prior = problem(dim, 10.0, batch=problems)
         keys = jax.random.split(prng.as_key(0), problems)
-        seconds, _ = timed(jax.jit(jax.vmap(one, in_axes=(0, 0, None))), keys, targets, prior)
-    return problems * chunk * num_chunks / seconds
+        kernel, args = jax.jit(jax.vmap(one, in_axes=(0, 0, None))), (keys, targets, prior)
+    return (lambda: kernel(*args)), problems * chunk * num_chunks
 
 
-def single_throughput(dim: int, dinf_bits: float, chunk: int, num_keys: int, repeats: int = 3) -> tuple[float, float]:
-    """Candidates/s of ``pfr.encode`` on one problem: total steps over the summed best-of-``repeats``
-    time of each key (this shared 2-core machine has noisy neighbours; the minimum is the
-    machine's own speed)."""
-    target, prior = problem(dim, dinf_bits)
-    encode = jax.jit(jaxrec.pfr(chunk_size=chunk).encode)
-    keys = jax.random.split(prng.as_key(1), num_keys)
-    steps, seconds = 0, 0.0
-    for key in keys:
-        best, code = timed(encode, key, target, prior, repeats=repeats)
-        seconds += best
-        steps += int(code.steps)
-    return steps / seconds, steps / num_keys
+def measure(dim: int, args: argparse.Namespace, lanes: int, single_bits: float, batch_bits: float) -> dict:
+    """One table row: rooflines, single-problem and batch throughput, measured interleaved."""
+    iters = 2**21 if not args.quick else 2**18
+    calls, candidates = {}, {}
+    calls["roof"], candidates["roof"] = roofline_call(dim, args.chunk, iters // args.chunk)
+    in_flight = lanes * args.lane_chunk
+    calls["roof_flat"], candidates["roof_flat"] = roofline_call(dim, in_flight, max(1, iters // in_flight))
+    # the batch roofline: the fastest layout of the bare per-problem kernel (XLA's CPU code for
+    # some (problems, chunk) shapes is much slower than for others; a roofline takes the best)
+    shapes = sorted({(lanes, args.lane_chunk)} | set(BATCH_ROOFLINE_SHAPES))
+    for p, k in shapes:
+        calls[f"roof_batch_{p}x{k}"], candidates[f"roof_batch_{p}x{k}"] = roofline_call(dim, k, iters // (p * k), p)
 
+    target, prior = problem(dim, single_bits)
+    encode = jax.jit(jaxrec.pfr(chunk_size=args.chunk).encode)
+    for i, key in enumerate(jax.random.split(prng.as_key(1), 4)):
+        calls[f"single_{i}"] = lambda key=key: encode(key, target, prior)
 
-def batch_throughput(dim: int, dinf_bits: float, batch: int, lane_chunk: int, lanes: int) -> dict:
-    targets, prior = problem(dim, dinf_bits, batch=batch)
-    keys = jax.random.split(prng.as_key(2), batch)
-    coder = jaxrec.pfr(chunk_size=lane_chunk)
+    targets, prior = problem(dim, batch_bits, batch=BATCH)
+    keys = jax.random.split(prng.as_key(2), BATCH)
+    coder = jaxrec.pfr(chunk_size=args.lane_chunk)
+    queued = jax.jit(lambda k, q, p: jaxrec.encode_batch(coder, k, q, p, num_lanes=lanes, lane_chunk_size=args.lane_chunk))
+    calls["queue"] = lambda: queued(keys, targets, prior)
+
+    seconds, outs = best_times(calls, rounds=5)
+    rate = {name: candidates[name] / seconds[name] for name in candidates}
+    single_steps = sum(int(outs[f"single_{i}"].steps) for i in range(4))
+    single = single_steps / sum(seconds[f"single_{i}"] for i in range(4))
+
+    # vmap(encode) runs ~10x longer than the queue; one timed run is enough to show it
     vmapped = jax.jit(jax.vmap(coder.encode, in_axes=(0, 0, None)))
-    queued = jax.jit(lambda k, q, p: jaxrec.encode_batch(coder, k, q, p, num_lanes=lanes, lane_chunk_size=lane_chunk))
-    t_vmap, codes_vmap = timed(vmapped, keys, targets, prior, repeats=1)
-    t_queue, codes_queue = timed(queued, keys, targets, prior, repeats=5)
-    assert np.array_equal(codes_vmap.index, codes_queue.index), "encode_batch must equal vmap(encode)"
-    steps = int(jnp.sum(codes_queue.steps))
+    t_vmap, vmap_codes = best_times({"vmap": lambda: vmapped(keys, targets, prior)}, rounds=1)
+    codes = outs["queue"]
+    assert np.array_equal(vmap_codes["vmap"].index, codes.index), "encode_batch must equal vmap(encode)"
+    steps = int(jnp.sum(codes.steps))
+    roof_batch = max(rate[f"roof_batch_{p}x{k}"] for p, k in shapes)
     return {
+        "D": dim,
+        "roofline_cands_per_s": rate["roof"],
+        "single_dinf_bits": single_bits,
+        "single_mean_steps": single_steps / 4,
+        "single_cands_per_s": single,
+        "single_ratio": single / rate["roof"],
+        "batch": BATCH,
+        "batch_dinf_bits": batch_bits,
+        "lanes": lanes,
+        "lane_chunk": args.lane_chunk,
+        "batch_roofline_cands_per_s": roof_batch,
+        "batch_roofline_by_shape": {f"{p}x{k}": rate[f"roof_batch_{p}x{k}"] for p, k in shapes},
+        "flat_roofline_cands_per_s": rate["roof_flat"],
         "sum_steps": steps,
-        "max_steps": int(jnp.max(codes_queue.steps)),
-        "vmap_cands_per_s": steps / t_vmap,
-        "queue_cands_per_s": steps / t_queue,
+        "max_steps": int(jnp.max(codes.steps)),
+        "vmap_cands_per_s": steps / t_vmap["vmap"],
+        "queue_cands_per_s": steps / seconds["queue"],
+        "batch_vmap_ratio": steps / t_vmap["vmap"] / roof_batch,
+        "batch_queue_ratio": steps / seconds["queue"] / roof_batch,
     }
 
 
@@ -134,42 +173,17 @@ def main() -> None:
     parser.add_argument("--lane-chunk", type=int, default=DEFAULT_LANE_CHUNK, help="encode_batch lane width")
     parser.add_argument("--lanes", type=int, default=None, help="encode_batch lanes (default: its own)")
     parser.add_argument("--dims", type=int, nargs="+", default=[5, 64])
+    parser.add_argument("--batch-bits", type=float, default=None, help="D_inf of the batch problems (default 10)")
+    parser.add_argument("--tag", default="", help="suffix of the JSON file name (for extra configurations)")
     args = parser.parse_args()
     lanes = args.lanes or max(1, DEFAULT_CANDIDATES_IN_FLIGHT // args.lane_chunk)
     backend = jax.default_backend()
     single_bits = {5: 20.0, 64: 18.0} if not args.quick else {5: 14.0, 64: 12.0}
-    batch_bits = 10.0 if not args.quick else 7.0
-    batch = 1024
-    roof_iters = 2**21 if not args.quick else 2**18
-    rows = []
-    for dim in args.dims:
-        roof = roofline(dim, args.chunk, roof_iters // args.chunk)
-        roof_batch = roofline(dim, args.lane_chunk, roof_iters // (lanes * args.lane_chunk), problems=lanes)
-        roof_flat = roofline(dim, lanes * args.lane_chunk, roof_iters // (lanes * args.lane_chunk))
-        single, mean_steps = single_throughput(dim, single_bits.get(dim, 16.0), args.chunk, num_keys=4)
-        b = batch_throughput(dim, batch_bits, batch, args.lane_chunk, lanes)
-        rows.append(
-            {
-                "D": dim,
-                "roofline_cands_per_s": roof,
-                "single_dinf_bits": single_bits.get(dim, 16.0),
-                "single_mean_steps": mean_steps,
-                "single_cands_per_s": single,
-                "single_ratio": single / roof,
-                "batch": batch,
-                "batch_dinf_bits": batch_bits,
-                "lanes": lanes,
-                "lane_chunk": args.lane_chunk,
-                "batch_roofline_cands_per_s": roof_batch,
-                "flat_roofline_cands_per_s": roof_flat,
-                **b,
-                "batch_vmap_ratio": b["vmap_cands_per_s"] / roof_batch,
-                "batch_queue_ratio": b["queue_cands_per_s"] / roof_batch,
-            }
-        )
+    batch_bits = args.batch_bits or (10.0 if not args.quick else 7.0)
+    rows = [measure(dim, args, lanes, single_bits.get(dim, 16.0), batch_bits) for dim in args.dims]
     header = (
         f"backend: {backend} ({jax.devices()[0].device_kind}); single: chunk_size {args.chunk}; "
-        f"batch: {batch} problems, encode_batch on {lanes} lanes x {args.lane_chunk}, vmap(encode) with chunk_size {args.lane_chunk}"
+        f"batch: {BATCH} problems, encode_batch on {lanes} lanes x {args.lane_chunk}, vmap(encode) with chunk_size {args.lane_chunk}"
     )
     print(header)
     print(
@@ -184,7 +198,7 @@ def main() -> None:
             f"| {r['max_steps'] / (r['sum_steps'] / r['batch']):.1f} |"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{backend}{'-quick' if args.quick else ''}.json"
+    out = RESULTS / f"{backend}{'-quick' if args.quick else ''}{args.tag}.json"
     out.write_text(json.dumps({"header": header, "rows": rows}, indent=2))
     print(f"wrote {out}")
 
