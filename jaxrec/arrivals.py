@@ -79,7 +79,8 @@ def _running_limbs(base: Array, increments: Array) -> tuple[Array, Array, Array,
     low = jnp.cumsum(increments & _MASK, dtype=jnp.uint32)
     high = jnp.cumsum(increments >> _LIMB, dtype=jnp.uint32)
     # base limbs are < 2^16 and the chunk sums < 2^31, so no uint32 sum overflows
-    return _carry_limbs(base[0] + low, base[1] + high, jnp.broadcast_to(base[2], low.shape), jnp.broadcast_to(base[3], low.shape))
+    upper = (jnp.broadcast_to(base[2], low.shape), jnp.broadcast_to(base[3], low.shape))
+    return _carry_limbs(base[0] + low, base[1] + high, *upper)
 
 
 def accumulate(base: Array, increments: Array) -> tuple[Array, Array]:

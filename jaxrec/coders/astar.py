@@ -33,7 +33,8 @@ The decoder walks from the root to ``(depth, path)``, recomputing each ancestor'
 (AS*: the ancestor's sample, so O(depth) samples; AD*: the median), then draws the node's sample.
 Every node's randomness comes from :func:`jaxrec.treesearch.node_key`, a function of the shared
 key and ``(depth, path)`` only.  Decoding depends only on the split rule, so AD* decodes DAD* codes
-(and branch-and-bound GPRS, :mod:`jaxrec.coders.gprs_bnb`, reuses this tree and its decoders).
+(the tree and its decoders live in :mod:`jaxrec.coders.partition_tree`, shared with branch-and-bound
+GPRS, :mod:`jaxrec.coders.gprs_bnb`).
 The decoded sample is the chosen node's: bit for bit when encoder and decoder run the same batch
 layout, within a few ulps otherwise (XLA CPU rounds transcendentals differently for different
 array sizes, and the node sample is a truncated-normal quantile).
@@ -62,9 +63,9 @@ from jax import lax
 
 from jaxrec import prng, treesearch
 from jaxrec.coders.base import Coder, CoderSpec, check_pair, check_positive_int
+from jaxrec.coders.partition_tree import DECODERS, DYADIC_SPLIT, SAMPLE_SPLIT, Ratio, child_nodes, gaussian_ratio, root_node
 from jaxrec.distributions import DiagGaussian, Distribution
 from jaxrec.errors import InvalidArgumentError
-from jaxrec.coders.partition_tree import DECODERS, DYADIC_SPLIT, SAMPLE_SPLIT, Ratio, child_nodes, gaussian_ratio, root_node
 from jaxrec.treesearch import TreeCode
 
 Array = jax.Array

@@ -49,6 +49,9 @@ class Ratio(NamedTuple):
 
 
 def gaussian_ratio(target: DiagGaussian, prior: DiagGaussian) -> Ratio:
+    """The ratio of 1-D Gaussians in the prior's standard coordinates: ``Q = N(mu, s^2)`` against
+    ``N(0, 1)`` gives ``mode = mu / (1 - s^2)``, ``curvature = (1 - s^2) / (2 s^2)`` and
+    ``log_m = -ln s + mu^2 / (2 (1 - s^2))``; ``bounded`` is False when ``s >= 1``."""
     mu = ((target.loc - prior.loc) / prior.scale)[0]
     log_s = jnp.log(target.scale / prior.scale)[0]
     one_minus_s2 = -jnp.expm1(2.0 * log_s)  # 1 - s^2 without cancellation near s = 1
@@ -98,6 +101,7 @@ def root_sample_and_cut(u: Array, split: str) -> tuple[Array, Array]:
 
 
 def root_node(key: Array, ratio: Ratio, words: int, dtype: jnp.dtype, split: str) -> tuple[Node, Array, Array]:
+    """The root (the whole line, ``P(B) = 1``, path of ``words`` zero words), its score and its bound."""
     depth, path = jnp.int32(0), jnp.zeros((words,), jnp.uint32)
     u, e = node_randomness(key, depth, path, dtype)
     x, cut = root_sample_and_cut(u, split)
@@ -129,11 +133,13 @@ def child_nodes(key: Array, ratio: Ratio, node: Node, split: str) -> tuple[Node,
 
 
 def check_prior(prior: Any) -> None:
+    """Raises :class:`InvalidArgumentError` unless ``prior`` is one 1-D ``DiagGaussian``."""
     if not isinstance(prior, DiagGaussian) or prior.event_size != 1 or prior.batch_shape:
         raise InvalidArgumentError(f"prior must be a 1-D DiagGaussian without batch axes, got {prior!r}")
 
 
 def check_code(code: Any) -> None:
+    """Raises :class:`InvalidArgumentError` unless ``code`` is one :class:`TreeCode` (no batch axes)."""
     if not isinstance(code, TreeCode):
         raise InvalidArgumentError(f"code must be a TreeCode, got {type(code).__name__}")
     if jnp.ndim(code.path) != 1 or jnp.ndim(code.depth) != 0:
@@ -173,6 +179,7 @@ def decode_path(key: Array, code: TreeCode, prior: DiagGaussian, split: str) -> 
 
 
 def decode(split: str, key: Any, code: TreeCode, prior: Distribution) -> Array:
+    """The decoder of every coder on this tree with split rule ``split``: checks, then :func:`decode_path`."""
     check_prior(prior)
     check_code(code)
     return decode_path(prng.as_key(key), code, prior, split)
