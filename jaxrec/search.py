@@ -278,11 +278,12 @@ def search_batch(
     lanes0 = jax.vmap(fresh_carry)(lane_ids)
     results0 = jax.tree.map(lambda a: jnp.zeros((num_problems,) + a.shape[1:], a.dtype), _result(lanes0))
 
+    branches = [lambda lp, ls, j=j: step_lanes(j, lp, ls) for j in range(levels + 1)]
+
     def body(q: _QueueCarry) -> _QueueCarry:
         live = jnp.sum(q.lane_problem < num_problems)
         level = sum((live <= (num_lanes >> j)).astype(jnp.int32) for j in range(1, levels + 1))
-        branches = [lambda lp, ls, j=j: step_lanes(j, lp, ls) for j in range(levels + 1)]
-        lanes = lax.switch(level, branches, q.lane_problem, q.lanes) if levels else step_lanes(0, q.lane_problem, q.lanes)
+        lanes = lax.switch(level, branches, q.lane_problem, q.lanes)
         finished = lanes.done & (q.lane_problem < num_problems)
         target = jnp.where(finished, q.lane_problem, num_problems)  # out of range -> dropped
         results = jax.tree.map(

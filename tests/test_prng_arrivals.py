@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import stats
 
 import jaxrec
 from jaxrec import InvalidArgumentError, arrivals, prng
@@ -29,8 +30,6 @@ def test_golden_first_candidates():
 def test_exponential_increments_are_exponential():
     """The one-hash increments ``ceil(-log U 2^24)`` follow Exp(1) on the 2^-24 grid (KS), and the
     arrival words are independent of the candidate words of the same index."""
-    from scipy import stats
-
     key = prng.as_key(3)
     ns = jnp.arange(50_000, dtype=jnp.int32)
     inc = np.asarray(arrivals.exponential_increments(key, ns), np.float64) / 2**24
