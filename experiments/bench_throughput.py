@@ -2,7 +2,7 @@
 
 For each event size D it measures, in one run:
 
-* **roofline**: a jitted ``fori_loop`` that only generates candidates (``jaxrec.prng.candidates``)
+* **roofline**: a jitted ``fori_loop`` that only generates candidates (``jaxrec.core.prng.candidates``)
   and their log density ratios, chunk after chunk, keeping a running max -- the work any
   search must do, with no search bookkeeping (target and prior passed as arguments, as to
   ``encode``), at the single search's chunk size;
@@ -38,8 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrec
-from jaxrec import prng
 from jaxrec.coders.scan import DEFAULT_CANDIDATES_IN_FLIGHT, DEFAULT_LANE_CHUNK
+from jaxrec.core import prng
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_throughput"
 # (problems, candidates per problem) layouts of the batch roofline kernel; the best one counts

@@ -55,9 +55,9 @@ def run(num: int, seed: int) -> list[dict]:
         xs = jax.jit(jax.vmap(coder.decode, in_axes=(0, 0, None)))(keys, codes, prior)
         kl_bits = float(jaxrec.kl(target, prior))
         if coder.spec.name == "mrc":  # a uniform index: log2 N bits
-            index_bits = jnp.full(codes.index.shape, jaxrec.coding.uniform_bits(coder.spec.kwargs["num_samples"]))
+            index_bits = jnp.full(codes.index.shape, jaxrec.entropy.uniform_bits(coder.spec.kwargs["num_samples"]))
         else:  # PFR-type indices are small: Zipf code with the exponent set by the KL
-            index_bits = jaxrec.coding.zipf_bits(codes.index, jaxrec.coding.zipf_exponent(kl_bits))
+            index_bits = jaxrec.entropy.zipf_bits(codes.index, jaxrec.entropy.zipf_exponent(kl_bits))
         ks = stats.kstest(np.asarray(xs[:, 0]), stats.norm(float(target.loc[0]), float(target.scale[0])).cdf)
         rows.append(
             {

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 import jaxrec
 from jaxrec import codec, data
-from jaxrec.blocks import BlockPlan
+from jaxrec.codec.blocks import BlockPlan
 from jaxrec.models import vae
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mnist_lossless"
@@ -128,7 +128,7 @@ def make_plan(kl_per_dim: np.ndarray, num_blocks: int, seed: int) -> BlockPlan:
     """Random equal-size split of the latent dimensions (the paper's MNIST blocks); the Zipf budget
     of exact coders is the largest training-mean block KL."""
     dim = kl_per_dim.size
-    order = np.asarray(jax.random.permutation(jaxrec.prng.as_key(seed), dim))
+    order = np.asarray(jax.random.permutation(jaxrec.core.prng.as_key(seed), dim))
     sizes = np.full(num_blocks, dim // num_blocks)
     sizes[: dim % num_blocks] += 1
     block_kl = np.array([kl_per_dim[idx].sum() for idx in np.split(order, np.cumsum(sizes)[:-1])])
@@ -137,8 +137,8 @@ def make_plan(kl_per_dim: np.ndarray, num_blocks: int, seed: int) -> BlockPlan:
 
 def with_partitions(plan: BlockPlan, kl_per_dim: np.ndarray, bits_offset: int) -> BlockPlan:
     """Per-block grids: ``log2 J = floor(training block KL) + offset`` bits, spread over the axes in
-    proportion to their mean training KL (the MI estimate) by :func:`jaxrec.partition.allocate_bits`."""
-    from jaxrec import partition
+    proportion to their mean training KL (the MI estimate) by :func:`jaxrec.coders.sp.partition.allocate_bits`."""
+    from jaxrec.coders.sp import partition
 
     def bits_for(dims: np.ndarray) -> np.ndarray:
         total = int(np.clip(math.floor(kl_per_dim[dims].sum()) + bits_offset, 0, partition.MAX_PACKED_BITS))

@@ -15,7 +15,7 @@ Steps are each algorithm's own count (candidates; tree nodes tested; AGRS/GRS st
 stream for parallel GPRS, whose total work is ``J`` times that).  Codelength: the plug-in entropy
 of the message over the keys (per instance, so ``>= D_CS`` for the causal samplers, and
 ``<= D_CS + log2(e + 1)`` for global GPRS), and a universal code: Zipf with the exponent from the
-KL (:func:`jaxrec.coding.zipf_exponent`) on the index (heap index for tree coders; for AGRS
+KL (:func:`jaxrec.entropy.zipf_exponent`) on the index (heap index for tree coders; for AGRS
 ``Zipf(K)`` plus, when ``K > 0``, Elias-gamma of ``m + 1``, one reflection bit and ``log2(2^m + 1)``
 bits for ``n``, uniform given ``m``).  The per-instance entropy understates the cost of messages that
 carry the target's location (the dyadic path, AGRS's bound): for a fixed target they are nearly
@@ -44,7 +44,8 @@ from scipy import optimize, special, stats
 from tqdm import tqdm
 
 import jaxrec
-from jaxrec import coding, treesearch
+from jaxrec import entropy
+from jaxrec.coders.tree import paths
 
 RESULTS = Path(__file__).resolve().parent / "results" / "samplers_1d"
 EXPONENTIAL = ("pfr", "gprs", "gprs_parallel", "grs")  # runtime 2^{D_inf}
@@ -92,16 +93,16 @@ def fixed_kl_pair(kl_bits: float, dinf_bits: float) -> tuple[float, float]:
 
 def message_bits(name: str, codes, kl_bits: float) -> tuple[np.ndarray, list]:
     """Universal codelength per sample, and the messages as hashable tuples (for the entropy)."""
-    alpha = coding.zipf_exponent(max(kl_bits, 1e-3))
+    alpha = entropy.zipf_exponent(max(kl_bits, 1e-3))
     log_zeta = math.log2(special.zeta(alpha, 1))
-    if isinstance(codes, treesearch.TreeCode):
-        heap = [treesearch.heap_index(d, p) for d, p in zip(np.asarray(codes.depth), np.asarray(codes.path))]
+    if isinstance(codes, paths.TreeCode):
+        heap = [paths.heap_index(d, p) for d, p in zip(np.asarray(codes.depth), np.asarray(codes.path))]
         return np.array([alpha * math.log2(h) + log_zeta for h in heap]), heap
     index = np.asarray(codes.index)
     bits = alpha * np.log2(index + 1.0) + log_zeta
     if isinstance(codes, jaxrec.AGRSCode):
         m, n = np.asarray(codes.bound_level), np.asarray(codes.bound_index)
-        extra = np.asarray(coding.elias_gamma_bits(m + 1)) + 1.0 + np.log2(2.0 ** m + 1.0)
+        extra = np.asarray(entropy.elias_gamma_bits(m + 1)) + 1.0 + np.log2(2.0 ** m + 1.0)
         bits = bits + np.where(index > 0, extra, 0.0)
         return bits, list(zip(index.tolist(), m.tolist(), n.tolist()))
     return bits, index.tolist()
@@ -132,7 +133,7 @@ def measure(name: str, coder: jaxrec.Coder, mu: float, s: float, num: int, seed:
     steps = np.asarray(codes.steps, np.float64)
     return {
         "coder": name, "mu": mu, "s": s, "kl_bits": kl_bits, "dinf_bits": float(jaxrec.dinf(target, prior)),
-        "d_cs_bits": float(jaxrec.widths.d_cs(jaxrec.widths.pair_widths(target, prior))),
+        "d_cs_bits": float(jaxrec.coders.greedy.widths.d_cs(jaxrec.coders.greedy.widths.pair_widths(target, prior))),
         "mean_steps": float(steps.mean()), "steps_q90": float(np.quantile(steps, 0.9)),
         "entropy_bits": plug_in_entropy(messages), "mean_code_bits": float(bits.mean()),
         "exhausted": float(np.mean(np.asarray(codes.exhausted))),

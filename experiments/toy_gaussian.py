@@ -16,7 +16,7 @@ Panels:
       bits on the collapsed axis only, at random, randomly over informative axes, and by MI.
 
 MMD: RBF kernel (length scale 1) in each target's standard coordinates, pooled over problems,
-with closed-form target terms (:func:`jaxrec.distributions.mmd2_to_gaussian`).
+with closed-form target terms (:func:`jaxrec.core.distributions.mmd2_to_gaussian`).
 
 Writes ``experiments/results/toy_gaussian/{results.json, fig2.png, fig7.png}``.
 
@@ -42,9 +42,10 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import jaxrec  # noqa: E402
-from jaxrec import coding  # noqa: E402
-from jaxrec.distributions import mmd2_to_gaussian  # noqa: E402
-from jaxrec.partition import Partition, allocate_bits  # noqa: E402
+from jaxrec import entropy  # noqa: E402
+from jaxrec.coders.sp.message import sp_ideal_bits, sp_index_budget_bits  # noqa: E402
+from jaxrec.coders.sp.partition import Partition, allocate_bits  # noqa: E402
+from jaxrec.core.distributions import mmd2_to_gaussian  # noqa: E402
 
 DIM = 5
 OUT = pathlib.Path(__file__).resolve().parent / "results" / "toy_gaussian"
@@ -111,7 +112,7 @@ class Encoders:
         self.sp_pfr = jax.jit(lambda k, q, p: jaxrec.encode_batch(
             jaxrec.sp_pfr(p, max_steps=max_steps), k, q, prior, lane_chunk_size=32, num_lanes=64))
         self.dinf_prime = jax.jit(jax.vmap(
-            lambda q, p: jaxrec.partition.reweighted_dinf(q, prior, p, "sup_ratio"), (0, None)))
+            lambda q, p: jaxrec.coders.sp.partition.reweighted_dinf(q, prior, p, "sup_ratio"), (0, None)))
         self._orc, self._sp_orc = {}, {}
 
     def orc(self, num: int):
@@ -152,9 +153,9 @@ def exact_runs(enc: Encoders, cfg: dict, sigmas: list, parts: list, key: jax.Arr
         dinf = np.asarray(jax.vmap(jaxrec.dinf, (0, None))(targets, enc.prior), np.float64)
         dinf_prime = np.asarray(enc.dinf_prime(targets, part), np.float64)
         log2_j = float(part.log2_num_bins)
-        pfr_bits = np.asarray(coding.zipf_bits(np.asarray(pfr.index), coding.zipf_exponent(level)))
-        alpha = coding.zipf_exponent(coding.sp_index_budget_bits(level, log2_j))
-        sp_bits = np.asarray(coding.sp_ideal_bits(np.asarray(sp.index), np.asarray(part.num_intervals), alpha))
+        pfr_bits = np.asarray(entropy.zipf_bits(np.asarray(pfr.index), entropy.zipf_exponent(level)))
+        alpha = entropy.zipf_exponent(sp_index_budget_bits(level, log2_j))
+        sp_bits = np.asarray(sp_ideal_bits(np.asarray(sp.index), np.asarray(part.num_intervals), alpha))
         rows.append(dict(
             mi_bits=level, sigma=sigma.tolist(), num_intervals=np.asarray(part.num_intervals).tolist(),
             dinf=dinf.tolist(), dinf_prime=dinf_prime.tolist(),

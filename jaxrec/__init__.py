@@ -5,36 +5,70 @@
     code = coder.encode(key, target, prior)     # an integer index (plus diagnostics)
     x = coder.decode(key, code, prior)          # an exact sample of target
 
+Subpackages: :mod:`jaxrec.core` (distributions, shared randomness), :mod:`jaxrec.search` (search
+cores), :mod:`jaxrec.coders` (the algorithms by family), :mod:`jaxrec.entropy` (entropy models and
+streams), :mod:`jaxrec.codec` (protocol, block plans, file format, compress/decompress),
+:mod:`jaxrec.models` (Flax models; imported on demand), :mod:`jaxrec.data` (dataset readers).
 See the README for the list of coders and their guarantees.
 """
 
-# Modules, then the public names, grouped by what they are for.  ``jaxrec.models`` is imported on
-# demand (it needs flax).
-from jaxrec import (
-    blocks, codec, coding, container, data, distributions, errors, lossless, partition, prng, search, treesearch,
-    truncated, widths,
-)
+from jaxrec import codec, coders, core, entropy, search
 
-# Distributions and pair quantities
-from jaxrec.distributions import DiagGaussian, Uniform, dinf, kl, log_ratio, log_sup_ratio
+# Codecs and files
+from jaxrec.codec import (
+    BlockPlan,
+    Codec,
+    LosslessCodec,
+    ProgressiveCodec,
+    compress,
+    compress_batch,
+    decompress,
+    decompress_batch,
+    plan_blocks,
+)
 
 # Coders: factories returning Coder(encode, decode, spec, encode_batch), and their codes
 from jaxrec.coders import (
-    AGRSCode, Code, Coder, CoderSpec, IrecCode, SPCode, adstar, agrs, astar, dadstar, factorized, gprs, gprs_bnb,
-    grs, irec, mrc, orc, pfr, sp_orc, sp_pfr,
+    AGRSCode,
+    Code,
+    Coder,
+    CoderSpec,
+    IrecCode,
+    SPCode,
+    TreeCode,
+    adstar,
+    agrs,
+    astar,
+    dadstar,
+    encode_batch,
+    factorized,
+    gprs,
+    gprs_bnb,
+    grs,
+    irec,
+    mrc,
+    orc,
+    pfr,
+    sp_orc,
+    sp_pfr,
 )
-from jaxrec.coders.scan import encode_batch
-from jaxrec.partition import Partition, partition_from_mi
-from jaxrec.treesearch import TreeCode
+from jaxrec.coders.registry import register_coder
+from jaxrec.coders.sp.partition import Partition, partition_from_mi
 
-# Codecs and files
-from jaxrec.blocks import BlockPlan, plan_blocks
-from jaxrec.codec import Codec, LosslessCodec, compress, compress_batch, decompress, decompress_batch, register_coder
+# Distributions and pair quantities
+from jaxrec.core.distributions import (
+    DiagGaussian,
+    Uniform,
+    dinf,
+    kl,
+    log_ratio,
+    log_sup_ratio,
+)
 
 # Errors
-from jaxrec.errors import FormatError, InvalidArgumentError, JaxrecError
+from jaxrec.core.errors import FormatError, InvalidArgumentError, JaxrecError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AGRSCode",
@@ -50,26 +84,24 @@ __all__ = [
     "JaxrecError",
     "LosslessCodec",
     "Partition",
+    "ProgressiveCodec",
     "SPCode",
     "TreeCode",
     "Uniform",
     "adstar",
     "agrs",
     "astar",
-    "blocks",
     "codec",
-    "coding",
+    "coders",
     "compress",
     "compress_batch",
-    "container",
+    "core",
     "dadstar",
-    "data",
     "decompress",
     "decompress_batch",
     "dinf",
-    "distributions",
     "encode_batch",
-    "errors",
+    "entropy",
     "factorized",
     "gprs",
     "gprs_bnb",
@@ -78,19 +110,13 @@ __all__ = [
     "kl",
     "log_ratio",
     "log_sup_ratio",
-    "lossless",
     "mrc",
     "orc",
-    "partition",
     "partition_from_mi",
     "pfr",
     "plan_blocks",
-    "prng",
     "register_coder",
     "search",
     "sp_orc",
     "sp_pfr",
-    "treesearch",
-    "truncated",
-    "widths",
 ]

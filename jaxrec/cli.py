@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jaxrec.codec import describe
-from jaxrec.errors import FormatError
+from jaxrec.core.errors import FormatError
 
 
 def _bits(bits: float | None) -> str:

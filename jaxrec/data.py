@@ -14,7 +14,7 @@ Where a dataset is looked for, in order (the first directory holding the file wi
    the Debian package ``dataset-fashion-mnist`` installs it).
 
 A missing file raises :class:`FileNotFoundError` naming every path tried; a malformed one raises
-:class:`~jaxrec.errors.FormatError`.
+:class:`~jaxrec.core.errors.FormatError`.
 
     images, labels = jaxrec.data.load_mnist("test")                    # uint8 (10000, 28, 28), (10000,)
     images, labels = jaxrec.data.load_mnist("train", dataset="fashion-mnist")
@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxrec.errors import FormatError, InvalidArgumentError
+from jaxrec.core.errors import FormatError, InvalidArgumentError
 
 __all__ = ["DATASETS", "DatasetInfo", "data_root", "dataset_dirs", "find_file", "load_mnist", "read_idx"]
 

@@ -1,6 +1,5 @@
 """Tests for A* coding: AS*, AD* (exact) and DAD* (depth-limited, approximate)."""
 
-import importlib
 
 import jax
 import jax.numpy as jnp
@@ -9,11 +8,10 @@ import pytest
 from scipy import stats
 
 import jaxrec
-from jaxrec import treesearch as ts
-from jaxrec.coders import partition_tree as tree
-from jaxrec.errors import InvalidArgumentError
-
-astar_mod = importlib.import_module("jaxrec.coders.astar")  # the package re-exports the factory as `astar`
+from jaxrec.coders.tree import _astar as astar_mod
+from jaxrec.coders.tree import partition_tree as tree
+from jaxrec.coders.tree import paths as ts
+from jaxrec.core.errors import InvalidArgumentError
 
 N = 5000
 # (target loc, target scale, prior loc, prior scale): bounded ratios, D_inf from 0.6 to 12 bits.

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxrec
-from jaxrec import prng
-from jaxrec.partition import Partition
-from jaxrec.blocks import BlockPlan, plan_blocks, single_block
-from jaxrec.errors import InvalidArgumentError
+from jaxrec.codec.blocks import BlockPlan, plan_blocks, single_block
+from jaxrec.coders.sp.partition import Partition
+from jaxrec.core import prng
+from jaxrec.core.errors import InvalidArgumentError
 
 
 def _check_greedy(plan: BlockPlan, kl_dim: np.ndarray, budget: float, cap: int) -> None:
@@ -105,7 +105,7 @@ def test_split_merge_and_neutral_padding():
     assert float(jnp.abs(kl_pd[:, pad]).max()) == 0.0
     assert float(jnp.abs(jaxrec.log_sup_ratio(tb, pb, per_dim=True)[:, pad]).max()) == 0.0
     xs = pb.sample(jax.random.key(5), (7,))  # (7, B, S)
-    lr = jaxrec.distributions.log_ratio_per_dim(tb, pb, xs[:, None])  # (7, 3, B, S)
+    lr = jaxrec.core.distributions.log_ratio_per_dim(tb, pb, xs[:, None])  # (7, 3, B, S)
     assert float(jnp.abs(lr[..., pad]).max()) == 0.0
     np.testing.assert_allclose(jaxrec.kl(tb, pb).sum(-1), jaxrec.kl(targets, prior), rtol=1e-5)
 

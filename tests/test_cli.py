@@ -8,13 +8,13 @@ import subprocess
 import sys
 
 import pytest
+from test_container import CODEC, CODER, X
 
 import jaxrec
-from jaxrec import cli, container
+from jaxrec import cli
 from jaxrec import codec as jcodec
-from jaxrec.coding import UniformModel
-from jaxrec.container import PlanAlphabetModel
-from test_container import CODEC, CODER, X
+from jaxrec.codec import container
+from jaxrec.entropy import PlanAlphabetModel, UniformModel
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,14 @@ from flax import nnx
 
 import jaxrec
 from jaxrec import codec as jcodec
-from jaxrec import container, prng
-from jaxrec.blocks import plan_blocks
-from jaxrec.coders.sp_orc import sp_orc
-from jaxrec.coding import zipf_bits
-from jaxrec.errors import FormatError, InvalidArgumentError
-from jaxrec.partition import Partition
+from jaxrec.codec import container
+from jaxrec.codec.blocks import plan_blocks
+from jaxrec.coders import registry
+from jaxrec.coders.sp._sp_orc import sp_orc
+from jaxrec.coders.sp.partition import Partition
+from jaxrec.core import prng
+from jaxrec.core.errors import FormatError, InvalidArgumentError
+from jaxrec.entropy import zipf_bits
 
 DATA_DIM, LATENT_DIM, LEVELS = 10, 12, 5
 KEY = 11
@@ -179,7 +181,7 @@ def test_codes_match_plain_per_block_encoding(batch, plan):
 
 def test_rate_accounting(batch, plan):
     _, _, report, _, _ = batch
-    alpha = float(np.float32(jaxrec.coding.zipf_exponent(plan.budget_bits)))
+    alpha = float(np.float32(jaxrec.entropy.zipf_exponent(plan.budget_bits)))
     for i in (0, 1, NUM_ITEMS - 1):
         rate, data = report.rates[i], report.files[i]
         assert rate.total_bytes == len(data) and rate.data_bits == 0.0
@@ -262,7 +264,7 @@ def test_register_coder_round_trip():
         coder = jaxrec.orc(num_samples, chunk_size)
         return coder._replace(spec=jaxrec.CoderSpec("orc_alias", coder.spec.params))
 
-    jaxrec.register_coder("orc_alias", orc_alias, params=("num_samples", "chunk_size"), models=jcodec._uniform_models)
+    jaxrec.register_coder("orc_alias", orc_alias, params=("num_samples", "chunk_size"), models=registry._uniform_models)
     try:
         codec = GaussianChannel(3)
         x = channel_items(1, 3, seed=2)[0]
@@ -271,10 +273,10 @@ def test_register_coder_round_trip():
         info = jcodec.describe(data)
         assert info["coder"] == "orc_alias" and info["coder_params"] == {"num_samples": 64, "chunk_size": 64}
         assert info["index_ideal_bits"] == pytest.approx(6.0) == report.rates[0].index_bits
-        expected = expected_latents(jaxrec.blocks.single_block(3), codec.prior(), 5, [9], report.code.index)[0]
+        expected = expected_latents(jaxrec.codec.blocks.single_block(3), codec.prior(), 5, [9], report.code.index)[0]
         np.testing.assert_array_equal(jaxrec.decompress(codec, data), expected)
     finally:
-        del jcodec._REGISTRY["orc_alias"]
+        del registry.REGISTRY["orc_alias"]
     with pytest.raises(FormatError, match="unknown coder"):
         jaxrec.decompress(codec, data)
 

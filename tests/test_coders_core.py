@@ -12,7 +12,8 @@ import pytest
 from scipy import stats
 
 import jaxrec
-from jaxrec import InvalidArgumentError, coding, prng
+from jaxrec import InvalidArgumentError, entropy
+from jaxrec.core import prng
 
 N_SAMPLES = 5000
 LN2 = np.log(2.0)
@@ -84,8 +85,8 @@ def test_pfr_mean_steps_is_two_to_the_dinf(pfr_run):
 def test_pfr_zipf_codelength_bound(pfr_run):
     name, target, prior, _, codes, _ = pfr_run
     kl_bits = float(jaxrec.kl(target, prior))
-    alpha = coding.zipf_exponent(kl_bits)
-    mean_bits = float(jnp.mean(coding.zipf_bits(codes.index, alpha)))
+    alpha = entropy.zipf_exponent(kl_bits)
+    mean_bits = float(jnp.mean(entropy.zipf_bits(codes.index, alpha)))
     assert mean_bits <= kl_bits + np.log2(kl_bits + 1) + 4, (name, mean_bits, kl_bits)
     assert float(np.mean(np.log2(np.asarray(codes.index) + 1.0))) <= kl_bits + 1 + 0.1
 
@@ -100,7 +101,7 @@ def test_decode_returns_the_encoders_candidate_bit_for_bit(pfr_run):
     # the decoded point beats every earlier candidate's PFR score, recomputed from scratch
     i = int(jnp.argmax(codes.index))
     ns = jnp.arange(int(codes.index[i]) + 1, dtype=jnp.int32)
-    from jaxrec import arrivals
+    from jaxrec.core import arrivals
 
     log_t, _ = arrivals.log_arrival_times(arrivals.zero_time(), arrivals.exponential_increments(keys[i], ns))
     scores = jaxrec.log_ratio(target, prior, prng.candidates(keys[i], ns, prior)) - log_t

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_codec import GaussianChannel
 
 import jaxrec
 from jaxrec import codec as jcodec
-from jaxrec import container
-from jaxrec.coding import CategoricalModel, UniformModel, ZipfModel
-from jaxrec.container import FORMAT_VERSION, MAGIC, Header, PlanAlphabetModel
-from jaxrec.errors import FormatError, InvalidArgumentError
-from test_codec import GaussianChannel
+from jaxrec.codec import container
+from jaxrec.codec.container import FORMAT_VERSION, MAGIC, Header
+from jaxrec.core.errors import FormatError, InvalidArgumentError
+from jaxrec.entropy import CategoricalModel, PlanAlphabetModel, UniformModel, ZipfModel
 
 CODEC = GaussianChannel(3)
 X = jnp.array([[0.4, -1.1, 0.2], [0.3, 0.5, 0.25]])  # Q = N(loc, scale^2) against P = N(0, I)
@@ -73,7 +73,7 @@ def test_golden_file(small):
     header, sections = container.read(data)
     assert header == Header(
         coder_name="pfr", coder_args=(64, 2**26), key_words=(0, 7), item=3, latent_size=3,
-        latent_dtype="float32", num_blocks=1, plan_fingerprint=jaxrec.blocks.single_block(3).fingerprint,
+        latent_dtype="float32", num_blocks=1, plan_fingerprint=jaxrec.codec.blocks.single_block(3).fingerprint,
         data_shape=(2, 3), lossless=False, models=(ZipfModel(header.models[0].alpha),),
     )
     assert data[:4] == MAGIC and data[4] == FORMAT_VERSION and len(sections) == 1
@@ -264,8 +264,8 @@ def test_describe_reports_header_and_rate(small):
     assert info["key_words"] == [0, 7] and info["item"] == 3 and info["num_blocks"] == 1
     assert info["bytes"] == len(data) == info["header_bytes"] + info["payload_bytes"]
     assert info["payload_bytes"] == len(sections[0]) == 4
-    index = jaxrec.coding.decode_streams(sections[0], [(header.models[0], 1)])[0]
-    assert info["index_ideal_bits"] == pytest.approx(jaxrec.coding.ideal_bits(index, header.models[0]))
+    index = jaxrec.entropy.decode_streams(sections[0], [(header.models[0], 1)])[0]
+    assert info["index_ideal_bits"] == pytest.approx(jaxrec.entropy.ideal_bits(index, header.models[0]))
     assert info["index_ideal_bits"] <= 8 * info["payload_bytes"]
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxrec import data
-from jaxrec.errors import FormatError, InvalidArgumentError
+from jaxrec.core.errors import FormatError, InvalidArgumentError
 
 
 def idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:

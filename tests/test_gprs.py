@@ -4,12 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from sampler_helpers import compiled, encode_decode, gaussian_pair
 from scipy import stats
 
 import jaxrec
-from sampler_helpers import compiled, encode_decode, gaussian_pair
-from jaxrec import prng, widths
-from jaxrec.errors import InvalidArgumentError
+from jaxrec.coders.greedy import widths
+from jaxrec.core import prng
+from jaxrec.core.errors import InvalidArgumentError
 
 N = 5000
 # (target loc, target scale, prior loc, prior scale): D_inf from 0.3 to 5 bits, a non-standard prior.

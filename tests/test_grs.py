@@ -1,20 +1,18 @@
 """Tests for greedy rejection sampling, adaptive GRS and the per-dimension wrapper (jaxrec.grs, agrs, factorized)."""
 
-import importlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from sampler_helpers import compiled, encode_decode, gaussian_pair
 from scipy import stats
 
 import jaxrec
-from sampler_helpers import compiled, encode_decode, gaussian_pair
-from jaxrec import widths
-from jaxrec.errors import InvalidArgumentError
-
-grs_mod = importlib.import_module("jaxrec.coders.grs")  # the package re-exports the factory as `grs`
-factorized_mod = importlib.import_module("jaxrec.coders.factorized")
+from jaxrec.coders.greedy import _grs as grs_mod
+from jaxrec.coders.greedy import widths
+from jaxrec.coders.wrappers import _factorized as factorized_mod
+from jaxrec.core.errors import InvalidArgumentError
 
 N = 5000
 # (target loc, target scale, prior loc, prior scale)

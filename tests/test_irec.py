@@ -1,6 +1,5 @@
 """Tests for iREC (auxiliary variables + beam search; approximate, fixed budget)."""
 
-import importlib
 
 import jax
 import jax.numpy as jnp
@@ -9,10 +8,9 @@ import pytest
 from scipy import stats
 
 import jaxrec
-from jaxrec import prng
-from jaxrec.errors import InvalidArgumentError
-
-irec_mod = importlib.import_module("jaxrec.coders.irec")  # the package re-exports the factory as `irec`
+from jaxrec.coders.auxiliary import _irec as irec_mod
+from jaxrec.core import prng
+from jaxrec.core.errors import InvalidArgumentError
 
 N = 5000
 P1 = jaxrec.DiagGaussian(0.0, 1.0)

@@ -7,10 +7,15 @@ import pytest
 from scipy import special, stats
 
 import jaxrec
-from jaxrec.distributions import interval_log_sup_ratio
-from jaxrec.errors import InvalidArgumentError
-from jaxrec.partition import Partition, allocate_bits, partition_from_mi, sample_bins
-from jaxrec import partition as partition_lib
+from jaxrec.coders.sp import partition as partition_lib
+from jaxrec.coders.sp.partition import (
+    Partition,
+    allocate_bits,
+    partition_from_mi,
+    sample_bins,
+)
+from jaxrec.core.distributions import interval_log_sup_ratio
+from jaxrec.core.errors import InvalidArgumentError
 
 LN2 = np.log(2.0)
 # Jitted once per module (the weight policy is static).

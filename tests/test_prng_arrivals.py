@@ -7,7 +7,8 @@ import pytest
 from scipy import stats
 
 import jaxrec
-from jaxrec import InvalidArgumentError, arrivals, prng
+from jaxrec import InvalidArgumentError
+from jaxrec.core import arrivals, prng
 
 
 def test_golden_first_candidates():

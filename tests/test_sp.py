@@ -9,10 +9,11 @@ import pytest
 from scipy import stats
 
 import jaxrec
-from jaxrec import coding
-from jaxrec.coders.sp_pfr import OVERFLOW_BASE, WAYS, VisitTable, _fmix32
-from jaxrec.errors import InvalidArgumentError
-from jaxrec.partition import Partition, partition_from_mi, reweighted_dinf
+from jaxrec import entropy
+from jaxrec.coders.sp._sp_pfr import OVERFLOW_BASE, WAYS, VisitTable, _fmix32
+from jaxrec.coders.sp.message import sp_ideal_bits, sp_index_budget_bits
+from jaxrec.coders.sp.partition import Partition, partition_from_mi, reweighted_dinf
+from jaxrec.core.errors import InvalidArgumentError
 
 NUM = 5000  # decoded samples per exactness test
 LN2 = np.log(2.0)
@@ -139,8 +140,8 @@ def test_sp_pfr_codelength_bound():
     samples = jax.vmap(lambda k, q: q.sample(k, (256,)))(jax.random.split(jax.random.key(5), NUM), targets)
     log2_r = np.asarray(jax.vmap(jaxrec.log_ratio, in_axes=(0, None, 0))(targets, prior, samples), np.float64) / LN2
     excess = np.mean(np.maximum(log2_j - log2_r, 0.0))
-    alpha = coding.zipf_exponent(np.maximum(kl - log2_j, 0.0))
-    bits = log2_j + np.asarray(coding.zipf_bits(np.asarray(codes.index), alpha), np.float64)
+    alpha = entropy.zipf_exponent(np.maximum(kl - log2_j, 0.0))
+    bits = log2_j + np.asarray(entropy.zipf_bits(np.asarray(codes.index), alpha), np.float64)
     bound = kl.mean() + np.log2(kl.mean() + 1.0) + 4.0 + excess
     assert bits.mean() <= bound, (bits.mean(), bound)
     assert bits.mean() >= kl.mean() - 1.0  # not suspiciously short: about KL, not KL - log2 J
@@ -153,23 +154,21 @@ def test_codes_round_trip_through_bytes():
     _, targets, prior, part, _, codes, xs = case_run("d5_sup")
     counts = np.asarray(part.num_intervals)
     log2_j = float(part.log2_num_bins)
-    model = coding.ZipfModel(coding.zipf_exponent(coding.sp_index_budget_bits(np.log2(1 / 0.3 / 0.5 / 0.15 / 0.7), log2_j)))
+    model = entropy.ZipfModel(entropy.zipf_exponent(sp_index_budget_bits(np.log2(1 / 0.3 / 0.5 / 0.15 / 0.7), log2_j)))
     bins, index = np.asarray(codes.bin), np.asarray(codes.index)
-    data = coding.encode_sp(bins, index, counts, model)
-    ideal = float(np.sum(coding.sp_ideal_bits(index, counts, model.alpha)))
+    models = [entropy.UniformModel(int(j)) for j in counts] + [model]
+    data = entropy.encode_streams([(bins[:, d], m) for d, m in enumerate(models[:-1])] + [(index, model)])
+    ideal = float(np.sum(sp_ideal_bits(index, counts, model.alpha)))
     assert ideal <= 8 * len(data) <= ideal + 64 + 1e-3 * ideal
-    got_bins, got_index = coding.decode_sp(data, counts, model, NUM)
+    streams = entropy.decode_streams(data, [(m, NUM) for m in models])
+    got_bins, got_index = np.stack(streams[:-1], axis=-1), streams[-1]
     np.testing.assert_array_equal(got_bins, bins)
     np.testing.assert_array_equal(got_index, index)
     decoded = jaxrec.SPCode(jnp.asarray(got_bins, jnp.int32), jnp.asarray(got_index, jnp.int32), codes.steps, codes.exhausted)
     _, dec = jitted(jaxrec.sp_pfr(part, chunk_size=64), 0)
     np.testing.assert_array_equal(np.asarray(dec(jax.random.split(jax.random.key(11), NUM), decoded, prior)), xs)
     with pytest.raises(jaxrec.FormatError):
-        coding.decode_sp(data[:-4], counts, model, NUM)
-    bad = bins.copy()
-    bad[0, 0] = counts[0]
-    with pytest.raises(InvalidArgumentError):
-        coding.encode_sp(bad, index, counts, model)
+        entropy.decode_streams(data[:-4], [(m, NUM) for m in models])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -288,8 +287,8 @@ def test_sp_orc_is_closer_to_q_than_orc_at_equal_budget():
         keys = jax.random.split(jax.random.key(9), num)
         enc, dec = jitted(coder, None)
         codes = enc(keys, target, prior)
-        mmd[name] = float(jaxrec.distributions.mmd2_to_gaussian(dec(keys, codes, prior), target))
-    exact = float(jaxrec.distributions.mmd2_to_gaussian(target.sample(jax.random.key(1), (num,)), target))
+        mmd[name] = float(jaxrec.core.distributions.mmd2_to_gaussian(dec(keys, codes, prior), target))
+    exact = float(jaxrec.core.distributions.mmd2_to_gaussian(target.sample(jax.random.key(1), (num,)), target))
     assert mmd["sp_orc"] < 0.25 * mmd["orc"], mmd
     assert mmd["sp_orc"] < abs(exact) + 0.02, (mmd, exact)
 

@@ -7,8 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrec import treesearch as ts
-from jaxrec.errors import InvalidArgumentError
+from jaxrec.coders.tree import paths
+from jaxrec.core import prng
+from jaxrec.core.errors import InvalidArgumentError
+from jaxrec.search import heap as ts
 
 ITEM = {"id": jnp.int32(0), "pair": jnp.zeros((2,), jnp.float32)}
 
@@ -110,43 +112,43 @@ def test_heap_init_rejects_bad_capacity():
 
 @pytest.mark.parametrize("index", [1, 2, 3, 5, 12, 2**31 - 1, 2**31, 2**40 + 12345, 2**70 + 3])
 def test_heap_index_round_trip(index):
-    depth, path = ts.from_heap_index(index, max_depth=80)
+    depth, path = paths.from_heap_index(index, max_depth=80)
     assert int(depth) == index.bit_length() - 1
-    assert path.shape == (ts.path_words(80),) and path.dtype == jnp.uint32
-    assert ts.heap_index(depth, path) == index
+    assert path.shape == (paths.path_words(80),) and path.dtype == jnp.uint32
+    assert paths.heap_index(depth, path) == index
 
 
 def test_path_bits_build_the_heap_index():
     rng = np.random.default_rng(5)
     bits = rng.integers(0, 2, size=70)
-    path = jnp.zeros((ts.path_words(70),), jnp.uint32)
+    path = jnp.zeros((paths.path_words(70),), jnp.uint32)
     index = 1
     for level, bit in enumerate(bits, start=1):
-        path = ts.with_bit(path, jnp.int32(level), jnp.int32(bit))
+        path = paths.with_bit(path, jnp.int32(level), jnp.int32(bit))
         index = 2 * index + int(bit)
-        assert ts.heap_index(level, path) == index
+        assert paths.heap_index(level, path) == index
     for level, bit in enumerate(bits, start=1):
-        assert int(ts.path_bit(path, jnp.int32(level))) == bit
+        assert int(paths.path_bit(path, jnp.int32(level))) == bit
     # prefix(path, d) is the ancestor at depth d.
     for d in [0, 1, 31, 32, 33, 64, 70]:
-        assert ts.heap_index(d, ts.prefix(path, jnp.int32(d))) == index >> (70 - d)
+        assert paths.heap_index(d, paths.prefix(path, jnp.int32(d))) == index >> (70 - d)
 
 
 def test_from_heap_index_rejects_bad_input():
     with pytest.raises(InvalidArgumentError):
-        ts.from_heap_index(0, 10)
+        paths.from_heap_index(0, 10)
     with pytest.raises(InvalidArgumentError):
-        ts.from_heap_index(2**11, 10)  # depth 11 > 10
-    assert ts.path_words(1) == 1 and ts.path_words(32) == 1 and ts.path_words(33) == 2
+        paths.from_heap_index(2**11, 10)  # depth 11 > 10
+    assert paths.path_words(1) == 1 and paths.path_words(32) == 1 and paths.path_words(33) == 2
 
 
 def test_node_keys_depend_on_depth_and_path_only():
     key = jax.random.key(3)
-    d1, p1 = ts.from_heap_index(0b1011, 40)  # depth 3
-    d2, p2 = ts.from_heap_index(0b10110, 40)  # its left child: same path bits, depth 4
+    d1, p1 = paths.from_heap_index(0b1011, 40)  # depth 3
+    d2, p2 = paths.from_heap_index(0b10110, 40)  # its left child: same path bits, depth 4
     data = lambda k: np.asarray(jax.random.key_data(k))
-    k1 = ts.node_key(key, d1, p1)
-    assert (data(k1) == data(ts.node_key(key, d1, p1))).all()
-    assert not (data(k1) == data(ts.node_key(key, d2, p2))).all()
-    assert not (data(ts.location_key(k1)) == data(ts.private_key(k1))).all()
-    assert not (data(k1) == data(ts.node_key(jax.random.key(4), d1, p1))).all()
+    k1 = prng.tree_node_key(key, d1, p1)
+    assert (data(k1) == data(prng.tree_node_key(key, d1, p1))).all()
+    assert not (data(k1) == data(prng.tree_node_key(key, d2, p2))).all()
+    assert not (data(prng.node_location_key(k1)) == data(prng.node_private_key(k1))).all()
+    assert not (data(k1) == data(prng.tree_node_key(jax.random.key(4), d1, p1))).all()

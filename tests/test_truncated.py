@@ -7,8 +7,8 @@ import pytest
 from scipy import integrate, special, stats
 
 import jaxrec
-from jaxrec import truncated
-from jaxrec.errors import InvalidArgumentError
+from jaxrec.core import truncated
+from jaxrec.core.errors import InvalidArgumentError
 
 LOG_MASS = jax.jit(truncated.log_mass)
 QUANTILE = jax.jit(truncated.quantile)

@@ -10,10 +10,10 @@ from flax import nnx
 from scipy.special import betaln, gammaln
 
 import jaxrec
-from jaxrec import codec, lossless
-from jaxrec.blocks import BlockPlan
-from jaxrec.errors import FormatError
-from jaxrec.models import vae
+from jaxrec import codec
+from jaxrec.codec.blocks import BlockPlan
+from jaxrec.core.errors import FormatError
+from jaxrec.models import lossless, vae
 
 CONFIG = vae.VAEConfig(image_shape=(6, 5), latent_dim=4, hidden=(16,))
 
@@ -50,13 +50,13 @@ def decoded_latents(report, plan, coder, key, prior):
     """z of every item, rebuilt here from the codes and the documented key layout
     ``fold_in(fold_in(key, item), block)``."""
     _, prior_blocks = plan.split(prior, prior)
-    base = jaxrec.prng.as_key(key)
+    base = jaxrec.core.prng.as_key(key)
     n, num_blocks = report.code.index.shape
     latents = []
     for i in range(n):
         blocks = [
             coder.decode(
-                jaxrec.prng.fold_in_index(jaxrec.prng.fold_in_index(base, i), b),
+                jaxrec.core.prng.fold_in_index(jaxrec.core.prng.fold_in_index(base, i), b),
                 jax.tree.map(lambda a: a[i, b], report.code),
                 jax.tree.map(lambda a: a[b], prior_blocks),
             )

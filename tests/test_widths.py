@@ -10,8 +10,8 @@ import pytest
 from scipy import integrate
 
 import jaxrec
-from jaxrec import widths
-from jaxrec.errors import InvalidArgumentError
+from jaxrec.coders.greedy import widths
+from jaxrec.core.errors import InvalidArgumentError
 
 GOLDEN = json.loads((Path(__file__).resolve().parents[2] / "shared/reference/golden_gaussian_1d.json").read_text())
 PAIRS = GOLDEN["pairs"]

@@ -1,20 +1,24 @@
-"""REC coders: one module per algorithm, each a factory returning a :class:`Coder`."""
+"""REC coders: one folder per family, each factory returning a :class:`Coder`.
 
-from jaxrec.coders.agrs import AGRSCode, agrs
-from jaxrec.coders.astar import adstar, astar, dadstar
+* :mod:`~jaxrec.coders.poisson` -- PFR, ORC, MRC;
+* :mod:`~jaxrec.coders.sp` -- SP-PFR, SP-ORC and their partitions;
+* :mod:`~jaxrec.coders.greedy` -- GPRS, GRS, AGRS;
+* :mod:`~jaxrec.coders.tree` -- AS*, AD*, DAD*, branch-and-bound GPRS;
+* :mod:`~jaxrec.coders.auxiliary` -- iREC;
+* :mod:`~jaxrec.coders.wrappers` -- the per-dimension wrapper.
+"""
+
+from jaxrec.coders.auxiliary import IrecCode, irec
 from jaxrec.coders.base import Code, Coder, CoderSpec
-from jaxrec.coders.factorized import factorized
-from jaxrec.coders.gprs import gprs
-from jaxrec.coders.gprs_bnb import gprs_bnb
-from jaxrec.coders.grs import grs
-from jaxrec.coders.irec import IrecCode, irec
-from jaxrec.coders.mrc import mrc
-from jaxrec.coders.orc import orc
-from jaxrec.coders.pfr import pfr
-from jaxrec.coders.sp_orc import sp_orc
-from jaxrec.coders.sp_pfr import SPCode, sp_pfr
+from jaxrec.coders.greedy import AGRSCode, agrs, gprs, grs
+from jaxrec.coders.poisson import mrc, orc, pfr
+from jaxrec.coders.scan import encode_batch
+from jaxrec.coders.sp import SPCode, sp_orc, sp_pfr
+from jaxrec.coders.tree import TreeCode, adstar, astar, dadstar, gprs_bnb
+from jaxrec.coders.wrappers import factorized
 
 __all__ = [
-    "AGRSCode", "Code", "Coder", "CoderSpec", "IrecCode", "SPCode", "adstar", "agrs", "astar", "dadstar", "factorized",
-    "gprs", "gprs_bnb", "grs", "irec", "mrc", "orc", "pfr", "sp_orc", "sp_pfr",
+    "AGRSCode", "Code", "Coder", "CoderSpec", "IrecCode", "SPCode", "TreeCode", "adstar", "agrs", "astar",
+    "dadstar", "encode_batch", "factorized", "gprs", "gprs_bnb", "grs", "irec", "mrc", "orc", "pfr", "sp_orc",
+    "sp_pfr",
 ]

@@ -16,9 +16,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 import numpy as np
 
-from jaxrec import prng
-from jaxrec.distributions import Distribution, log_sup_ratio
-from jaxrec.errors import InvalidArgumentError
+from jaxrec.core import prng
+from jaxrec.core.distributions import Distribution, log_sup_ratio
+from jaxrec.core.errors import InvalidArgumentError
 
 Array = jax.Array
 

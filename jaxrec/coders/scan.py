@@ -21,9 +21,17 @@ from typing import Any, Callable
 
 import jax
 
-from jaxrec import prng, search
-from jaxrec.coders.base import Code, Coder, CoderSpec, check_pair, check_positive_int, decode_candidate
-from jaxrec.distributions import Distribution
+from jaxrec import search
+from jaxrec.coders.base import (
+    Code,
+    Coder,
+    CoderSpec,
+    check_pair,
+    check_positive_int,
+    decode_candidate,
+)
+from jaxrec.core import prng
+from jaxrec.core.distributions import Distribution
 
 Array = jax.Array
 Prepare = Callable[[Array, Distribution, Distribution], tuple[search.ChunkFn, Any]]

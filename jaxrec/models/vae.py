@@ -43,9 +43,9 @@ import numpy as np
 import optax
 from flax import nnx, serialization
 
-from jaxrec import lossless
-from jaxrec.distributions import DiagGaussian, kl
-from jaxrec.errors import FormatError, InvalidArgumentError
+from jaxrec.core.distributions import DiagGaussian, kl
+from jaxrec.core.errors import FormatError, InvalidArgumentError
+from jaxrec.models import lossless
 
 Array = jax.Array
 
@@ -154,8 +154,8 @@ class VAE(nnx.Module):
     def likelihood(self, z: Array) -> Array:
         """Integer weights of ``p(x|z)`` for ``z`` ``(L,)``: int32 ``(*image_shape, 256)``, all ``>= 1``.
 
-        The integer twin of the decoder (:func:`jaxrec.lossless.integer_mlp`) and an integer-only
-        beta-binomial (:func:`jaxrec.lossless.beta_binomial_weights`): the same bits on every
+        The integer twin of the decoder (:func:`jaxrec.models.lossless.integer_mlp`) and an integer-only
+        beta-binomial (:func:`jaxrec.models.lossless.beta_binomial_weights`): the same bits on every
         machine for the same ``z`` (see :mod:`jaxrec.lossless` for what that rests on).
         """
         layers = [(layer.kernel.get_value(), layer.bias.get_value()) for layer in self.decoder.layers]

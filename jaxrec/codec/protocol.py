@@ -1,0 +1,102 @@
+"""The codec protocol: what a model implements to be compressed with REC.
+
+A codec is any object (a Flax NNX module is the intended case) with these methods, each for ONE
+item; jaxrec vmaps ``target``, ``refine`` and ``reconstruct`` over items itself::
+
+    class MyCodec(nnx.Module):
+        def prior(self) -> Distribution:          # P over the flat latent: event size D, batch shape ()
+        def target(self, x) -> Distribution:      # Q for item x: event size D, batch shape ()   (encoder)
+        def reconstruct(self, z) -> Array:        # x_hat from a latent sample z: (D,) -> item shape   (decoder)
+        # lossless codecs only:
+        def likelihood(self, z) -> Array:         # p(x | z) as weights, (*x.shape, K)   (both sides)
+        # progressive codecs only:
+        def refine(self, x, target, z, fixed) -> Distribution:   # re-fit Q given coded blocks   (encoder)
+
+* ``prior()`` is the coding distribution both sides share (N(0, I) for a VAE, the learned prior of
+  COMBINER). It cannot depend on the item.
+* ``target(x)`` is the posterior the encoder wants a sample of: amortized (a VAE's encoder) or
+  fitted by optimization (an INR's weight posterior, trained with optax inside ``target``). It
+  must be a pure JAX function of ``x`` (it is ``vmap``-ed over items); only the encoder calls it.
+* ``reconstruct(z)`` is the decoder network, also ``vmap``-ed; only the decoder calls it.
+* ``likelihood(z)`` makes the codec lossless. The items ``x`` are then integer arrays with values
+  in ``[0, K)``, entropy-coded (constriction ``Categorical``, one row per element) under the
+  weights: non-negative, finite, positive at ``x``, not necessarily normalized. It is called
+  eagerly, once per item, with the *decoded* latent ``z`` (the decoder's, not the encoder's
+  float copy), and may run host code (numpy). The encoder and the decoder must get bit-identical
+  weights from the same ``z``: compute them with integers or fixed-order IEEE arithmetic (see
+  :mod:`jaxrec.models.lossless`), not with a float network whose last bits depend on batch size or
+  backend. :func:`~jaxrec.decompress` then returns ``x`` exactly.
+* ``refine(x, target, z, fixed)`` makes the codec **progressive** (MIRACLE, Havasi et al., ICLR
+  2019; COMBINER, Guo et al., NeurIPS 2023; RECOMBINER, He et al., ICLR 2024): the encoder codes
+  the blocks of the plan in groups, and after each group asks the codec for an updated target of
+  the coordinates not coded yet, given the ones already fixed. ``target`` is the item's current Q
+  (event size ``D``), ``z`` the ``(D,)`` latent holding the *decoded* values of the coded
+  coordinates (bit for bit what the decoder will see) and zeros elsewhere, ``fixed`` a ``bool[D]``
+  mask of the coded coordinates. It returns Q over all ``D`` coordinates; only the coordinates not
+  yet fixed are used. It runs on the encoder only, vmapped over items, and may run an optax loop.
+  The decoder never calls it: every block is decoded from its own key and code, whatever the order
+  in which the encoder coded them, so decompression of a progressive codec is the same as of any
+  other.
+
+A VAE implements the first four methods; a Bayesian INR (COMBINER) implements ``prior``,
+``target``, ``reconstruct`` and ``refine`` with ``z`` = its weights. Codecs that are pytrees with
+array leaves (Flax NNX modules are) are passed to ``jax.jit`` as arguments; other objects are called
+inside ``vmap`` without ``jit``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import jax
+
+from jaxrec.core.distributions import Distribution
+
+Array = jax.Array
+
+__all__ = ["Codec", "LosslessCodec", "ProgressiveCodec"]
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """What a model implements to be compressed with REC (see the module docstring)."""
+
+    def prior(self) -> Distribution:
+        """The coding distribution P over the flat latent: event size ``D``, batch shape ``()``."""
+        ...
+
+    def target(self, x: Any) -> Distribution:
+        """The target Q for one item ``x``: event size ``D``, batch shape ``()``; vmappable."""
+        ...
+
+    def reconstruct(self, z: Array) -> Array:
+        """The reconstruction of one item from a latent sample ``z`` of shape ``(D,)``; vmappable."""
+        ...
+
+
+@runtime_checkable
+class LosslessCodec(Codec, Protocol):
+    """A codec whose items are integer arrays, entropy-coded given the latent."""
+
+    def likelihood(self, z: Array) -> Array:
+        """``p(x | z)`` for one item: weights ``(*x.shape, K)``, bit-identical on both sides."""
+        ...
+
+
+@runtime_checkable
+class ProgressiveCodec(Codec, Protocol):
+    """A codec whose encoder re-fits the not-yet-coded coordinates after each group of blocks."""
+
+    def refine(self, x: Any, target: Distribution, z: Array, fixed: Array) -> Distribution:
+        """Updated Q for one item given the coded coordinates.
+
+        Args:
+          x: the item.
+          target: its current Q, event size ``D``, batch shape ``()``.
+          z: ``(D,)``, the decoded values of the coded coordinates, zeros elsewhere.
+          fixed: ``bool[D]``, True where a coordinate is coded.
+
+        Returns:
+          Q over all ``D`` coordinates (only the unfixed ones are used); vmappable.
+        """
+        ...

@@ -1,0 +1,43 @@
+"""MRC: minimal random coding (Havasi, Peharz & Hernandez-Lobato, ICLR 2019, "MIRACLE").
+
+Draw ``N`` candidates ``X_n ~ P`` from the shared key and send ``n ~ Cat(w / sum w)`` with
+importance weights ``w_n = r(X_n)``, i.e. ``argmax_n [log r(X_n) + G_n]`` with iid standard
+Gumbels ``G_n`` (Gumbel-max, streamed over chunks).  The index costs ``log2 N`` bits; the output
+law is the self-normalised importance-sampling law, close to Q once ``N >~ 2^{D_KL + t}``
+(Chatterjee & Diaconis 2018).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxrec import search
+from jaxrec.coders.base import Coder
+from jaxrec.coders.scan import fixed_budget_coder
+from jaxrec.core import prng
+from jaxrec.core.distributions import Distribution, log_ratio
+
+Array = jax.Array
+
+
+def prepare_mrc(key: Array, target: Distribution, prior: Distribution) -> tuple[search.ChunkFn, None]:
+    """``(chunk_fn, None)``: ``score_n = log r(X_n) + G_n``, no bound (``+inf``)."""
+    dtype = prior.dtype
+
+    def chunk_fn(state: None, ns: Array) -> tuple[Array, Array, None, None]:
+        xs = prng.candidates(key, ns, prior)
+        gumbels = jax.vmap(lambda n: jax.random.gumbel(prng.arrival_key(key, n), (), dtype))(ns)
+        return log_ratio(target, prior, xs) + gumbels, jnp.full(ns.shape, jnp.inf, dtype), None, state
+
+    return chunk_fn, None
+
+
+def mrc(num_samples: int, chunk_size: int | None = None) -> Coder:
+    """MRC coder over ``num_samples`` candidates (index in ``[0, num_samples)``).
+
+    Args:
+      num_samples: ``N`` (MIRACLE uses ``N = 2^{KL budget}`` per block).
+      chunk_size: candidates per loop iteration; defaults to ``min(N, 1024)``.
+    """
+    return fixed_budget_coder("mrc", num_samples, chunk_size, prepare_mrc)

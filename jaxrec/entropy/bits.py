@@ -1,0 +1,114 @@
+"""Ideal codelengths of REC indices in bits, written with ``jax.numpy``.
+
+They run on numpy or JAX arrays, inside ``jit`` too, and do no validation (indices are assumed
+``>= 0``): :func:`zipf_exponent` (the exponent both sides derive from a KL budget), :func:`zipf_bits`,
+:func:`uniform_bits`, :func:`elias_gamma_bits`, :func:`elias_delta_bits`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import zeta as _jax_zeta
+
+from jaxrec.core.errors import InvalidArgumentError
+
+__all__ = ["elias_delta_bits", "elias_gamma_bits", "uniform_bits", "zipf_bits", "zipf_exponent"]
+
+
+def zipf_exponent(kl_budget_bits: Any) -> Any:
+    r"""Zipf exponent both sides derive from a shared KL budget (Li & El Gamal 2018).
+
+    With :math:`\eta = \mathrm{KL} + 1`, an upper bound on :math:`\mathbb E\log_2(\mathrm{index}+1)`
+    for PFR, the exponent is :math:`\alpha = 1 + 1/\eta \in (1, 2]`. See :func:`zipf_bits` for the
+    resulting codelength bound.
+
+    Args:
+      kl_budget_bits: scalar or array, the KL budget in bits agreed by encoder and decoder. A
+        concrete value must be finite and ``>= 0``; a traced value (inside ``jit``) is not checked.
+
+    Returns:
+      ``alpha``, same shape; a Python ``float`` for a concrete scalar.
+
+    Raises:
+      InvalidArgumentError: a concrete budget that is not finite or is negative.
+    """
+    if isinstance(kl_budget_bits, jax.core.Tracer):
+        return 1.0 + 1.0 / (kl_budget_bits + 1.0)
+    try:
+        kl = np.asarray(kl_budget_bits, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise InvalidArgumentError(f"kl_budget_bits must be a real number, got {kl_budget_bits!r}") from err
+    bad = ~(np.isfinite(kl) & (kl >= 0))
+    if bad.any():
+        raise InvalidArgumentError(f"kl_budget_bits must be finite and >= 0, got {kl[bad].flat[0]!r}")
+    alpha = 1.0 + 1.0 / (kl + 1.0)
+    return float(alpha) if alpha.ndim == 0 else alpha
+
+
+def _index_plus_one(index: Any) -> jax.Array:
+    """``index + 1`` as the default float dtype (conversion first: no int64 -> int32 wrap-around)."""
+    return jnp.asarray(index, dtype=float) + 1.0
+
+
+def _floor_log2(n: jax.Array) -> jax.Array:
+    """``floor(log2 n)`` for float ``n >= 1``; exact while ``n`` is exactly representable."""
+    return (jnp.frexp(n)[1] - 1).astype(n.dtype)
+
+
+def zipf_bits(index: Any, alpha: Any) -> jax.Array:
+    r"""Ideal codelength :math:`-\log_2 p(\mathrm{index})` under the Zipf (zeta) prior.
+
+    :math:`p(n) = (n+1)^{-\alpha} / \zeta(\alpha)` for :math:`n \ge 0`, so
+    :math:`-\log_2 p(n) = \alpha \log_2(n+1) + \log_2\zeta(\alpha)`.
+
+    **Bound** (Li & El Gamal 2018, "Strong functional representation lemma"). For any index
+    distribution with :math:`L = \mathbb E\log_2(\mathrm{index}+1) \le \eta` and
+    :math:`\alpha = 1 + 1/\eta`,
+
+    .. math::
+       \mathbb E[\text{zipf\_bits}] = \alpha L + \log_2\zeta(\alpha)
+       \le \eta + 1 + \log_2(\eta + 1),
+
+    because :math:`\zeta(\alpha) = \sum_{m\ge1} m^{-\alpha} \le 1 + \int_1^\infty x^{-\alpha}dx
+    = 1 + 1/(\alpha-1) = 1 + \eta`. PFR has :math:`L \le \mathrm{KL} + 1`, and
+    :func:`zipf_exponent` takes :math:`\eta = \mathrm{KL} + 1`, giving
+    :math:`\mathrm{KL} + \log_2(\mathrm{KL}+2) + 2`. Where :math:`L \le \mathrm{KL}` is known, taking
+    :math:`\eta = \mathrm{KL}` gives the familiar :math:`\mathrm{KL} + \log_2(\mathrm{KL}+1) + 1`.
+
+    Args:
+      index: integer array, any shape, ``>= 0``.
+      alpha: exponent ``> 1``, broadcastable against ``index``.
+
+    Returns:
+      Float array of the broadcast shape (default float dtype: float32 unless x64 is enabled).
+    """
+    alpha = jnp.asarray(alpha, dtype=float)
+    return alpha * jnp.log2(_index_plus_one(index)) + jnp.log2(_jax_zeta(alpha, 1.0))
+
+
+def uniform_bits(num_symbols: Any) -> jax.Array:
+    """Ideal codelength ``log2 N`` of an index uniform on ``[0, N)``; any shape, float."""
+    return jnp.log2(jnp.asarray(num_symbols, dtype=float))
+
+
+def elias_gamma_bits(index: Any) -> jax.Array:
+    r"""Length of the Elias gamma code of :math:`n = \mathrm{index}+1`: :math:`2\lfloor\log_2 n\rfloor + 1`.
+
+    Any shape, float; exact for ``index < 2**24`` (``2**53`` with x64).
+    """
+    return 2.0 * _floor_log2(_index_plus_one(index)) + 1.0
+
+
+def elias_delta_bits(index: Any) -> jax.Array:
+    r"""Length of the Elias delta code of :math:`n = \mathrm{index}+1`.
+
+    With :math:`k = \lfloor\log_2 n\rfloor`: :math:`k + 2\lfloor\log_2(k+1)\rfloor + 1` (the gamma
+    code of the bit length :math:`k+1`, then the :math:`k` bits below the leading one). Any shape,
+    float; exact for ``index < 2**24`` (``2**53`` with x64).
+    """
+    k = _floor_log2(_index_plus_one(index))
+    return k + 2.0 * _floor_log2(k + 1.0) + 1.0
