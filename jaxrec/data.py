@@ -1,4 +1,4 @@
-"""Dataset readers: IDX files (MNIST, Fashion-MNIST) from a directory; never downloads.
+"""Dataset readers: IDX files (MNIST, Fashion-MNIST) and the CIFAR-10 extracts from a directory; never downloads.
 
 IDX format (LeCun et al.): two zero bytes, a type code (``0x08`` uint8, ``0x09`` int8, ``0x0B``
 int16, ``0x0C`` int32, ``0x0D`` float32, ``0x0E`` float64), the number of axes ``k``, then ``k``
@@ -18,12 +18,14 @@ A missing file raises :class:`FileNotFoundError` naming every path tried; a malf
 
     images, labels = jaxrec.data.load_mnist("test")                    # uint8 (10000, 28, 28), (10000,)
     images, labels = jaxrec.data.load_mnist("train", dataset="fashion-mnist")
+    images, labels = jaxrec.data.load_cifar10("test")                  # uint8 (1000, 32, 32, 3), (1000,)
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,7 +33,16 @@ import numpy as np
 
 from jaxrec.core.errors import FormatError, InvalidArgumentError
 
-__all__ = ["DATASETS", "DatasetInfo", "data_root", "dataset_dirs", "find_file", "load_mnist", "read_idx"]
+__all__ = [
+    "DATASETS",
+    "DatasetInfo",
+    "data_root",
+    "dataset_dirs",
+    "find_file",
+    "load_cifar10",
+    "load_mnist",
+    "read_idx",
+]
 
 ENV_VAR = "JAXREC_DATA"
 
@@ -55,6 +66,7 @@ class DatasetInfo(NamedTuple):
 DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo("mnist"),
     "fashion-mnist": DatasetInfo("fashion-mnist", ("/usr/share/datasets/fashion-mnist",)),
+    "cifar10": DatasetInfo("cifar10"),
 }
 
 _SPLIT_PREFIX = {"train": "train", "test": "t10k"}
@@ -148,4 +160,39 @@ def load_mnist(
         raise FormatError(f"{dataset} {split}: images {images.shape} and labels {labels.shape} do not match")
     if images.dtype != np.uint8 or labels.dtype != np.uint8:
         raise FormatError(f"{dataset} {split}: expected uint8 data, got {images.dtype} / {labels.dtype}")
+    return images, labels
+
+
+_CIFAR10_FILES = {"test": "test_first1000.npz", "train": "train_batch_3.npz"}
+
+
+def load_cifar10(split: str = "test", directory: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Loads one of the two lossless CIFAR-10 extracts (Krizhevsky, 2009) in ``<data>/cifar10``.
+
+    Args:
+      split: ``"test"`` -- the first 1000 images of the CIFAR-10 test set (``test_first1000.npz``);
+        ``"train"`` -- training images 3000-3999 (``train_batch_3.npz``), for training per-image
+        codecs' priors, never for reporting test numbers.
+      directory: folder holding the ``.npz`` file; overrides ``$JAXREC_DATA`` and the default.
+
+    Returns:
+      ``(images, labels)``: ``uint8 (1000, 32, 32, 3)`` RGB in HWC order, and ``uint8 (1000,)``
+      class ids.
+
+    Raises:
+      FileNotFoundError: the file is in none of the folders (the message lists the paths tried).
+      FormatError: not an ``npz`` archive with ``images`` and ``labels`` of those shapes and dtypes.
+    """
+    if split not in _CIFAR10_FILES:
+        raise InvalidArgumentError(f"split must be 'test' or 'train', got {split!r}")
+    path = find_file(_CIFAR10_FILES[split], dataset_dirs("cifar10", directory))
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            images, labels = archive["images"], archive["labels"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise FormatError(f"{path}: not a CIFAR-10 npz archive with 'images' and 'labels' ({err})") from err
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
+        raise FormatError(f"{path}: images must be uint8 (N, 32, 32, 3), got {images.dtype} {images.shape}")
+    if labels.dtype != np.uint8 or labels.shape != images.shape[:1]:
+        raise FormatError(f"{path}: labels must be uint8 ({images.shape[0]},), got {labels.dtype} {labels.shape}")
     return images, labels

@@ -91,3 +91,46 @@ def test_bad_arguments():
         data.load_mnist("valid")
     with pytest.raises(InvalidArgumentError, match="'cifar'"):
         data.dataset_dirs("cifar")
+
+
+# CIFAR-10 extracts (npz)
+
+
+def test_load_cifar10_from_env_root_and_directory(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    labels = np.array([3, 8, 8, 0], np.uint8)
+    (tmp_path / "cifar10").mkdir()
+    np.savez_compressed(tmp_path / "cifar10" / "test_first1000.npz", images=images, labels=labels)
+    np.savez_compressed(tmp_path / "train_batch_3.npz", images=images[::-1], labels=labels[::-1])
+    monkeypatch.setenv("JAXREC_DATA", str(tmp_path))
+    got_images, got_labels = data.load_cifar10("test")
+    np.testing.assert_array_equal(got_images, images)
+    np.testing.assert_array_equal(got_labels, labels)
+    got_images, _ = data.load_cifar10("train", directory=tmp_path)
+    np.testing.assert_array_equal(got_images, images[::-1])
+    with pytest.raises(FileNotFoundError, match="train_batch_3.npz"):
+        data.load_cifar10("train")  # $JAXREC_DATA/cifar10 holds only the test file
+
+
+def test_load_cifar10_rejects_bad_split_and_malformed_files(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="split"):
+        data.load_cifar10("validation", directory=tmp_path)
+    (tmp_path / "test_first1000.npz").write_bytes(b"PK\x03\x04 not a zip archive")
+    with pytest.raises(FormatError, match="npz"):
+        data.load_cifar10("test", directory=tmp_path)
+    np.savez(tmp_path / "test_first1000.npz", images=np.zeros((2, 32, 32), np.uint8), labels=np.zeros(2, np.uint8))
+    with pytest.raises(FormatError, match=r"\(N, 32, 32, 3\)"):
+        data.load_cifar10("test", directory=tmp_path)
+    np.savez(tmp_path / "test_first1000.npz", images=np.zeros((2, 32, 32, 3), np.uint8))
+    with pytest.raises(FormatError, match="labels"):
+        data.load_cifar10("test", directory=tmp_path)
+
+
+def test_load_cifar10_shared_extracts():
+    try:
+        images, labels = data.load_cifar10("test")
+    except FileNotFoundError:
+        pytest.skip("the shared CIFAR-10 extracts are not available")
+    assert images.shape == (1000, 32, 32, 3) and images.dtype == np.uint8
+    assert labels[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]  # the known first test labels
