@@ -29,6 +29,7 @@ leaves ``D = 26,580`` variables, 886 blocks of 30.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from typing import Any
@@ -173,6 +174,11 @@ def block_plan(config: NetworkConfig, num_variables: int) -> BlockPlan:
     return BlockPlan(order=order, sizes=np.asarray(sizes), budget_bits=config.bits_per_block)
 
 
+@functools.lru_cache(maxsize=64)
+def _shared_plan(config: NetworkConfig, num_variables: int) -> BlockPlan:
+    return block_plan(config, num_variables)
+
+
 def preprocess(images: Any, input_shape: tuple[int, int, int]) -> Array:
     """uint8 images ``(N, H, W)`` or ``(N, H, W, C)`` -> float32 ``(N, H, W, C)`` in ``[-0.5, 0.5]``."""
     x = jnp.asarray(images)
@@ -204,7 +210,6 @@ class BayesianNetwork(nnx.Module):
     Attributes:
       config: the :class:`NetworkConfig`.
       convs, denses: the :class:`~jaxrec.models.bnn.BayesianConv` / ``BayesianDense`` layers.
-      plan: the :class:`~jaxrec.BlockPlan` (from :func:`block_plan`).
       block_index, block_mask, block_positions: :class:`BlockLayout` arrays of the plan.
       kl_penalty: :class:`KLPenalty` ``float32[B]`` (used by Mean-Var training and retraining).
     """
@@ -229,11 +234,17 @@ class BayesianNetwork(nnx.Module):
         sizes = [t.num_variables for t in self.tensors]
         self.tensor_sizes = tuple(sizes)
         self.num_variables = sum(sizes)
-        self.plan = block_plan(config, self.num_variables)
-        self.block_index = BlockLayout(jnp.asarray(self.plan.index))
-        self.block_mask = BlockLayout(jnp.asarray(self.plan.mask))
-        self.block_positions = BlockLayout(jnp.asarray(self.plan.positions))
-        self.kl_penalty = KLPenalty(jnp.full((self.plan.num_blocks,), kl_penalty_init, jnp.float32))
+        plan = self.plan
+        self.block_index = BlockLayout(jnp.asarray(plan.index))
+        self.block_mask = BlockLayout(jnp.asarray(plan.mask))
+        self.block_positions = BlockLayout(jnp.asarray(plan.positions))
+        self.kl_penalty = KLPenalty(jnp.full((plan.num_blocks,), kl_penalty_init, jnp.float32))
+
+    @property
+    def plan(self) -> BlockPlan:
+        """The shared :class:`~jaxrec.BlockPlan` (:func:`block_plan`; one object per config, so
+        that networks of one config have equal NNX graph definitions and share compiled code)."""
+        return _shared_plan(self.config, self.num_variables)
 
     # -- parameters -------------------------------------------------------------------------------
 
