@@ -357,7 +357,7 @@ def test_malformed_prior_files_raise_format_error(tmp_path, prior_file):
 def test_coder_settings_are_validated():
     with pytest.raises(InvalidArgumentError, match="num_samples"):
         inr.CoderSetting("orc", kappa=16.0)
-    with pytest.raises(InvalidArgumentError, match="coder"):
+    with pytest.raises(InvalidArgumentError, match="kind"):
         inr.CoderSetting("pfr", kappa=16.0)
     with pytest.raises(InvalidArgumentError, match="max_scale_ratio"):
         inr.CoderSetting("sp_pfr", kappa=16.0, max_steps=10, max_scale_ratio=1.5)

@@ -12,8 +12,8 @@ A prior file is one msgpack dict (flax serialization) holding everything both si
 | ``beta`` | the trained beta |
 | ``kl_per_dim`` | the training-mean KL per latent in bits, float64 ``(D,)`` (plans, partitions) |
 | ``encoder`` | the posterior optimization: ``fit``/``refine`` steps, learning rate, samples; the band |
-| ``coders`` | per coder name: :class:`CoderSetting` (KL band, candidates, partition offset, ...) |
-| ``plans`` | per coder name: the default plan (``order``, ``sizes``, partition bits) |
+| ``coders`` | per setting name: :class:`CoderSetting` (coder, KL band, candidates, partition offset, ...) |
+| ``plans`` | per setting name: the default plan (``order``, ``sizes``, partition bits) |
 | ``default_coder``, ``plan_seed``, ``metadata`` | |
 
 The block plan of a coder packs the latents to ``kappa`` bits of training KL per block
@@ -53,10 +53,10 @@ CODERS = ("orc", "sp_orc", "sp_pfr")
 
 @dataclasses.dataclass(frozen=True)
 class CoderSetting:
-    """How one coder is used with the INR.
+    """How one coder is used with the INR (a prior file offers several, by name).
 
     Attributes:
-      name: ``"orc"`` (standard ORC, COMBINER/RECOMBINER), ``"sp_orc"`` or ``"sp_pfr"``.
+      kind: the coder: ``"orc"`` (standard ORC, COMBINER/RECOMBINER), ``"sp_orc"`` or ``"sp_pfr"``.
       kappa: the KL band of every block in bits (the plan packs ``kappa`` bits of training KL per
         block; the encoder's controller keeps each block in ``[kappa - 0.4, kappa]``).
       num_samples: candidates of ORC / SP-ORC (the papers: ``2^16`` at ``kappa = 16``).
@@ -65,7 +65,7 @@ class CoderSetting:
       max_scale_ratio: cap of posterior scale / prior scale (SP-PFR needs a bounded ratio).
     """
 
-    name: str
+    kind: str
     kappa: float
     num_samples: int | None = None
     max_steps: int | None = None
@@ -73,26 +73,26 @@ class CoderSetting:
     max_scale_ratio: float | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in CODERS:
-            raise InvalidArgumentError(f"coder must be one of {CODERS}, got {self.name!r}")
+        if self.kind not in CODERS:
+            raise InvalidArgumentError(f"kind must be one of {CODERS}, got {self.kind!r}")
         if not (math.isfinite(self.kappa) and self.kappa > 0):
             raise InvalidArgumentError(f"kappa must be finite and > 0, got {self.kappa!r}")
-        if self.name in ("orc", "sp_orc") and not (isinstance(self.num_samples, int) and self.num_samples >= 1):
-            raise InvalidArgumentError(f"{self.name} needs num_samples >= 1, got {self.num_samples!r}")
-        if self.name == "sp_pfr" and not (isinstance(self.max_steps, int) and self.max_steps >= 1):
+        if self.kind in ("orc", "sp_orc") and not (isinstance(self.num_samples, int) and self.num_samples >= 1):
+            raise InvalidArgumentError(f"{self.kind} needs num_samples >= 1, got {self.num_samples!r}")
+        if self.kind == "sp_pfr" and not (isinstance(self.max_steps, int) and self.max_steps >= 1):
             raise InvalidArgumentError(f"sp_pfr needs max_steps >= 1, got {self.max_steps!r}")
         if self.max_scale_ratio is not None and not 0 < self.max_scale_ratio < 1:
             raise InvalidArgumentError(f"max_scale_ratio must lie in (0, 1) or be None, got {self.max_scale_ratio!r}")
 
     @property
     def partitioned(self) -> bool:
-        return self.name.startswith("sp_")
+        return self.kind.startswith("sp_")
 
     def coder(self) -> jaxrec.Coder | Callable[[jaxrec.Partition], jaxrec.Coder]:
         """The coder, or for SP coders the ``partition -> Coder`` callable ``compress`` takes."""
-        if self.name == "orc":
+        if self.kind == "orc":
             return jaxrec.orc(self.num_samples)
-        if self.name == "sp_orc":
+        if self.kind == "sp_orc":
             return functools.partial(jaxrec.sp_orc, num_samples=self.num_samples)
         return functools.partial(jaxrec.sp_pfr, max_steps=self.max_steps)
 
@@ -182,7 +182,8 @@ def save_prior(
     Args:
       path: the file to write.
       fit: the result of :func:`~jaxrec.models.inr.learn_prior`.
-      coders: the coder settings the file offers, by name; ``default_coder`` must be one of them.
+      coders: the coder settings the file offers, by name (``bundle.setup(name)``; conventionally
+        the coder's kind, e.g. ``"orc"``); ``default_coder`` must be one of them.
       fit_settings, refine_settings: the encoder's posterior optimization (``target``, ``refine``).
       band: the controller's band (default :class:`Band`; ``kappa`` is replaced by each coder's).
       plan_seed: the shuffle of the block plans.
@@ -190,8 +191,8 @@ def save_prior(
         (the codec then uses the rounded weights on both sides).
       metadata: msgpack-able extras (training settings, history).
     """
-    if default_coder not in coders or any(name != s.name for name, s in coders.items()):
-        raise InvalidArgumentError(f"coders must map names to their settings and hold {default_coder!r}")
+    if default_coder not in coders or not all(isinstance(s, CoderSetting) for s in coders.values()):
+        raise InvalidArgumentError(f"coders must map names to CoderSettings and hold {default_coder!r}")
     if weights_dtype not in ("float32", "float16"):
         raise InvalidArgumentError(f"weights_dtype must be 'float32' or 'float16', got {weights_dtype!r}")
     config = fit.network.config
@@ -232,7 +233,7 @@ class InrBundle:
       codec: the :class:`InrCodec`, bound to the plan of the last :meth:`setup` (at first the
         default coder's): its encoder keeps every block of that plan in the coder's KL band.
       item_shape: ``(H, W, C)``; item_dtype: ``uint8``.
-      coders: the :class:`CoderSetting` of each coder name the file offers; default_coder.
+      coders: the :class:`CoderSetting` of each setting name the file offers; default_coder.
       kl_per_dim: the training statistics the plans are built from.
       metadata: the file's metadata.
     """
@@ -254,8 +255,8 @@ class InrBundle:
         self.setup()
 
     def setup(self, coder: str | None = None, blocks: int | None = None) -> tuple[Any, jaxrec.BlockPlan]:
-        """``(coder, plan)`` for a coder name (None: the default) and a block count (None: the
-        stored plan, packed to the coder's ``kappa``); binds :attr:`codec` to the plan.
+        """``(coder, plan)`` for a setting name (None: the default; e.g. ``"orc"``) and a block count
+        (None: the stored plan, packed to the setting's ``kappa``); binds :attr:`codec` to the plan.
 
         The coder is a :class:`~jaxrec.Coder` (ORC) or a ``partition -> Coder`` callable (SP
         coders, whose plan carries the partitions). Deterministic: the decoder gets the same plan.
