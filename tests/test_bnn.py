@@ -1,6 +1,7 @@
 """MIRACLE with Mean-Var / Mean-KL: the Mean-KL map, the Bayesian network, training, the codec and
 its retraining, the compressed-network file."""
 
+import inspect
 import math
 import zlib
 
@@ -268,6 +269,27 @@ def test_compressed_network_round_trip_and_size(tmp_path, codec, data):
     overhead = 48 + config_bytes + 4 * 6
     assert rate.header_bytes <= 48 and size - len(container) <= overhead
     assert size <= math.ceil(rate.index_bits / 8) + 4 + 48 + overhead
+
+
+PROGRESSIVE = "group_size" in inspect.signature(jaxrec.codec.compress_report).parameters
+
+
+@pytest.mark.skipif(not PROGRESSIVE, reason="the progressive encoder (compress_report(group_size=...)) has not landed")
+def test_progressive_compression_through_the_library(tmp_path, codec):
+    x = jnp.zeros((1,), jnp.int32)
+    coder = jaxrec.mrc(2**4)
+    report = jaxrec.codec.compress_report(codec, x, key=5, coder=coder, plan=codec.plan, group_size=5)
+    plain = jaxrec.codec.compress_report(bnn.MiracleCodec(codec.network), x, key=5, coder=coder, plan=codec.plan,
+                                         group_size=5)  # no data: refine is the identity
+    path = tmp_path / "net.jbnn"
+    bnn.save_compressed(path, codec.network, report.files[0])
+    z = np.asarray(bnn.load_bundle(path).weights())
+    assert np.array_equal(z, np.asarray(jaxrec.decompress(codec, report.files[0], plan=codec.plan)))
+    # the first group is coded before any retraining: its blocks match the plain encoder's
+    z_plain = np.asarray(jaxrec.decompress(codec, plain.files[0], plan=codec.plan))
+    same = [np.array_equal(z[d], z_plain[d]) for d in (codec.plan.index[b][codec.plan.mask[b]] for b in range(26))]
+    assert sum(same) >= 5
+    assert plain.files[0] == jaxrec.compress(bnn.MiracleCodec(codec.network), 0, key=5, coder=coder, plan=codec.plan)
 
 
 def round_trip(codec, bundle_path, coder_name):
