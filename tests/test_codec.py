@@ -262,9 +262,19 @@ def test_float64_round_trip_and_refusal_without_x64():
 def test_register_coder_round_trip():
     def orc_alias(num_samples, chunk_size=None):
         coder = jaxrec.orc(num_samples, chunk_size)
-        return coder._replace(spec=jaxrec.CoderSpec("orc_alias", coder.spec.params))
+        alias = jaxrec.CoderSpec("orc_alias", coder.spec.params)
 
-    jaxrec.register_coder("orc_alias", orc_alias, params=("num_samples", "chunk_size"), models=registry._uniform_models)
+        def encode(key, target, prior):  # the code says which coder made it
+            return coder.encode(key, target, prior).replace(coder="orc_alias")
+
+        def decode(key, code, prior):
+            return coder.decode(key, code.replace(coder="orc"), prior)
+
+        return jaxrec.Coder(encode, decode, alias)
+
+    jaxrec.register_coder(
+        "orc_alias", orc_alias, params=("num_samples", "chunk_size"), message=registry.uniform_index_message
+    )
     try:
         codec = GaussianChannel(3)
         x = channel_items(1, 3, seed=2)[0]

@@ -13,6 +13,7 @@ from scipy import stats
 
 import jaxrec
 from jaxrec import InvalidArgumentError, entropy
+from jaxrec.coders.base import EXHAUSTED, UNBOUNDED_RATIO
 from jaxrec.core import prng
 
 N_SAMPLES = 5000
@@ -97,7 +98,7 @@ def test_decode_returns_the_encoders_candidate_bit_for_bit(pfr_run):
     for i in range(5):
         chosen = encoder_candidates(keys[i], codes.index[i][None], prior)[0]
         np.testing.assert_array_equal(np.asarray(xs[i]), np.asarray(chosen))
-        np.testing.assert_array_equal(np.asarray(PFR.decode(keys[i], jaxrec.Code(codes.index[i], codes.steps[i], codes.exhausted[i]), prior)), np.asarray(chosen))
+        np.testing.assert_array_equal(np.asarray(PFR.decode(keys[i], jax.tree.map(lambda a: a[i], codes), prior)), np.asarray(chosen))
     # the decoded point beats every earlier candidate's PFR score, recomputed from scratch
     i = int(jnp.argmax(codes.index))
     ns = jnp.arange(int(codes.index[i]) + 1, dtype=jnp.int32)
@@ -137,7 +138,7 @@ def test_encode_batch_equals_vmap_and_accepts_batched_targets():
         queued = jax.jit(lambda k, q, p: jaxrec.encode_batch(PFR, k, q, p, num_lanes=lanes, lane_chunk_size=chunk))(
             keys, targets, prior
         )
-        for field in ("index", "steps", "exhausted"):
+        for field in ("index", "steps", "status"):
             np.testing.assert_array_equal(getattr(queued, field), getattr(vmapped, field))
 
 
@@ -156,7 +157,7 @@ def test_encode_batch_tail_widening_changes_speed_not_codes():
         queued = jax.jit(
             lambda k, q, w=widening: jaxrec.encode_batch(PFR, k, q, prior, num_lanes=16, lane_chunk_size=16, max_widening=w)
         )(keys, targets)
-        for field in ("index", "steps", "exhausted"):
+        for field in ("index", "steps", "status"):
             np.testing.assert_array_equal(getattr(queued, field), getattr(vmapped, field))
     with pytest.raises(InvalidArgumentError, match="max_widening"):
         jaxrec.encode_batch(PFR, keys, targets, prior, max_widening=-1)
@@ -164,13 +165,15 @@ def test_encode_batch_tail_widening_changes_speed_not_codes():
 
 def test_exhausted_flag_and_unbounded_ratio():
     target, prior = jaxrec.DiagGaussian(3.0, 0.01), jaxrec.DiagGaussian(0.0, 1.0)  # D_inf ~ 13 bits
-    code = jaxrec.pfr(chunk_size=64, max_steps=100).encode(1, target, prior)
-    assert bool(code.exhausted) and int(code.steps) == 100
+    with pytest.warns(RuntimeWarning, match="exceeds the limit of 100 steps"):
+        code = jaxrec.pfr(chunk_size=64, max_steps=100).encode(1, target, prior)
+    assert int(code.status) == EXHAUSTED and bool(code.exhausted) and int(code.steps) == 100
     wide = jaxrec.DiagGaussian(0.0, 1.5)
     with pytest.raises(InvalidArgumentError, match="D_inf"):
         PFR.encode(0, wide, prior)
+    # under jit the unbounded ratio cannot raise: the search stops at once and says why
     traced = jax.jit(jaxrec.pfr(chunk_size=64, max_steps=500).encode)(0, wide, prior)
-    assert bool(traced.exhausted) and int(traced.steps) == 500
+    assert int(traced.status) == UNBOUNDED_RATIO and int(traced.steps) == 0 and not bool(traced.exhausted)
 
 
 def test_pfr_float64_path_is_exact():
@@ -221,7 +224,7 @@ def test_orc_indices_are_in_range_and_match_pfr_when_the_budget_suffices():
         (lambda: jaxrec.mrc(2.5), "num_samples"),
         (lambda: PFR.encode(0, jaxrec.DiagGaussian(jnp.zeros(2), 0.5), jaxrec.DiagGaussian(jnp.zeros(3), 1.0)), "event sizes"),
         (lambda: PFR.encode(0, "not a distribution", jaxrec.DiagGaussian(0.0, 1.0)), "target"),
-        (lambda: PFR.decode(2**33, jaxrec.Code(0, 0, False), jaxrec.DiagGaussian(0.0, 1.0)), "seed"),
+        (lambda: PFR.decode(2**33, jaxrec.Code(0, 0, 0, coder="pfr", event_size=1), jaxrec.DiagGaussian(0.0, 1.0)), "seed"),
     ],
 )
 def test_bad_input_raises_clear_errors(call, match):

@@ -175,7 +175,7 @@ def test_inconsistent_but_well_formed_headers(small):
         _forge(data, coder_args=(0, 2**26)): "coder parameters are invalid",
         _forge(data, latent_size=4): "dimensions",
         _forge(data, plan_fingerprint=1): "another block plan",
-        _forge(data, models=(UniformModel(2),) * 2): "fields",
+        _forge(data, models=(UniformModel(2),) * 2): "sends 1 symbols",
         _forge(data, latent_dtype="float64"): "float64",
         _forge(data, models=(UniformModel(2),)): "corrupt",  # the payload is Zipf-coded
     }

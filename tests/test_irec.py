@@ -137,8 +137,8 @@ def test_bad_inputs_raise():
         coder.encode(0, jaxrec.DiagGaussian(jnp.zeros((2, 1)), jnp.ones((2, 1))), P1)
     with pytest.raises(InvalidArgumentError, match="event sizes"):
         coder.encode(0, jaxrec.DiagGaussian(jnp.zeros(2), jnp.ones(2)), P1)
-    code = irec_mod.IrecCode(jnp.zeros(3, jnp.int32), jnp.int32(0), jnp.array(False))
+    code = irec_mod.IrecCode(jnp.zeros(3, jnp.int32), jnp.int32(0), jnp.int32(0), coder="irec", event_size=1)
     with pytest.raises(InvalidArgumentError, match="shape"):
         coder.decode(0, code, P1)
     with pytest.raises(InvalidArgumentError, match="prior"):
-        coder.decode(0, code._replace(indices=jnp.zeros(2, jnp.int32)), jaxrec.Uniform(0.0, 1.0))
+        coder.decode(0, code.replace(indices=jnp.zeros(2, jnp.int32)), jaxrec.Uniform(0.0, 1.0))

@@ -164,7 +164,7 @@ def test_codes_round_trip_through_bytes():
     got_bins, got_index = np.stack(streams[:-1], axis=-1), streams[-1]
     np.testing.assert_array_equal(got_bins, bins)
     np.testing.assert_array_equal(got_index, index)
-    decoded = jaxrec.SPCode(jnp.asarray(got_bins, jnp.int32), jnp.asarray(got_index, jnp.int32), codes.steps, codes.exhausted)
+    decoded = codes.replace(bin=jnp.asarray(got_bins, jnp.int32), index=jnp.asarray(got_index, jnp.int32))
     _, dec = jitted(jaxrec.sp_pfr(part, chunk_size=64), 0)
     np.testing.assert_array_equal(np.asarray(dec(jax.random.split(jax.random.key(11), NUM), decoded, prior)), xs)
     with pytest.raises(jaxrec.FormatError):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -35,6 +34,8 @@ from jaxrec.codec.runtime import (
     block_key_data,
     code_template,
     codec_prior,
+    problem_decoder,
+    problem_encoder,
     resolve_devices,
     resolve_plan,
     run_sharded,
@@ -50,10 +51,10 @@ from jaxrec.codec.sections import (
     index_streams,
     likelihood_table,
 )
-from jaxrec.coders.base import Coder, CoderSpec
+from jaxrec.coders.base import Coder, CoderSpec, check_positive_int, warn_status
 from jaxrec.coders.registry import REGISTRY, CoderEntry, lookup
 from jaxrec.core import prng
-from jaxrec.core.distributions import Distribution
+from jaxrec.core.distributions import Distribution, kl
 from jaxrec.core.errors import FormatError, InvalidArgumentError
 from jaxrec.entropy import PlanAlphabetModel, decode_streams, ideal_bits
 
@@ -147,11 +148,12 @@ def compress_report(
     plan: BlockPlan | None = None,
     first_item: int = 0,
     devices: Sequence[Any] | None = None,
+    group_size: int = 1,
 ) -> CompressReport:
     """Compresses ``N`` items in one jitted (and sharded) call and keeps the diagnostics.
 
     Args:
-      codec: a :class:`Codec` (or :class:`LosslessCodec`).
+      codec: a :class:`Codec` (or :class:`LosslessCodec`, :class:`ProgressiveCodec`).
       xs: the items stacked along a leading axis, ``(N, ...)``.
       key: the shared seed (int in ``[0, 2^32)``) or threefry key; written into every header.
       coder: a registered coder (``jaxrec.pfr()``, ``jaxrec.orc(2**16)``, ...), its spec, or for
@@ -159,6 +161,8 @@ def compress_report(
       plan: the block plan (with partitions for space-partitioning coders); ``None`` = one block.
       first_item: the item number of ``xs[0]``; item ``i`` is number ``first_item + i``.
       devices: devices to shard the items over; ``None`` = all local devices.
+      group_size: for a progressive codec (one with ``refine``), the blocks coded per item and step
+        (largest current KL first) before the codec re-fits the rest; ignored otherwise.
 
     Returns:
       A :class:`CompressReport`: the files and, per item and block, the codes and KLs.
@@ -174,39 +178,43 @@ def compress_report(
     n = int(xs.shape[0])
     if isinstance(first_item, bool) or not isinstance(first_item, int) or not 0 <= first_item <= 2**32 - n:
         raise InvalidArgumentError(f"first_item must be an int with first_item + N <= 2**32, got {first_item!r}")
+    progressive = callable(getattr(codec, "refine", None))
+    if progressive:
+        check_positive_int("group_size", group_size, plan.num_blocks)
     lossless = callable(getattr(codec, "likelihood", None))
-    targets = vmap_call(codec, "target", xs)
-    if not isinstance(targets, Distribution) or targets.batch_shape != (n,):
-        raise InvalidArgumentError(
-            f"codec.target(x) must return a jaxrec distribution with batch shape (), got {targets!r}"
-        )
-    target_blocks, prior_blocks = plan.split(jax.tree.map(lambda a: jnp.asarray(a, dtype), targets), prior)
-    if entry.check is not None:
-        entry.check(target_blocks, prior_blocks)
+    targets = _as_float(vmap_call(codec, "target", xs), n, dtype)
     partitions = plan.partitions if entry.partitioned else None
     devices = resolve_devices(devices)
     key_words = prng.key_to_words(key)
     items = np.arange(first_item, first_item + n, dtype=np.uint32)
     key_data = block_key_data(np.tile(key_words, (n, 1)), items, plan.num_blocks)
-    encoder = block_encoder(block_coder, entry.partitioned, devices)
-    code, block_kl = run_sharded(encoder, devices, (key_data, target_blocks), (prior_blocks, partitions), n)
-    if lossless:
-        z_blocks = run_sharded(block_decoder(spec, devices), devices, (key_data, code), (prior_blocks, partitions), n)
-        z = plan.merge(z_blocks)
-    fields = {f: getattr(code, f) for f in entry.fields}
-    shapes = {f: value.shape[1:] for f, value in fields.items()}
+    if progressive:
+        code, block_kl, z = _encode_progressive(
+            codec, xs, targets, prior, plan, block_coder, entry, key_data, devices, group_size
+        )
+    else:
+        target_blocks, prior_blocks = plan.split(targets, prior)
+        if entry.check is not None:
+            entry.check(target_blocks, prior_blocks)
+        encoder = block_encoder(block_coder, entry.partitioned, devices)
+        code, block_kl = run_sharded(encoder, devices, (key_data, target_blocks), (prior_blocks, partitions), n)
+        if lossless:
+            decoder = block_decoder(spec, devices)
+            z = plan.merge(run_sharded(decoder, devices, (key_data, code), (prior_blocks, partitions), n))
+    symbols = entry.symbols(spec, {f: getattr(code, f) for f in type(code).MESSAGE})
     # Items share their entropy models unless the budget comes from each item's own KL.
     budgets = [plan.budget_bits if plan.budget_bits is not None else float(math.ceil(kl_i.max())) for kl_i in block_kl]
-    models = {budget: entry.models(spec, budget, plan) for budget in set(budgets)}
-    streams = {budget: index_streams(entry, m, plan, shapes) for budget, m in models.items()}
+    messages = {budget: entry.message(spec, budget, plan) for budget in set(budgets)}
+    shapes = {name: symbols[name].shape[1:] for name, _ in next(iter(messages.values()))}
+    streams = {budget: index_streams(entry, [m for _, m in msg], plan, shapes) for budget, msg in messages.items()}
     index_bits = np.zeros(n)
     for budget, group in streams.items():
-        items = np.array([b == budget for b in budgets])
-        index_bits[items] = fields_ideal_bits(group, {f: value[items] for f, value in fields.items()})
+        chosen = np.array([b == budget for b in budgets])
+        index_bits[chosen] = fields_ideal_bits(group, {s: value[chosen] for s, value in symbols.items()})
     files, rates = [], []
     items_host = np.asarray(xs) if lossless else None
     for i, budget in enumerate(budgets):
-        index_bytes = encode_fields(streams[budget], {f: value[i] for f, value in fields.items()})
+        index_bytes = encode_fields(streams[budget], {s: value[i] for s, value in symbols.items()})
         sections, data_bits = [index_bytes], 0.0
         if lossless:
             data_bytes, data_bits = encode_data(items_host[i], likelihood_table(codec, z[i], xs.shape[1:]))
@@ -222,7 +230,7 @@ def compress_report(
             plan_fingerprint=plan.fingerprint,
             data_shape=tuple(int(d) for d in xs.shape[1:]),
             lossless=lossless,
-            models=tuple(models[budget]),
+            models=tuple(m for _, m in messages[budget]),
         )
         files.append(container.write(header, sections))
         payload = sum(len(section) for section in sections)
@@ -230,15 +238,63 @@ def compress_report(
     return CompressReport(files, code, block_kl, rates)
 
 
-def _warn_exhausted(code: Any) -> None:
-    exhausted = np.asarray(getattr(code, "exhausted", False))
-    if exhausted.any():
-        warnings.warn(
-            f"{int(exhausted.sum())} block(s) reached the coder's step limit: their samples are the best "
-            "candidates found, not exact samples of the target (raise max_steps or use smaller blocks)",
-            RuntimeWarning,
-            stacklevel=3,
+def _as_float(targets: Any, n: int, dtype: Any) -> Distribution:
+    """The codec's targets in the prior's dtype; checks they are ``n`` distributions."""
+    if not isinstance(targets, Distribution) or targets.batch_shape != (n,):
+        raise InvalidArgumentError(
+            f"codec.target(x) / codec.refine(...) must return a jaxrec distribution with batch shape (), got {targets!r}"
         )
+    return jax.tree.map(lambda a: jnp.asarray(a, dtype), targets)
+
+
+def _encode_progressive(
+    codec: Any, xs: Array, targets: Distribution, prior: Distribution, plan: BlockPlan, block_coder: BlockCoder,
+    entry: CoderEntry, key_data: Array, devices: tuple[Any, ...], group_size: int,
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Codes the blocks of every item in steps of ``group_size`` blocks, largest current KL first,
+    re-fitting the rest with ``codec.refine`` after each step (see :mod:`jaxrec.codec.protocol`).
+
+    Returns ``(code [N, B, ...], block_kl [N, B] at the time each block was coded, z [N, D])``;
+    ``z`` holds the decoded latent, bit for bit what the decoder rebuilds.
+    """
+    n, num_blocks = key_data.shape[:2]
+    key_data = np.asarray(key_data)
+    dtype = prior.dtype
+    encoder = problem_encoder(block_coder, entry.partitioned, devices)
+    decoder = problem_decoder(block_coder.spec, devices)
+    coded = np.zeros((n, num_blocks), bool)
+    z = np.zeros((n, plan.dim), dtype)
+    fixed = np.zeros((n, plan.dim), bool)
+    block_kl = np.zeros((n, num_blocks))
+    code = None
+    while not coded.all():
+        target_blocks, prior_blocks = plan.split(targets, prior)
+        if entry.check is not None:
+            entry.check(target_blocks, prior_blocks)
+        kls = np.where(coded, -np.inf, np.asarray(kl(target_blocks, prior_blocks), np.float64))
+        width = min(group_size, num_blocks - int(coded[0].sum()))
+        chosen = np.argsort(-kls, axis=1, kind="stable")[:, :width]  # (N, G) blocks of this step
+        rows, cols = np.repeat(np.arange(n), width), chosen.reshape(-1)
+        take = lambda tree, *index: jax.tree.map(lambda a: np.asarray(a)[index], tree)
+        problem_priors = take(prior_blocks, cols)
+        partitions = take(plan.partitions, cols) if entry.partitioned else None
+        problems = (key_data[rows, cols], take(target_blocks, rows, cols), problem_priors, partitions)
+        step_code, step_kl = run_sharded(encoder, devices, problems, (), rows.size)
+        step_z = run_sharded(decoder, devices, (problems[0], step_code, problem_priors, partitions), (), rows.size)
+        if code is None:
+            code = jax.tree.map(lambda a: np.zeros((n, num_blocks) + a.shape[1:], a.dtype), step_code)
+        for full, new in zip(jax.tree.leaves(code), jax.tree.leaves(step_code)):
+            full[rows, cols] = new
+        block_kl[rows, cols] = step_kl
+        coded[rows, cols] = True
+        real = plan.mask[cols]  # (M, S): drop padding
+        dims = plan.index[cols][real]
+        owner = np.repeat(rows, real.sum(axis=1))
+        z[owner, dims] = np.asarray(step_z)[real]
+        fixed[owner, dims] = True
+        if not coded.all():
+            targets = _as_float(vmap_call(codec, "refine", xs, targets, jnp.asarray(z), jnp.asarray(fixed)), n, dtype)
+    return code, block_kl, z
 
 
 def compress_batch(
@@ -250,14 +306,17 @@ def compress_batch(
     plan: BlockPlan | None = None,
     first_item: int = 0,
     devices: Sequence[Any] | None = None,
+    group_size: int = 1,
 ) -> list[bytes]:
     """Compresses the items ``xs`` (leading axis ``N``) into ``N`` files; see :func:`compress_report`.
 
     File ``i`` is byte-identical to ``compress(codec, xs[i], key=key, coder=coder, plan=plan,
     item=first_item + i)``. Warns (RuntimeWarning) when an exact coder hit its step limit.
     """
-    report = compress_report(codec, xs, key=key, coder=coder, plan=plan, first_item=first_item, devices=devices)
-    _warn_exhausted(report.code)
+    report = compress_report(
+        codec, xs, key=key, coder=coder, plan=plan, first_item=first_item, devices=devices, group_size=group_size
+    )
+    warn_status(report.code, stacklevel=3)
     return report.files
 
 
@@ -269,6 +328,7 @@ def compress(
     coder: Coder | CoderSpec | Callable[[Any], Coder],
     plan: BlockPlan | None = None,
     item: int = 0,
+    group_size: int = 1,
 ) -> bytes:
     """Compresses one item into a self-contained file.
 
@@ -286,9 +346,10 @@ def compress(
       coder hit its step limit.
     """
     report = compress_report(
-        codec, jnp.asarray(x)[None], key=key, coder=coder, plan=plan, first_item=item, devices=resolve_devices(None)[:1]
+        codec, jnp.asarray(x)[None], key=key, coder=coder, plan=plan, first_item=item,
+        devices=resolve_devices(None)[:1], group_size=group_size,
     )
-    _warn_exhausted(report.code)
+    warn_status(report.code, stacklevel=3)
     return report.files[0]
 
 
@@ -303,10 +364,6 @@ def _header_spec(header: container.Header) -> tuple[CoderSpec, CoderEntry]:
     if len(header.coder_args) != len(entry.params):
         raise FormatError(
             f"coder {header.coder_name!r} takes {len(entry.params)} parameters, the header has {len(header.coder_args)}"
-        )
-    if len(header.models) != len(entry.fields):
-        raise FormatError(
-            f"coder {header.coder_name!r} sends {len(entry.fields)} fields, the header has {len(header.models)} models"
         )
     return CoderSpec(header.coder_name, tuple(zip(entry.params, header.coder_args))), entry
 
@@ -367,23 +424,33 @@ def decompress_batch(
     _, prior_blocks = plan.split(prior, prior)
     try:
         template = code_template(spec, prior_blocks, partitions)
+        block_shapes = entry.symbol_shapes(spec, plan, template)
     except InvalidArgumentError as err:
         raise FormatError(f"the header's coder parameters are invalid: {err}") from None
-    shapes = {f: (plan.num_blocks, *getattr(template, f).shape) for f in entry.fields}
-    values = []
+    if len(header.models) != len(block_shapes):
+        raise FormatError(
+            f"coder {header.coder_name!r} sends {len(block_shapes)} symbols, the header has {len(header.models)} models"
+        )
+    shapes = {name: (plan.num_blocks, *shape) for name, shape in block_shapes.items()}
+    symbols = []
     for h, sections in parsed:
-        fields = decode_fields(sections[0], index_streams(entry, h.models, plan, shapes), shapes)
-        for name, value in fields.items():
-            info = np.iinfo(getattr(template, name).dtype)
-            if value.size and (value.min() < info.min or value.max() > info.max):
-                raise FormatError(f"decoded {name} {value.max()} does not fit the coder's {info.dtype}")
-        values.append(fields)
+        symbols.append(decode_fields(sections[0], index_streams(entry, h.models, plan, shapes), shapes))
+    stacked = {name: np.stack([s[name] for s in symbols]) for name in shapes}
+    with as_format_error("the index section"):
+        try:
+            fields = entry.fields(spec, stacked)
+        except InvalidArgumentError as err:
+            raise FormatError(f"the index section is invalid: {err}") from None
+    for name, value in fields.items():
+        info = np.iinfo(getattr(template, name).dtype)
+        if value.size and (value.min() < info.min or value.max() > info.max):
+            raise FormatError(f"decoded {name} {value.max()} does not fit the coder's {info.dtype}")
     n = len(files)
-    code = type(template)(**{
-        f: np.stack([v[f] for v in values]).astype(getattr(template, f).dtype) if f in entry.fields
-        else np.zeros((n, plan.num_blocks, *getattr(template, f).shape), getattr(template, f).dtype)
-        for f in template._fields
-    })
+    code = template.replace(
+        **{f: np.asarray(fields[f]).astype(getattr(template, f).dtype) for f in type(template).MESSAGE},
+        steps=np.zeros((n, plan.num_blocks) + template.steps.shape, template.steps.dtype),
+        status=np.zeros((n, plan.num_blocks) + template.status.shape, template.status.dtype),
+    )
     key_words = np.array([h.key_words for h, _ in parsed], np.uint32)
     key_data = block_key_data(key_words, np.array([h.item for h, _ in parsed], np.uint32), plan.num_blocks)
     devices = resolve_devices(devices)

@@ -56,15 +56,16 @@ def _is_array_tree(obj: Any) -> bool:
 
 
 @functools.partial(jax.jit, static_argnames=("method",))
-def _jit_vmap_method(codec: Any, method: str, xs: Any) -> Any:
-    return jax.vmap(getattr(codec, method))(xs)
+def _jit_vmap_method(codec: Any, method: str, *args: Any) -> Any:
+    return jax.vmap(getattr(codec, method))(*args)
 
 
-def vmap_call(codec: Any, method: str, xs: Any) -> Any:
-    """``vmap(codec.method)(xs)``, jitted with the codec as an argument when it is an array pytree."""
+def vmap_call(codec: Any, method: str, *args: Any) -> Any:
+    """``vmap(codec.method)(*args)`` over the items (leading axis of every argument), jitted with the
+    codec as an argument when it is an array pytree."""
     if _is_array_tree(codec):
-        return _jit_vmap_method(codec, method, xs)
-    return jax.vmap(getattr(codec, method))(xs)
+        return _jit_vmap_method(codec, method, *args)
+    return jax.vmap(getattr(codec, method))(*args)
 
 
 def codec_prior(codec: Any, dtype: str | None = None) -> Distribution:
@@ -116,13 +117,13 @@ def resolve_devices(devices: Sequence[Any] | None) -> tuple[Any, ...]:
     return devices
 
 
-def _distribute(fn: Callable, devices: tuple[Any, ...]) -> Callable:
-    """``jit(fn)``; over several devices ``jit(shard_map(fn))`` with the first two arguments split
-    along their leading (item) axis and the other two replicated."""
+def _distribute(fn: Callable, devices: tuple[Any, ...], sharded: int = 2) -> Callable:
+    """``jit(fn)`` of four arguments; over several devices ``jit(shard_map(fn))`` with the first
+    ``sharded`` arguments split along their leading (item or problem) axis, the others replicated."""
     if len(devices) == 1:
         return jax.jit(fn)
     mesh = Mesh(np.array(devices), ("items",))
-    specs = (PartitionSpec("items"), PartitionSpec("items"), PartitionSpec(), PartitionSpec())
+    specs = tuple(PartitionSpec("items") if i < sharded else PartitionSpec() for i in range(4))
     return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=PartitionSpec("items"), check_vma=False))
 
 
@@ -169,6 +170,31 @@ def block_decoder(spec: CoderSpec, devices: tuple[Any, ...]) -> Callable:
     return _distribute(_over_blocks(lambda k, c, p, part: coder_from_spec(spec, part).decode(k, c, p)), devices)
 
 
+@functools.lru_cache(maxsize=64)
+def problem_encoder(block_coder: BlockCoder, partitioned: bool, devices: tuple[Any, ...]) -> Callable:
+    """``(key_data [M,2], targets [M,S], priors [M,S], partitions [M,...]) -> (code [M,...], kl [M])``:
+    ``M`` independent block problems, each with its own prior and partition (progressive coding
+    codes a different set of blocks for every item), all four arguments sharded."""
+
+    def encode_problems(key_data: Array, targets: Distribution, priors: Distribution, partitions: Any) -> tuple:
+        if partitioned:
+            code = jax.vmap(lambda k, t, p, part: block_coder(part).encode(k, t, p))(
+                key_data, targets, priors, partitions
+            )
+        else:
+            code = encode_batch(block_coder(None), key_data, targets, priors)
+        return code, kl(targets, priors)
+
+    return _distribute(encode_problems, devices, sharded=4)
+
+
+@functools.lru_cache(maxsize=64)
+def problem_decoder(spec: CoderSpec, devices: tuple[Any, ...]) -> Callable:
+    """``(key_data [M,2], code [M,...], priors [M,S], partitions [M,...]) -> z [M,S]``, all sharded."""
+    decode = jax.vmap(lambda k, c, p, part: coder_from_spec(spec, part).decode(k, c, p))
+    return _distribute(decode, devices, sharded=4)
+
+
 def _pad_items(tree: Any, n: int, multiple: int) -> Any:
     """Pads the leading axis to a multiple of ``multiple`` by repeating the last item."""
     extra = -n % multiple
@@ -179,8 +205,8 @@ def _pad_items(tree: Any, n: int, multiple: int) -> Any:
 
 
 def run_sharded(fn: Callable, devices: tuple[Any, ...], sharded: tuple, replicated: tuple, n: int) -> Any:
-    """Calls a :func:`_distribute` function on ``n`` items (padded to a multiple of the device
-    count, sharded or placed on the one device); returns numpy leaves ``[n, ...]``."""
+    """Calls a :func:`_distribute` function on ``n`` items or problems (padded to a multiple of the
+    device count, sharded or placed on the one device); returns numpy leaves ``[n, ...]``."""
     sharded = _pad_items(sharded, n, len(devices))
     if len(devices) > 1:
         mesh = Mesh(np.array(devices), ("items",))
@@ -205,7 +231,7 @@ def code_template(spec: CoderSpec, prior_blocks: Distribution, partitions: Any) 
 def _template_for(spec: CoderSpec, prior_signature: tuple, partition_signature: tuple) -> Any:
     abstract = lambda sig: jax.tree.unflatten(sig[0], [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in sig[1]])
     return jax.eval_shape(
-        lambda p, part: coder_from_spec(spec, part).encode(jnp.zeros(2, jnp.uint32), p, p),
+        lambda p, part: coder_from_spec(spec, part).encode(jnp.zeros(2, jnp.uint32), p, p),  # Q = P: valid, cheap
         abstract(prior_signature),
         abstract(partition_signature),
     )

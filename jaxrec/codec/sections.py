@@ -26,26 +26,28 @@ from jaxrec.entropy import (
 
 
 class Stream(NamedTuple):
-    field: str
+    symbol: str
     model: IndexModel
-    select: np.ndarray | None  # bool mask over the item's (B, ...) field values; None = all
+    select: np.ndarray | None  # bool mask over the item's (B, ...) symbol values; None = all
 
 
 def index_streams(
     entry: CoderEntry, models: Sequence[FieldModel], plan: BlockPlan, shapes: dict[str, tuple]
 ) -> list[Stream]:
-    """The index section's streams in coding order. A :class:`PlanAlphabetModel` field becomes one
-    ``UniformModel(J)`` stream per distinct alphabet size ``J > 1`` (ascending), over the
-    elements of that size; elements of size 1 carry no information and are not sent."""
+    """The index section's streams in coding order, one per ``(symbol, model)`` of the coder's
+    message (``shapes``: the symbols' ``(B, ...)`` shapes, in message order). A
+    :class:`PlanAlphabetModel` symbol becomes one ``UniformModel(J)`` stream per distinct alphabet
+    size ``J > 1`` (ascending), over the elements of that size; elements of size 1 carry no
+    information and are not sent."""
     streams = []
-    for field, model in zip(entry.fields, models):
+    for symbol, model in zip(shapes, models):
         if not isinstance(model, PlanAlphabetModel):
-            streams.append(Stream(field, model, None))
+            streams.append(Stream(symbol, model, None))
             continue
         if entry.alphabet is None:
-            raise FormatError(f"field {field!r} has a plan-alphabet model, but its coder registered no alphabet")
-        sizes = np.broadcast_to(np.asarray(entry.alphabet(plan, field), np.int64), shapes[field])
-        streams += [Stream(field, UniformModel(int(j)), sizes == j) for j in np.unique(sizes) if j > 1]
+            raise FormatError(f"symbol {symbol!r} has a plan-alphabet model, but its coder registered no alphabet")
+        sizes = np.broadcast_to(np.asarray(entry.alphabet(plan, symbol), np.int64), shapes[symbol])
+        streams += [Stream(symbol, UniformModel(int(j)), sizes == j) for j in np.unique(sizes) if j > 1]
     return streams
 
 
@@ -58,7 +60,7 @@ def stream_values(stream: Stream, field: np.ndarray) -> np.ndarray:
 
 def encode_fields(streams: list[Stream], fields: dict[str, np.ndarray]) -> bytes:
     """The index section of one item, from its field values ``{field: int[B, ...]}``."""
-    return encode_streams([(stream_values(s, fields[s.field]), s.model) for s in streams])
+    return encode_streams([(stream_values(s, fields[s.symbol]), s.model) for s in streams])
 
 
 def fields_ideal_bits(streams: list[Stream], fields: dict[str, np.ndarray]) -> np.ndarray:
@@ -69,7 +71,7 @@ def fields_ideal_bits(streams: list[Stream], fields: dict[str, np.ndarray]) -> n
     n = next(iter(fields.values())).shape[0]
     bits = np.zeros(n)
     for s in streams:
-        values = stream_values(s, fields[s.field]).reshape(n, -1)
+        values = stream_values(s, fields[s.symbol]).reshape(n, -1)
         if isinstance(s.model, ZipfModel):
             bits += np.asarray(zipf_bits(values, s.model.alpha), np.float64).sum(axis=1)
         else:
@@ -79,15 +81,15 @@ def fields_ideal_bits(streams: list[Stream], fields: dict[str, np.ndarray]) -> n
 
 def decode_fields(data: bytes, streams: list[Stream], shapes: dict[str, tuple]) -> dict[str, np.ndarray]:
     """Inverse of :func:`encode_fields`: ``{field: int64[B, ...]}``."""
-    counts = [int(np.prod(shapes[s.field])) if s.select is None else int(s.select.sum()) for s in streams]
+    counts = [int(np.prod(shapes[s.symbol])) if s.select is None else int(s.select.sum()) for s in streams]
     with as_format_error("the index section"):
         decoded = decode_streams(data, [(s.model, count) for s, count in zip(streams, counts)])
     fields = {name: np.zeros(shape, np.int64) for name, shape in shapes.items()}
     for s, values in zip(streams, decoded):
         if s.select is None:
-            fields[s.field] = values.reshape(shapes[s.field])
+            fields[s.symbol] = values.reshape(shapes[s.symbol])
         else:
-            fields[s.field][s.select] = values
+            fields[s.symbol][s.select] = values
     return fields
 
 

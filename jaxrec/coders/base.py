@@ -1,4 +1,4 @@
-"""The coder contract: an optax-style pair of pure functions and the ``Code`` they exchange.
+"""The coder contract: an optax-style pair of pure functions and the codes they exchange.
 
 A coder factory (``jaxrec.pfr(...)``) returns a :class:`Coder`::
 
@@ -6,14 +6,38 @@ A coder factory (``jaxrec.pfr(...)``) returns a :class:`Coder`::
     x = coder.decode(key, code, prior)        # O(D); never needs the target
 
 ``key`` is the shared randomness (an int seed, a typed ``threefry2x32`` key or its ``uint32[2]``
-data).  ``target`` and ``prior`` are :mod:`jaxrec.distributions` pytrees with event size ``D``.
+data).  ``target`` and ``prior`` are :mod:`jaxrec.core.distributions` pytrees with event size ``D``.
+
+**Codes know what made them.**  Every code is a frozen dataclass registered as a pytree whose
+array fields are the transmitted *message* (``code.message``: e.g. ``index``) and two diagnostics,
+``steps`` and ``status``, and whose two *static* fields (pytree metadata, visible at trace time)
+name the coder that made it (``code.coder``, e.g. ``"pfr"``) and the event size of its latent
+(``code.event_size``).  A decoder refuses, with :class:`~jaxrec.errors.InvalidArgumentError`, a
+code of another coder or of another event size than its prior, inside ``jit`` too (the check runs
+at trace time).
+
+**Status.**  ``code.status`` is an ``int32`` per problem:
+
+* ``OK`` (0) -- the sample is what the coder promises (exact for exact coders);
+* ``EXHAUSTED`` (1) -- an exact coder hit its step, queue or depth limit before its stop rule
+  fired: the sample is the best candidate found, not an exact sample of Q;
+* ``INVALID_INPUT`` (2) -- a target or prior parameter was NaN/inf or a scale was not positive:
+  the search stopped before examining any candidate (``steps == 0``) and the sample is meaningless;
+* ``UNBOUNDED_RATIO`` (3) -- an exact coder got ``D_inf[Q||P] = inf`` (a target at least as wide as
+  the prior): the search stopped at once (``steps == 0``), as it could never finish.
+
+Outside ``jit`` these inputs raise at the API boundary instead; ``encode`` called eagerly warns
+(``RuntimeWarning``) when a status is not ``OK``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+import dataclasses
+import warnings
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxrec.core import prng
@@ -22,21 +46,104 @@ from jaxrec.core.errors import InvalidArgumentError
 
 Array = jax.Array
 
+OK, EXHAUSTED, INVALID_INPUT, UNBOUNDED_RATIO = 0, 1, 2, 3
+STATUS_NAMES = ("ok", "exhausted", "invalid_input", "unbounded_ratio")
 
-class Code(NamedTuple):
-    """What a scan-type coder sends, plus diagnostics (a pytree of scalars per problem).
+__all__ = [
+    "EXHAUSTED",
+    "INVALID_INPUT",
+    "OK",
+    "STATUS_NAMES",
+    "UNBOUNDED_RATIO",
+    "Code",
+    "CodeBase",
+    "Coder",
+    "CoderSpec",
+    "check_bounded_ratio",
+    "check_code",
+    "check_pair",
+    "check_positive_int",
+    "code_type",
+    "decode_candidate",
+    "input_status",
+    "origin",
+    "search_status",
+    "static_field",
+    "warn_status",
+]
 
-    Attributes:
-      index: ``int32``, 0-based index of the chosen candidate: the integer that is transmitted.
-      steps: ``int32``, candidates the algorithm examined (its own step count, independent of
-        the chunk size; comparable with ``2^{D_inf}`` for exact coders).
-      exhausted: ``bool``, True when an exact coder hit ``max_steps`` before its stop rule fired:
-        the sample is then only the best candidate so far, not an exact sample of Q.
+_STATIC = {"static": True}
+
+
+def static_field() -> Any:
+    """A keyword-only dataclass field kept as pytree metadata (``coder``, ``event_size``)."""
+    return dataclasses.field(kw_only=True, metadata=_STATIC)
+
+
+def code_type(cls: type) -> type:
+    """Class decorator: a frozen dataclass registered as a pytree, static fields as metadata."""
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    fields = dataclasses.fields(cls)
+    jax.tree_util.register_dataclass(
+        cls,
+        data_fields=[f.name for f in fields if not f.metadata.get("static")],
+        meta_fields=[f.name for f in fields if f.metadata.get("static")],
+    )
+    return cls
+
+
+class CodeBase:
+    """Methods shared by every code type (see the module docstring).
+
+    Subclasses are :func:`code_type` dataclasses with the message fields first, then ``steps``,
+    ``status`` and the static ``coder`` and ``event_size``; ``MESSAGE`` names the message fields.
     """
 
+    MESSAGE: ClassVar[tuple[str, ...]] = ()
+    coder: str
+    event_size: int
+    steps: Array
+    status: Array
+
+    @property
+    def message(self) -> dict[str, Array]:
+        """The transmitted fields, ``{name: array}`` (everything else is diagnostics)."""
+        return {name: getattr(self, name) for name in self.MESSAGE}
+
+    @property
+    def ok(self) -> Array:
+        """``status == OK``."""
+        return jnp.asarray(self.status) == OK
+
+    @property
+    def exhausted(self) -> Array:
+        """``status == EXHAUSTED``: an exact coder hit a limit; the sample is not exact."""
+        return jnp.asarray(self.status) == EXHAUSTED
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with some fields replaced (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+
+@code_type
+class Code(CodeBase):
+    """What a scan-type coder (PFR, ORC, MRC, GPRS, GRS) sends, plus diagnostics.
+
+    Attributes:
+      index: ``int32``, 0-based index of the chosen candidate: the transmitted integer.
+      steps: ``int32``, candidates the algorithm examined (its own step count, independent of
+        the chunk size; comparable with ``2^{D_inf}`` for exact coders).
+      status: ``int32``, see the module docstring.
+      coder: static, the registry name of the coder that made it.
+      event_size: static, ``D``.
+    """
+
+    MESSAGE: ClassVar[tuple[str, ...]] = ("index",)
     index: Array
     steps: Array
-    exhausted: Array
+    status: Array
+    coder: str = static_field()
+    event_size: int = static_field()
 
 
 class CoderSpec(NamedTuple):
@@ -51,7 +158,7 @@ class CoderSpec(NamedTuple):
 
 
 class Coder(NamedTuple):
-    """``encode(key, target, prior) -> Code`` and ``decode(key, code, prior) -> x (D,)``.
+    """``encode(key, target, prior) -> code`` and ``decode(key, code, prior) -> x (D,)``.
 
     ``encode_batch(keys, targets, prior, **options)``, when a coder provides it, encodes a batch
     (leading axis ``B`` on ``keys`` and ``targets``; ``prior`` shared or batched) with the same
@@ -65,6 +172,11 @@ class Coder(NamedTuple):
     encode_batch: Callable[..., Any] | None = None
 
 
+def origin(name: str, prior: Distribution) -> dict[str, Any]:
+    """The static fields of a code made by coder ``name`` with ``prior``: ``{coder, event_size}``."""
+    return {"coder": name, "event_size": int(prior.event_size)}
+
+
 def check_pair(target: Any, prior: Any) -> None:
     """Raises :class:`InvalidArgumentError` unless both are distributions of one event size."""
     for name, dist in (("target", target), ("prior", prior)):
@@ -74,6 +186,71 @@ def check_pair(target: Any, prior: Any) -> None:
         raise InvalidArgumentError(
             f"target and prior event sizes differ: {target.event_size} != {prior.event_size}"
         )
+
+
+def check_code(code: Any, code_class: type, name: str | tuple[str, ...], prior: Any) -> None:
+    """Raises :class:`InvalidArgumentError` unless ``code`` can be decoded by coder ``name`` with ``prior``.
+
+    Checks the code's type, the static name of the coder that made it and its event size against
+    the prior's (all static, so the check also works inside ``jit``).  ``name`` may list several
+    coders whose codes share one decoder (e.g. AD* decodes DAD* codes).
+    """
+    names = (name,) if isinstance(name, str) else tuple(name)
+    if not isinstance(prior, Distribution):
+        raise InvalidArgumentError(f"prior must be a jaxrec distribution, got {type(prior).__name__}")
+    if not isinstance(code, code_class):
+        raise InvalidArgumentError(
+            f"code must be a {code_class.__name__} made by {names[0]}, got {type(code).__name__}"
+            + (f" made by {code.coder}" if isinstance(code, CodeBase) else "")
+        )
+    if code.coder not in names:
+        raise InvalidArgumentError(
+            f"this code was made by {code.coder!r}; the {names[0]!r} decoder cannot decode it (decode with the "
+            "coder that encoded it)"
+        )
+    if code.event_size != prior.event_size:
+        raise InvalidArgumentError(
+            f"this code encodes a latent of event size {code.event_size}, but the prior has event size "
+            f"{prior.event_size}"
+        )
+
+
+def input_status(target: Distribution, prior: Distribution, *, bounded: bool) -> Array:
+    """``int32`` status per problem before any search: ``INVALID_INPUT`` for a non-finite parameter
+    or a non-positive scale, else ``UNBOUNDED_RATIO`` when ``bounded`` (exact coders) and
+    ``D_inf[Q||P] = inf``, else ``OK``.  Traceable (batch shape of the pair)."""
+    valid = target.valid() & prior.valid()
+    status = jnp.where(valid, OK, INVALID_INPUT)
+    if bounded:
+        log_m = log_sup_ratio(target, prior)
+        status = jnp.where(valid & ~jnp.isfinite(log_m), UNBOUNDED_RATIO, status)
+    return status.astype(jnp.int32)
+
+
+def search_status(status0: Array, stopped: Array, *, exact: bool) -> Array:
+    """Final status: ``status0`` if the input was bad, else ``EXHAUSTED`` for an exact search that
+    did not stop by its own rule, else ``OK``."""
+    ran = jnp.where(stopped | (not exact), OK, EXHAUSTED)
+    return jnp.where(status0 != OK, status0, ran).astype(jnp.int32)
+
+
+def warn_status(code: Any, stacklevel: int = 3) -> None:
+    """Warns (``RuntimeWarning``) when a concrete code's status is not ``OK``; no-op under tracing."""
+    status = getattr(code, "status", None)
+    if status is None or isinstance(status, jax.core.Tracer):
+        return
+    status = np.asarray(status)
+    bad = status[status != OK]
+    if bad.size:
+        counts = {STATUS_NAMES[int(s)]: int((bad == s).sum()) for s in np.unique(bad)}
+        hint = {
+            "exhausted": "the samples are the best candidates found, not exact samples (raise the step limit or use "
+            "smaller blocks)",
+            "invalid_input": "a target or prior parameter was NaN/inf or a scale was not positive",
+            "unbounded_ratio": "D_inf[Q||P] is infinite (a target at least as wide as the prior)",
+        }
+        detail = "; ".join(f"{name}: {hint[name]}" for name in counts)
+        warnings.warn(f"{counts} of {status.size} code(s) are not ok ({detail})", RuntimeWarning, stacklevel=stacklevel)
 
 
 def check_bounded_ratio(target: Any, prior: Any, per_dim: bool = False) -> None:
@@ -97,9 +274,9 @@ def check_bounded_ratio(target: Any, prior: Any, per_dim: bool = False) -> None:
 
 def check_positive_int(name: str, value: Any, upper: int) -> int:
     """Returns ``value`` if it is an int in ``[1, upper]``; raises :class:`InvalidArgumentError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= upper:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= upper:
         raise InvalidArgumentError(f"{name} must be an int in [1, {upper}], got {value!r}")
-    return value
+    return int(value)
 
 
 @jax.jit
@@ -108,12 +285,11 @@ def _sample_candidate(key: Array, index: Array, prior: Distribution) -> Array:
 
 
 def decode_candidate(key: Any, code: Code, prior: Distribution) -> Array:
-    """Rebuilds candidate ``code.index`` of stream 0: ``(D,)``, O(D) work.
+    """Rebuilds candidate ``code.index`` of stream 0: ``(D,)``, O(D) work (no checks; the coder's
+    ``decode`` checks the code first).
 
     Always runs compiled, so an eager call returns the same bits as the encoder's (compiled)
     search on the same backend; XLA's fusion of ``loc + scale * z`` can differ from op-by-op
     evaluation in the last ulp.
     """
-    if not isinstance(prior, Distribution):
-        raise InvalidArgumentError(f"prior must be a jaxrec distribution, got {type(prior).__name__}")
     return _sample_candidate(prng.as_key(key), code.index, prior)

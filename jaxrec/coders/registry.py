@@ -1,13 +1,20 @@
-"""The coder registry: how a file header's coder name becomes a coder and its message.
+"""The coder registry: each coder family describes its own message here, next to its code.
 
-The header names the coder (``CoderSpec.name``) and stores its static parameters;
-:func:`register_coder` maps a name to its factory, the parameter names, the ``Code`` fields it
-transmits and their entropy models. ``pfr``, ``orc``, ``mrc``, ``sp_pfr`` and ``sp_orc`` are
-registered here. Space-partitioning coders are ``partitioned``: the decoder builds block ``b``'s
-coder from ``plan.partitions[b]``. The encoder accepts such a coder as a ``Coder`` (rebuilt from
-its spec with the factory's defaults for anything not in the spec, such as ``weights``) or as a
-callable ``partition -> Coder`` such as ``functools.partial(jaxrec.sp_orc, num_samples=2**10,
-weights="sup_ratio")`` (reuse one callable object: the compiled encoder is cached on it).
+A file header names the coder (``CoderSpec.name``) and stores its static parameters. Every coder
+module registers itself with :func:`register_coder`: its factory, the parameter names stored in
+the header, and its **message** -- the integer symbols it transmits and the entropy model of each,
+given the KL budget per block and the block plan both sides know. The codec layer
+(:mod:`jaxrec.codec`) holds no per-coder knowledge: it asks the registry.
+
+Symbols are by default the code's message fields (``code.MESSAGE``); a coder whose fields are not
+convenient integers to entropy-code supplies ``pack`` / ``unpack`` (the tree coders send their
+``(depth, path)`` as one heap index).
+
+Space-partitioning coders are ``partitioned``: the factory takes the block's partition (from
+``BlockPlan.partitions``) as its first argument. The encoder accepts such a coder as a ``Coder``
+(rebuilt from its spec with the factory's defaults for anything not in the spec, such as
+``weights``) or as a callable ``partition -> Coder`` such as ``functools.partial(jaxrec.sp_orc,
+num_samples=2**10, weights="sup_ratio")``.
 """
 
 from __future__ import annotations
@@ -17,11 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from jaxrec.coders.base import Coder, CoderSpec, check_bounded_ratio
-from jaxrec.coders.greedy._gprs import gprs
-from jaxrec.coders.poisson import mrc, orc, pfr
-from jaxrec.coders.sp._sp_orc import sp_orc
-from jaxrec.coders.sp._sp_pfr import sp_pfr
+from jaxrec.coders.base import Coder, CoderSpec
 from jaxrec.core.distributions import Distribution
 from jaxrec.core.errors import InvalidArgumentError
 from jaxrec.entropy import (
@@ -36,12 +39,26 @@ if TYPE_CHECKING:
     from jaxrec.codec.blocks import BlockPlan
 
 FieldModel = IndexModel | PlanAlphabetModel
+Message = tuple[tuple[str, FieldModel], ...]
+MessageFn = Callable[[CoderSpec, float, "BlockPlan"], Message]
+PackFn = Callable[[CoderSpec, dict[str, np.ndarray]], dict[str, np.ndarray]]
 
-
+__all__ = [
+    "REGISTRY",
+    "CoderEntry",
+    "FieldModel",
+    "Message",
+    "coder_from_spec",
+    "lookup",
+    "register_coder",
+    "uniform_index_message",
+    "zipf_index_message",
+    "zipf_model",
+]
 
 
 class CoderEntry(NamedTuple):
-    """How to rebuild a coder from a header and entropy-code its ``Code``.
+    """How to rebuild a coder from a header and entropy-code its codes.
 
     Attributes:
       factory: ``factory(**params) -> Coder``, or ``factory(partition, **params)`` when
@@ -49,26 +66,50 @@ class CoderEntry(NamedTuple):
       params: the names of the spec parameters stored in the header, in order; the factory must
         accept them as keywords. (A partitioned coder's spec may hold more, describing its
         partition; those come from the plan instead.)
-      fields: the ``Code`` fields that are transmitted, in coding order.
-      models: ``models(spec, budget_bits, plan) -> tuple[FieldModel, ...]``, one entropy model
-        per field: an :mod:`jaxrec.coding` model (its parameters go into the header), or
-        :class:`~jaxrec.entropy.PlanAlphabetModel` for a field whose alphabet sizes
-        ``alphabet(plan, field)`` gives. ``budget_bits`` is the KL budget per block both sides
-        know (the plan's, or the item's largest block KL rounded up).
+      message: ``message(spec, budget_bits, plan) -> ((symbol, model), ...)``: the transmitted
+        symbols in coding order and the entropy model of each, an :mod:`jaxrec.entropy` model (its
+        parameters go into the header) or :class:`~jaxrec.entropy.PlanAlphabetModel` for a symbol
+        whose alphabet sizes ``alphabet(plan, symbol)`` gives. ``budget_bits`` is the KL budget per
+        block both sides know (the plan's, or the item's largest block KL rounded up).
       partitioned: the factory takes a per-block partition from ``BlockPlan.partitions``.
       check: optional ``check(target_blocks, prior_blocks)``, run outside ``jit`` before encoding;
         raises :class:`InvalidArgumentError` for what the coder cannot report from inside ``jit``.
-      alphabet: ``alphabet(plan, field) -> int[B, ...]``, the alphabet size of every element of
-        a :class:`PlanAlphabetModel` field (e.g. the partition counts ``J_d``).
+      alphabet: ``alphabet(plan, symbol) -> int[B, ...]``, the alphabet size of every element of
+        a :class:`PlanAlphabetModel` symbol (e.g. the partition counts ``J_d``).
+      pack: ``pack(spec, fields) -> symbols``: numpy message fields ``{name: int[..., *field_shape]}``
+        (leading axes: items and blocks) to the symbols ``{name: int64[..., *symbol_shape]}``;
+        ``None`` = the fields themselves. Raises :class:`InvalidArgumentError` for a value it cannot send.
+      unpack: ``unpack(spec, symbols) -> fields``, the inverse; ``None`` = identity.
     """
 
     factory: Callable[..., Coder]
     params: tuple[str, ...]
-    fields: tuple[str, ...]
-    models: Callable[[CoderSpec, float, BlockPlan], tuple[FieldModel, ...]]
+    message: MessageFn
     partitioned: bool = False
     check: Callable[[Distribution, Distribution], None] | None = None
-    alphabet: Callable[[BlockPlan, str], np.ndarray] | None = None
+    alphabet: Callable[["BlockPlan", str], np.ndarray] | None = None
+    pack: PackFn | None = None
+    unpack: PackFn | None = None
+
+    def symbols(self, spec: CoderSpec, fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The transmitted symbols of message ``fields`` (see ``pack``)."""
+        if self.pack is not None:
+            return self.pack(spec, fields)
+        return {k: np.asarray(v, np.int64) for k, v in fields.items()}
+
+    def fields(self, spec: CoderSpec, symbols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The message fields of decoded ``symbols`` (see ``unpack``)."""
+        return self.unpack(spec, symbols) if self.unpack is not None else dict(symbols)
+
+    def symbol_shapes(self, spec: CoderSpec, plan: "BlockPlan", template: Any) -> dict[str, tuple[int, ...]]:
+        """``{symbol: per-block shape}`` in message order, for one block's code ``template`` (a code
+        of ShapeDtypeStructs).  The symbols' names and shapes must not depend on the budget."""
+        zeros = {f: np.zeros(getattr(template, f).shape, getattr(template, f).dtype) for f in type(template).MESSAGE}
+        shapes = {name: np.shape(value) for name, value in self.symbols(spec, zeros).items()}
+        names = [name for name, _ in self.message(spec, 0.0, plan)]
+        if sorted(names) != sorted(shapes):
+            raise InvalidArgumentError(f"coder {spec.name!r}: message symbols {names} != packed symbols {sorted(shapes)}")
+        return {name: shapes[name] for name in names}
 
 
 REGISTRY: dict[str, CoderEntry] = {}
@@ -79,74 +120,26 @@ def register_coder(
     factory: Callable[..., Coder],
     *,
     params: Sequence[str],
-    models: Callable[[CoderSpec, float, BlockPlan], tuple[FieldModel, ...]],
-    fields: Sequence[str] = ("index",),
+    message: MessageFn,
     partitioned: bool = False,
     check: Callable[[Distribution, Distribution], None] | None = None,
-    alphabet: Callable[[BlockPlan, str], np.ndarray] | None = None,
+    alphabet: Callable[["BlockPlan", str], np.ndarray] | None = None,
+    pack: PackFn | None = None,
+    unpack: PackFn | None = None,
 ) -> None:
-    """Makes coders named ``name`` usable by :func:`compress` and decodable from file headers.
+    """Makes coders named ``name`` usable by :func:`jaxrec.compress` and decodable from file headers.
 
     See :class:`CoderEntry` for the arguments. Registering a name again replaces its entry.
     """
     if not isinstance(name, str) or not name.isascii() or not 1 <= len(name) <= 64:
         raise InvalidArgumentError(f"coder name must be 1 to 64 ASCII characters, got {name!r}")
-    if not fields:
-        raise InvalidArgumentError("a coder must transmit at least one Code field")
-    REGISTRY[name] = CoderEntry(factory, tuple(params), tuple(fields), models, partitioned, check, alphabet)
-
-
-def _zipf(budget_bits: float) -> ZipfModel:
-    """Zipf model for a KL budget; alpha rounded to float32 (4 header bytes, read back exactly)."""
-    alpha = np.float32(zipf_exponent(max(budget_bits, 0.0)))
-    return ZipfModel(float(max(alpha, np.nextafter(np.float32(1.0), np.float32(2.0)))))
-
-
-def _log2_num_bins(plan: BlockPlan) -> np.ndarray:
-    """``log2 J`` of each block's partition, ``float64[B]``."""
-    return np.log2(np.asarray(plan.partitions.num_intervals, np.float64)).sum(axis=-1)
-
-
-def _pfr_models(spec: CoderSpec, budget_bits: float, plan: BlockPlan) -> tuple[FieldModel, ...]:
-    return (_zipf(budget_bits),)
-
-
-def _uniform_models(spec: CoderSpec, budget_bits: float, plan: BlockPlan) -> tuple[FieldModel, ...]:
-    return (UniformModel(spec.kwargs["num_samples"]),)
-
-
-def _sp_pfr_models(spec: CoderSpec, budget_bits: float, plan: BlockPlan) -> tuple[FieldModel, ...]:
-    # The within-bin index costs about E log2(1 + r/J) <= (KL - log2 J)_+ + 1 bits.
-    return PlanAlphabetModel(), _zipf(budget_bits - float(_log2_num_bins(plan).mean()))
-
-
-def _sp_orc_models(spec: CoderSpec, budget_bits: float, plan: BlockPlan) -> tuple[FieldModel, ...]:
-    return PlanAlphabetModel(), UniformModel(spec.kwargs["num_samples"])
-
-
-def _partition_counts(plan: BlockPlan, field: str) -> np.ndarray:
-    return np.asarray(plan.partitions.num_intervals)
-
-
-register_coder("pfr", pfr, params=("chunk_size", "max_steps"), models=_pfr_models, check=check_bounded_ratio)
-register_coder("orc", orc, params=("num_samples", "chunk_size"), models=_uniform_models)
-# GPRS codes one-dimensional blocks (a plan with one latent dimension per block); its index is
-# PFR-like (E log2(index + 1) <~ KL + 1), hence the same Zipf model.
-register_coder(
-    "gprs", gprs, params=("num_streams", "chunk_size", "max_steps"), models=_pfr_models, check=check_bounded_ratio
-)
-register_coder("mrc", mrc, params=("num_samples", "chunk_size"), models=_uniform_models)
-register_coder(
-    "sp_pfr", sp_pfr, params=("chunk_size", "max_steps", "table_size"), fields=("bin", "index"),
-    models=_sp_pfr_models, partitioned=True, check=check_bounded_ratio, alphabet=_partition_counts,
-)
-register_coder(
-    "sp_orc", sp_orc, params=("num_samples", "chunk_size"), fields=("bin", "index"),
-    models=_sp_orc_models, partitioned=True, alphabet=_partition_counts,
-)
+    if not callable(factory) or not callable(message):
+        raise InvalidArgumentError("factory and message must be callables")
+    REGISTRY[name] = CoderEntry(factory, tuple(params), message, partitioned, check, alphabet, pack, unpack)
 
 
 def lookup(name: str) -> CoderEntry:
+    """The entry of a registered coder; :class:`InvalidArgumentError` naming the known ones otherwise."""
     entry = REGISTRY.get(name)
     if entry is None:
         raise InvalidArgumentError(f"coder {name!r} is not registered (known: {sorted(REGISTRY)})")
@@ -158,3 +151,21 @@ def coder_from_spec(spec: CoderSpec, partition: Any = None) -> Coder:
     entry = lookup(spec.name)
     kwargs = {name: spec.kwargs[name] for name in entry.params}
     return entry.factory(partition, **kwargs) if entry.partitioned else entry.factory(**kwargs)
+
+
+def zipf_model(budget_bits: float) -> ZipfModel:
+    """The Zipf model of an index whose ``E log2(index + 1) <~ budget + 1`` (PFR-type coders; Li &
+    El Gamal, IEEE Trans. Inf. Theory 2018): ``alpha = 1 + 1/(budget + 1)``, rounded to float32 so
+    that a header stores it in 4 bytes and reads it back exactly."""
+    alpha = np.float32(zipf_exponent(max(float(budget_bits), 0.0)))
+    return ZipfModel(float(max(alpha, np.nextafter(np.float32(1.0), np.float32(2.0)))))
+
+
+def zipf_index_message(spec: CoderSpec, budget_bits: float, plan: Any) -> Message:
+    """An ``index`` under :func:`zipf_model` of the block budget (PFR, GPRS, GRS)."""
+    return (("index", zipf_model(budget_bits)),)
+
+
+def uniform_index_message(spec: CoderSpec, budget_bits: float, plan: Any) -> Message:
+    """An ``index`` uniform on ``[0, N)``, ``N = spec num_samples``: ``log2 N`` bits (ORC, MRC)."""
+    return (("index", UniformModel(spec.kwargs["num_samples"])),)

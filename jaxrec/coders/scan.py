@@ -1,37 +1,52 @@
 """Builds a :class:`~jaxrec.Coder` from a scan-type kernel on top of :mod:`jaxrec.search`.
 
-A scan coder is described by three functions:
+A scan coder is described by these functions:
 
 * ``validate(target, prior)`` -- boundary checks on concrete arguments (skipped under tracing
   by the checks themselves);
 * ``prepare(key, target, prior) -> (chunk_fn, init_state)`` -- the chunk function of one problem;
-* ``finish(result: SearchResult) -> code`` -- the transmitted integers plus diagnostics;
+* ``finish(result: SearchResult) -> {field: array}`` -- the message fields of the code; the code
+  itself (``code_class``, with ``steps``, ``status`` and the static origin) is assembled here;
 * optionally ``precompute(target, prior) -> data`` -- per-problem tables built once *before* the
   search (``encode_batch`` builds them for the whole batch with ``vmap``); ``prepare`` then
-  receives ``data`` in place of ``target``, so its per-iteration work in the batch loop stays cheap.
+  receives ``data`` in place of ``target``, so its per-iteration work in the batch loop stays cheap;
+* optionally ``expected_log2_steps(target, prior)`` -- for exact coders, ``log2`` of the expected
+  number of steps on concrete inputs; an eager ``encode`` warns before a search that would run
+  into ``max_candidates``.
 
 :func:`scan_coder` turns them into ``encode`` (one problem, :func:`jaxrec.search.search`) and
 ``encode_batch`` (many problems on refilling lanes, :func:`jaxrec.search.search_batch`); both
-return identical codes.
+return identical codes.  Invalid inputs (:func:`~jaxrec.coders.base.input_status`) make every
+bound ``-inf``, so the search stops at its first position (``steps == 0``) and the code's
+``status`` says why.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 
 from jaxrec import search
 from jaxrec.coders.base import (
+    OK,
     Code,
     Coder,
     CoderSpec,
+    check_code,
     check_pair,
     check_positive_int,
     decode_candidate,
+    input_status,
+    search_status,
+    warn_status,
 )
 from jaxrec.core import prng
-from jaxrec.core.distributions import Distribution
+from jaxrec.core.distributions import Distribution, dinf
+from jaxrec.core.errors import InvalidArgumentError
 
 Array = jax.Array
 Prepare = Callable[[Array, Distribution, Distribution], tuple[search.ChunkFn, Any]]
@@ -46,70 +61,165 @@ DEFAULT_CANDIDATES_IN_FLIGHT = 2**13
 
 
 def _broadcast_batch(tree: Any, batch: int) -> Any:
-    return jax.tree.map(lambda a: jax.numpy.broadcast_to(a, (batch,) + a.shape[-1:]), tree)
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, (batch,) + a.shape[-1:]), tree)
+
+
+def check_single(target: Distribution, prior: Distribution) -> None:
+    """Raises :class:`InvalidArgumentError` unless ``target`` and ``prior`` describe ONE problem
+    (batch shape ``()``; inside ``vmap`` the mapped axis is already gone)."""
+    check_pair(target, prior)
+    if target.batch_shape or prior.batch_shape:
+        raise InvalidArgumentError(
+            f"encode codes one problem, got target batch shape {target.batch_shape} and prior batch shape "
+            f"{prior.batch_shape}; for a batch use jaxrec.encode_batch(coder, keys, targets, prior) or jax.vmap"
+        )
+
+
+def check_batch(keys: Any, targets: Distribution, prior: Distribution) -> tuple[Array, int]:
+    """Checks a batch ``(keys (B,), targets batch (B,), prior batch () or (B,))``; returns the typed
+    keys and ``B``.  Raises :class:`InvalidArgumentError` naming any disagreement."""
+    check_pair(targets, prior)
+    if len(targets.batch_shape) != 1:
+        raise InvalidArgumentError(f"targets must have batch shape (B,), got {targets.batch_shape}")
+    batch = targets.batch_shape[0]
+    if prior.batch_shape not in ((), (batch,)):
+        raise InvalidArgumentError(
+            f"prior must have batch shape () or ({batch},) to match the targets, got {prior.batch_shape}"
+        )
+    return prng.as_keys(keys, batch), batch
+
+
+def masked_chunk_fn(chunk_fn: search.ChunkFn, active: Array) -> search.ChunkFn:
+    """``chunk_fn`` whose scores and bounds are ``-inf`` when ``active`` is False, so that the
+    search stops at its first position (the stop rule ``-inf >= -inf`` fires at once)."""
+
+    def masked(state: Any, ns: Array) -> tuple[Array, Array, Any, Any]:
+        scores, bounds, payload, state = chunk_fn(state, ns)
+        return jnp.where(active, scores, -jnp.inf), jnp.where(active, bounds, -jnp.inf), payload, state
+
+    return masked
 
 
 def scan_coder(
     spec: CoderSpec,
     *,
     prepare: Prepare,
-    finish: Callable[[search.SearchResult], Any],
+    finish: Callable[[search.SearchResult], dict[str, Array]],
     chunk_size: int,
     max_candidates: int,
+    exact: bool,
     validate: Callable[[Distribution, Distribution], None] = lambda target, prior: None,
     decode: Callable[..., Array] = decode_candidate,
+    code_class: type = Code,
     precompute: Callable[[Distribution, Distribution], Any] | None = None,
+    expected_log2_steps: Callable[[Distribution, Distribution], Any] | None = None,
 ) -> Coder:
-    """Assembles ``Coder(encode, decode, spec, encode_batch)`` from a scan kernel (see module doc)."""
+    """Assembles ``Coder(encode, decode, spec, encode_batch)`` from a scan kernel (see module doc).
+
+    ``exact``: an exact coder reports ``EXHAUSTED`` when its stop rule has not fired by
+    ``max_candidates`` and ``UNBOUNDED_RATIO`` for ``D_inf = inf``; a fixed-budget coder (ORC, MRC)
+    runs out of candidates by design.  ``decode(key, code, prior)`` runs after the code has been
+    checked against ``code_class``, ``spec.name`` and the prior's event size.
+    """
     search.validate_sizes(chunk_size, max_candidates)
+    if exact and expected_log2_steps is None:
+        expected_log2_steps = dinf
+
+    def make_code(res: search.SearchResult, status0: Array, prior: Distribution) -> Any:
+        status = search_status(status0, res.stopped, exact=exact)
+        return code_class(
+            **finish(res), steps=res.steps, status=status, coder=spec.name, event_size=int(prior.event_size)
+        )
+
+    def warn_if_hopeless(target: Distribution, prior: Distribution) -> None:
+        if expected_log2_steps is None or any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((target, prior))):
+            return
+        log2_steps = jnp.max(jnp.asarray(expected_log2_steps(target, prior)))
+        if isinstance(log2_steps, jax.core.Tracer):  # e.g. a partition traced by vmap
+            return
+        log2_steps = float(log2_steps)
+        if math.isfinite(log2_steps) and log2_steps > math.log2(max_candidates) + 1:
+            warnings.warn(
+                f"{spec.name}: the expected number of steps, 2^{log2_steps:.1f}, exceeds the limit of {max_candidates} "
+                "steps: the search will stop at the limit with status 'exhausted' (use smaller blocks, a larger "
+                "limit, or a space-partitioning coder)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def encode(key: Any, target: Distribution, prior: Distribution) -> Any:
-        check_pair(target, prior)
+        check_single(target, prior)
         validate(target, prior)
+        warn_if_hopeless(target, prior)
+        status0 = input_status(target, prior, bounded=exact)
         problem = target if precompute is None else precompute(target, prior)
         chunk_fn, init_state = prepare(prng.as_key(key), problem, prior)
         res = search.search(
-            chunk_fn, init_state, chunk_size=chunk_size, max_candidates=max_candidates, score_dtype=prior.dtype
+            masked_chunk_fn(chunk_fn, status0 == OK), init_state, chunk_size=chunk_size, max_candidates=max_candidates,
+            score_dtype=prior.dtype,
         )
-        return finish(res)
+        code = make_code(res, status0, prior)
+        warn_status(code)
+        return code
 
     def encode_batch(
         keys: Any, targets: Distribution, prior: Distribution, *, num_lanes: int | None = None,
         lane_chunk_size: int | None = None, max_widening: int = search.MAX_WIDENING,
     ) -> Any:
-        """Encodes ``B`` problems: ``keys`` ``(B,)``, ``targets`` batch ``(B,)``; ``prior`` shared
-        (batch shape ``()``) or batched ``(B,)``.  Codes equal ``vmap(encode)``'s.
+        """Encodes ``B`` problems: ``keys`` ``(B,)`` (int seeds, typed keys or ``uint32[B, 2]``),
+        ``targets`` batch ``(B,)``; ``prior`` shared (batch shape ``()``) or batched ``(B,)``.
+        Codes equal ``vmap(encode)``'s.
 
         ``lane_chunk_size`` (default ``min(chunk_size, 128)``), ``num_lanes`` (default
         ``2^13 // lane_chunk_size``) and ``max_widening`` (tail lanes up to ``2^max_widening``
         times wider, default 3; see :func:`jaxrec.search.search_batch`) set the schedule only,
         never the result.
         """
-        check_pair(targets, prior)
+        keys, batch = check_batch(keys, targets, prior)
         validate(targets, prior)
-        keys = prng.as_key(keys)
-        batch = targets.batch_shape[0] if targets.batch_shape else 1
+        warn_if_hopeless(targets, prior)
         k = min(chunk_size, DEFAULT_LANE_CHUNK) if lane_chunk_size is None else lane_chunk_size
+        check_positive_int("lane_chunk_size", k, search.MAX_CHUNK)
         lanes = max(1, DEFAULT_CANDIDATES_IN_FLIGHT // k) if num_lanes is None else num_lanes
+        check_positive_int("num_lanes", lanes, 2**20)
         priors = _broadcast_batch(prior, batch)
-        problems = (keys, targets if precompute is None else jax.vmap(precompute)(targets, priors), priors)
+        status0 = jax.vmap(lambda t, p: input_status(t, p, bounded=exact))(targets, priors)
+        problems = (keys, targets if precompute is None else jax.vmap(precompute)(targets, priors), priors, status0)
+
+        def problem_fn(problem: tuple) -> tuple[search.ChunkFn, Any]:
+            key, data, problem_prior, problem_status = problem
+            chunk_fn, init_state = prepare(key, data, problem_prior)
+            return masked_chunk_fn(chunk_fn, problem_status == OK), init_state
+
         res = search.search_batch(
-            lambda p: prepare(*p), problems, chunk_size=k, max_candidates=max_candidates,
+            problem_fn, problems, chunk_size=k, max_candidates=max_candidates,
             num_lanes=lanes, score_dtype=prior.dtype, max_widening=max_widening,
         )
-        return jax.vmap(finish)(res)
+        codes = jax.vmap(lambda r, s, p: make_code(r, s, p))(res, status0, priors)
+        warn_status(codes)
+        return codes
 
-    return Coder(encode, decode, spec, encode_batch)
+    def checked_decode(key: Any, code: Any, prior: Distribution) -> Array:
+        check_code(code, code_class, spec.name, prior)
+        return decode(key, code, prior)
+
+    return Coder(encode, checked_decode, spec, encode_batch)
 
 
 def encode_batch(coder: Coder, keys: Any, targets: Distribution, prior: Distribution, **options: Any) -> Any:
     """Encodes a batch with ``coder.encode_batch`` when the coder has one, else ``vmap(encode)``.
 
-    ``keys``: ``(B,)`` typed keys or ``uint32[B, 2]``; ``targets``: batch shape ``(B,)``;
-    ``prior``: shared or batched.  ``options`` go to the coder's batch encoder.
+    ``keys``: ``(B,)`` int seeds, typed keys or ``uint32[B, 2]``; ``targets``: batch shape ``(B,)``;
+    ``prior``: shared or batched (``(B,)``).  ``options`` go to the coder's batch encoder.
+    Raises :class:`InvalidArgumentError` when the batch sizes disagree.
     """
+    if not isinstance(coder, Coder):
+        raise InvalidArgumentError(f"coder must be a jaxrec Coder, got {type(coder).__name__}")
     if coder.encode_batch is not None:
         return coder.encode_batch(keys, targets, prior, **options)
+    if options:
+        raise InvalidArgumentError(f"{coder.spec.name} has no batch encoder; options {sorted(options)} do not apply")
+    keys, _ = check_batch(keys, targets, prior)
     prior_axis = 0 if prior.batch_shape else None
     return jax.vmap(coder.encode, in_axes=(0, 0, prior_axis))(keys, targets, prior)
 
@@ -117,7 +227,7 @@ def encode_batch(coder: Coder, keys: Any, targets: Distribution, prior: Distribu
 def fixed_budget_coder(name: str, num_samples: int, chunk_size: int | None, prepare: Prepare) -> Coder:
     """A coder that scans exactly ``num_samples`` candidates (ORC, MRC): index in ``[0, N)``.
 
-    ``chunk_size`` defaults to ``min(N, 1024)``; ``Code.exhausted`` is always False, since
+    ``chunk_size`` defaults to ``min(N, 1024)``; the status is ``OK`` for valid inputs, since
     running out of candidates is the design.
     """
     check_positive_int("num_samples", num_samples, search.MAX_CANDIDATES)
@@ -125,7 +235,8 @@ def fixed_budget_coder(name: str, num_samples: int, chunk_size: int | None, prep
     return scan_coder(
         CoderSpec(name, (("num_samples", num_samples), ("chunk_size", chunk_size))),
         prepare=prepare,
-        finish=lambda res: Code(res.index, res.steps, jax.numpy.zeros_like(res.stopped)),
+        finish=lambda res: {"index": res.index},
         chunk_size=chunk_size,
         max_candidates=num_samples,
+        exact=False,
     )

@@ -22,6 +22,7 @@ Under ``jit``/``vmap`` the pytree is rebuilt without validation.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -127,6 +128,15 @@ class Distribution:
     def dtype(self) -> jnp.dtype:
         return getattr(self, self._params[0]).dtype
 
+    def valid(self) -> Array:
+        """``bool`` with the batch shape: every parameter finite and the family's constraints met
+        (traceable; the constructor raises on concrete bad parameters, this flags traced ones)."""
+        finite = [jnp.all(jnp.isfinite(getattr(self, p)), axis=-1) for p in self._params]
+        return jnp.logical_and(functools.reduce(jnp.logical_and, finite), jnp.all(self._constraint(), axis=-1))
+
+    def _constraint(self) -> Array:
+        return jnp.ones(getattr(self, self._params[0]).shape, bool)
+
     def log_prob(self, x: Array) -> Array:
         """``sum_d log p_d(x_d)``; ``x`` is ``(..., D)``, the result ``(...,)``."""
         return jnp.sum(self.log_prob_per_dim(x), axis=-1)
@@ -153,6 +163,9 @@ class DiagGaussian(Distribution):
         self._set_params(loc=loc, scale=scale)
         if _is_concrete(self.scale) and not bool(np.all(np.asarray(self.scale) > 0)):
             raise InvalidArgumentError(f"scale must be > 0, got {np.asarray(self.scale)!r}")
+
+    def _constraint(self) -> Array:
+        return self.scale > 0
 
     def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         """Draws ``(*sample_shape, *batch_shape, D)`` samples from ``key``."""
@@ -204,6 +217,9 @@ class Uniform(Distribution):
     @property
     def width(self) -> Array:
         return self.high - self.low
+
+    def _constraint(self) -> Array:
+        return self.high > self.low
 
     def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         shape = tuple(sample_shape) + self.low.shape

@@ -37,6 +37,7 @@ TREE_TAG = 0x54524545  # ASCII 'TREE'
 __all__ = [
     "PRNG_IMPL",
     "as_key",
+    "as_keys",
     "key_to_words",
     "candidate_key",
     "arrival_key",
@@ -50,13 +51,18 @@ __all__ = [
 ]
 
 
+_KEY_FORMS = "an int seed in [0, 2**32), a typed threefry2x32 key, or uint32[..., 2] key data"
+
+
 def as_key(seed_or_key: Any) -> Array:
     """Returns a typed ``threefry2x32`` key.
 
     Accepts a Python/numpy integer seed in ``[0, 2^32)`` (JAX silently truncates larger seeds,
     so they are refused), a scalar integer array (e.g. a seed traced by ``jit``), a typed key, or
-    raw key data ``uint32[..., 2]``.
+    raw key data ``uint32[..., 2]``; anything else raises :class:`InvalidArgumentError`.
     """
+    if isinstance(seed_or_key, bool) or seed_or_key is None or isinstance(seed_or_key, (str, bytes, float)):
+        raise InvalidArgumentError(f"key must be {_KEY_FORMS}; got {seed_or_key!r}")
     if isinstance(seed_or_key, (int, np.integer)):
         seed = int(seed_or_key)
         if not 0 <= seed < 2**32:
@@ -68,14 +74,39 @@ def as_key(seed_or_key: Any) -> Array:
         if PRNG_IMPL not in impl:
             raise InvalidArgumentError(f"key must use the {PRNG_IMPL} PRNG, got {impl}")
         return arr
-    arr = jnp.asarray(arr)
+    try:
+        arr = jnp.asarray(arr)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"key must be {_KEY_FORMS}; got {seed_or_key!r}") from None
     if jnp.issubdtype(arr.dtype, jnp.integer) and arr.ndim == 0:  # a (possibly traced) integer seed
         return jax.random.key(arr, impl=PRNG_IMPL)
     if arr.dtype != jnp.uint32 or arr.shape[-1:] != (2,):
-        raise InvalidArgumentError(
-            f"expected an int seed, a typed key or uint32[..., 2] key data; got {arr.dtype}{list(arr.shape)}"
-        )
+        raise InvalidArgumentError(f"key must be {_KEY_FORMS}; got {arr.dtype}{list(arr.shape)}")
     return jax.random.wrap_key_data(arr, impl=PRNG_IMPL)
+
+
+def as_keys(keys: Any, batch: int) -> Array:
+    """``(batch,)`` typed keys from ``(batch,)`` int seeds, typed keys or ``uint32[batch, 2]`` data.
+
+    Raises :class:`InvalidArgumentError` for another form or another batch size.
+    """
+    if isinstance(keys, (int, np.integer, str, bytes, float)) or keys is None:
+        raise InvalidArgumentError(f"keys must be {batch} keys (one per problem), got {keys!r}")
+    if not jnp.issubdtype(getattr(keys, "dtype", None), jax.dtypes.prng_key):
+        try:
+            arr = jnp.asarray(keys)
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(f"keys must be {batch} keys ({_KEY_FORMS} each); got {keys!r}") from None
+        if jnp.issubdtype(arr.dtype, jnp.integer) and arr.ndim == 1:  # int seeds
+            if not isinstance(arr, jax.core.Tracer) and arr.size and (int(arr.min()) < 0 or int(arr.max()) >= 2**32):
+                raise InvalidArgumentError(f"seeds must be in [0, 2**32), got {np.asarray(arr)!r}")
+            keys = jax.vmap(lambda seed: jax.random.key(seed, impl=PRNG_IMPL))(arr)
+        else:
+            keys = arr
+    typed = as_key(keys)
+    if typed.shape != (batch,):
+        raise InvalidArgumentError(f"need {batch} keys (one per problem), got keys of shape {typed.shape}")
+    return typed
 
 
 def key_to_words(key: Array) -> np.ndarray:

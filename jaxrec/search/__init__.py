@@ -7,6 +7,7 @@
 
 from jaxrec.search.chunked import (
     MAX_CANDIDATES,
+    MAX_CHUNK,
     MAX_WIDENING,
     ChunkFn,
     SearchResult,
@@ -15,4 +16,4 @@ from jaxrec.search.chunked import (
     validate_sizes,
 )
 
-__all__ = ["MAX_CANDIDATES", "MAX_WIDENING", "ChunkFn", "SearchResult", "search", "search_batch", "validate_sizes"]
+__all__ = ["MAX_CANDIDATES", "MAX_CHUNK", "MAX_WIDENING", "ChunkFn", "SearchResult", "search", "search_batch", "validate_sizes"]

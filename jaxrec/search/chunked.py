@@ -40,7 +40,8 @@ Array = jax.Array
 ChunkFn = Callable[[Any, Array], tuple[Array, Array, Any, Any]]
 
 # Indices are int32; keep n0 + chunk_size representable.
-MAX_CANDIDATES = 2**31 - 1 - arrivals.MAX_CHUNK
+MAX_CHUNK = arrivals.MAX_CHUNK
+MAX_CANDIDATES = 2**31 - 1 - MAX_CHUNK
 # search_batch: at most 2^3 = 8-fold wider lanes in the tail of a batch (one compiled copy each).
 MAX_WIDENING = 3
 

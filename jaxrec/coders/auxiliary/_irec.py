@@ -41,17 +41,32 @@ order, so it rebuilds the encoder's sample.  Any event size ``D`` (a block); vma
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from typing import Any, ClassVar, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxrec.coders.base import Coder, CoderSpec, check_pair, check_positive_int
+from jaxrec.coders import registry
+from jaxrec.coders.base import (
+    OK,
+    CodeBase,
+    Coder,
+    CoderSpec,
+    check_code,
+    check_pair,
+    check_positive_int,
+    code_type,
+    input_status,
+    origin,
+    static_field,
+    warn_status,
+)
 from jaxrec.core import prng
 from jaxrec.core.distributions import DiagGaussian, Distribution
 from jaxrec.core.errors import InvalidArgumentError
+from jaxrec.entropy import UniformModel
 
 Array = jax.Array
 
@@ -62,18 +77,23 @@ MAX_BEAMS = 2**16
 __all__ = ["IrecCode", "irec"]
 
 
-class IrecCode(NamedTuple):
+@code_type
+class IrecCode(CodeBase):
     """What :func:`irec` sends (``indices``) plus diagnostics.
 
     Attributes:
       indices: ``int32[K]``, the chosen candidate of each auxiliary variable, each ``< N``.
-      steps: ``int32``, candidate extensions scored, ``N sum_k min(B, N^(k-1))``.
-      exhausted: ``bool``, always False (running out of candidates is the design).
+      steps: ``int32``, candidate extensions scored, ``N sum_k min(B, N^(k-1))`` (0 for invalid input).
+      status: ``int32`` (:mod:`jaxrec.coders.base`): ``OK``, or ``INVALID_INPUT`` for a non-finite
+        parameter or a non-positive scale (running out of candidates is the design, never ``EXHAUSTED``).
     """
 
+    MESSAGE: ClassVar[tuple[str, ...]] = ("indices",)
     indices: Array
     steps: Array
-    exhausted: Array
+    status: Array
+    coder: str = static_field()
+    event_size: int = static_field()
 
 
 def _fractions(variance_fractions: Sequence[float] | None, num_aux: int) -> np.ndarray:
@@ -184,10 +204,18 @@ def irec(
             jnp.zeros((width, num_aux), jnp.int32),
             jnp.arange(width) == 0,
         )
-        final, scored = lax.scan(step, init, _steps(dtype))
-        return IrecCode(final.history[0], jnp.sum(scored), jnp.array(False))
+        def run() -> tuple[Array, Array]:
+            final, scored = lax.scan(step, init, _steps(dtype))
+            return final.history[0], jnp.sum(scored)
+
+        status = input_status(target, prior, bounded=False)  # invalid input: no step runs
+        indices, steps = lax.cond(status == OK, run, lambda: (init.history[0], jnp.int32(0)))
+        code = IrecCode(indices, steps, status, **origin("irec", prior))
+        warn_status(code)
+        return code
 
     def decode(key: Any, code: IrecCode, prior: Distribution) -> Array:
+        check_code(code, IrecCode, "irec", prior)
         if not isinstance(prior, DiagGaussian) or prior.batch_shape:
             raise InvalidArgumentError(f"prior must be a DiagGaussian without batch axes, got {prior!r}")
         indices = jnp.asarray(code.indices)
@@ -223,3 +251,13 @@ def _check_problem(target: Any, prior: Any) -> None:
             f"irec encodes one block (no batch axes); got target loc shape {tuple(target.loc.shape)}, prior loc "
             f"shape {tuple(prior.loc.shape)}. Use jax.vmap for batches."
         )
+
+
+def irec_message(spec: CoderSpec, budget_bits: float, plan: Any) -> registry.Message:
+    """``K`` indices, each uniform on ``[0, N)``: ``K log2 N`` bits."""
+    return (("indices", UniformModel(spec.kwargs["num_samples"])),)
+
+
+registry.register_coder(
+    "irec", irec, params=("num_samples", "num_aux", "beam_width", "variance_fractions"), message=irec_message
+)

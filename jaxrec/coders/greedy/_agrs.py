@@ -50,15 +50,25 @@ pair's stretch table (:func:`jaxrec.coders.greedy.widths.log_residual_at_gap`), 
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.scipy.special import log_ndtr, ndtri
 
 from jaxrec import search
-from jaxrec.coders.base import Coder, CoderSpec, check_positive_int
+from jaxrec.coders import registry
+from jaxrec.coders.base import (
+    CodeBase,
+    Coder,
+    CoderSpec,
+    check_bounded_ratio,
+    check_positive_int,
+    code_type,
+    static_field,
+)
 from jaxrec.coders.greedy import widths
 from jaxrec.coders.greedy._gprs import WidthTables, width_tables
 from jaxrec.coders.greedy._grs import Ladder, ladder_start, ladder_step, threshold_gap
@@ -76,24 +86,28 @@ _MARGIN = 0.1  # bits of slack in the resolution choice (1/M >= 2^0.1 P(S))
 __all__ = ["AGRSCode", "agrs"]
 
 
-class AGRSCode(NamedTuple):
+@code_type
+class AGRSCode(CodeBase):
     """What AGRS sends, plus diagnostics.
 
     Attributes:
       index: ``int32``, ``K``, rejections before the accepted step (0-based step index).
       bound_level: ``int32``, ``m`` of the accepted step's bound (width ``2/M = 2^{1-m}`` in prior
-        CDF units); 0 and unused when ``index == 0`` (the bound is then ``R``).
+        CDF units, ``m >= -1``); 0 and unused when ``index == 0`` (the bound is then ``R``).
       bound_index: ``int32``, ``n``, the dithered-quantization index of the bound's centre,
         ``-1 - n`` when the bound is in reflected coordinates (0 when ``index == 0``).
       steps: ``int32``, ``K + 1``.
-      exhausted: ``bool``, True if no step was accepted within ``max_steps``.
+      status: ``int32``; ``EXHAUSTED`` if no step was accepted within ``max_steps``.
     """
 
+    MESSAGE: ClassVar[tuple[str, ...]] = ("index", "bound_level", "bound_index")
     index: Array
     bound_level: Array
     bound_index: Array
     steps: Array
-    exhausted: Array
+    status: Array
+    coder: str = static_field()
+    event_size: int = static_field()
 
 
 def _level_cap(log_centre: Array, dtype: jnp.dtype) -> Array:
@@ -172,7 +186,7 @@ def agrs(chunk_size: int = 4, max_steps: int = 2**20) -> Coder:
     Args:
       chunk_size: steps per ``while_loop`` iteration (the ladder is a ``lax.scan`` within each);
         does not change the code.
-      max_steps: steps at most; ``exhausted`` is True if none was accepted.
+      max_steps: steps at most; the status is ``EXHAUSTED`` if none was accepted.
 
     Returns:
       A :class:`~jaxrec.Coder`: ``encode(key, target, prior) -> AGRSCode``;
@@ -184,14 +198,12 @@ def agrs(chunk_size: int = 4, max_steps: int = 2**20) -> Coder:
     def prepare(key: Array, tables: WidthTables, prior: Distribution) -> tuple[search.ChunkFn, Ladder]:
         return agrs_chunk_fn(key, tables.model, tables.table), ladder_start(prior.dtype)
 
-    def finish(res: search.SearchResult) -> AGRSCode:
+    def finish(res: search.SearchResult) -> dict[str, Array]:
         level, index = res.payload
-        return AGRSCode(res.index, level, index, res.steps, ~res.stopped | (res.score == -jnp.inf))
+        return {"index": res.index, "bound_level": level, "bound_index": index}
 
     def decode(key: Any, code: AGRSCode, prior: Distribution) -> Array:
         _check_gaussian(prior)
-        if not isinstance(code, AGRSCode):
-            raise InvalidArgumentError(f"code must be an AGRSCode, got {type(code).__name__}")
         key = prng.as_key(key)
         dtype = prior.dtype
         k = jnp.asarray(code.index, jnp.int32)
@@ -206,7 +218,8 @@ def agrs(chunk_size: int = 4, max_steps: int = 2**20) -> Coder:
     coder = scan_coder(
         CoderSpec("agrs", (("chunk_size", chunk_size), ("max_steps", max_steps))),
         prepare=prepare, finish=finish, decode=decode, chunk_size=chunk_size, max_candidates=max_steps,
-        validate=widths.check_pair, precompute=width_tables,
+        exact=True, code_class=AGRSCode, validate=widths.check_pair, precompute=width_tables,
+        expected_log2_steps=lambda target, prior: jnp.zeros(()),  # runtime ~ D_KL, never 2^D_inf
     )
 
     def encode(key: Any, target: Distribution, prior: Distribution) -> AGRSCode:
@@ -218,3 +231,48 @@ def agrs(chunk_size: int = 4, max_steps: int = 2**20) -> Coder:
         return coder.encode_batch(keys, targets, prior, **options)
 
     return coder._replace(encode=encode, encode_batch=encode_batch)
+
+
+def _zigzag(v: np.ndarray) -> np.ndarray:
+    return np.where(v < 0, -2 * v - 1, 2 * v)
+
+
+def _unzigzag(u: np.ndarray) -> np.ndarray:
+    return np.where(u % 2 == 1, -(u + 1) // 2, u // 2)
+
+
+def agrs_pack(spec: CoderSpec, fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``(K, m + 1, zigzag(n))``: non-negative symbols (``m >= -1``; ``n`` signed by reflection)."""
+    index = np.asarray(fields["index"], np.int64)
+    level = np.asarray(fields["bound_level"], np.int64)
+    bound = np.asarray(fields["bound_index"], np.int64)
+    first = index == 0
+    return {"index": index, "bound_level": np.where(first, 0, level + 1), "bound_index": np.where(first, 0, _zigzag(bound))}
+
+
+def agrs_unpack(spec: CoderSpec, symbols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Inverse of :func:`agrs_pack`."""
+    index = symbols["index"]
+    first = index == 0
+    return {
+        "index": index,
+        "bound_level": np.where(first, 0, symbols["bound_level"] - 1),
+        "bound_index": np.where(first, 0, _unzigzag(symbols["bound_index"])),
+    }
+
+
+def agrs_message(spec: CoderSpec, budget_bits: float, plan: Any) -> registry.Message:
+    """``K`` under the PFR Zipf model of the budget; the bound's level ``m + 1`` (about ``log2`` of
+    the inverse prior mass of the accepted step's bound, a few bits) and its zigzagged index (about
+    ``m`` bits) under Zipf models too: a universal code, as in Flamich & Theis (ICML 2023, Sec. 3)."""
+    return (
+        ("index", registry.zipf_model(budget_bits)),
+        ("bound_level", registry.zipf_model(math.log2(budget_bits + 2.0))),
+        ("bound_index", registry.zipf_model(budget_bits)),
+    )
+
+
+registry.register_coder(
+    "agrs", agrs, params=("chunk_size", "max_steps"), message=agrs_message, check=check_bounded_ratio,
+    pack=agrs_pack, unpack=agrs_unpack,
+)

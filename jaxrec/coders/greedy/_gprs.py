@@ -35,7 +35,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import search
-from jaxrec.coders.base import Code, Coder, CoderSpec, check_positive_int
+from jaxrec.coders import registry
+from jaxrec.coders.base import (
+    Code,
+    Coder,
+    CoderSpec,
+    check_bounded_ratio,
+    check_positive_int,
+)
 from jaxrec.coders.greedy import widths
 from jaxrec.coders.scan import scan_coder
 from jaxrec.core import arrivals, prng
@@ -99,7 +106,7 @@ def gprs(num_streams: int = 1, chunk_size: int = 256, max_steps: int = 2**24) ->
       chunk_size: positions per ``while_loop`` iteration (``J * chunk_size`` candidates); does not
         change the code.
       max_steps: positions examined at most per stream; ``J * max_steps`` must fit in ``int32``.
-        If no point is accepted by then, ``exhausted`` is True.
+        If no point is accepted by then, the status is ``EXHAUSTED``.
 
     Returns:
       A :class:`~jaxrec.Coder`: ``encode(key, target, prior) -> Code`` with ``index = J n + j``
@@ -119,13 +126,10 @@ def gprs(num_streams: int = 1, chunk_size: int = 256, max_steps: int = 2**24) ->
         base = jnp.broadcast_to(arrivals.zero_time(), (num_streams, 4))
         return gprs_chunk_fn(key, prior, tables.model, tables.table, num_streams), base
 
-    def finish(res: search.SearchResult) -> Code:
-        index = res.index * num_streams + res.payload
-        return Code(index, res.steps, ~res.stopped | (res.score == -jnp.inf))
+    def finish(res: search.SearchResult) -> dict[str, Array]:
+        return {"index": res.index * num_streams + res.payload}
 
     def decode(key: Any, code: Code, prior: Distribution) -> Array:
-        if not isinstance(prior, Distribution):
-            raise InvalidArgumentError(f"prior must be a jaxrec distribution, got {type(prior).__name__}")
         index = jnp.asarray(code.index)
         return prior.sample(prng.candidate_key(prng.as_key(key), index // num_streams, index % num_streams))
 
@@ -134,5 +138,12 @@ def gprs(num_streams: int = 1, chunk_size: int = 256, max_steps: int = 2**24) ->
     )
     return scan_coder(
         spec, prepare=prepare, finish=finish, decode=decode, chunk_size=chunk_size, max_candidates=max_steps,
-        validate=widths.check_pair, precompute=width_tables,
+        exact=True, validate=widths.check_pair, precompute=width_tables,
     )
+
+
+# GPRS's index is PFR-like (E log2(index + 1) <~ KL + 1; Flamich, NeurIPS 2023), hence the same Zipf model.
+registry.register_coder(
+    "gprs", gprs, params=("num_streams", "chunk_size", "max_steps"), message=registry.zipf_index_message,
+    check=check_bounded_ratio,
+)

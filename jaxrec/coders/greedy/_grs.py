@@ -35,10 +35,11 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxrec import search
+from jaxrec.coders import registry
 from jaxrec.coders.base import (
-    Code,
     Coder,
     CoderSpec,
+    check_bounded_ratio,
     check_positive_int,
     decode_candidate,
 )
@@ -109,7 +110,7 @@ def grs(chunk_size: int = 64, max_steps: int = 2**24) -> Coder:
     Args:
       chunk_size: candidates per ``while_loop`` iteration (levels per ``lax.scan``); does not
         change the code.
-      max_steps: candidates examined at most; ``exhausted`` is True if none was accepted.
+      max_steps: candidates examined at most; the status is ``EXHAUSTED`` if none was accepted.
 
     Returns:
       A :class:`~jaxrec.Coder`: ``encode(key, target, prior) -> Code`` with ``index = K`` (the
@@ -121,11 +122,18 @@ def grs(chunk_size: int = 64, max_steps: int = 2**24) -> Coder:
     def prepare(key: Array, tables: WidthTables, prior: Distribution) -> tuple[search.ChunkFn, Ladder]:
         return grs_chunk_fn(key, prior, tables.model, tables.table), ladder_start(prior.dtype)
 
-    def finish(res: search.SearchResult) -> Code:
-        return Code(res.index, res.steps, ~res.stopped | (res.score == -jnp.inf))
+    def finish(res: search.SearchResult) -> dict[str, Array]:
+        return {"index": res.index}
 
     return scan_coder(
         CoderSpec("grs", (("chunk_size", chunk_size), ("max_steps", max_steps))),
         prepare=prepare, finish=finish, decode=decode_candidate, chunk_size=chunk_size, max_candidates=max_steps,
-        validate=widths.check_pair, precompute=width_tables,
+        exact=True, validate=widths.check_pair, precompute=width_tables,
     )
+
+
+# The number of rejections K has E log2(K + 1) <= KL + O(1) (Harsha et al., IEEE Trans. Inf. Theory
+# 2010, Thm. 2), so it is sent under the same Zipf model as a PFR index.
+registry.register_coder(
+    "grs", grs, params=("chunk_size", "max_steps"), message=registry.zipf_index_message, check=check_bounded_ratio
+)

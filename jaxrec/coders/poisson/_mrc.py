@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import search
+from jaxrec.coders import registry
 from jaxrec.coders.base import Coder
 from jaxrec.coders.scan import fixed_budget_coder
 from jaxrec.core import prng
@@ -41,3 +42,6 @@ def mrc(num_samples: int, chunk_size: int | None = None) -> Coder:
       chunk_size: candidates per loop iteration; defaults to ``min(N, 1024)``.
     """
     return fixed_budget_coder("mrc", num_samples, chunk_size, prepare_mrc)
+
+
+registry.register_coder("mrc", mrc, params=("num_samples", "chunk_size"), message=registry.uniform_index_message)

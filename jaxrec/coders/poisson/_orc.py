@@ -10,6 +10,7 @@ later candidate can win, which leaves the result unchanged.
 
 from __future__ import annotations
 
+from jaxrec.coders import registry
 from jaxrec.coders.base import Coder
 from jaxrec.coders.poisson._pfr import prepare_pfr
 from jaxrec.coders.scan import fixed_budget_coder
@@ -22,6 +23,9 @@ def orc(num_samples: int, chunk_size: int | None = None) -> Coder:
       num_samples: ``N``, the number of candidates (e.g. ``2**16`` for a 16-bit block).
       chunk_size: candidates per loop iteration; defaults to ``min(N, 1024)``.
 
-    ``Code.exhausted`` is always False (running out of candidates is the design).
+    The status is always ``OK`` for valid inputs (running out of candidates is the design).
     """
     return fixed_budget_coder("orc", num_samples, chunk_size, prepare_pfr)
+
+
+registry.register_coder("orc", orc, params=("num_samples", "chunk_size"), message=registry.uniform_index_message)

@@ -19,13 +19,8 @@ from __future__ import annotations
 import jax
 
 from jaxrec import search
-from jaxrec.coders.base import (
-    Code,
-    Coder,
-    CoderSpec,
-    check_bounded_ratio,
-    check_positive_int,
-)
+from jaxrec.coders import registry
+from jaxrec.coders.base import Coder, CoderSpec, check_bounded_ratio, check_positive_int
 from jaxrec.coders.scan import scan_coder
 from jaxrec.core import arrivals, prng
 from jaxrec.core.distributions import Distribution, log_ratio, log_sup_ratio
@@ -62,7 +57,7 @@ def pfr(chunk_size: int = 1024, max_steps: int = 2**26) -> Coder:
       chunk_size: candidates evaluated per ``while_loop`` iteration (1 to 2^15). Does not change
         the code, only speed (>= 1024 is a good default everywhere).
       max_steps: at most this many candidates are examined; if the stop rule has not fired by
-        then, the code holds the best candidate so far and ``exhausted`` is True.
+        then, the code holds the best candidate so far and its status is ``EXHAUSTED``.
 
     Returns:
       A :class:`~jaxrec.Coder`: ``encode(key, target, prior) -> Code`` with ``Code.index`` the
@@ -73,8 +68,14 @@ def pfr(chunk_size: int = 1024, max_steps: int = 2**26) -> Coder:
     return scan_coder(
         CoderSpec("pfr", (("chunk_size", chunk_size), ("max_steps", max_steps))),
         prepare=prepare_pfr,
-        finish=lambda res: Code(res.index, res.steps, ~res.stopped),
+        finish=lambda res: {"index": res.index},
         validate=check_bounded_ratio,
         chunk_size=chunk_size,
         max_candidates=max_steps,
+        exact=True,
     )
+
+
+registry.register_coder(
+    "pfr", pfr, params=("chunk_size", "max_steps"), message=registry.zipf_index_message, check=check_bounded_ratio
+)

@@ -20,13 +20,27 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec import search
-from jaxrec.coders.base import Coder, CoderSpec, check_pair, check_positive_int
+from jaxrec.coders import registry
+from jaxrec.coders.base import (
+    INVALID_INPUT,
+    OK,
+    Coder,
+    CoderSpec,
+    check_code,
+    check_positive_int,
+    input_status,
+    origin,
+    search_status,
+    warn_status,
+)
+from jaxrec.coders.scan import check_single, masked_chunk_fn
 from jaxrec.coders.sp._sp_pfr import (
     MAX_STEPS,
     SPCode,
     check_event_size,
     check_partition,
     make_decode,
+    partition_counts,
     run_ranks,
     sp_chunk_fn,
     spec_params,
@@ -43,6 +57,7 @@ from jaxrec.coders.sp.partition import (
 from jaxrec.core import arrivals, prng
 from jaxrec.core.distributions import Distribution
 from jaxrec.core.errors import InvalidArgumentError
+from jaxrec.entropy import PlanAlphabetModel, UniformModel
 
 Array = jax.Array
 
@@ -94,7 +109,7 @@ def sp_orc(
 
     Returns:
       A :class:`~jaxrec.Coder` with ``encode(key, target, prior) -> SPCode`` (``index < N``,
-      ``exhausted`` always False) and ``decode(key, code, prior) -> (D,)``.
+      status ``OK`` for valid inputs) and ``decode(key, code, prior) -> (D,)``.
     """
     check_partition(partition)
     check_positive_int("num_samples", num_samples, MAX_STEPS)
@@ -102,20 +117,42 @@ def sp_orc(
     search.validate_sizes(chunk_size, num_samples)
 
     def encode(key: Any, target: Distribution, prior: Distribution) -> SPCode:
-        check_pair(target, prior)
+        check_single(target, prior)
         check_event_size(partition, prior)
         key = prng.as_key(key)
         tables = axis_tables(target, prior, partition, weights)
         check_weights(tables.log_bound)
+        # weights undefined (e.g. "sup_ratio" with an unbounded ratio, under jit): invalid input
+        status0 = jnp.where(jnp.isnan(tables.log_bound), INVALID_INPUT, input_status(target, prior, bounded=False))
         res = search.search(
-            sp_chunk_fn(key, target, prior, partition, _read_ranks),
+            masked_chunk_fn(sp_chunk_fn(key, target, prior, partition, _read_ranks), status0 == OK),
             (arrivals.zero_time(), visit_ranks(key, partition, tables, num_samples), tables),
             chunk_size=chunk_size,
             max_candidates=num_samples,
             score_dtype=prior.dtype,
         )
         bins, index = res.payload
-        return SPCode(bins, index, res.steps, jnp.zeros_like(res.stopped))
+        status = search_status(status0, res.stopped, exact=False)
+        code = SPCode(bins, index, res.steps, status, **origin("sp_orc", prior))
+        warn_status(code)
+        return code
+
+    def decode(key: Any, code: SPCode, prior: Distribution) -> Array:
+        check_code(code, SPCode, "sp_orc", prior)
+        return raw_decode(key, code, prior)
+
+    raw_decode = make_decode(partition)
 
     spec = CoderSpec("sp_orc", spec_params(partition, num_samples=num_samples, chunk_size=chunk_size))
-    return Coder(encode, make_decode(partition), spec)
+    return Coder(encode, decode, spec)
+
+
+def sp_orc_message(spec: CoderSpec, budget_bits: float, plan: Any) -> registry.Message:
+    """The bin, uniform per axis over its ``J_d`` intervals, and the within-bin index, uniform on ``[0, N)``."""
+    return ("bin", PlanAlphabetModel()), ("index", UniformModel(spec.kwargs["num_samples"]))
+
+
+registry.register_coder(
+    "sp_orc", sp_orc, params=("num_samples", "chunk_size"), message=sp_orc_message, partitioned=True,
+    alphabet=partition_counts,
+)

@@ -51,7 +51,7 @@ Zipf code for the index; ``E log2(n* + 1) <= E_Q log2(1 + r / J)``, so the total
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -59,18 +59,29 @@ import numpy as np
 from jax import lax
 
 from jaxrec import search
-from jaxrec.coders.base import Coder, CoderSpec, check_bounded_ratio, check_positive_int
+from jaxrec.coders import registry
+from jaxrec.coders.base import (
+    CodeBase,
+    Coder,
+    CoderSpec,
+    check_bounded_ratio,
+    check_positive_int,
+    code_type,
+    static_field,
+)
 from jaxrec.coders.scan import scan_coder
 from jaxrec.coders.sp.partition import (
     AxisTables,
     Partition,
     WeightPolicy,
     axis_tables,
+    reweighted_dinf,
     sample_bins,
 )
 from jaxrec.core import arrivals, prng
 from jaxrec.core.distributions import Distribution, log_ratio
 from jaxrec.core.errors import InvalidArgumentError
+from jaxrec.entropy import PlanAlphabetModel
 
 Array = jax.Array
 # (counter state, bin keys uint32[K], candidate numbers int32[K]) -> (within-bin indices, state)
@@ -86,21 +97,25 @@ _KEY_MIX = 0x9E3779B9
 __all__ = ["SPCode", "VisitTable", "bin_candidate", "sp_chunk_fn", "sp_pfr"]
 
 
-class SPCode(NamedTuple):
+@code_type
+class SPCode(CodeBase):
     """What a space-partitioning coder sends, plus diagnostics.
 
     Attributes:
       bin: ``int32[D]``, the winner's interval index on each axis (``0 <= bin_d < J_d``).
       index: ``int32``, the winner's 0-based index within its bin's stream (``>= 2^30`` only if
-        the visit table overflowed, see :mod:`jaxrec.coders.sp_pfr`).
+        the visit table overflowed, see the module docstring).
       steps: ``int32``, candidates examined (``E[steps] = 2^{D_inf[Q||P']}`` for SP-PFR).
-      exhausted: ``bool``, True when SP-PFR hit ``max_steps`` before its stop rule fired.
+      status: ``int32`` (:mod:`jaxrec.coders.base`); ``EXHAUSTED`` when SP-PFR hit ``max_steps``.
     """
 
+    MESSAGE: ClassVar[tuple[str, ...]] = ("bin", "index")
     bin: Array
     index: Array
     steps: Array
-    exhausted: Array
+    status: Array
+    coder: str = static_field()
+    event_size: int = static_field()
 
 
 def bin_candidate(key: Array, prior: Distribution, partition: Partition, bins: Array, index: Array) -> Array:
@@ -271,8 +286,6 @@ def make_decode(partition: Partition) -> Callable[[Any, SPCode, Distribution], A
     """``decode(key, code, prior) -> (D,)``: the bin stream's element ``code.index``; O(D)."""
 
     def decode(key: Any, code: SPCode, prior: Distribution) -> Array:
-        if not isinstance(prior, Distribution):
-            raise InvalidArgumentError(f"prior must be a jaxrec distribution, got {type(prior).__name__}")
         check_event_size(partition, prior)
         return bin_candidate(prng.as_key(key), prior, partition, code.bin, code.index)
 
@@ -295,7 +308,7 @@ def sp_pfr(
         output and of the code length do not depend on it, only the steps do (the realized code
         does); the decoder never needs it.
       chunk_size: candidates per ``while_loop`` iteration (1 to 2^15); does not change the code.
-      max_steps: candidate limit (at most ``2^30 - 2^15``); reaching it sets ``exhausted``.
+      max_steps: candidate limit (at most ``2^30 - 2^15``); reaching it sets the status ``EXHAUSTED``.
       table_size: slots of the visit table (``16 x`` buckets, at most 2^20): about this many
         distinct bins are counted exactly (a bin whose bucket is full at its first visit is not).
         Per-chunk cost is O(chunk_size log chunk_size) whatever the size; memory is 8 bytes a slot.
@@ -306,7 +319,7 @@ def sp_pfr(
       ``decode(key, code, prior) -> (D,)`` (both jit- and vmap-able) and ``encode_batch`` (many
       problems on refilling lanes, :func:`jaxrec.encode_batch`; same codes as ``vmap(encode)``).
       A custom policy with ``pi = 0`` where Q has mass makes ``M'`` infinite: the search then
-      runs to ``max_steps`` and reports ``exhausted``.
+      runs to ``max_steps`` and reports ``EXHAUSTED``.
     """
     check_partition(partition)
     check_positive_int("max_steps", max_steps, MAX_STEPS)
@@ -321,15 +334,39 @@ def sp_pfr(
         chunk_fn = sp_chunk_fn(key, target, prior, partition, VisitTable.assign)
         return chunk_fn, (arrivals.zero_time(), VisitTable.empty(table_size), tables)
 
-    def finish(res: search.SearchResult) -> SPCode:
+    def finish(res: search.SearchResult) -> dict[str, Array]:
         bins, index = res.payload
-        return SPCode(bins, index, res.steps, ~res.stopped)
+        return {"bin": bins, "index": index}
 
     spec = CoderSpec(
         "sp_pfr",
         spec_params(partition, chunk_size=chunk_size, max_steps=max_steps, table_size=table_size),
     )
     return scan_coder(
-        spec, prepare=prepare, finish=finish, chunk_size=chunk_size, max_candidates=max_steps,
-        validate=validate, decode=make_decode(partition),
+        spec, prepare=prepare, finish=finish, chunk_size=chunk_size, max_candidates=max_steps, exact=True,
+        validate=validate, decode=make_decode(partition), code_class=SPCode,
+        expected_log2_steps=lambda target, prior: reweighted_dinf(target, prior, partition, weights),
     )
+
+
+def _log2_num_bins(plan: Any) -> np.ndarray:
+    """``log2 J`` of each block's partition, ``float64[B]``."""
+    return np.log2(np.asarray(plan.partitions.num_intervals, np.float64)).sum(axis=-1)
+
+
+def partition_counts(plan: Any, symbol: str) -> np.ndarray:
+    """The alphabet of the ``bin`` symbols: ``J_d`` of every block and axis, ``int[B, S]``."""
+    return np.asarray(plan.partitions.num_intervals)
+
+
+def sp_pfr_message(spec: CoderSpec, budget_bits: float, plan: Any) -> registry.Message:
+    """The bin, uniform per axis over its ``J_d`` intervals (the plan's partition), and the within-bin
+    index under a Zipf model of ``KL - mean log2 J``: it costs about ``E log2(1 + r/J) <= (KL - log2 J)_+
+    + 1`` bits (He, Flamich & Hernandez-Lobato, NeurIPS 2024, Sec. 3)."""
+    return ("bin", PlanAlphabetModel()), ("index", registry.zipf_model(budget_bits - float(_log2_num_bins(plan).mean())))
+
+
+registry.register_coder(
+    "sp_pfr", sp_pfr, params=("chunk_size", "max_steps", "table_size"), message=sp_pfr_message,
+    partitioned=True, check=check_bounded_ratio, alphabet=partition_counts,
+)

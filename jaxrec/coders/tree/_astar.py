@@ -11,7 +11,7 @@ step, done in log space: ``ln T_C = logaddexp(ln T_B, ln E - ln P(C))``).  With
 A* pops the node of highest bound from a priority queue, splits it, scores and pushes the children,
 and stops when the best score so far reaches the top bound.  The argmax of ``ln r(X) - ln T``
 over the whole process is an exact sample of ``Q`` (the Poisson functional representation), and
-the encoder sends its **heap index** as ``(depth, path)`` (:class:`jaxrec.paths.TreeCode`).
+the encoder sends its **heap index** as ``(depth, path)`` (:class:`jaxrec.coders.tree.paths.TreeCode`).
 
 * **AS*** splits ``B = (a, b)`` at its sample ``X_B``.  Expected runtime ``O(D_inf[Q||P])`` for
   1-D unimodal ratios (the paper's theorem).  The child masses are ``U P(B)`` and ``(1 - U) P(B)``
@@ -47,7 +47,7 @@ For ``D > 1`` apply the coder dimension by dimension with :func:`jaxrec.factoriz
 then pays its own ``O(log(KL_d + 1))`` index overhead.  ``encode`` raises
 :class:`~jaxrec.core.errors.InvalidArgumentError` for ``D != 1``, batched inputs (use ``jax.vmap``),
 non-Gaussian pairs and, when the parameters are concrete, ``scale_q >= scale_p``; under ``jit`` an
-unbounded ratio yields ``exhausted = True``.
+unbounded ratio yields the status ``UNBOUNDED_RATIO``.
 
 Message cost: the heap index, e.g. Elias-delta or Zipf coded; ``E[depth] = O(D_KL)`` bits.
 """
@@ -61,16 +61,31 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxrec.coders.base import Coder, CoderSpec, check_pair, check_positive_int
+from jaxrec.coders import registry
+from jaxrec.coders.base import (
+    OK,
+    Coder,
+    CoderSpec,
+    check_bounded_ratio,
+    check_pair,
+    check_positive_int,
+    input_status,
+    origin,
+    search_status,
+    warn_status,
+)
 from jaxrec.coders.tree import paths
 from jaxrec.coders.tree.partition_tree import (
-    DECODERS,
     DYADIC_SPLIT,
     SAMPLE_SPLIT,
     Ratio,
     child_nodes,
     gaussian_ratio,
+    make_decoder,
     root_node,
+    tree_message,
+    tree_pack,
+    tree_unpack,
 )
 from jaxrec.coders.tree.paths import TreeCode
 from jaxrec.core import prng
@@ -97,14 +112,15 @@ class _Carry(NamedTuple):
 
 
 def _search(
-    key: Array, ratio: Ratio, dtype: jnp.dtype, *, split: str, capacity: int, max_steps: int, max_depth: int,
-    exact: bool,
-) -> TreeCode:
-    """A* over the partition tree; see the module docstring."""
+    key: Array, ratio: Ratio, dtype: jnp.dtype, active: Array, *, split: str, capacity: int, max_steps: int,
+    max_depth: int, exact: bool,
+) -> tuple[Array, Array, Array, Array]:
+    """A* over the partition tree (see the module docstring): ``(depth, path, steps, exhausted)``;
+    an inactive problem (invalid input) pushes no root and stops at once."""
     words = paths.path_words(max_depth)
     root, root_score, root_bound = root_node(key, ratio, words, dtype, split)
     heap = pq.heap_init(capacity, root, dtype)
-    heap = pq.heap_push(heap, root_bound, root, when=ratio.bounded)
+    heap = pq.heap_push(heap, root_bound, root, when=ratio.bounded & active)
     init = _Carry(heap, root_score, root.depth, root.path, jnp.int32(1), jnp.array(False))
 
     def unfinished(c: _Carry) -> Array:
@@ -130,8 +146,8 @@ def _search(
         )
 
     final = lax.while_loop(lambda c: unfinished(c) & (c.steps < max_steps), body, init)
-    exhausted = final.heap.overflow | final.depth_cut | unfinished(final) | ~ratio.bounded
-    return TreeCode(final.best_depth, final.best_path, final.steps, exhausted)
+    exhausted = final.heap.overflow | final.depth_cut | unfinished(final)
+    return final.best_depth, final.best_path, final.steps, exhausted
 
 
 def _check_problem(name: str, target: Any, prior: Any) -> None:
@@ -162,14 +178,19 @@ def _tree_coder(name: str, split: str, *, capacity: int, max_steps: int, max_dep
 
     def encode(key: Any, target: Distribution, prior: Distribution) -> TreeCode:
         _check_problem(name, target, prior)
-        return _search(
-            prng.as_key(key), gaussian_ratio(target, prior), prior.dtype, split=split, capacity=capacity,
-            max_steps=max_steps, max_depth=max_depth, exact=exact,
+        status0 = input_status(target, prior, bounded=True)
+        depth, path, steps, exhausted = _search(
+            prng.as_key(key), gaussian_ratio(target, prior), prior.dtype, status0 == OK, split=split,
+            capacity=capacity, max_steps=max_steps, max_depth=max_depth, exact=exact,
         )
+        status = search_status(status0, ~exhausted, exact=True)
+        code = TreeCode(depth, path, jnp.where(status0 == OK, steps, 0), status, **origin(name, prior))
+        warn_status(code)
+        return code
 
     depth_name = "max_depth" if exact else "depth"
     spec = CoderSpec(name, (("capacity", capacity), ("max_steps", max_steps), (depth_name, max_depth)))
-    return Coder(encode, DECODERS[split], spec)
+    return Coder(encode, make_decoder(split, name), spec)
 
 
 def astar(
@@ -178,11 +199,11 @@ def astar(
     """AS* coding (split on samples), exact.
 
     Args:
-      capacity: priority-queue size; an overflow sets ``exhausted``.  Queue sizes stay small for
+      capacity: priority-queue size; an overflow sets the status ``EXHAUSTED``.  Queue sizes stay small for
         1-D unimodal problems (a few nodes per bit of ``D_inf``).
-      max_steps: node samples drawn at most (``TreeCode.steps``); reaching it sets ``exhausted``.
+      max_steps: node samples drawn at most (``TreeCode.steps``); reaching it sets ``EXHAUSTED``.
       max_depth: deepest node the search may split into (sets the path length ``W``); a search
-        that needs to go deeper sets ``exhausted``.
+        that needs to go deeper sets ``EXHAUSTED``.
 
     Returns:
       A :class:`~jaxrec.Coder`: ``encode(key, target, prior) -> TreeCode`` (1-D Gaussian pair,
@@ -203,7 +224,15 @@ def dadstar(depth: int, capacity: int = DEFAULT_CAPACITY, max_steps: int = DEFAU
 
     The code is the argmax of ``ln r(X) - ln T`` over the ``2^{depth+1} - 1`` nodes of depth
     ``<= depth`` (found by A* with pruning, not by enumeration); its heap index is below
-    ``2^{depth+1}``.  ``exhausted`` is set only by a queue overflow or ``max_steps``, never by the
+    ``2^{depth+1}``.  ``EXHAUSTED`` is set only by a queue overflow or ``max_steps``, never by the
     depth limit, which is the design.
     """
     return _tree_coder("dadstar", DYADIC_SPLIT, capacity=capacity, max_steps=max_steps, max_depth=depth, exact=False)
+
+
+for _name, _depth in (("astar", "max_depth"), ("adstar", "max_depth"), ("dadstar", "depth")):
+    registry.register_coder(
+        _name, {"astar": astar, "adstar": adstar, "dadstar": dadstar}[_name],
+        params=("capacity", "max_steps", _depth), message=tree_message, check=check_bounded_ratio,
+        pack=tree_pack, unpack=tree_unpack(_depth),
+    )

@@ -45,20 +45,35 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxrec.coders.base import Coder, CoderSpec, check_pair, check_positive_int
+from jaxrec.coders import registry
+from jaxrec.coders.base import (
+    OK,
+    Coder,
+    CoderSpec,
+    check_bounded_ratio,
+    check_pair,
+    check_positive_int,
+    input_status,
+    origin,
+    search_status,
+    warn_status,
+)
 from jaxrec.coders.greedy import widths
 from jaxrec.coders.greedy._gprs import WidthTables, width_tables
 from jaxrec.coders.tree import paths
 from jaxrec.coders.tree.partition_tree import (  # the A* partition tree (same nodes, same decoder)
-    DECODERS,
     DYADIC_SPLIT,
     SAMPLE_SPLIT,
     Node,
     Ratio,
     child_nodes,
+    make_decoder,
     root_node,
     root_sample_and_cut,
     sample_and_cut,
+    tree_message,
+    tree_pack,
+    tree_unpack,
 )
 from jaxrec.coders.tree.paths import TreeCode
 from jaxrec.core import prng
@@ -105,13 +120,15 @@ def _node_sample(node: Node, split: str) -> Array:
 
 
 def _search(
-    key: Array, tables: WidthTables, dtype: jnp.dtype, *, split: str, capacity: int, max_steps: int, max_depth: int
-) -> TreeCode:
-    """Best-first search in time order with ``sup phi`` pruning (module docstring)."""
+    key: Array, tables: WidthTables, dtype: jnp.dtype, active: Array, *, split: str, capacity: int, max_steps: int,
+    max_depth: int,
+) -> tuple[Array, Array, Array, Array]:
+    """Best-first search in time order with ``sup phi`` pruning (module docstring):
+    ``(depth, path, steps, exhausted)``; an inactive problem pushes no root and stops at once."""
     ratio = _ratio(tables.model)
     root, _, _ = root_node(key, ratio, paths.path_words(max_depth), dtype, split)
     heap = pq.heap_init(capacity, root, dtype)
-    heap = pq.heap_push(heap, -root.log_t, root, when=ratio.bounded)
+    heap = pq.heap_push(heap, -root.log_t, root, when=ratio.bounded & active)
     init = _Carry(heap, jnp.array(False), root.depth, root.path, jnp.int32(0), jnp.array(False))
 
     def running(c: _Carry) -> Array:
@@ -139,7 +156,7 @@ def _search(
 
     final = lax.while_loop(running, body, init)
     exhausted = ~final.done | final.heap.overflow | final.depth_cut
-    return TreeCode(final.depth, final.path, final.steps, exhausted)
+    return final.depth, final.path, final.steps, exhausted
 
 
 def _check_problem(target: Any, prior: Any) -> None:
@@ -156,10 +173,10 @@ def gprs_bnb(split: str = "sample", capacity: int = 64, max_steps: int = 2**12, 
 
     Args:
       split: ``"sample"`` (split-on-sample, "sac") or ``"dyadic"`` (split at the prior median).
-      capacity: priority-queue size (``"sample"`` needs 1); an overflow sets ``exhausted``.
-      max_steps: nodes tested at most (``TreeCode.steps``); reaching it sets ``exhausted``.
+      capacity: priority-queue size (``"sample"`` needs 1); an overflow sets the status ``EXHAUSTED``.
+      max_steps: nodes tested at most (``TreeCode.steps``); reaching it sets ``EXHAUSTED``.
       max_depth: deepest node (sets the path length ``W = ceil(max_depth / 32)`` words); a search
-        that needs to go deeper sets ``exhausted``.
+        that needs to go deeper sets ``EXHAUSTED``.
 
     Returns:
       A :class:`~jaxrec.Coder`: ``encode(key, target, prior) -> TreeCode`` and
@@ -173,12 +190,23 @@ def gprs_bnb(split: str = "sample", capacity: int = 64, max_steps: int = 2**12, 
 
     def encode(key: Any, target: Distribution, prior: Distribution) -> TreeCode:
         _check_problem(target, prior)
-        return _search(
-            prng.as_key(key), width_tables(target, prior), prior.dtype, split=split, capacity=capacity,
-            max_steps=max_steps, max_depth=max_depth,
+        status0 = input_status(target, prior, bounded=True)
+        depth, path, steps, exhausted = _search(
+            prng.as_key(key), width_tables(target, prior), prior.dtype, status0 == OK, split=split,
+            capacity=capacity, max_steps=max_steps, max_depth=max_depth,
         )
+        status = search_status(status0, ~exhausted, exact=True)
+        code = TreeCode(depth, path, jnp.where(status0 == OK, steps, 0), status, **origin("gprs_bnb", prior))
+        warn_status(code)
+        return code
 
     spec = CoderSpec(
         "gprs_bnb", (("split", split), ("capacity", capacity), ("max_steps", max_steps), ("max_depth", max_depth))
     )
-    return Coder(encode, DECODERS[split], spec)
+    return Coder(encode, make_decoder(split, "gprs_bnb"), spec)
+
+
+registry.register_coder(
+    "gprs_bnb", gprs_bnb, params=("split", "capacity", "max_steps", "max_depth"), message=tree_message,
+    check=check_bounded_ratio, pack=tree_pack, unpack=tree_unpack("max_depth"),
+)

@@ -12,15 +12,17 @@ from the root and rebuilds the chosen node's sample bit for bit.
 
 from __future__ import annotations
 
-import functools
 import math
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.scipy.special import ndtri
 
+from jaxrec.coders import registry
+from jaxrec.coders.base import CoderSpec, check_code
 from jaxrec.coders.tree import paths
 from jaxrec.coders.tree.paths import TreeCode
 from jaxrec.core import prng, truncated
@@ -139,10 +141,11 @@ def check_prior(prior: Any) -> None:
         raise InvalidArgumentError(f"prior must be a 1-D DiagGaussian without batch axes, got {prior!r}")
 
 
-def check_code(code: Any) -> None:
-    """Raises :class:`InvalidArgumentError` unless ``code`` is one :class:`TreeCode` (no batch axes)."""
-    if not isinstance(code, TreeCode):
-        raise InvalidArgumentError(f"code must be a TreeCode, got {type(code).__name__}")
+def check_tree_code(code: Any, name: str, prior: Any) -> None:
+    """Raises :class:`InvalidArgumentError` unless ``code`` is one :class:`TreeCode` of coder ``name``
+    (no batch axes) and ``prior`` one 1-D ``DiagGaussian``."""
+    check_code(code, TreeCode, name, prior)
+    check_prior(prior)
     if jnp.ndim(code.path) != 1 or jnp.ndim(code.depth) != 0:
         raise InvalidArgumentError(
             f"code.path must be uint32[W] and code.depth a scalar (vmap for batches), got shapes "
@@ -179,13 +182,33 @@ def decode_path(key: Array, code: TreeCode, prior: DiagGaussian, split: str) -> 
     return prior.loc + prior.scale * z
 
 
-def decode(split: str, key: Any, code: TreeCode, prior: Distribution) -> Array:
-    """The decoder of every coder on this tree with split rule ``split``: checks, then :func:`decode_path`."""
-    check_prior(prior)
-    check_code(code)
-    return decode_path(prng.as_key(key), code, prior, split)
+def make_decoder(split: str, name: str) -> Callable[[Any, TreeCode, Distribution], Array]:
+    """The decoder of coder ``name`` on this tree with split rule ``split``: checks, then
+    :func:`decode_path` (decoding depends only on the split rule, not on capacity, limits or ``W``)."""
+
+    def decode(key: Any, code: TreeCode, prior: Distribution) -> Array:
+        check_tree_code(code, name, prior)
+        return decode_path(prng.as_key(key), code, prior, split)
+
+    return decode
 
 
-# Decoding depends only on the split rule (not on capacity, limits or the path length W), so every
-# coder of one split shares one decode function: an AD* decoder also decodes DAD* codes.
-DECODERS = {split: functools.partial(decode, split) for split in (SAMPLE_SPLIT, DYADIC_SPLIT)}
+def tree_message(spec: CoderSpec, budget_bits: float, plan: Any) -> registry.Message:
+    """The node's 0-based heap index under the PFR Zipf model of the budget: its depth is about
+    ``D_KL`` (Flamich, Markou & Hernandez-Lobato, ICML 2022, Sec. 3), so ``log2(index + 1)`` is too."""
+    return (("heap_index", registry.zipf_model(budget_bits)),)
+
+
+def tree_pack(spec: CoderSpec, fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``{heap_index}`` from ``{depth, path}`` (:func:`~jaxrec.coders.tree.paths.pack_heap_index`)."""
+    return {"heap_index": paths.pack_heap_index(fields["depth"], fields["path"])}
+
+
+def tree_unpack(depth_param: str) -> Callable[[CoderSpec, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """The inverse of :func:`tree_pack` for a coder whose largest depth is the spec parameter ``depth_param``."""
+
+    def unpack(spec: CoderSpec, symbols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        depth, path = paths.unpack_heap_index(symbols["heap_index"], spec.kwargs[depth_param])
+        return {"depth": depth, "path": path}
+
+    return unpack

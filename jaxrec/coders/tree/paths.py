@@ -11,11 +11,13 @@ branch taken at level ``l = 1 .. depth`` sitting in word ``(l - 1) // 32`` at po
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from jaxrec.coders.base import CodeBase, code_type, static_field
 from jaxrec.core.errors import InvalidArgumentError
 
 Array = jax.Array
@@ -25,9 +27,12 @@ MAX_DEPTH = 1024
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_SENT_DEPTH",
     "TreeCode",
     "from_heap_index",
     "heap_index",
+    "pack_heap_index",
+    "unpack_heap_index",
     "path_bit",
     "path_words",
     "prefix",
@@ -35,7 +40,8 @@ __all__ = [
 ]
 
 
-class TreeCode(NamedTuple):
+@code_type
+class TreeCode(CodeBase):
     """What a tree-search coder sends (``depth``, ``path``) plus diagnostics.
 
     Attributes:
@@ -44,14 +50,17 @@ class TreeCode(NamedTuple):
         this is the heap index ``2^depth + path-as-integer``.
       steps: ``int32``, tree nodes whose sample the encoder drew (its own step count, comparable
         with a scan coder's candidates).
-      exhausted: ``bool``, True when an exact search stopped before its stop rule proved the
-        result (queue overflow, depth limit, or step limit): the sample is then not exact.
+      status: ``int32`` (:mod:`jaxrec.coders.base`); ``EXHAUSTED`` when an exact search stopped
+        before its stop rule proved the result (queue overflow, depth limit, or step limit).
     """
 
+    MESSAGE: ClassVar[tuple[str, ...]] = ("depth", "path")
     depth: Array
     path: Array
     steps: Array
-    exhausted: Array
+    status: Array
+    coder: str = static_field()
+    event_size: int = static_field()
 
 
 def path_words(max_depth: int) -> int:
@@ -107,3 +116,45 @@ def from_heap_index(index: int, max_depth: int) -> tuple[Array, Array]:
         word, shift = divmod(level - 1, WORD_BITS)
         words[word] |= bit << shift
     return jnp.int32(depth), jnp.asarray(words, jnp.uint32)
+
+
+MAX_SENT_DEPTH = 62
+"""Deepest node a file can carry: its 0-based heap index ``2^depth - 1 + path`` must fit a
+:class:`~jaxrec.entropy.ZipfModel` (below ``2^63 - 1``)."""
+
+
+def pack_heap_index(depth: np.ndarray, path: np.ndarray) -> np.ndarray:
+    """0-based heap indices ``2^depth - 1 + sum_l bit_l 2^(depth - l)``, ``int64[...]``, of nodes
+    ``(depth int[...], path uint32[..., W])`` (host side, vectorized over the leading axes).
+
+    Raises :class:`InvalidArgumentError` for a node deeper than :data:`MAX_SENT_DEPTH`.
+    """
+    depth = np.asarray(depth, np.int64)
+    path = np.asarray(path, np.uint64)
+    if depth.size and int(depth.max()) > MAX_SENT_DEPTH:
+        raise InvalidArgumentError(
+            f"a node of depth {int(depth.max())} cannot be sent (at most {MAX_SENT_DEPTH} levels): use smaller blocks"
+        )
+    value = np.zeros(depth.shape, np.int64)
+    for level in range(1, int(depth.max(initial=0)) + 1):
+        word, shift = divmod(level - 1, WORD_BITS)
+        bit = ((path[..., word] >> np.uint64(shift)) & np.uint64(1)).astype(np.int64)
+        value = np.where(level <= depth, 2 * value + bit, value)
+    return (np.int64(1) << depth) - 1 + value
+
+
+def unpack_heap_index(index: np.ndarray, max_depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`pack_heap_index`: ``(depth int32[...], path uint32[..., W])`` with
+    ``W = path_words(max_depth)``.  Raises :class:`InvalidArgumentError` for a depth beyond ``max_depth``."""
+    n = np.asarray(index, np.int64) + 1
+    depth = np.zeros(n.shape, np.int64)
+    for shift in (32, 16, 8, 4, 2, 1):  # exact floor(log2 n) for n >= 1
+        depth += shift * ((n >> (depth + shift)) > 0)
+    if depth.size and int(depth.max()) > max_depth:
+        raise InvalidArgumentError(f"heap index of depth {int(depth.max())} exceeds max_depth {max_depth}")
+    path = np.zeros(n.shape + (path_words(max_depth),), np.uint64)
+    for level in range(1, int(depth.max(initial=0)) + 1):
+        bit = np.where(level <= depth, (n >> np.maximum(depth - level, 0)) & 1, 0).astype(np.uint64)
+        word, shift = divmod(level - 1, WORD_BITS)
+        path[..., word] |= bit << np.uint64(shift)
+    return depth.astype(np.int32), path.astype(np.uint32)

@@ -31,8 +31,17 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxrec.coders.base import Coder, CoderSpec, check_bounded_ratio, check_pair
+from jaxrec.coders import registry
+from jaxrec.coders.base import (
+    CodeBase,
+    Coder,
+    CoderSpec,
+    check_bounded_ratio,
+    check_code,
+)
+from jaxrec.coders.scan import check_batch, check_single
 from jaxrec.coders.scan import encode_batch as _encode_batch
 from jaxrec.core import prng
 from jaxrec.core.distributions import Distribution
@@ -61,39 +70,80 @@ def factorized(coder: Coder) -> Coder:
 
     Returns:
       A :class:`~jaxrec.Coder` whose ``encode(key, target, prior)`` returns the 1-D coder's code
-      with a trailing axis ``D`` on every leaf (``steps[d]`` is dimension ``d``'s work) and whose
+      with a trailing axis ``D`` on every leaf (``steps[d]`` and ``status[d]`` are dimension ``d``'s),
+      labelled ``coder = "factorized(<inner>)"`` and ``event_size = D``, and whose
       ``decode(key, code, prior)`` returns ``(D,)``; ``encode_batch`` takes ``(B,)`` keys and
       ``(B, D)`` targets.
     """
     if not isinstance(coder, Coder):
         raise InvalidArgumentError(f"factorized wraps a jaxrec Coder, got {type(coder).__name__}")
+    label = f"factorized({coder.spec.name})"
 
     def encode(key: Any, target: Distribution, prior: Distribution) -> Any:
-        check_pair(target, prior)
+        check_single(target, prior)
         check_bounded_ratio(target, prior, per_dim=True)
         num_dims = target.event_size
         keys = dimension_keys(key, num_dims)
-        return jax.vmap(coder.encode)(keys, _per_dim(target, num_dims), _per_dim(prior, num_dims))
+        code = jax.vmap(coder.encode)(keys, _per_dim(target, num_dims), _per_dim(prior, num_dims))
+        return code.replace(coder=label, event_size=num_dims)
 
     def decode(key: Any, code: Any, prior: Distribution) -> Array:
-        if not isinstance(prior, Distribution):
-            raise InvalidArgumentError(f"prior must be a jaxrec distribution, got {type(prior).__name__}")
+        check_code(code, CodeBase, label, prior)
         num_dims = prior.event_size
-        xs = jax.vmap(coder.decode)(dimension_keys(key, num_dims), code, _per_dim(prior, num_dims))
+        inner = code.replace(coder=coder.spec.name, event_size=1)
+        xs = jax.vmap(coder.decode)(dimension_keys(key, num_dims), inner, _per_dim(prior, num_dims))
         return xs[..., 0]
 
     def encode_batch(keys: Any, targets: Distribution, prior: Distribution, **options: Any) -> Any:
         """``B`` problems: keys ``(B,)``, targets batch ``(B,)``; codes get leaves ``(B, D)``."""
-        check_pair(targets, prior)
+        keys, batch = check_batch(keys, targets, prior)
         check_bounded_ratio(targets, prior, per_dim=True)
-        keys = prng.as_key(keys)
-        batch, num_dims = targets.batch_shape[0], targets.event_size
+        num_dims = targets.event_size
         flat_keys = jax.vmap(lambda k: dimension_keys(k, num_dims))(keys).reshape(batch * num_dims)
         flatten = lambda dist: jax.tree.map(
             lambda a: jnp.broadcast_to(a, (batch, num_dims)).reshape(batch * num_dims, 1), dist
         )
         codes = _encode_batch(coder, flat_keys, flatten(targets), flatten(prior), **options)
-        return jax.tree.map(lambda a: a.reshape((batch, num_dims) + a.shape[1:]), codes)
+        codes = jax.tree.map(lambda a: a.reshape((batch, num_dims) + a.shape[1:]), codes)
+        return codes.replace(coder=label, event_size=num_dims)
 
-    spec = CoderSpec("factorized", (("coder", coder.spec),))
+    inner_args = (coder.spec.name, *(value for _, value in coder.spec.params))
+    spec = CoderSpec("factorized", (("coder", inner_args),))
     return Coder(encode, decode, spec, encode_batch)
+
+
+def _inner_spec(args: tuple) -> CoderSpec:
+    """The wrapped coder's spec from the header value ``(name, *args)`` (the registry names the args)."""
+    if not isinstance(args, tuple) or not args or not isinstance(args[0], str):
+        raise InvalidArgumentError(f"the wrapped coder must be given as (name, *args), got {args!r}")
+    entry = registry.lookup(args[0])
+    if entry.partitioned or len(args) - 1 != len(entry.params):
+        raise InvalidArgumentError(f"cannot rebuild the wrapped coder {args!r} (registry parameters {entry.params})")
+    return CoderSpec(args[0], tuple(zip(entry.params, args[1:])))
+
+
+def _factorized_from_args(coder: tuple) -> Coder:
+    """The registry factory: ``factorized`` of the coder the header names."""
+    return factorized(registry.coder_from_spec(_inner_spec(coder)))
+
+
+def _message(spec: CoderSpec, budget_bits: float, plan: Any) -> registry.Message:
+    """The wrapped coder's message per dimension, with the block budget shared by its ``S`` dimensions."""
+    inner = _inner_spec(spec.kwargs["coder"])
+    return registry.lookup(inner.name).message(inner, budget_bits / plan.max_size, plan)
+
+
+def _pack(spec: CoderSpec, fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    inner = _inner_spec(spec.kwargs["coder"])
+    return registry.lookup(inner.name).symbols(inner, fields)
+
+
+def _unpack(spec: CoderSpec, symbols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    inner = _inner_spec(spec.kwargs["coder"])
+    return registry.lookup(inner.name).fields(inner, symbols)
+
+
+registry.register_coder(
+    "factorized", _factorized_from_args, params=("coder",), message=_message,
+    check=lambda target, prior: check_bounded_ratio(target, prior, per_dim=True), pack=_pack, unpack=_unpack,
+)
