@@ -1,0 +1,362 @@
+"""The coder contract, checked the same way for every registered coder (``jaxrec.coders.registry``).
+
+For each coder in ``REGISTRY`` the table ``CASES`` says how to build it and a valid problem for it
+(1-D Gaussian pairs with ``scale_q < scale_p`` for the 1-D samplers, a partition for the
+space-partitioning coders, ``num_aux`` for iREC, an inner coder for ``factorized``).  A coder that
+registers itself without an entry here fails :func:`test_every_registered_coder_has_a_contract_case`.
+
+Every pair uses a **shifted prior with a non-unit scale**, so a formula that forgets ``prior.loc`` or
+``prior.scale`` cannot pass.  The checks:
+
+* exact coders pass KS against Q (5000 samples per coordinate, ``p > 1e-3``, fixed seeds; slow);
+* codes (message, ``steps``, ``status``) do not depend on the chunk size, ``jit`` or ``vmap``;
+* ``decode`` returns the encoder's candidate (rebuilt from the shared randomness where the
+  coder's candidate stream is public: the scan coders), the same bits eagerly, jitted and vmapped;
+* bad arguments raise :class:`~jaxrec.InvalidArgumentError` naming the problem;
+* a ``compress`` / ``decompress`` round trip returns the decoded sample, and the header's entropy
+  models are the ones written down *here*, independently of the coder's ``message`` function.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import jaxrec
+from jaxrec.codec import container
+from jaxrec.coders.registry import REGISTRY
+from jaxrec.core import prng
+from jaxrec.entropy import PlanAlphabetModel, UniformModel, ZipfModel
+
+N_KS = 5000  # samples per exactness test
+N_CODES = 48  # problems per invariance test
+SEED = 20261201
+
+
+def zipf(budget_bits: float) -> ZipfModel:
+    """The PFR index model written out: ``alpha = 1 + 1 / (budget + 1)`` (Li & El Gamal 2018) in float32."""
+    return ZipfModel(float(np.float32(1.0 + 1.0 / (max(budget_bits, 0.0) + 1.0))))
+
+
+# Problems.  Priors are shifted and have non-unit scales on purpose.
+TARGET_1D = jaxrec.DiagGaussian(0.9, 0.45)
+PRIOR_1D = jaxrec.DiagGaussian(0.4, 1.5)
+TARGET_3D = jaxrec.DiagGaussian(jnp.array([0.4, -0.2, 0.9]), jnp.array([0.5, 0.7, 0.6]))
+PRIOR_3D = jaxrec.DiagGaussian(jnp.array([0.3, -0.5, 0.6]), jnp.array([1.4, 1.2, 1.6]))
+COUNTS_3D = np.array([2, 1, 3])
+PARTITION_3D = jaxrec.Partition(COUNTS_3D)
+
+
+class Case(NamedTuple):
+    """How the contract suite builds and checks one registered coder.
+
+    Attributes:
+      make: ``make(**overrides) -> Coder``; ``make()`` is the coder under test.
+      pair: ``(target, prior)``, a valid problem (no batch axes).
+      exact: whether decoded samples must follow Q exactly (KS).
+      variants: overrides of ``make`` that change the schedule only (chunk sizes): same codes.
+      models: ``models(budget_bits, plan) -> tuple`` of the header's entropy models, written
+        independently of the coder's ``message`` function.
+      candidate: ``candidate(key, code, prior) -> x (D,)``, the encoder's candidate rebuilt from
+        the shared randomness, or ``None`` where the coder's candidate stream is internal.
+      partition: for space-partitioning coders, the block partition.
+    """
+
+    make: Callable[..., jaxrec.Coder]
+    pair: tuple[Any, Any]
+    exact: bool
+    variants: tuple[dict, ...]
+    models: Callable[[float, Any], tuple]
+    candidate: Callable[[Any, Any, Any], Any] | None = None
+    partition: Any = None
+
+
+def _stream0_candidate(key, code, prior):
+    return prng.candidates(prng.as_key(key), jnp.asarray(code.index)[None], prior)[0]
+
+
+def _log2_j(plan) -> float:
+    return float(np.mean(np.sum(np.log2(np.asarray(plan.partitions.num_intervals, np.float64)), axis=-1)))
+
+
+CASES: dict[str, Case] = {
+    "pfr": Case(
+        lambda chunk_size=256: jaxrec.pfr(chunk_size=chunk_size), (TARGET_3D, PRIOR_3D), True,
+        ({"chunk_size": 1}, {"chunk_size": 1024}), lambda b, plan: (zipf(b),), _stream0_candidate,
+    ),
+    "orc": Case(
+        lambda chunk_size=None: jaxrec.orc(64, chunk_size=chunk_size), (TARGET_3D, PRIOR_3D), False,
+        ({"chunk_size": 1}, {"chunk_size": 7}), lambda b, plan: (UniformModel(64),), _stream0_candidate,
+    ),
+    "mrc": Case(
+        lambda chunk_size=None: jaxrec.mrc(64, chunk_size=chunk_size), (TARGET_3D, PRIOR_3D), False,
+        ({"chunk_size": 1}, {"chunk_size": 7}), lambda b, plan: (UniformModel(64),), _stream0_candidate,
+    ),
+    "sp_pfr": Case(
+        lambda partition=PARTITION_3D, chunk_size=64: jaxrec.sp_pfr(partition, chunk_size=chunk_size),
+        (TARGET_3D, PRIOR_3D), True, ({"chunk_size": 1}, {"chunk_size": 512}),
+        # the within-bin index costs about KL - log2 J bits (He, Flamich & Hernandez-Lobato 2024, Sec. 3)
+        lambda b, plan: (PlanAlphabetModel(), zipf(b - _log2_j(plan))), partition=PARTITION_3D,
+    ),
+    "sp_orc": Case(
+        lambda partition=PARTITION_3D, chunk_size=None: jaxrec.sp_orc(partition, 32, chunk_size=chunk_size),
+        (TARGET_3D, PRIOR_3D), False, ({"chunk_size": 1}, {"chunk_size": 5}),
+        lambda b, plan: (PlanAlphabetModel(), UniformModel(32)), partition=PARTITION_3D,
+    ),
+    "gprs": Case(
+        lambda chunk_size=16: jaxrec.gprs(chunk_size=chunk_size), (TARGET_1D, PRIOR_1D), True,
+        ({"chunk_size": 1}, {"chunk_size": 256}), lambda b, plan: (zipf(b),), _stream0_candidate,
+    ),
+    "grs": Case(
+        lambda chunk_size=8: jaxrec.grs(chunk_size=chunk_size), (TARGET_1D, PRIOR_1D), True,
+        ({"chunk_size": 1}, {"chunk_size": 64}), lambda b, plan: (zipf(b),), _stream0_candidate,
+    ),
+    "agrs": Case(
+        lambda chunk_size=4: jaxrec.agrs(chunk_size=chunk_size), (TARGET_1D, PRIOR_1D), True,
+        ({"chunk_size": 1}, {"chunk_size": 16}),
+        lambda b, plan: (zipf(b), zipf(math.log2(b + 2.0)), zipf(b)),
+    ),
+    "astar": Case(
+        lambda capacity=64: jaxrec.astar(capacity=capacity), (TARGET_1D, PRIOR_1D), True, ({"capacity": 128},),
+        lambda b, plan: (zipf(b),),
+    ),
+    "adstar": Case(
+        lambda capacity=64: jaxrec.adstar(capacity=capacity), (TARGET_1D, PRIOR_1D), True, ({"capacity": 128},),
+        lambda b, plan: (zipf(b),),
+    ),
+    "dadstar": Case(
+        lambda capacity=64: jaxrec.dadstar(6, capacity=capacity), (TARGET_1D, PRIOR_1D), False,
+        ({"capacity": 128},), lambda b, plan: (zipf(b),),
+    ),
+    "gprs_bnb": Case(
+        lambda capacity=64: jaxrec.gprs_bnb(capacity=capacity), (TARGET_1D, PRIOR_1D), True, ({"capacity": 128},),
+        lambda b, plan: (zipf(b),),
+    ),
+    "irec": Case(
+        lambda beam_width=1: jaxrec.irec(16, 3, beam_width=beam_width), (TARGET_3D, PRIOR_3D), False, (),
+        lambda b, plan: (UniformModel(16),),
+    ),
+    "factorized": Case(
+        lambda chunk_size=8: jaxrec.factorized(jaxrec.pfr(chunk_size=chunk_size)), (TARGET_3D, PRIOR_3D), True,
+        ({"chunk_size": 1}, {"chunk_size": 128}),
+        # the inner coder's model with the block budget shared by the block's S dimensions
+        lambda b, plan: (zipf(b / plan.max_size),),
+    ),
+}
+NAMES = sorted(CASES)
+EXACT = [name for name in NAMES if CASES[name].exact]
+
+
+def test_every_registered_coder_has_a_contract_case():
+    missing = sorted(set(REGISTRY) - set(CASES))
+    assert not missing, f"registered coders without a contract case in tests/test_contract.py: {missing}"
+    assert not sorted(set(CASES) - set(REGISTRY)), "contract cases for coders that are not registered"
+
+
+def _batch(n: int, seed: int = SEED) -> jax.Array:
+    return jax.random.split(prng.as_key(seed), n)
+
+
+@functools.cache
+def _compiled(name: str, overrides: tuple = ()):
+    """``(coder, encode_many, decode_many)``: jitted vmaps over keys, built once per configuration."""
+    coder = CASES[name].make(**dict(overrides))
+    enc = jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None)))
+    dec = jax.jit(jax.vmap(coder.decode, in_axes=(0, 0, None)))
+    return coder, enc, dec
+
+
+def _fields(code) -> dict[str, np.ndarray]:
+    names = type(code).MESSAGE + ("steps", "status")
+    return {f: np.asarray(getattr(code, f)) for f in names}
+
+
+def _take(code, i: int):
+    return jax.tree.map(lambda a: a[i], code)
+
+
+# ------------------------------------------------------------------------------------------------
+# Exactness
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXACT)
+def test_exact_coders_pass_ks(name):
+    target, prior = CASES[name].pair
+    _, enc, dec = _compiled(name)
+    keys = _batch(N_KS, SEED + 1)
+    codes = enc(keys, target, prior)
+    assert bool(np.all(np.asarray(codes.status) == 0)), f"{name}: some codes are not ok"
+    xs = np.asarray(dec(keys, codes, prior), np.float64)
+    loc, scale = np.asarray(target.loc, np.float64), np.asarray(target.scale, np.float64)
+    for d in range(target.event_size):
+        p = stats.kstest(xs[:, d], stats.norm(loc[d], scale[d]).cdf).pvalue
+        assert p > 1e-3, (name, d, p)
+
+
+# ------------------------------------------------------------------------------------------------
+# Invariance: chunk size, jit, vmap
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_codes_do_not_depend_on_chunk_size_jit_or_vmap(name):
+    case = CASES[name]
+    target, prior = case.pair
+    keys = _batch(N_CODES)
+    coder, enc, _ = _compiled(name)
+    reference = _fields(enc(keys, target, prior))
+    assert np.all(reference["status"] == 0), name
+    for overrides in case.variants:
+        _, other_enc, _ = _compiled(name, tuple(sorted(overrides.items())))
+        other = _fields(other_enc(keys, target, prior))
+        for field, value in reference.items():
+            np.testing.assert_array_equal(other[field], value, err_msg=f"{name} {overrides} {field}")
+    for i in range(2):  # eager, one problem at a time
+        eager = _fields(coder.encode(keys[i], target, prior))
+        for field, value in reference.items():
+            np.testing.assert_array_equal(eager[field], value[i], err_msg=f"{name} eager {field}")
+    batched = jaxrec.encode_batch(coder, keys[:8], jax.tree.map(lambda a: jnp.broadcast_to(a, (8,) + a.shape), target), prior)
+    for field, value in _fields(batched).items():
+        np.testing.assert_array_equal(value, reference[field][:8], err_msg=f"{name} encode_batch {field}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Decoding
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_decode_returns_the_encoders_candidate(name):
+    case = CASES[name]
+    target, prior = case.pair
+    coder, enc, dec = _compiled(name)
+    keys = _batch(4, SEED + 2)
+    codes = enc(keys, target, prior)
+    xs = np.asarray(dec(keys, codes, prior))
+    assert xs.shape == (4, target.event_size) and np.all(np.isfinite(xs))
+    for i in range(2):
+        code = _take(codes, i)
+        eager = np.asarray(coder.decode(keys[i], code, prior))
+        if case.candidate is None:
+            # quantile-based decoders are compiled differently one at a time and vmapped: an ulp apart
+            np.testing.assert_allclose(eager, xs[i], rtol=1e-6, atol=1e-7, err_msg=name)
+        else:
+            np.testing.assert_array_equal(eager, xs[i], err_msg=name)
+        if case.candidate is not None:
+            candidate = jax.jit(case.candidate)(keys[i], code, prior)
+            np.testing.assert_array_equal(xs[i], np.asarray(candidate), err_msg=f"{name}: not the encoder's candidate")
+    if case.partition is not None:  # the sample lies in the bin the code names
+        cdf = np.asarray(prior.cdf(jnp.asarray(xs)), np.float64)
+        counts = np.asarray(case.partition.num_intervals)
+        np.testing.assert_array_equal(np.floor(cdf * counts).clip(0, counts - 1), np.asarray(codes.bin), err_msg=name)
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad arguments
+
+
+def _other_code(name: str):
+    """A code of another coder (PFR's unless ``name`` is PFR) for the same event size."""
+    target, prior = CASES[name].pair
+    other = "orc" if name == "pfr" else "pfr"
+    coder = CASES[other].make()
+    pair_target = target if prior.event_size == 3 else TARGET_3D
+    pair_prior = prior if prior.event_size == 3 else PRIOR_3D
+    code = jax.eval_shape(coder.encode, 0, pair_target, pair_prior)  # shapes and static fields, no search
+    if prior.event_size != 3:
+        code = code.replace(event_size=prior.event_size)
+    return code
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_arguments_raise_invalid_argument_error(name):
+    target, prior = CASES[name].pair
+    coder = CASES[name].make()
+    wider = jaxrec.DiagGaussian(jnp.zeros(target.event_size + 1), jnp.ones(target.event_size + 1))
+    with pytest.raises(jaxrec.InvalidArgumentError, match="event size"):
+        coder.encode(0, target, wider)
+    with pytest.raises(jaxrec.InvalidArgumentError, match="key must be"):
+        coder.encode("abc", target, prior)
+    with pytest.raises(jaxrec.InvalidArgumentError, match="key must be"):
+        coder.encode(None, target, prior)
+    with pytest.raises(jaxrec.InvalidArgumentError, match="must be a jaxrec distribution"):
+        coder.encode(0, (target.loc, target.scale), prior)
+    # a code made by another coder, and one decoded with a prior of another event size
+    with pytest.raises(jaxrec.InvalidArgumentError, match="made by|cannot decode"):
+        coder.decode(0, _other_code(name), prior)
+    own = jax.eval_shape(coder.encode, 0, target, prior)
+    with pytest.raises(jaxrec.InvalidArgumentError, match="event size"):
+        coder.decode(0, own, wider)
+    with pytest.raises(jaxrec.InvalidArgumentError, match="event size"):  # inside jit: a trace-time check
+        jax.eval_shape(coder.decode, 0, own, wider)
+
+
+# ------------------------------------------------------------------------------------------------
+# Files
+
+
+class GaussianChannel:
+    """Channel simulation as a codec: item ``x = (loc, scale)`` ``(2, D)``, ``Q = N(loc, scale^2)``,
+    prior the case's (shifted, non-unit scale), ``reconstruct(z) = z``."""
+
+    def __init__(self, prior):
+        self._prior = prior
+
+    def prior(self):
+        return self._prior
+
+    def target(self, x):
+        return jaxrec.DiagGaussian(x[0], x[1])
+
+    def reconstruct(self, z):
+        return z
+
+
+def _sp_coder(name: str, partition: Any) -> jaxrec.Coder:
+    """``partition -> Coder`` for a space-partitioning case (the form ``compress`` takes)."""
+    return CASES[name].make(partition=partition)
+
+
+def _round_trip_setup(name: str):
+    case = CASES[name]
+    target, prior = case.pair
+    items = jnp.stack([jnp.stack([target.loc, target.scale]), jnp.stack([target.loc + 0.1, target.scale * 0.9])])
+    budget = 6.0
+    plan = jaxrec.plan_blocks(np.full(prior.event_size, 1.0), budget, shuffle=False)
+    coder: Any = case.make()
+    if case.partition is not None:
+        counts = np.asarray(case.partition.num_intervals)
+        plan = plan.with_partitions(lambda dims, size: jaxrec.Partition(counts[dims]))
+        coder = functools.partial(_sp_coder, name)
+    return case, GaussianChannel(prior), items, plan, budget, coder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_container_round_trip_and_header_models(name):
+    case, codec, items, plan, budget, coder = _round_trip_setup(name)
+    assert plan.num_blocks == 1
+    report = jaxrec.codec.compress_report(codec, items, key=SEED, coder=coder, plan=plan)
+    prior_blocks = plan.split(codec.prior(), codec.prior())[1]
+    block_prior = jax.tree.map(lambda a: a[0], prior_blocks)
+    block_coder = case.make(partition=case.partition) if case.partition is not None else case.make()
+    for i, data in enumerate(report.files):
+        header, _ = container.read(data)
+        assert header.coder_name == name
+        assert header.models == case.models(budget, plan), (name, header.models)
+        decoded = np.asarray(jaxrec.decompress(codec, data, plan=plan))
+        block_key = prng.fold_in_index(prng.fold_in_index(prng.as_key(SEED), i), 0)
+        code = jax.tree.map(functools.partial(lambda i, a: a[i, 0], i), report.code)
+        assert int(code.status) == 0, name
+        expected = np.asarray(plan.merge(block_coder.decode(block_key, code, block_prior)[None]))
+        np.testing.assert_allclose(decoded, expected, rtol=1e-6, atol=1e-7, err_msg=name)
+
