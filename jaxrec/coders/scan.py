@@ -23,6 +23,7 @@ bound ``-inf``, so the search stops at its first position (``steps == 0``) and t
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any, Callable
@@ -182,7 +183,14 @@ def scan_coder(
         check_positive_int("lane_chunk_size", k, search.MAX_CHUNK)
         lanes = max(1, DEFAULT_CANDIDATES_IN_FLIGHT // k) if num_lanes is None else num_lanes
         check_positive_int("num_lanes", lanes, 2**20)
-        priors = _broadcast_batch(prior, batch)
+        codes = run_batch(keys, targets, _broadcast_batch(prior, batch), k, lanes, max_widening)
+        warn_status(codes)
+        return codes
+
+    # Compiled once per (shapes, schedule) and coder: an eager encode_batch call does not retrace.
+    @functools.partial(jax.jit, static_argnums=(3, 4, 5))
+    def run_batch(keys: Array, targets: Distribution, priors: Distribution, k: int, lanes: int,
+                     max_widening: int) -> Any:
         status0 = jax.vmap(lambda t, p: input_status(t, p, bounded=exact))(targets, priors)
         problems = (keys, targets if precompute is None else jax.vmap(precompute)(targets, priors), priors, status0)
 
@@ -193,11 +201,9 @@ def scan_coder(
 
         res = search.search_batch(
             problem_fn, problems, chunk_size=k, max_candidates=max_candidates,
-            num_lanes=lanes, score_dtype=prior.dtype, max_widening=max_widening,
+            num_lanes=lanes, score_dtype=priors.dtype, max_widening=max_widening,
         )
-        codes = jax.vmap(lambda r, s, p: make_code(r, s, p))(res, status0, priors)
-        warn_status(codes)
-        return codes
+        return jax.vmap(lambda r, s, p: make_code(r, s, p))(res, status0, priors)
 
     def checked_decode(key: Any, code: Any, prior: Distribution) -> Array:
         check_code(code, code_class, spec.name, prior)
@@ -220,8 +226,15 @@ def encode_batch(coder: Coder, keys: Any, targets: Distribution, prior: Distribu
     if options:
         raise InvalidArgumentError(f"{coder.spec.name} has no batch encoder; options {sorted(options)} do not apply")
     keys, _ = check_batch(keys, targets, prior)
-    prior_axis = 0 if prior.batch_shape else None
-    return jax.vmap(coder.encode, in_axes=(0, 0, prior_axis))(keys, targets, prior)
+    codes = _vmapped_encode(coder.encode, bool(prior.batch_shape))(keys, targets, prior)
+    warn_status(codes)
+    return codes
+
+
+@functools.lru_cache(maxsize=64)
+def _vmapped_encode(encode: Callable[..., Any], batched_prior: bool) -> Callable[..., Any]:
+    """``jit(vmap(encode))``, cached per encode function: compiled once per shapes."""
+    return jax.jit(jax.vmap(encode, in_axes=(0, 0, 0 if batched_prior else None)))
 
 
 def fixed_budget_coder(name: str, num_samples: int, chunk_size: int | None, prepare: Prepare) -> Coder:
