@@ -74,7 +74,7 @@ def test_latent_sizes_of_the_cifar10_models():
     assert inr.recombiner().layer_sizes == (1056, 1056, 1056, 99)
     assert inr.recombiner().latent_size == 3267 + 512  # SIREN latents + the 2x2x128 grid
     assert inr.combiner().latent_size == 544 + 1056 + 1056 + 99
-    assert inr.combiner().max_group_size == 25
+    assert inr.combiner().max_group_size is None and not inr.combiner().positional
     assert inr.InrConfig.from_dict(inr.recombiner().to_dict()) == inr.recombiner()
     with pytest.raises(InvalidArgumentError, match="multiple"):
         inr.InrConfig(image_shape=(24, 24, 3))
@@ -242,15 +242,17 @@ def at(tree, *index):
 
 
 def encoder_latent(code, item, plan, coder, prior, key):
-    """The latent the encoder chose for ``item``: every block's candidate decoded from its code."""
+    """The latent the encoder chose for ``item``: every block's candidate regenerated from its code
+    (candidate n is a pure function of the block key and n), in one jitted call."""
     _, prior_blocks = plan.split(prior, prior)
     item_key = jaxrec.core.prng.fold_in_index(jaxrec.core.prng.as_key(key), item)
-    blocks = []
-    for b in range(plan.num_blocks):
-        block_coder = coder if isinstance(coder, jaxrec.Coder) else coder(at(plan.partitions, b))
-        block_key = jaxrec.core.prng.fold_in_index(item_key, b)
-        blocks.append(block_coder.decode(block_key, at(code, item, b), at(prior_blocks, b)))
-    return plan.merge(jnp.stack(blocks))
+    keys = jax.vmap(lambda b: jaxrec.core.prng.fold_in_index(item_key, b))(jnp.arange(plan.num_blocks, dtype=jnp.uint32))
+    if isinstance(coder, jaxrec.Coder):
+        decode = lambda k, c, p, part: coder.decode(k, c, p)
+    else:  # a partition -> Coder callable
+        decode = lambda k, c, p, part: coder(part).decode(k, c, p)
+    blocks = jax.jit(jax.vmap(decode))(keys, at(code, item), prior_blocks, plan.partitions)
+    return plan.merge(blocks)
 
 
 @pytest.mark.parametrize("name", ["orc", "sp_orc", "sp_pfr"])
@@ -277,12 +279,16 @@ def test_round_trip_through_bytes_and_decoder_matches_encoder(bundle, images, na
 def test_progressive_compress_round_trip(bundle, images):
     import inspect
 
-    if "group_size" not in inspect.signature(jaxrec.compress_batch).parameters:
+    if "group_size" not in inspect.signature(jcodec.compress_report).parameters:
         pytest.skip("the progressive encoder loop has not landed in jaxrec.compress_batch yet")
     coder, plan = bundle.setup("orc")
-    files = jaxrec.compress_batch(bundle.codec, images[4:6], key=5, coder=coder, plan=plan, group_size=2)
-    decoded = np.asarray(jaxrec.decompress_batch(bundle.codec, files, plan=plan))
+    xs = images[4:6]
+    report = jcodec.compress_report(bundle.codec, xs, key=5, coder=coder, plan=plan, group_size=2)
+    decoded = np.asarray(jaxrec.decompress_batch(bundle.codec, report.files, plan=plan))
     assert decoded.shape == (2, 16, 16, 3)
+    for i in range(len(xs)):  # the decoder's image is the encoder's, whatever order it coded the blocks in
+        z = encoder_latent(report.code, i, plan, coder, bundle.codec.prior(), key=5)
+        np.testing.assert_array_equal(np.asarray(jax.jit(bundle.codec.reconstruct)(z)), decoded[i])
 
 
 # ------------------------------------------------------------------------------------------------

@@ -337,5 +337,5 @@ def load_bundle(path: str | os.PathLike) -> InrBundle:
                          blob.get("metadata", {}))
     except FormatError as err:
         raise FormatError(f"{path}: {err}") from None
-    except (KeyError, TypeError, ValueError) as err:  # missing fields, wrong types, bad values
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:  # missing fields, wrong types, bad values
         raise FormatError(f"{path}: malformed {FORMAT} prior file ({type(err).__name__}: {err})") from err

@@ -43,7 +43,6 @@ Array = jax.Array
 __all__ = ["InrCodec", "groups_of_plan"]
 
 
-
 def groups_of_plan(plan: jaxrec.BlockPlan) -> Groups:
     """The block of every latent coordinate of ``plan``."""
     index = np.empty(plan.dim, np.int32)

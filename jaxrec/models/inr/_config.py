@@ -42,7 +42,7 @@ class InrConfig:
       upsampler_hidden: channels of the upsampler's hidden conv layers (64).
       upsample_factors: nearest-neighbour factors before each of the three convs (4, 2, 2).
       linear_reparam: RECOMBINER's linear reparameterization ``w_l = h_l A_l``.
-      max_group_size: cap on the dimensions of a group in the plans (COMBINER: 25; ``None``: none).
+      max_group_size: cap on the dimensions of a group in the plans (COMBINER's Kodak code: 25; ``None``: no cap).
     """
 
     image_shape: tuple[int, int, int] = (32, 32, 3)
@@ -156,6 +156,9 @@ def recombiner(**overrides: Any) -> InrConfig:
 
 def combiner(**overrides: Any) -> InrConfig:
     """COMBINER (Guo et al., NeurIPS 2023) at RECOMBINER's CIFAR-10 width: the same SIREN on the 16
-    Fourier features alone, no positional encodings, no linear reparameterization, groups of at
-    most 25 parameters; 2,755 latents."""
-    return InrConfig(**{"positional": False, "linear_reparam": False, "max_group_size": 25, **overrides})
+    Fourier features alone, no positional encodings, no linear reparameterization; 2,755 latents.
+
+    The cap of 25 parameters per group of COMBINER's Kodak code is not used (``max_group_size``
+    None): on 2,755 latents it would force at least 111 blocks, i.e. >= 1.73 bpp with 16-bit blocks.
+    """
+    return InrConfig(**{"positional": False, "linear_reparam": False, **overrides})
