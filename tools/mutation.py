@@ -1,0 +1,145 @@
+"""Mutation testing of jaxrec's core modules with mutmut, module by module, on the matching fast tests.
+
+    python tools/mutation.py --list                      # the modules and the tests that guard them
+    python tools/mutation.py core/prng                   # mutate jaxrec/core/prng.py, run its fast tests
+    python tools/mutation.py core/prng --rev HEAD~5      # the same against an older commit's tests and code
+    python tools/mutation.py core/prng --report          # the table of an earlier run; survivors with diffs
+
+Each module runs in its own scratch clone under ``.mutation/<module>/`` (git-ignored): mutmut edits
+the file it mutates in place, so it never touches the working tree (or anyone's uncommitted work),
+and it keeps its cache (``.mutmut-cache``) there, so a rerun only retests survivors and untested
+mutants (mutmut assumes a killed mutant stays killed).  The clone holds the committed state of
+``--rev`` (default ``HEAD``): commit the tests you want measured first.
+
+Every mutant runs ``pytest -x -m "not slow"`` on the module's test files (``MODULE_TESTS``), cheapest
+first, with a persistent JAX compilation cache so that functions the mutant does not change are not
+recompiled.  mutmut's defaults come from ``[tool.mutmut]`` in ``pyproject.toml``; this script sets
+the file to mutate and the runner.  Expect minutes per module on an idle 2-core machine for the
+small modules and about an hour for the large ones: run it in the background before a release or
+after changing a core module, not in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRATCH = ROOT / ".mutation"
+
+# module (relative to jaxrec/, without .py) -> the fast test files that guard it, cheapest first
+MODULE_TESTS: dict[str, tuple[str, ...]] = {
+    "core/distributions": ("test_distributions.py", "test_references.py"),
+    "core/prng": ("test_prng_arrivals.py", "test_contract.py"),
+    "core/arrivals": ("test_prng_arrivals.py", "test_references.py"),
+    "core/truncated": ("test_truncated.py", "test_references.py"),
+    "search/chunked": ("test_references.py", "test_coders_core.py"),
+    "search/heap": ("test_treesearch.py", "test_astar.py"),
+    "coders/base": ("test_contract.py", "test_coders_core.py"),
+    "coders/scan": ("test_contract.py", "test_coders_core.py"),
+    "coders/registry": ("test_contract.py", "test_codec.py"),
+    "coders/poisson/_pfr": ("test_references.py", "test_coders_core.py", "test_contract.py"),
+    "coders/poisson/_orc": ("test_coders_core.py", "test_contract.py"),
+    "coders/poisson/_mrc": ("test_coders_core.py", "test_contract.py"),
+    "coders/sp/partition": ("test_partition.py", "test_sp.py"),
+    "coders/sp/message": ("test_sp.py", "test_contract.py"),
+    "coders/sp/_sp_pfr": ("test_sp.py", "test_contract.py"),
+    "coders/sp/_sp_orc": ("test_sp.py", "test_contract.py"),
+    "coders/greedy/widths": ("test_widths.py",),
+    "coders/greedy/_gprs": ("test_gprs.py", "test_contract.py"),
+    "coders/greedy/_grs": ("test_grs.py", "test_contract.py"),
+    "coders/greedy/_agrs": ("test_grs.py", "test_contract.py"),
+    "coders/tree/paths": ("test_treesearch.py", "test_astar.py"),
+    "coders/tree/partition_tree": ("test_references.py", "test_astar.py", "test_treesearch.py"),
+    "coders/tree/_astar": ("test_references.py", "test_astar.py", "test_contract.py"),
+    "coders/tree/_gprs_bnb": ("test_treesearch.py", "test_contract.py"),
+    "coders/auxiliary/_irec": ("test_irec.py", "test_contract.py"),
+    "coders/wrappers/_factorized": ("test_contract.py", "test_gprs.py"),
+    "entropy/bits": ("test_coding.py",),
+    "entropy/models": ("test_coding.py",),
+    "entropy/streams": ("test_coding.py",),
+    "codec/container": ("test_container.py", "test_codec.py"),
+}
+
+
+def _run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> str:
+    out = subprocess.run(cmd, check=False, cwd=cwd, env=env, text=True, capture_output=True)
+    if check and out.returncode != 0:
+        sys.exit(f"{shlex.join(cmd)} failed:\n{out.stdout}\n{out.stderr}")
+    return out.stdout
+
+
+def scratch_clone(module: str, rev: str) -> Path:
+    """``.mutation/<module>``: a clone of the repository at ``rev`` (reused if it is already there)."""
+    path = SCRATCH / module.replace("/", "__")
+    if not (path / ".git").exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _run(["git", "clone", "-q", "--no-checkout", str(ROOT), str(path)], ROOT)
+    _run(["git", "checkout", "-q", "--force", rev], path)
+    return path
+
+
+def runner(module: str, clone: Path) -> str:
+    """The test command for one mutant: the module's fast tests that exist at the clone's commit."""
+    tests = " ".join(f"tests/{name}" for name in MODULE_TESTS[module] if (clone / "tests" / name).exists())
+    return f"python -m pytest -x -q -p no:cacheprovider -m 'not slow' {tests}"
+
+
+def environment(clone: Path) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(clone)  # the clone's jaxrec, not an installed one
+    env["JAX_COMPILATION_CACHE_DIR"] = str(SCRATCH / "jax-cache")
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    return env
+
+
+def summary(clone: Path, env: dict) -> dict[str, int]:
+    """Counts per mutmut status from ``mutmut results`` (killed = mutants minus the listed ones)."""
+    text = _run([sys.executable, "-m", "mutmut", "results"], clone, env, check=False)
+    counts: dict[str, int] = {}
+    section = None
+    for line in text.splitlines():
+        head = re.match(r"^(Survived|Timed out|Suspicious|Untested|Skipped)", line.strip())
+        if head:
+            section = head.group(1)
+            counts.setdefault(section, 0)
+            continue
+        ids = re.findall(r"\b(\d+)(?:-(\d+))?\b", line) if section and line.startswith("    ") else []
+        for start, end in ids:
+            counts[section] += int(end) - int(start) + 1 if end else 1
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("module", nargs="?", help="e.g. core/prng (see --list)")
+    parser.add_argument("--rev", default="HEAD", help="commit whose code and tests are measured (default HEAD)")
+    parser.add_argument("--list", action="store_true", help="print the module -> tests table")
+    parser.add_argument("--report", action="store_true", help="only print the results of an earlier run")
+    args = parser.parse_args()
+    if args.list or not args.module:
+        for module, tests in MODULE_TESTS.items():
+            print(f"{module:32s} {' '.join(tests)}")
+        return
+    if args.module not in MODULE_TESTS:
+        sys.exit(f"unknown module {args.module!r}; see --list")
+    clone = scratch_clone(args.module, args.rev) if not args.report else SCRATCH / args.module.replace("/", "__")
+    env = environment(clone)
+    if not args.report:
+        cmd = [
+            sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", f"jaxrec/{args.module}.py",
+            "--runner", runner(args.module, clone), "--tests-dir", "tests/", "--no-progress",
+        ]
+        subprocess.run(cmd, check=False, cwd=clone, env=env)
+    print(_run([sys.executable, "-m", "mutmut", "results"], clone, env, check=False))
+    print(args.module, summary(clone, env))
+
+
+if __name__ == "__main__":
+    main()
