@@ -261,6 +261,7 @@ def plot(results: list[dict], out_dir: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     colors = {"mean_var": "tab:blue", "mean_kl": "tab:orange"}
     datasets = [r for r in results if r is not None]
@@ -277,6 +278,10 @@ def plot(results: list[dict], out_dir: Path) -> None:
         ax.axhline(100 * res["deterministic_error"], color="gray", ls="--", lw=1, label="uncompressed (pre-trained)")
         ax.set(xscale="log", yscale="log", xlabel="compressed size (bytes)", ylabel="test error (%)",
                title=f"LeNet-5, {res['dataset']}")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+            axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / "size_vs_error.png", dpi=120)
