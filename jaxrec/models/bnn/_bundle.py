@@ -11,7 +11,10 @@ The container (:mod:`jaxrec.codec.container`) is an ordinary one-item file of th
 :class:`~jaxrec.models.bnn.MiracleCodec` (item 0, a dummy index), so any decoder of the library
 reads it; the config rebuilds the architecture, the hashing tables and the block plan (all from
 seeds), and the prior log-scales are stored exactly (float32). The overhead over the container is
-the config and ``4 T`` bytes of scales (``T`` tensors; 8 for LeNet-5), about 70 bytes for LeNet-5.
+the format tag and field names (44 bytes), the config (45 bytes for LeNet-5) and ``4 T`` bytes of
+scales (``T`` tensors, 8 for LeNet-5): about 120 bytes for LeNet-5, next to the container's 43-45
+header bytes and its payload of ``ceil(B log2 N / 32)`` 32-bit words (1,108 bytes for 886 blocks
+of 10 bits).
 
 :func:`load_bundle` returns a :class:`CompressedNetwork`, the model bundle of ``jaxrec.models``
 (``name``, ``codec``, ``item_shape``, ``item_dtype``, ``setup``) with the decoded network on top:
