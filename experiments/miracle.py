@@ -92,7 +92,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def pretrained_means(dataset: str, train: tuple, s: dict, args: argparse.Namespace) -> tuple[np.ndarray, float]:
     """Means of a deterministic LeNet-5 (shared by every run of the dataset), cached in the workdir."""
-    path = args.workdir / f"{dataset}_pretrain_{s['pretrain_steps']}.msgpack"
+    path = args.workdir / f"{dataset}_pretrain_{s['pretrain_steps']}x{s['batch_size']}_seed{args.seed}.msgpack"
     if path.is_file():
         net, info = bnn.load_checkpoint(path)
         return np.asarray(net.flat_params()[0]), info["metadata"]["seconds"]
@@ -145,7 +145,8 @@ def run_one(dataset: str, parameterization: str, bits: int, means: np.ndarray, t
     history = bnn.train(
         net, *train, steps=s["steps"], batch_size=s["batch_size"], learning_rate=s["learning_rate"],
         penalty_step=s["penalty_step"], seed=args.seed, eval_data=eval_subset, eval_every=args.eval_every,
-        checkpoint=args.workdir / f"{name}.msgpack", checkpoint_every=max(100, s["steps"] // 10),
+        checkpoint=args.workdir / f"{name}_{s['steps']}x{s['batch_size']}_lr{s['learning_rate']:g}_seed{args.seed}.msgpack",
+        checkpoint_every=max(100, s["steps"] // 10),
         progress=not args.no_progress,
     )
     q, prior = net.posterior(), net.prior()

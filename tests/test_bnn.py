@@ -191,6 +191,8 @@ def test_training_resumes_exactly(tmp_path, data):
     np.testing.assert_array_equal(np.asarray(loaded.flat_params()[1]), np.asarray(again.flat_params()[1]))
     with pytest.raises(jaxrec.InvalidArgumentError, match="another network config"):
         bnn.train(tiny("mean_var"), images, labels, steps=21, checkpoint=path, **kwargs)
+    with pytest.raises(jaxrec.InvalidArgumentError, match="other training settings"):
+        bnn.train(tiny("mean_kl"), images, labels, steps=21, checkpoint=path, **{**kwargs, "learning_rate": 1e-3})
 
 
 def test_pretrain_fits_the_means(data):

@@ -206,7 +206,8 @@ def train(
       eval_data: ``(images, labels)`` for the error curve, or None.
       eval_every, log_every: curve resolution in steps.
       checkpoint: file written every ``checkpoint_every`` steps and at the end; when it exists at
-        the start, training resumes from it (its config must match ``net``'s).
+        the start, training resumes from it (its network config and its batch size, learning rate,
+        penalty step and seed must match, else :class:`InvalidArgumentError`).
       progress: show a tqdm bar.
 
     Returns:
@@ -217,8 +218,10 @@ def train(
         raise InvalidArgumentError(f"penalty_step must be a number >= 1, got {penalty_step!r}")
     optimizer = nnx.Optimizer(net, optax.adam(learning_rate), wrt=nnx.Param)
     history, start = History(), 0
+    settings = {"batch_size": batch_size, "learning_rate": float(learning_rate), "penalty_step": float(penalty_step),
+                "seed": int(seed)}
     if checkpoint is not None and Path(checkpoint).is_file():
-        start, history = _restore(Path(checkpoint), net, optimizer)
+        start, history = _restore(Path(checkpoint), net, optimizer, settings)
     key = jax.random.key(seed)
     gamma = jnp.float32(penalty_step)
     eval_key = jax.random.key(seed + 1)
@@ -248,7 +251,8 @@ def train(
                 history.eval_step.append(done)
                 history.eval_error.append(evaluate(net, *eval_data, z))
             if checkpoint is not None and (done % checkpoint_every == 0 or done == steps):
-                save_checkpoint(checkpoint, net, optimizer=optimizer, step=done, history=history)
+                save_checkpoint(checkpoint, net, optimizer=optimizer, step=done, history=history,
+                                metadata={"train_settings": settings})
             bar.update(1)
     return history
 
@@ -325,10 +329,13 @@ def _replace(target: Any, pure: Any, path: Path, what: str) -> None:
     nnx.update(target, state)
 
 
-def _restore(path: Path, net: BayesianNetwork, optimizer: nnx.Optimizer) -> tuple[int, History]:
+def _restore(path: Path, net: BayesianNetwork, optimizer: nnx.Optimizer, settings: dict[str, Any]) -> tuple[int, History]:
     blob = _read(path)
     if blob["config"] != net.config.to_dict():
         raise InvalidArgumentError(f"{path} was written for another network config: {blob['config']}")
+    stored = blob["metadata"].get("train_settings")
+    if stored != settings:
+        raise InvalidArgumentError(f"{path} was written with other training settings: {stored} (now {settings})")
     _replace(net, blob["params"], path, "parameters")
     net.kl_penalty.set_value(jnp.asarray(blob["kl_penalty"], jnp.float32))
     if blob["optimizer"]:
