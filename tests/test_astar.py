@@ -267,7 +267,7 @@ def test_bad_inputs_raise():
     for factory, kwargs in [(jaxrec.astar, {"capacity": 0}), (jaxrec.adstar, {"max_steps": 0}),
                             (jaxrec.astar, {"max_depth": 0}), (jaxrec.dadstar, {"depth": 0}),
                             (jaxrec.dadstar, {"depth": 2.5}), (jaxrec.astar, {"capacity": 2**21})]:
-        with pytest.raises(InvalidArgumentError):
+        with pytest.raises(InvalidArgumentError, match=f"{next(iter(kwargs))} must be an int"):
             factory(**kwargs)
     good = ts.TreeCode(
         jnp.int32(1), jnp.zeros((2,), jnp.uint32), jnp.int32(3), jnp.int32(0), coder=coder.spec.name, event_size=1

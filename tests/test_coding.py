@@ -44,7 +44,7 @@ def test_zipf_exponent_values_and_jit():
 
 @pytest.mark.parametrize("bad", [-1e-9, float("nan"), float("inf"), "abc", [0.0, -1.0]])
 def test_zipf_exponent_rejects(bad):
-    with pytest.raises(InvalidArgumentError):
+    with pytest.raises(InvalidArgumentError, match="kl_budget_bits must be"):
         entropy.zipf_exponent(bad)
 
 
@@ -278,18 +278,18 @@ def test_bad_indices_raise(indices, model, named):
     ],
 )
 def test_bad_models_raise(make):
-    with pytest.raises(InvalidArgumentError):
+    with pytest.raises(InvalidArgumentError, match="alpha|num_symbols|probs"):
         make()
 
 
 @pytest.mark.parametrize("count", [-1, 2.0, True, "3"])
 def test_bad_count_raises(count):
-    with pytest.raises(InvalidArgumentError):
+    with pytest.raises(InvalidArgumentError, match="count must be"):
         entropy.decode_indices(b"", ZIPF, count)
 
 
 def test_non_bytes_data_raises():
-    with pytest.raises(InvalidArgumentError):
+    with pytest.raises(InvalidArgumentError, match="data must be bytes"):
         entropy.decode_indices("abcd", ZIPF, 1)
 
 

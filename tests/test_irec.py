@@ -90,7 +90,10 @@ def test_partial_sum_weights_match_the_density_ratio_at_the_end():
     b = jnp.array([[0.3, -0.2], [1.1, 2.0]])
     got = irec_mod._log_partial_ratio(target, prior, 1.0, 0.0, b)
     np.testing.assert_allclose(got, jaxrec.log_ratio(target, prior, prior.loc + b), rtol=1e-5)
-    # Monte Carlo: the target marginal of b_k (cumulative fraction L) is N(L dmu, L(1-L) s_p^2 + L^2 s_q^2).
+    # Monte Carlo: the target marginal of b_k (cumulative fraction L) is N(L dmu, L(1-L) s_p^2 + L^2 s_q^2)
+    # (b_k given z ~ Q is the prior's conditional N(L (z - mu_p), L (1 - L) s_p^2)); the prior marginal
+    # is N(0, L s_p^2).  Checked here for one coordinate, then the library's weights at intermediate L
+    # against those densities (scipy), coordinate by coordinate.
     done = 0.3
     rng = np.random.default_rng(0)
     z = rng.normal(0.7, 0.2, 200_000)
@@ -98,6 +101,16 @@ def test_partial_sum_weights_match_the_density_ratio_at_the_end():
     mean_q = done * 0.2
     var_q = done * (1 - done) + done**2 * 0.04
     assert abs(bk.mean() - mean_q) < 0.005 and abs(bk.var() - var_q) < 0.005
+    dmu = np.asarray(target.loc - prior.loc, np.float64)
+    var_p, var_t = np.asarray(prior.scale, np.float64) ** 2, np.asarray(target.scale, np.float64) ** 2
+    for done in (0.1, 0.3, 0.75):
+        got = irec_mod._log_partial_ratio(target, prior, done, 1.0 - done, b)
+        expected = np.sum(
+            stats.norm.logpdf(np.asarray(b), done * dmu, np.sqrt(done * (1 - done) * var_p + done**2 * var_t))
+            - stats.norm.logpdf(np.asarray(b), 0.0, np.sqrt(done * var_p)),
+            axis=-1,
+        )
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5, err_msg=f"L = {done}")
 
 
 def test_block_of_several_dimensions():
@@ -123,12 +136,16 @@ def test_determinism_and_vmap_invariance(budget_runs):
 
 
 def test_bad_inputs_raise():
-    for kwargs in [dict(num_samples=0, num_aux=2), dict(num_samples=4, num_aux=0),
-                   dict(num_samples=4, num_aux=2, beam_width=0), dict(num_samples=4.0, num_aux=2),
-                   dict(num_samples=4, num_aux=2, variance_fractions=[1.0]),
-                   dict(num_samples=4, num_aux=2, variance_fractions=[1.0, -1.0]),
-                   dict(num_samples=4, num_aux=2, variance_fractions=[1.0, float("nan")])]:
-        with pytest.raises(InvalidArgumentError):
+    for kwargs, argument in [
+        ({"num_samples": 0, "num_aux": 2}, "num_samples"),
+        ({"num_samples": 4, "num_aux": 0}, "num_aux"),
+        ({"num_samples": 4, "num_aux": 2, "beam_width": 0}, "beam_width"),
+        ({"num_samples": 4.0, "num_aux": 2}, "num_samples"),
+        ({"num_samples": 4, "num_aux": 2, "variance_fractions": [1.0]}, "variance_fractions"),
+        ({"num_samples": 4, "num_aux": 2, "variance_fractions": [1.0, -1.0]}, "variance_fractions"),
+        ({"num_samples": 4, "num_aux": 2, "variance_fractions": [1.0, float("nan")]}, "variance_fractions"),
+    ]:
+        with pytest.raises(InvalidArgumentError, match=f"{argument} must be"):
             jaxrec.irec(**kwargs)
     coder = jaxrec.irec(8, 2)
     with pytest.raises(InvalidArgumentError, match="DiagGaussian"):

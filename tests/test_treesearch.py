@@ -135,9 +135,9 @@ def test_path_bits_build_the_heap_index():
 
 
 def test_from_heap_index_rejects_bad_input():
-    with pytest.raises(InvalidArgumentError):
+    with pytest.raises(InvalidArgumentError, match="heap index must be"):
         paths.from_heap_index(0, 10)
-    with pytest.raises(InvalidArgumentError):
+    with pytest.raises(InvalidArgumentError, match="depth 11 > max_depth 10"):
         paths.from_heap_index(2**11, 10)  # depth 11 > 10
     assert paths.path_words(1) == 1 and paths.path_words(32) == 1 and paths.path_words(33) == 2
 

@@ -113,5 +113,5 @@ def test_distribution_helpers():
     assert x.shape == (2,) and np.all((np.asarray(x) >= np.asarray(lo)) & (np.asarray(x) <= np.asarray(hi)))
     np.testing.assert_allclose(float(log_mass_u[0]), np.log(0.25), rtol=1e-6)
     assert float(median_u[0]) == pytest.approx(1.0)
-    with pytest.raises(InvalidArgumentError):
+    with pytest.raises(InvalidArgumentError, match="supports DiagGaussian and Uniform"):
         truncated.interval_log_mass(object(), 0.0, 1.0)
