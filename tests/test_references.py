@@ -350,3 +350,11 @@ def test_sample_interval_follows_the_truncated_prior(lo, hi):
     assert np.all((draws >= lo) & (draws <= hi))
     law = stats.truncnorm((lo - 0.3) / 1.6, (hi - 0.3) / 1.6, loc=0.3, scale=1.6)
     assert stats.kstest(draws, law.cdf).pvalue > 1e-3
+
+
+def test_grs_steps_are_the_number_of_rejections_plus_one():
+    """GRS defines its step count exactly: ``K`` rejections, then the accepted candidate ``K``."""
+    keys = jax.random.split(prng.as_key(9), 64)
+    codes = jax.jit(jax.vmap(jaxrec.grs(chunk_size=8).encode, in_axes=(0, None, None)))(keys, TREE_TARGET, TREE_PRIOR)
+    assert np.all(np.asarray(codes.status) == 0)
+    np.testing.assert_array_equal(np.asarray(codes.steps), np.asarray(codes.index) + 1)
