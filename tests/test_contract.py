@@ -360,3 +360,44 @@ def test_container_round_trip_and_header_models(name):
         expected = np.asarray(plan.merge(block_coder.decode(block_key, code, block_prior)[None]))
         np.testing.assert_allclose(decoded, expected, rtol=1e-6, atol=1e-7, err_msg=name)
 
+
+
+# ------------------------------------------------------------------------------------------------
+# float64 and batched priors
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_float64_problems_decode_in_float64(name):
+    """Every coder runs on float64 problems: codes ok, samples float64, exact coders pass KS."""
+    case = CASES[name]
+    with jax.enable_x64(True):
+        target, prior = (jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), d) for d in case.pair)
+        coder = case.make()
+        keys = _batch(N_KS if case.exact else 64, SEED + 3)
+        codes = jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None)))(keys, target, prior)
+        xs = jax.jit(jax.vmap(coder.decode, in_axes=(0, 0, None)))(keys, codes, prior)
+        assert xs.dtype == jnp.float64, name
+        assert np.all(np.asarray(codes.status) == 0), name
+        if case.exact:
+            loc, scale = np.asarray(target.loc), np.asarray(target.scale)
+            for d in range(target.event_size):
+                p = stats.kstest(np.asarray(xs[:, d]), stats.norm(loc[d], scale[d]).cdf).pvalue
+                assert p > 1e-3, (name, d, p)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_encode_batch_with_a_batched_prior_equals_vmap(name):
+    """``jaxrec.encode_batch`` with one prior per problem (the coder's batch encoder, or the ``vmap``
+    fallback for coders without one) gives ``vmap(encode)``'s codes."""
+    target, prior = CASES[name].pair
+    coder = CASES[name].make()
+    keys = _batch(6, SEED + 4)
+    shift = jnp.linspace(-0.2, 0.2, 6)[:, None]
+    priors = jaxrec.DiagGaussian(prior.loc + shift, jnp.broadcast_to(prior.scale, (6, prior.event_size)))
+    targets = jaxrec.DiagGaussian(target.loc + shift, jnp.broadcast_to(target.scale, (6, target.event_size)))
+    batched = jax.jit(lambda k, t, p: jaxrec.encode_batch(coder, k, t, p))(keys, targets, priors)
+    vmapped = jax.jit(jax.vmap(coder.encode))(keys, targets, priors)
+    for field, value in _fields(vmapped).items():
+        np.testing.assert_array_equal(_fields(batched)[field], value, err_msg=f"{name} {field}")
