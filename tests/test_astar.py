@@ -59,6 +59,7 @@ def ks_runs():
     return runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CODERS))
 def test_exact_ks(ks_runs, name):
     _, codes, xs = ks_runs[name]
@@ -115,6 +116,7 @@ def _lane(problems, i):
     return keys[i], jax.tree.map(lambda a: a[i], target), jax.tree.map(lambda a: a[i], prior)
 
 
+@pytest.mark.slow
 def test_astar_search_matches_reference_and_decodes_the_chosen_node(ks_runs):
     # (the dyadic search is checked against the reference through DAD*)
     name = "astar"
@@ -128,6 +130,7 @@ def test_astar_search_matches_reference_and_decodes_the_chosen_node(ks_runs):
         np.testing.assert_allclose(float(x[0]), xs[i], rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CODERS))
 def test_determinism_and_vmap_invariance(ks_runs, name):
     problems, codes, _ = ks_runs[name]
@@ -148,6 +151,7 @@ STEP_PAIRS = [(0.0, 0.5, 0.0, 1.0), (1.0, 0.25, 0.0, 1.0), (2.0, 0.05, 0.0, 1.0)
               (4.0, 1e-3, 0.0, 1.0), (5.0, 1e-5, 0.0, 1.0)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CODERS))
 def test_expected_steps_linear_in_dinf(name):
     enc, _ = _vmapped(CODERS[name])
@@ -204,6 +208,7 @@ def dad_runs():
     return (keys, target, prior), stats.norm(mu, s).cdf, runs
 
 
+@pytest.mark.slow
 def test_dadstar_bias_falls_with_depth(dad_runs):
     _, cdf, runs = dad_runs
     distance = {d: stats.kstest(xs, cdf).statistic for d, (_, xs) in runs.items()}
@@ -220,6 +225,7 @@ def test_dadstar_bias_falls_with_depth(dad_runs):
     np.testing.assert_array_equal(np.asarray(_vmapped(jaxrec.adstar())[1](keys, relabelled, prior)[:, 0]), xs)
 
 
+@pytest.mark.slow
 def test_dadstar_is_the_argmax_over_its_tree(dad_runs):
     problems, _, runs = dad_runs
     codes, xs = runs[5]
@@ -230,6 +236,7 @@ def test_dadstar_is_the_argmax_over_its_tree(dad_runs):
         np.testing.assert_allclose(float(x[0]), xs[i], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_float64_far_tail():
     with jax.enable_x64(True):
         coder = jaxrec.astar(max_depth=128)

@@ -110,6 +110,7 @@ def test_split_merge_and_neutral_padding():
     np.testing.assert_allclose(jaxrec.kl(tb, pb).sum(-1), jaxrec.kl(targets, prior), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_padded_block_gives_the_unpadded_code():
     """Padding is invisible to a coder: candidates are prefix-stable and padding has log r = 0."""
     plan = plan_blocks([0.8, 0.8, 0.8, 2.0, 0.5], 2.5, shuffle=False)

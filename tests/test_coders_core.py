@@ -68,6 +68,7 @@ def pfr_run(request):
     return request.param, target, prior, keys, codes, xs
 
 
+@pytest.mark.slow
 def test_pfr_is_exact(pfr_run):
     name, target, _, _, codes, xs = pfr_run
     assert not bool(jnp.any(codes.exhausted))
@@ -75,6 +76,7 @@ def test_pfr_is_exact(pfr_run):
     assert min(pvalues) > 1e-3, (name, pvalues)
 
 
+@pytest.mark.slow
 def test_pfr_mean_steps_is_two_to_the_dinf(pfr_run):
     name, target, prior, _, codes, _ = pfr_run
     steps = np.asarray(codes.steps, np.float64)
@@ -83,6 +85,7 @@ def test_pfr_mean_steps_is_two_to_the_dinf(pfr_run):
     assert abs(steps.mean() - expected) < 4 * stderr + 1.0, (name, steps.mean(), expected)
 
 
+@pytest.mark.slow
 def test_pfr_zipf_codelength_bound(pfr_run):
     name, target, prior, _, codes, _ = pfr_run
     kl_bits = float(jaxrec.kl(target, prior))
@@ -92,6 +95,7 @@ def test_pfr_zipf_codelength_bound(pfr_run):
     assert float(np.mean(np.log2(np.asarray(codes.index) + 1.0))) <= kl_bits + 1 + 0.1
 
 
+@pytest.mark.slow
 def test_decode_returns_the_encoders_candidate_bit_for_bit(pfr_run):
     _, target, prior, keys, codes, xs = pfr_run
     encoder_candidates = jax.jit(prng.candidates)  # the encoder generates candidates compiled, too
@@ -126,6 +130,7 @@ def test_codes_do_not_depend_on_chunk_size_jit_or_vmap():
         assert int(eager.index) == int(reference.index[i]) and int(eager.steps) == int(reference.steps[i])
 
 
+@pytest.mark.slow
 def test_encode_batch_equals_vmap_and_accepts_batched_targets():
     b = 300
     sig = jnp.asarray(rng.uniform(0.3, 0.9, (b, 5)), jnp.float32)
@@ -142,6 +147,7 @@ def test_encode_batch_equals_vmap_and_accepts_batched_targets():
             np.testing.assert_array_equal(getattr(queued, field), getattr(vmapped, field))
 
 
+@pytest.mark.slow
 def test_encode_batch_tail_widening_changes_speed_not_codes():
     """Problems with very different D_inf leave a long tail of a few slow problems; search_batch
     then packs them into wider lanes (up to 8x).  Codes must equal vmap(encode) and the
@@ -176,6 +182,7 @@ def test_exhausted_flag_and_unbounded_ratio():
     assert int(traced.status) == UNBOUNDED_RATIO and int(traced.steps) == 0 and not bool(traced.exhausted)
 
 
+@pytest.mark.slow
 def test_pfr_float64_path_is_exact():
     with jax.enable_x64(True):
         target = jaxrec.DiagGaussian(jnp.array([1.0], jnp.float64), jnp.array([0.1], jnp.float64))
@@ -194,11 +201,14 @@ def _ks_distance(coder, target, prior, seed):
     return stats.kstest(np.asarray(xs[:, 0]), stats.norm(float(target.loc[0]), float(target.scale[0])).cdf).statistic
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factory", [jaxrec.orc, jaxrec.mrc])
 def test_fixed_budget_coders_approach_the_target(factory):
     target, prior = PAIRS["gauss-1d-narrow"]  # KL = 6.5 bits
     distances = [_ks_distance(factory(n), target, prior, seed=n) for n in (4, 32, 512, 8192)]
-    assert all(a > b for a, b in zip(distances, distances[1:])), distances
+    # the distance falls until it reaches the KS noise of 3000 samples (1% critical value 1.63/sqrt(3000))
+    noise = 1.63 / np.sqrt(3000)
+    assert all(a > b or max(a, b) < noise for a, b in zip(distances, distances[1:])), distances
     assert distances[0] > 0.3 and distances[-1] < 0.05, distances
 
 

@@ -30,6 +30,7 @@ def ks_runs():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CODERS))
 def test_exact_ks(ks_runs, name):
     for i, row in enumerate(KS_PAIRS):
@@ -39,6 +40,7 @@ def test_exact_ks(ks_runs, name):
         assert p > 1e-3, (name, row, p)
 
 
+@pytest.mark.slow
 def test_uniform_pair_ks_and_steps():
     target, prior = jaxrec.Uniform(0.2, 0.45), jaxrec.Uniform(0.0, 1.0)
     enc, dec = compiled(CODERS["gprs"])
@@ -56,6 +58,7 @@ def global_run():
     return encode_decode(CODERS["gprs"], KS_PAIRS[0], N, seed=3)
 
 
+@pytest.mark.slow
 def test_mean_steps_is_r_star(global_run):
     _, codes, _ = global_run
     steps = np.asarray(codes.steps, np.float64)
@@ -64,6 +67,7 @@ def test_mean_steps_is_r_star(global_run):
     np.testing.assert_array_equal(np.asarray(codes.index) + 1, np.asarray(codes.steps))  # J = 1: steps = N
 
 
+@pytest.mark.slow
 def test_index_entropy_within_d_cs_bounds(global_run):
     """D_CS <= H[N] <= D_CS + log2(e + 1) (Goc & Flamich 2024), plug-in entropy of 5000 indices
     (its downward bias is about (support size) / (2 N ln 2) = 0.01 bits here)."""
@@ -75,17 +79,20 @@ def test_index_entropy_within_d_cs_bounds(global_run):
     assert d_cs <= entropy <= d_cs + np.log2(np.e + 1), (d_cs, entropy)
 
 
+@pytest.mark.slow
 def test_decoder_rebuilds_the_chosen_candidate(ks_runs):
     _, prior = gaussian_pair(KS_PAIRS[1])
     for name, streams in (("gprs", 1), ("parallel", 4)):
         keys, codes, xs = ks_runs[name, 1]
         index = np.asarray(codes.index)
+        candidates = jax.jit(prng.candidates)  # the encoder generates candidates compiled, too
         for i in range(0, N, 997):
-            want = prng.candidates(keys[i], jnp.asarray([index[i] // streams]), prior, stream=int(index[i] % streams))
+            want = candidates(keys[i], jnp.asarray([index[i] // streams]), prior, int(index[i] % streams))
             assert xs[i] == float(want[0, 0])
         assert np.all(index < np.asarray(codes.steps) * streams)
 
 
+@pytest.mark.slow
 def test_parallel_streams_cut_the_steps():
     row = KS_PAIRS[2]  # r* = 31
     r_star = float(np.exp(jaxrec.log_sup_ratio(*gaussian_pair(row))))
@@ -96,6 +103,7 @@ def test_parallel_streams_cut_the_steps():
     np.testing.assert_allclose(streams, 0.25, atol=0.03)  # the winning stream is uniform
 
 
+@pytest.mark.slow
 def test_chunk_size_jit_and_batch_invariance(ks_runs):
     target, prior = gaussian_pair(KS_PAIRS[0])
     keys, reference, _ = ks_runs["gprs", 0]  # chunk size 32
@@ -110,6 +118,7 @@ def test_chunk_size_jit_and_batch_invariance(ks_runs):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow
 def test_bnb_steps_grow_linearly_in_kl_not_exponentially_in_dinf():
     prior = jaxrec.DiagGaussian(0.0, 1.0)
     enc, _ = compiled(CODERS["sac"])

@@ -27,6 +27,7 @@ def runs():
     return {(name, i): encode_decode(CODERS[name], row, N, 30 + i) for name in CODERS for i, row in enumerate(pairs[name])}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CODERS))
 def test_exact_ks(runs, name):
     pairs = KS_PAIRS if name == "grs" else AGRS_PAIRS
@@ -37,6 +38,7 @@ def test_exact_ks(runs, name):
         assert p > 1e-3, (name, row, p)
 
 
+@pytest.mark.slow
 def test_grs_mean_steps_is_r_star(runs):
     for i in (0, 2):  # r* = 6.8 and 31
         _, codes, _ = runs["grs", i]
@@ -66,6 +68,7 @@ def test_grs_ladder_matches_reference():
     assert np.all(np.diff(levels) > 0) and 6.5 < levels[-1] < float(np.exp(log_r_star))
 
 
+@pytest.mark.slow
 def test_chunk_size_invariance(runs):
     for name, other in (("grs", jaxrec.grs(chunk_size=5)), ("agrs", jaxrec.agrs(chunk_size=1))):
         keys, reference, _ = runs[name, 2]
@@ -77,6 +80,7 @@ def test_chunk_size_invariance(runs):
     # and here through the per-dimension wrapper (test_factorized_wrapper)
 
 
+@pytest.mark.slow
 def test_agrs_runtime_stays_small_as_kl_grows(runs):
     """Mean steps at D_KL = 24 bits stay within a few of those at 2 bits (GRS would need 2^25)."""
     means = [float(np.mean(runs["agrs", i][1].steps)) for i in range(len(AGRS_PAIRS))]
@@ -90,6 +94,7 @@ def test_agrs_runtime_stays_small_as_kl_grows(runs):
     assert levels[0] < levels[1] < levels[2] and levels[2] > levels[0] + 8, levels
 
 
+@pytest.mark.slow
 def test_agrs_decoder_uses_only_the_message(runs):
     keys, codes, xs = runs["agrs", 3]
     _, prior = gaussian_pair(AGRS_PAIRS[3])
@@ -124,6 +129,7 @@ def test_factorized_wrapper():
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow
 def test_uniform_pair_grs():
     target, prior = jaxrec.Uniform(0.2, 0.45), jaxrec.Uniform(0.0, 1.0)
     enc, dec = compiled(CODERS["grs"])

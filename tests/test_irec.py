@@ -36,16 +36,19 @@ def _ks(xs):
     return stats.kstest(xs[:, 0], stats.norm(MU, S).cdf).statistic
 
 
+@pytest.mark.slow
 def test_bias_falls_with_num_samples(budget_runs):
     d = {n: _ks(budget_runs[(n, 1)][2]) for n in (4, 16, 64)}
     assert d[4] > 0.3  # 4 bits of budget for 3.25 bits of KL: far from Q
     assert d[4] > 2 * d[16] > 2 * 2 * d[64] > 0
 
 
+@pytest.mark.slow
 def test_bias_falls_with_beam_width(budget_runs):
     assert _ks(budget_runs[(16, 1)][2]) > 2 * _ks(budget_runs[(16, 4)][2])
 
 
+@pytest.mark.slow
 def test_codes_are_in_range_and_steps_count_the_candidates(budget_runs):
     for (n, b), (_, codes, xs) in budget_runs.items():
         idx = np.asarray(codes.indices)
@@ -57,6 +60,7 @@ def test_codes_are_in_range_and_steps_count_the_candidates(budget_runs):
         assert np.isfinite(xs).all()
 
 
+@pytest.mark.slow
 def test_decode_sums_the_chosen_candidates(budget_runs):
     keys, codes, xs = budget_runs[(16, 4)]
     fractions = np.full(2, 0.5)
@@ -113,6 +117,7 @@ def test_partial_sum_weights_match_the_density_ratio_at_the_end():
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5, err_msg=f"L = {done}")
 
 
+@pytest.mark.slow
 def test_block_of_several_dimensions():
     loc, scale = jnp.array([0.5, -0.3, 1.0]), jnp.array([0.5, 0.6, 0.4])  # 2.4 bits in all
     target = jaxrec.DiagGaussian(loc, scale)
@@ -125,6 +130,7 @@ def test_block_of_several_dimensions():
     assert dict(coder.spec.params)["variance_fractions"] == pytest.approx((2 / 3, 1 / 3))
 
 
+@pytest.mark.slow
 def test_determinism_and_vmap_invariance(budget_runs):
     keys, codes, _ = budget_runs[(16, 4)]
     coder = jaxrec.irec(16, 2, 4)

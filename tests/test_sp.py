@@ -103,6 +103,7 @@ def sp_pfr_run(request):
     return case_run(request.param)
 
 
+@pytest.mark.slow
 def test_sp_pfr_is_exact(sp_pfr_run):
     _, targets, _, part, _, codes, xs = sp_pfr_run
     assert not np.any(codes.exhausted)
@@ -112,6 +113,7 @@ def test_sp_pfr_is_exact(sp_pfr_run):
     assert_exact(xs, targets)
 
 
+@pytest.mark.slow
 def test_sp_pfr_mean_steps_is_two_to_the_reweighted_dinf(sp_pfr_run):
     name, targets, prior, part, weights, codes, _ = sp_pfr_run
     want = expected_steps(targets, prior, part, weights)
@@ -122,6 +124,7 @@ def test_sp_pfr_mean_steps_is_two_to_the_reweighted_dinf(sp_pfr_run):
         assert got < plain
 
 
+@pytest.mark.slow
 def test_sp_pfr_decoded_samples_lie_in_their_bins(sp_pfr_run):
     _, _, prior, part, _, codes, xs = sp_pfr_run
     edges = np.asarray(part.edges(prior), np.float64)
@@ -131,6 +134,7 @@ def test_sp_pfr_decoded_samples_lie_in_their_bins(sp_pfr_run):
     assert np.all(xs >= lo - 1e-5) and np.all(xs <= hi + 1e-5)
 
 
+@pytest.mark.slow
 def test_sp_pfr_codelength_bound():
     """E[log2 J + zipf(index)] <= KL + log2(KL + 1) + 4 + E[(log2 J - log2 r)_+] (issue 3), and
     E log2(index + 1) <= E_Q log2(1 + r / J) (reference §5.4)."""
@@ -215,6 +219,7 @@ def test_visit_table_matches_the_sequential_rule_for_any_chunking(table_size):
         np.testing.assert_array_equal(np.concatenate(got), want)
 
 
+@pytest.mark.slow
 def test_overflowing_visit_table_keeps_samples_exact_and_codes_chunk_invariant():
     """Uniform weights visit many distinct bins; a 16-slot table overflows for about half of the
     winners. Samples stay exact and codes do not depend on the chunk size."""
@@ -230,6 +235,7 @@ def test_overflowing_visit_table_keeps_samples_exact_and_codes_chunk_invariant()
     np.testing.assert_array_equal(xs, other_xs)
 
 
+@pytest.mark.slow
 def test_sp_orc_with_a_large_budget_equals_sp_pfr():
     """Two counting constructions (visit table vs one sort of all N bins) give the same codes."""
     _, targets, prior, part, weights, pfr_codes, pfr_xs = case_run("d5_qmass")
@@ -257,6 +263,7 @@ def test_encode_batch_equals_vmapped_encode():
         np.testing.assert_array_equal(np.asarray(getattr(batch, field)), np.asarray(getattr(codes, field))[every])
 
 
+@pytest.mark.slow
 def test_vmap_over_stacked_partitions_matches_single_partitions():
     prior = std_normal(3)
     target = jaxrec.DiagGaussian(jnp.array([0.5, -0.2, 1.0]), jnp.array([0.2, 0.5, 0.3]))
@@ -276,6 +283,7 @@ def test_vmap_over_stacked_partitions_matches_single_partitions():
 # SP-ORC against ORC at equal budgets; float64; limits and errors.
 
 
+@pytest.mark.slow
 def test_sp_orc_is_closer_to_q_than_orc_at_equal_budget():
     sigma = np.full(5, 2.0**-2)  # KL about 10 bits
     target = jaxrec.DiagGaussian(jnp.array([0.9, -0.3, 0.5, 0.0, -1.1]), jnp.asarray(sigma, jnp.float32))
@@ -293,6 +301,7 @@ def test_sp_orc_is_closer_to_q_than_orc_at_equal_budget():
     assert mmd["sp_orc"] < abs(exact) + 0.02, (mmd, exact)
 
 
+@pytest.mark.slow
 def test_sp_pfr_float64_is_exact():
     with jax.enable_x64(True):
         prior = std_normal(1, jnp.float64)

@@ -80,6 +80,7 @@ def test_quantile_inverts_the_interval_cdf(x64):
     assert np.max(err) < tol, np.max(err)
 
 
+@pytest.mark.slow
 def test_far_tail_samples_follow_the_truncated_law():
     """KS of float32 samples on (30, 31) and (-40, -39.9) against the float64 interval CDF;
     ``jax.random.truncated_normal`` returns the interval's edge or NaN there."""

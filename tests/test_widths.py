@@ -55,7 +55,7 @@ TOLERANCES = {
 }
 
 
-@pytest.mark.parametrize("x64", [True, False])
+@pytest.mark.parametrize("x64", [pytest.param(True, marks=pytest.mark.slow), False])
 @pytest.mark.parametrize("index", range(len(PAIRS)))
 def test_golden_gaussian_pairs(index, x64):
     p = PAIRS[index]
