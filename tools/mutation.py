@@ -85,9 +85,13 @@ def scratch_clone(module: str, rev: str) -> Path:
 
 
 def runner(module: str, clone: Path) -> str:
-    """The test command for one mutant: the module's fast tests that exist at the clone's commit."""
+    """The test command for one mutant: the module's fast tests that exist at the clone's commit.
+
+    mutmut 2 counts only exit status 1 as "killed"; pytest exits with 2 when a mutant breaks the
+    import (collection error), so every failure is mapped to 1.
+    """
     tests = " ".join(f"tests/{name}" for name in MODULE_TESTS[module] if (clone / "tests" / name).exists())
-    return f"python -m pytest -x -q -p no:cacheprovider -m 'not slow' {tests}"
+    return "bash -c " + shlex.quote(f"python -m pytest -x -q -p no:cacheprovider -m 'not slow' {tests} || exit 1")
 
 
 def environment(clone: Path) -> dict:
