@@ -358,3 +358,22 @@ def test_grs_steps_are_the_number_of_rejections_plus_one():
     codes = jax.jit(jax.vmap(jaxrec.grs(chunk_size=8).encode, in_axes=(0, None, None)))(keys, TREE_TARGET, TREE_PRIOR)
     assert np.all(np.asarray(codes.status) == 0)
     np.testing.assert_array_equal(np.asarray(codes.steps), np.asarray(codes.index) + 1)
+
+
+def test_arrival_sums_are_exact_for_the_largest_chunk_and_larger_chunks_are_refused():
+    """A chunk holds at most 2^15 candidates, the most for which the limb sums fit in uint32: the running
+    times of 2^15 maximal increments equal Python's integer sums, and a larger chunk is refused."""
+    size = 2**15
+    rng = np.random.default_rng(1)
+    increments = np.concatenate([np.full(size // 2, 2**32 - 256), rng.integers(1, 2**32 - 256, size // 2)]).astype(np.uint32)
+    base_int = 3 * 2**40 + 12345
+    base = jnp.asarray([(base_int >> (16 * i)) & 0xFFFF for i in range(4)], jnp.uint32)
+    limbs, last = jax.jit(arrivals.accumulate)(base, jnp.asarray(increments))
+    limbs = np.asarray(limbs, np.uint64)
+    got = sum(limbs[:, i].astype(object) << (16 * i) for i in range(4))
+    expected = base_int + np.cumsum(increments.astype(object))
+    assert list(got[-8:]) == list(expected[-8:]) and got[size // 2] == expected[size // 2]
+    np.testing.assert_array_equal(np.asarray(last), np.asarray(limbs[-1], np.uint32))
+    jaxrec.pfr(chunk_size=size)
+    with pytest.raises(jaxrec.InvalidArgumentError, match="chunk_size must be an int in"):
+        jaxrec.pfr(chunk_size=size + 1)
