@@ -53,9 +53,12 @@ from jaxrec.models.bnn._train import (
     cross_entropy,
     evaluate,
     load_checkpoint,
+    minibatch,
     pretrain,
     save_checkpoint,
     train,
+    updated_penalty,
+    variational_loss,
 )
 
 __all__ = [
@@ -84,10 +87,13 @@ __all__ = [
     "load_checkpoint",
     "mean_kl_gaussian",
     "mean_kl_inverse",
+    "minibatch",
     "neg_log_variance_ratio",
     "preprocess",
     "pretrain",
     "save_checkpoint",
     "save_compressed",
     "train",
+    "updated_penalty",
+    "variational_loss",
 ]

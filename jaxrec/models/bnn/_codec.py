@@ -39,14 +39,11 @@ from jaxrec.codec import BlockPlan
 from jaxrec.core.distributions import DiagGaussian
 from jaxrec.core.errors import InvalidArgumentError
 from jaxrec.models.bnn._network import BayesianNetwork
-from jaxrec.models.bnn._train import cross_entropy
+from jaxrec.models.bnn._train import minibatch, updated_penalty, variational_loss
 
 Array = jax.Array
 
 __all__ = ["MiracleCodec"]
-
-_LN2 = 0.6931471805599453
-
 
 class MiracleCodec(nnx.Module):
     """A trained :class:`BayesianNetwork` as a progressive codec (see the module docstring).
@@ -75,9 +72,9 @@ class MiracleCodec(nnx.Module):
     ):
         if (images is None) != (labels is None):
             raise InvalidArgumentError("give both images and labels (for refine) or neither (decode only)")
-        for name, value in (("retrain_steps", retrain_steps), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "retrain_steps" else 1):
-                raise InvalidArgumentError(f"{name} must be a non-negative int, got {value!r}")
+        for name, value, low in (("retrain_steps", retrain_steps, 0), ("batch_size", batch_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise InvalidArgumentError(f"{name} must be an int >= {low}, got {value!r}")
         self.network = network
         self.images = None if images is None else jnp.asarray(images, jnp.uint8)
         self.labels = None if labels is None else jnp.asarray(labels, jnp.int32)
@@ -126,30 +123,21 @@ class MiracleCodec(nnx.Module):
         prior = net.prior()
         params = net.params_from(target, prior)
         block_free = ~fixed[net.block_index.get_value()[:, 0]]
-        mean_var = net.config.parameterization == "mean_var"
         optimizer = optax.adam(self.learning_rate)
         key = jax.random.fold_in(jax.random.key(self.seed), jnp.sum(fixed, dtype=jnp.int32))
 
-        def loss_fn(params: tuple[Array, Array], penalty: Array, key: Array) -> tuple[Array, Array]:
+        def loss_fn(params: tuple[Array, Array], penalty: Array, key: Array) -> tuple[Array, tuple[Array, Array]]:
             q = net.posterior_from(*params, prior)
-            idx = jax.random.randint(jax.random.fold_in(key, 0), (self.batch_size,), 0, self.images.shape[0])
+            x, y = minibatch(self.images, self.labels, jax.random.fold_in(key, 0), self.batch_size)
             w = jnp.where(fixed, z, q.sample(jax.random.fold_in(key, 1)))
-            loss = cross_entropy(net.logits(w, self.images[idx]), self.labels[idx])
-            block_kl = net.block_kl(q, prior)
-            if mean_var:
-                loss = loss + jnp.sum(jnp.where(block_free, penalty * block_kl * _LN2, 0.0))
-            return loss, block_kl
+            return variational_loss(net, q, prior, w, x, y, penalty, block_free)
 
         def step(i: Array, carry: tuple) -> tuple:
             params, opt_state, penalty = carry
-            grads, block_kl = jax.grad(loss_fn, has_aux=True)(params, penalty, jax.random.fold_in(key, i))
+            grads, (_, block_kl) = jax.grad(loss_fn, has_aux=True)(params, penalty, jax.random.fold_in(key, i))
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
-            if mean_var:
-                grow = block_free & (block_kl > net.config.bits_per_block)
-                shrink = block_free & ~grow
-                penalty = jnp.where(grow, penalty * self.penalty_step, jnp.where(shrink, penalty / self.penalty_step, penalty))
-            return params, opt_state, penalty
+            return params, opt_state, updated_penalty(net, penalty, block_kl, self.penalty_step, block_free)
 
         carry = (params, optimizer.init(params), net.kl_penalty.get_value())
         params, _, _ = jax.lax.fori_loop(0, self.retrain_steps, step, carry)

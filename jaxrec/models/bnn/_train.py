@@ -33,6 +33,7 @@ import numpy as np
 import optax
 from flax import nnx, serialization
 
+from jaxrec.core.distributions import DiagGaussian
 from jaxrec.core.errors import FormatError, InvalidArgumentError
 from jaxrec.models.bnn._network import BayesianNetwork, NetworkConfig
 
@@ -44,9 +45,12 @@ __all__ = [
     "cross_entropy",
     "evaluate",
     "load_checkpoint",
+    "minibatch",
     "pretrain",
     "save_checkpoint",
     "train",
+    "updated_penalty",
+    "variational_loss",
 ]
 
 CHECKPOINT_FORMAT = "jaxrec-bnn-checkpoint-1"
@@ -98,7 +102,8 @@ def _check_data(images: Any, labels: Any, config: NetworkConfig, batch_size: int
     return images, labels.astype(jnp.int32)
 
 
-def _batch(images: Array, labels: Array, key: Array, batch_size: int) -> tuple[Array, Array]:
+def minibatch(images: Array, labels: Array, key: Array, batch_size: int) -> tuple[Array, Array]:
+    """``batch_size`` examples drawn uniformly with replacement with ``key``."""
     idx = jax.random.randint(key, (batch_size,), 0, images.shape[0])
     return images[idx], labels[idx]
 
@@ -106,7 +111,7 @@ def _batch(images: Array, labels: Array, key: Array, batch_size: int) -> tuple[A
 @nnx.jit(static_argnames="batch_size")
 def _pretrain_step(net: BayesianNetwork, optimizer: nnx.Optimizer, images: Array, labels: Array, key: Array,
                    batch_size: int) -> Array:
-    x, y = _batch(images, labels, key, batch_size)
+    x, y = minibatch(images, labels, key, batch_size)
 
     def loss_fn(net: BayesianNetwork) -> Array:
         return cross_entropy(net.logits(net.flat_params()[0], x), y)
@@ -116,26 +121,47 @@ def _pretrain_step(net: BayesianNetwork, optimizer: nnx.Optimizer, images: Array
     return loss
 
 
+def variational_loss(
+    net: BayesianNetwork, q: DiagGaussian, prior: DiagGaussian, z: Array, x: Array, y: Array, penalty: Array,
+    active: Array | bool = True,
+) -> tuple[Array, tuple[Array, Array]]:
+    """MIRACLE's objective for the weight sample ``z`` of ``q``: ``CE(z; x, y)``, plus under Mean-Var
+    ``sum_b lambda_b KL_b`` (nats) over the ``active`` blocks (``bool[B]``; retraining leaves out
+    the sent ones).
+
+    Returns:
+      ``(loss, (cross_entropy, block_kl_bits))``.
+    """
+    ce = cross_entropy(net.logits(z, x), y)
+    block_kl = net.block_kl(q, prior)
+    if net.config.parameterization != "mean_var":
+        return ce, (ce, block_kl)
+    return ce + jnp.sum(jnp.where(active, penalty * block_kl * _LN2, 0.0)), (ce, block_kl)
+
+
+def updated_penalty(net: BayesianNetwork, penalty: Array, block_kl: Array, gamma: Array | float,
+                    active: Array | bool = True) -> Array:
+    """MIRACLE's update of the active blocks' penalties: ``lambda_b gamma`` where ``KL_b`` exceeds
+    the budget, ``lambda_b / gamma`` elsewhere (Mean-KL: unchanged, it has no penalty)."""
+    if net.config.parameterization != "mean_var":
+        return penalty
+    changed = jnp.where(block_kl > net.config.bits_per_block, penalty * gamma, penalty / gamma)
+    return jnp.where(active, changed, penalty)
+
+
 @nnx.jit(static_argnames="batch_size")
 def _train_step(net: BayesianNetwork, optimizer: nnx.Optimizer, images: Array, labels: Array, key: Array,
                 penalty_step: Array, batch_size: int) -> tuple[Array, Array, Array]:
-    x, y = _batch(images, labels, jax.random.fold_in(key, 0), batch_size)
-    mean_var = net.config.parameterization == "mean_var"
+    x, y = minibatch(images, labels, jax.random.fold_in(key, 0), batch_size)
 
     def loss_fn(net: BayesianNetwork) -> tuple[Array, tuple[Array, Array]]:
         prior = net.prior()
         q = net.posterior_from(*net.flat_params(), prior)
-        ce = cross_entropy(net.logits(q.sample(jax.random.fold_in(key, 1)), x), y)
-        block_kl = net.block_kl(q, prior)
-        loss = ce + jnp.sum(net.kl_penalty.get_value() * block_kl * _LN2) if mean_var else ce
-        return loss, (ce, block_kl)
+        return variational_loss(net, q, prior, q.sample(jax.random.fold_in(key, 1)), x, y, net.kl_penalty.get_value())
 
     (loss, (ce, block_kl)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(net)
     optimizer.update(net, grads)
-    if mean_var:
-        penalty = net.kl_penalty.get_value()
-        over = block_kl > net.config.bits_per_block
-        net.kl_penalty.set_value(jnp.where(over, penalty * penalty_step, penalty / penalty_step))
+    net.kl_penalty.set_value(updated_penalty(net, net.kl_penalty.get_value(), block_kl, penalty_step))
     return loss, ce, block_kl
 
 
