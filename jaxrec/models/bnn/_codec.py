@@ -8,7 +8,7 @@ file) and the latent ``z`` the ``D`` variables of a :class:`~jaxrec.models.bnn.B
 * ``target(x)`` -- the trained posterior ``q`` (any ``x``);
 * ``reconstruct(z)`` -- ``z`` itself: the decoded variables, from which the network is rebuilt;
 * ``refine(x, target, z, fixed)`` -- MIRACLE's retraining (Havasi, Peharz & Hernandez-Lobato,
-  ICLR 2019, Sec. 3.3): after some blocks are sent, the variables not yet sent are trained for
+  ICLR 2019): after some blocks are sent, the variables not yet sent are trained for
   ``retrain_steps`` Adam steps with the sent ones held at their decoded values ``z``.
 
 ``refine`` starts from the given ``q`` (inverted into ``(loc, spread)`` by

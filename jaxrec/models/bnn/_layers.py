@@ -3,7 +3,7 @@
 Each weight tensor is a :class:`VariationalTensor`: ``n`` *variables*, each with a posterior
 ``q = N(mu, sigma^2)`` described by two parameters, ``loc`` and ``spread``, and a coding prior
 ``N(0, sigma_p^2)`` whose scale is one learned number per tensor (``log_prior_scale``, MIRACLE's
-per-layer prior scales; Havasi, Peharz & Hernandez-Lobato, ICLR 2019, Sec. 3.2). What ``spread``
+per-layer prior scales; Havasi, Peharz & Hernandez-Lobato, ICLR 2019). What ``spread``
 means is the network's *parameterization* (:mod:`jaxrec.models.bnn._network`):
 
 * **Mean-Var**: ``spread = log sigma`` (MIRACLE initializes it at -10);

@@ -1,6 +1,6 @@
 """Training a :class:`~jaxrec.models.bnn.BayesianNetwork` with optax, checkpoints and progress bars.
 
-MIRACLE's schedule (Havasi, Peharz & Hernandez-Lobato, ICLR 2019, Sec. 3.3 and their code): first
+MIRACLE's schedule (Havasi, Peharz & Hernandez-Lobato, ICLR 2019, and its official code): first
 train without the KL term (:func:`pretrain`; 200k steps for LeNet-5), then train the variational
 posterior (:func:`train`; another 200k), with Adam at ``1e-3``, batch 256 and one reparameterized
 weight sample ``z ~ q`` per minibatch:
