@@ -11,8 +11,13 @@ samples per block.  Every file is decoded again and compared with the image (exa
     python experiments/mnist_lossless.py --dataset fashion-mnist
     python experiments/mnist_lossless.py --dataset mnist --full     # paper-sized (accelerator)
 
-The VAE checkpoint is cached in the results folder (trained on first use).  Results:
-``experiments/results/mnist_lossless/{dataset}.json``, ``{dataset}.md`` and ``{dataset}.png``.
+The VAE checkpoint is cached in ``experiments/results/mnist_lossless/`` (trained on first use; a
+committed checkpoint is only rewritten with ``--retrain``).  Results: ``{dataset}.json``,
+``{dataset}.md`` and ``{dataset}.png`` in ``experiments/results/mnist_lossless/latest/`` (git-ignored:
+timings change from run to run); ``--update`` also rewrites the committed copies in
+``experiments/results/mnist_lossless/`` (``experiments/_results.py``).
+
+    python experiments/mnist_lossless.py --dataset mnist --update   # also rewrite the committed results
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import argparse
 import dataclasses
 import functools
 import importlib
-import json
 import math
 import os
 import platform
@@ -31,6 +35,7 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
+from _results import add_update_flag, save_figure, save_json, save_text
 from flax import nnx
 from tqdm.auto import tqdm
 
@@ -39,7 +44,8 @@ from jaxrec import codec, data
 from jaxrec.codec.blocks import BlockPlan
 from jaxrec.models import vae
 
-RESULTS = Path(__file__).resolve().parent / "results" / "mnist_lossless"
+NAME = "mnist_lossless"
+CHECKPOINTS = Path(__file__).resolve().parent / "results" / NAME  # the cached VAEs (committed)
 PUBLISHED = (
     "Published MNIST figures (bits per dimension): negative ELBO 1.39-1.43 (A* coding: 1.43 with 20 latents, "
     "1.40 with 50; greedy rejection coding: 1.391 with 20 latents); earlier REC schemes 1.47-1.66 "
@@ -100,7 +106,7 @@ def find_factory(name: str) -> Callable[..., Any] | None:
 
 def get_model(args: argparse.Namespace, dataset: str, train_images: np.ndarray) -> tuple[vae.VAE, dict]:
     config = vae.VAEConfig(image_shape=(28, 28), latent_dim=args.latent_dim, hidden=tuple(args.hidden))
-    path = args.out_dir / f"vae_{dataset}_L{args.latent_dim}_H{'-'.join(map(str, args.hidden))}_E{args.epochs}.msgpack"
+    path = CHECKPOINTS / f"vae_{dataset}_L{args.latent_dim}_H{'-'.join(map(str, args.hidden))}_E{args.epochs}.msgpack"
     if path.is_file() and not args.retrain:
         model, meta = vae.load_checkpoint(path)
         if model.config == config:
@@ -318,7 +324,7 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot(result: dict[str, Any], path: Path) -> None:
+def plot(result: dict[str, Any], filename: str, update: bool) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -349,7 +355,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.legend(handles=handles + [plt.Line2D([], [], color="k", ls="--", label="-ELBO")], fontsize=8)
     fig.suptitle(f"Lossless VAE + REC on {result['dataset']} ({result['config']['num_test']} test images)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(NAME, filename, fig, update=update, dpi=120)
     plt.close(fig)
 
 
@@ -419,10 +425,10 @@ def run(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
         "published": PUBLISHED,
     }
     suffix = "_full" if args.full else ""
-    (args.out_dir / f"{dataset}{suffix}.json").write_text(json.dumps(result, indent=1))
-    (args.out_dir / f"{dataset}{suffix}.md").write_text(markdown(result))
-    plot(result, args.out_dir / f"{dataset}{suffix}.png")
-    print(f"[{dataset}] wrote {args.out_dir / (dataset + suffix)}.{{json,md,png}}")
+    path = save_json(NAME, f"{dataset}{suffix}.json", result, update=args.update)
+    save_text(NAME, f"{dataset}{suffix}.md", markdown(result), update=args.update)
+    plot(result, f"{dataset}{suffix}.png", args.update)
+    print(f"[{dataset}] wrote {path.parent / (dataset + suffix)}.{{json,md,png}}")
     return result
 
 
@@ -441,14 +447,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--data-dir", type=Path, default=None, help="folder with the four IDX files")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    add_update_flag(parser)
     args = parser.parse_args()
     args.num_test = args.num_test or (10000 if args.full else 100)
     args.num_stats = args.num_stats or (60000 if args.full else 10000)
     args.chunk = args.chunk or min(args.num_test, 1000 if args.full else 25)
     if args.num_test % args.chunk:
         parser.error(f"--chunk {args.chunk} must divide --num-test {args.num_test}")
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     for dataset in ("mnist", "fashion-mnist") if args.dataset == "both" else (args.dataset,):
         run(dataset, args)
 

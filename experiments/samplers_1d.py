@@ -21,25 +21,27 @@ bits for ``n``, uniform given ``m``).  The per-instance entropy understates the 
 carry the target's location (the dyadic path, AGRS's bound): for a fixed target they are nearly
 deterministic, in a channel setting they are not; the universal column is the fair one there.
 
-Writes ``experiments/results/samplers_1d/``: ``results.json``, ``table.md`` and three PNGs.  The
-published points from the GPRS repository (rec-algorithms.md §4.5, channel setup not recovered)
-are listed next to ours in ``table.md``.
+Writes ``results.json``, ``table.md`` and three PNGs to ``experiments/results/samplers_1d/latest/``
+(git-ignored: timings change from run to run); ``--update`` also rewrites the committed copies in
+``experiments/results/samplers_1d/`` (``experiments/_results.py``).  The published points from the
+GPRS repository (rec-algorithms.md §4.5, channel setup not recovered) are listed next to ours in
+``table.md``.
 
     python experiments/samplers_1d.py            # about 5 minutes on 2 CPU cores
     python experiments/samplers_1d.py --full     # 20000 encodes per point, larger D_KL
+    python experiments/samplers_1d.py --update   # also rewrite the committed results
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _results import add_update_flag, save_figure, save_json, save_text
 from scipy import optimize, special, stats
 from tqdm import tqdm
 
@@ -47,7 +49,7 @@ import jaxrec
 from jaxrec import entropy
 from jaxrec.coders.tree import paths
 
-RESULTS = Path(__file__).resolve().parent / "results" / "samplers_1d"
+NAME = "samplers_1d"
 EXPONENTIAL = ("pfr", "gprs", "gprs_parallel", "grs")  # runtime 2^{D_inf}
 PUBLISHED = [  # rec-algorithms.md §4.5 (GPRS repo data/figure2): mean steps; codelength bits
     ("gprs", "global GPRS mean steps at I = 6.00 bits", 40.1),
@@ -194,7 +196,8 @@ def interpolate(rows: list[dict], coder: str, key: str, at_kl: float) -> float |
     return float(np.interp(at_kl, x, y))
 
 
-def write_table(scale_rows, fixed_rows, fact_rows, path: Path) -> None:
+def table(scale_rows, fixed_rows, fact_rows) -> str:
+    """The Markdown table of the three sweeps and the published points."""
     lines = ["# 1-D samplers: P = N(0, 1), Q = N(mu, s^2)", "",
              "## Scale sweep (mu = 1)", "",
              "| coder | s | KL bits | D_inf bits | 2^D_inf | mean steps | q90 steps | D_CS | H[message] "
@@ -233,10 +236,10 @@ def write_table(scale_rows, fixed_rows, fact_rows, path: Path) -> None:
         "", "Mean steps per bit of D_inf at D_KL = 3 bits (fixed-KL sweep): " + ", ".join(
         f"{c} {fit_slope(fixed_rows, c, 'dinf_bits'):.3f}" for c in tree
         if fit_slope(fixed_rows, c, "dinf_bits") is not None)]
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
-def plot(scale_rows, fixed_rows, out: Path) -> None:
+def plot(scale_rows, fixed_rows, update: bool) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -252,7 +255,7 @@ def plot(scale_rows, fixed_rows, out: Path) -> None:
     ax.set(xlabel="D_inf [bits]", ylabel="mean steps", yscale="log", title="runtime vs D_inf (mu = 1)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "runtime_vs_dinf.png", dpi=110)
+    save_figure(NAME, "runtime_vs_dinf.png", fig, update=update, dpi=110)
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for n in names:
@@ -265,7 +268,7 @@ def plot(scale_rows, fixed_rows, out: Path) -> None:
     ax.set(xlabel="D_KL [bits]", ylabel="bits", title="codelength vs KL (mu = 1)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "codelength_vs_kl.png", dpi=110)
+    save_figure(NAME, "codelength_vs_kl.png", fig, update=update, dpi=110)
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for n in sorted({r["coder"] for r in fixed_rows}):
@@ -274,7 +277,7 @@ def plot(scale_rows, fixed_rows, out: Path) -> None:
     ax.set(xlabel="D_inf [bits]", ylabel="mean steps", title="runtime at D_KL = 3 bits")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "runtime_fixed_kl.png", dpi=110)
+    save_figure(NAME, "runtime_fixed_kl.png", fig, update=update, dpi=110)
 
 
 def main() -> None:
@@ -283,6 +286,7 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=None, help="encodes per point (default 2000, --full 20000)")
     parser.add_argument("--max-dinf", type=float, default=None, help="D_inf cap for the 2^D_inf coders (bits)")
     parser.add_argument("--seed", type=int, default=0)
+    add_update_flag(parser)
     args = parser.parse_args()
     num = args.num or (20000 if args.full else 2000)
     max_dinf = args.max_dinf or (12.5 if args.full else 8.5)
@@ -301,14 +305,14 @@ def main() -> None:
         row = measure(name, all_coders[name], mu, s, num, args.seed, cache)
         (scale_rows if sweep == "scale" else fixed_rows).append(row)
     fact_rows = factorized_overhead(num, args.seed)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"num": num, "full": args.full, "backend": jax.default_backend(), "devices": str(jax.devices())}
-    (RESULTS / "results.json").write_text(json.dumps(
-        {"meta": meta, "scale_sweep": scale_rows, "fixed_kl_sweep": fixed_rows, "factorized": fact_rows}, indent=1))
-    write_table(scale_rows, fixed_rows, fact_rows, RESULTS / "table.md")
-    plot(scale_rows, fixed_rows, RESULTS)
-    print((RESULTS / "table.md").read_text())
-    print(f"wrote {RESULTS}/results.json, table.md, runtime_vs_dinf.png, codelength_vs_kl.png, runtime_fixed_kl.png")
+    results = {"meta": meta, "scale_sweep": scale_rows, "fixed_kl_sweep": fixed_rows, "factorized": fact_rows}
+    path = save_json(NAME, "results.json", results, update=args.update)
+    text = table(scale_rows, fixed_rows, fact_rows)
+    save_text(NAME, "table.md", text, update=args.update)
+    plot(scale_rows, fixed_rows, args.update)
+    print(text)
+    print(f"wrote {path.parent}/: results.json, table.md, runtime_vs_dinf.png, codelength_vs_kl.png, runtime_fixed_kl.png")
 
 
 if __name__ == "__main__":

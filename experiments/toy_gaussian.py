@@ -18,18 +18,19 @@ Panels:
 MMD: RBF kernel (length scale 1) in each target's standard coordinates, pooled over problems,
 with closed-form target terms (:func:`jaxrec.core.distributions.mmd2_to_gaussian`).
 
-Writes ``experiments/results/toy_gaussian/{results.json, fig2.png, fig7.png}``.
+Writes ``results.json``, ``fig2.png`` and ``fig7.png`` to ``experiments/results/toy_gaussian/latest/``
+(git-ignored: timings change from run to run); ``--update`` also rewrites the committed copies in
+``experiments/results/toy_gaussian/`` (``experiments/_results.py``).
 
-    python experiments/toy_gaussian.py          # small default, a few minutes on 2 CPU cores
-    python experiments/toy_gaussian.py --full   # paper-sized
+    python experiments/toy_gaussian.py            # small default, a few minutes on 2 CPU cores
+    python experiments/toy_gaussian.py --full     # paper-sized
+    python experiments/toy_gaussian.py --update   # also rewrite the committed results
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import pathlib
 import time
 
 import jax
@@ -39,6 +40,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from _results import add_update_flag, save_figure, save_json  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import jaxrec  # noqa: E402
@@ -48,7 +50,7 @@ from jaxrec.coders.sp.partition import Partition, allocate_bits  # noqa: E402
 from jaxrec.core.distributions import mmd2_to_gaussian  # noqa: E402
 
 DIM = 5
-OUT = pathlib.Path(__file__).resolve().parent / "results" / "toy_gaussian"
+NAME = "toy_gaussian"
 STRATEGIES = ("collapsed", "random", "random_informative", "mi")
 
 
@@ -56,7 +58,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="paper-sized run")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=pathlib.Path, default=OUT)
+    add_update_flag(parser)
     return parser.parse_args()
 
 
@@ -217,7 +219,7 @@ def smallest_budget(row: dict, method: str, threshold: float) -> float:
     return float(min(ok)) if ok else float("nan")
 
 
-def plot_fig2(exact: list[dict], budgets: list[dict], path: pathlib.Path) -> None:
+def plot_fig2(exact: list[dict], budgets: list[dict], update: bool) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
     ax = axes[0]
     dinf = np.concatenate([r["dinf"] for r in exact])
@@ -264,11 +266,11 @@ def plot_fig2(exact: list[dict], budgets: list[dict], path: pathlib.Path) -> Non
            title="(d) approximate: runtime by MMD")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(NAME, "fig2.png", fig, update=update, dpi=120)
     plt.close(fig)
 
 
-def plot_fig7(fig7: dict, path: pathlib.Path) -> None:
+def plot_fig7(fig7: dict, update: bool) -> None:
     names = ["orc", *STRATEGIES]
     fig, axes = plt.subplots(len(names), DIM, figsize=(3 * DIM, 2.2 * len(names)), squeeze=False)
     for i, name in enumerate(names):
@@ -285,14 +287,13 @@ def plot_fig7(fig7: dict, path: pathlib.Path) -> None:
             if i == 0:
                 ax.set_title(f"dim {d}" + (" (collapsed)" if d == 0 else ""))
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(NAME, "fig7.png", fig, update=update, dpi=100)
     plt.close(fig)
 
 
 def main() -> None:
     args = parse_args()
     cfg = sizes(args.full)
-    args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     key = jax.random.key(args.seed)
     enc = Encoders(cfg["max_steps"])
@@ -304,18 +305,18 @@ def main() -> None:
         exact = exact_runs(enc, cfg, sigmas, parts, key, bar)
         budgets = budget_runs(enc, cfg, sigmas, parts, jax.random.fold_in(key, 1), bar)
         fig7 = fig7_runs(enc, cfg, args.seed, bar)
-    plot_fig2(exact, budgets, args.out / "fig2.png")
-    plot_fig7(fig7, args.out / "fig7.png")
+    plot_fig2(exact, budgets, args.update)
+    plot_fig7(fig7, args.update)
     fig7_json = {k: v for k, v in fig7.items() if k != "samples"}
     results = dict(config=dict(cfg, full=args.full, seed=args.seed, dim=DIM), exact=exact, budgets=budgets, fig7=fig7_json)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    path = save_json(NAME, "results.json", results, update=args.update)
     for row in exact:  # steps are heavy-tailed: medians, and E[steps] = mean 2^{D_inf} from closed forms
         print(f"I={row['mi_bits']:>3}: median steps PFR {np.median(row['pfr_steps']):8.0f} SP-PFR "
               f"{np.median(row['sp_pfr_steps']):6.0f} | E[steps] PFR {row['expected_steps_pfr']:9.1f} SP-PFR "
               f"{row['expected_steps_sp_pfr']:7.1f} | time PFR {row['pfr_seconds']:5.1f}s SP-PFR "
               f"{row['sp_pfr_seconds']:5.1f}s | bits PFR {row['pfr_bits']['mean']:.2f} SP-PFR {row['sp_pfr_bits']['mean']:.2f}")
     print("Fig. 7 MMD^2:", {k: round(v, 4) for k, v in fig7["mmd"].items()})
-    print(f"wrote {args.out}")
+    print(f"wrote {path.parent}")
 
 
 if __name__ == "__main__":
