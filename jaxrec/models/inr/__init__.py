@@ -11,16 +11,19 @@ sent after each (Guo et al., NeurIPS 2023; He et al., ICLR 2024). Space-partitio
 * :func:`learn_prior` -- the EM-like prior learning on training images;
 * :func:`fit_posterior`, :func:`adjust_beta` -- the posterior fit and its per-block beta controller;
 * :class:`InrCodec` -- the progressive codec (``prior``, ``target``, ``refine``, ``reconstruct``);
-* :func:`save_prior`, :func:`load_bundle`, :class:`InrBundle` -- prior files (``"jaxrec-inr-1"``).
+* :func:`save_prior`, :func:`load_bundle`, :class:`InrBundle` -- prior files (``"jaxrec-inr-1"``),
+  registered with :func:`jaxrec.models.register_format`, so ``jaxrec.models.load(path)`` and the
+  command line (``jaxrec compress --model PRIOR_FILE image.png -o x.jxr``) read them.
 
 ::
 
-    bundle = jaxrec.models.inr.load_bundle("inr-cifar10.msgpack")
+    bundle = jaxrec.models.load("inr-cifar10")        # or inr.load_bundle(path)
     coder, plan = bundle.setup("orc")
     data = jaxrec.compress(bundle.codec, image, key=0, coder=coder, plan=plan)
     image_hat = jaxrec.decompress(bundle.codec, data, plan=plan)      # uint8 (32, 32, 3)
 """
 
+from jaxrec.models._registry import register_format
 from jaxrec.models.inr._bundle import (
     FORMAT,
     CoderSetting,
@@ -51,6 +54,8 @@ from jaxrec.models.inr._prior import (
     initial_posteriors,
     learn_prior,
 )
+
+register_format(FORMAT, load_bundle)
 
 __all__ = [
     "FORMAT",

@@ -121,6 +121,11 @@ class InrCodec(nnx.Module):
     def groups(self) -> Groups:
         return Groups(self.group_index.get_value(), self.num_groups)
 
+    @property
+    def item_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)`` of one item (archives check items against it)."""
+        return self.network.config.image_shape
+
     # -- codec protocol -------------------------------------------------------------------------------
 
     def prior(self) -> jaxrec.DiagGaussian:
