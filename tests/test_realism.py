@@ -120,17 +120,17 @@ def test_quantization_with_posterior_sampling_never_beats_the_bound_without_comm
 
 
 @pytest.mark.parametrize(
-    "call",
+    ("call", "match"),
     [
-        lambda: channel_correlation(-0.1),
-        lambda: channel_correlation(float("nan")),
-        lambda: distortion_rate(1.0, variance=0.0),
-        lambda: perfect_realism_rate(0.0, common_randomness=True),
-        lambda: channel_rate(1.0),
+        (lambda: channel_correlation(-0.1), r"rate_bits must be finite and >= 0, got -0\.1"),
+        (lambda: channel_correlation(float("nan")), "rate_bits must be finite and >= 0, got nan"),
+        (lambda: distortion_rate(1.0, variance=0.0), "variance must be finite and > 0"),
+        (lambda: perfect_realism_rate(0.0, common_randomness=True), "distortion must be > 0"),
+        (lambda: channel_rate(1.0), r"rho must lie in \[0, 1\)"),
     ],
 )
-def test_bounds_reject_bad_arguments(call):
-    with pytest.raises(jaxrec.InvalidArgumentError):
+def test_bounds_reject_bad_arguments(call, match):
+    with pytest.raises(jaxrec.InvalidArgumentError, match=match):
         call()
 
 
@@ -149,10 +149,14 @@ def test_gaussian_channel_target_and_statistics():
     # D_inf = R + x^2 / (2 sigma^2 ln 2) per coordinate
     dinf = np.asarray(jaxrec.dinf(targets, channel.prior(), per_dim=True))
     np.testing.assert_allclose(dinf, 1.5 + np.asarray(x) ** 2 / (2 * 4.0 * math.log(2)), rtol=1e-4, atol=1e-4)
-    with pytest.raises(jaxrec.InvalidArgumentError):
+    with pytest.raises(jaxrec.InvalidArgumentError, match=r"an item must have shape \(6,\), got \(5,\)"):
         channel.target(jnp.zeros(5))
-    for bad in ({"dim": 0, "rate_bits": 1.0}, {"dim": 3, "rate_bits": 0.0}, {"dim": 3, "rate_bits": 1.0, "sigma": -1.0}):
-        with pytest.raises(jaxrec.InvalidArgumentError):
+    for bad, match in (
+        ({"dim": 0, "rate_bits": 1.0}, "dim must be a positive int"),
+        ({"dim": 3, "rate_bits": 0.0}, "rate_bits must be a finite float > 0"),
+        ({"dim": 3, "rate_bits": 1.0, "sigma": -1.0}, "sigma must be a finite float > 0"),
+    ):
+        with pytest.raises(jaxrec.InvalidArgumentError, match=match):
             GaussianChannel(**bad)
 
 
@@ -209,16 +213,16 @@ def test_quantizer_round_trip_mse_and_realism():
 
 def test_quantizer_rejects_bad_arguments():
     q = ScalarQuantizer(1.0)
-    for call in (
-        lambda: ScalarQuantizer(0.0),
-        lambda: ScalarQuantizer(1e-6),  # too many cells
-        lambda: q.reconstruct(np.array([q.num_cells]), "centroid"),
-        lambda: q.reconstruct(np.array([0]), "sample"),  # no key
-        lambda: q.reconstruct(np.array([0]), "median"),
-        lambda: q.quantize(np.array([np.nan])),
-        lambda: ScalarQuantizer.at_rate(0.0),
+    for call, match in (
+        (lambda: ScalarQuantizer(0.0), "step must be a finite number > 0"),
+        (lambda: ScalarQuantizer(1e-6), "cells over .* more than 65536"),  # too many cells
+        (lambda: q.reconstruct(np.array([q.num_cells]), "centroid"), "cells must be ints in"),
+        (lambda: q.reconstruct(np.array([0]), "sample"), "decoder 'sample' needs a key"),  # no key
+        (lambda: q.reconstruct(np.array([0]), "median"), "decoder must be one of"),
+        (lambda: q.quantize(np.array([np.nan])), "x must be finite"),
+        (lambda: ScalarQuantizer.at_rate(0.0), "rate_bits must lie in"),
     ):
-        with pytest.raises(jaxrec.InvalidArgumentError):
+        with pytest.raises(jaxrec.InvalidArgumentError, match=match):
             call()
 
 
@@ -246,9 +250,9 @@ def test_two_sample_test(kernel):
     shifted = two_sample_test(x, y + 0.4, kernel=kernel, bandwidth=bandwidth, num_permutations=100)
     assert same.pvalue > 1e-2 and abs(same.statistic) < shifted.statistic
     assert shifted.pvalue == pytest.approx(1 / 101)
-    with pytest.raises(jaxrec.InvalidArgumentError):
+    with pytest.raises(jaxrec.InvalidArgumentError, match="x and y must have the same dimension"):
         two_sample_test(x, y[:, :4], kernel=kernel, bandwidth=bandwidth)
-    with pytest.raises(jaxrec.InvalidArgumentError):
+    with pytest.raises(jaxrec.InvalidArgumentError, match="kernel must be one of"):
         two_sample_test(x, y, kernel="laplace")
 
 
@@ -317,8 +321,12 @@ def test_lossy_vae_round_trip_through_an_archive(small_vae):
 
 
 def test_lossy_vae_rejects_bad_arguments(small_vae):
-    for kwargs in ({"reconstruction": "mode"}, {"seed": -1}, {"seed": True}):
-        with pytest.raises(jaxrec.InvalidArgumentError):
+    for kwargs, match in (
+        ({"reconstruction": "mode"}, "reconstruction must be one of"),
+        ({"seed": -1}, "seed must be an int in"),
+        ({"seed": True}, "seed must be an int in"),
+    ):
+        with pytest.raises(jaxrec.InvalidArgumentError, match=match):
             LossyVAE(small_vae, **kwargs)
-    with pytest.raises(jaxrec.InvalidArgumentError):
+    with pytest.raises(jaxrec.InvalidArgumentError, match="vae must be a jaxrec.models.vae.VAE"):
         LossyVAE(object())
