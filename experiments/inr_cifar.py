@@ -11,14 +11,15 @@ partition from the training statistics. For each model and target rate:
 1. **Prior.** :func:`jaxrec.models.inr.learn_prior` on CIFAR-10 training images (the lossless
    extract ``train_batch_3``); each rate continues from the previous, higher one. The prior, the
    training statistics and one plan per coder are saved as a prior file
-   (``results/inr_cifar/priors/<model>-<rate>bpp.msgpack``).
+   (``results/inr_cifar/latest/priors/<model>-<rate>bpp.msgpack``, git-ignored; reused by later runs
+   unless ``--relearn``).
 2. **Compression.** For every coder, the test images (the first ones of the CIFAR-10 test set)
-   are compressed through :func:`jaxrec.compress_batch` -- progressively (largest-KL blocks first,
-   fine-tuning the rest after each step) when the installed jaxrec has the progressive encoder
-   loop -- and every file is written to disk, read back and decompressed.
-3. **Metrics from the bytes on disk.** Rate = file bytes x 8 / 1024 bits per pixel (header
-   included; the payload alone is reported as well); PSNR of the decoded 8-bit image against the
-   original, averaged over images, as the papers.
+   are compressed into one archive (:class:`jaxrec.codec.ArchiveWriter`, one chunk) --
+   progressively (largest-KL blocks first, fine-tuning the rest after each step) -- the archive is
+   written to disk, read back and decompressed (:func:`jaxrec.decompress_batch`).
+3. **Metrics from the bytes on disk.** Rate = archive bytes x 8 / (images x 1024) bits per pixel
+   (the archive header, shared by the images, included; the payload alone is reported as well);
+   PSNR of the decoded 8-bit image against the original, averaged over images, as the papers.
 4. **Baselines.** JPEG (Pillow, a quality sweep, the same images): whole files, and the
    entropy-coded scan alone (headers and tables excluded -- a lower bound; a 32x32 JPEG file is
    >= 2.4 bpp of headers). Published CIFAR-10 points of COIN++, BPG and the Balle et al. (2018)
@@ -26,18 +27,18 @@ partition from the training statistics. For each model and target rate:
 5. **BD-rate** of SP-ORC and SP-PFR against standard ORC per model: the mean bitrate change at
    equal PSNR over the common PSNR range, log-rate interpolated piecewise-linearly in PSNR.
 
-    python experiments/inr_cifar.py            # default: < 45 min on 2 CPU cores (reduced, see --help)
+    python experiments/inr_cifar.py            # default: < 45 min on 2 CPU cores (reduced, see RunSize)
     python experiments/inr_cifar.py --full     # the papers' settings (accelerator: hours)
 
-Writes ``experiments/results/inr_cifar/{results.json, results.md, rd.png}`` (``*_full`` with ``--full``),
-the prior files, and the compressed files under ``files/``.
+Writes ``results.json``, ``results.md``, ``rd.png`` (``*_full`` with ``--full``) and the archives
+``files/<model>-<rate>bpp-<coder>.jxr`` to ``experiments/results/inr_cifar/latest/`` (git-ignored),
+and with ``--update`` also to the committed ``experiments/results/inr_cifar/`` (``experiments/_results.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import io
 import json
 import math
@@ -50,6 +51,15 @@ from typing import Any
 
 import jax
 import numpy as np
+from _results import (
+    LATEST,
+    add_update_flag,
+    output_paths,
+    results_dir,
+    save_figure,
+    save_json,
+    save_text,
+)
 from flax import nnx
 from tqdm.auto import tqdm
 
@@ -57,7 +67,8 @@ import jaxrec
 from jaxrec import codec, data
 from jaxrec.models import inr
 
-RESULTS = Path(__file__).resolve().parent / "results" / "inr_cifar"
+NAME = "inr_cifar"
+PRIORS = results_dir(NAME) / LATEST / "priors"
 DEFAULT_PRIOR = Path(jaxrec.__file__).resolve().parent / "models" / "weights" / "inr-cifar10.msgpack"
 
 # CIFAR-10 baselines (bits per pixel, PSNR dB) from COIN++'s result files (Dupont et al., TMLR 2022).
@@ -239,7 +250,7 @@ def learn_priors(model: str, train: np.ndarray, size: RunSize, args: argparse.Na
     refine_settings = inr.FitSettings(max(size.refine_steps, 1), size.learning_rate, size.num_samples)
     paths, previous = {}, None
     for rate in size.rates:
-        path = args.out_dir / "priors" / f"{model.lower()}-{rate:g}bpp{args.suffix}.msgpack"
+        path = PRIORS / f"{model.lower()}-{rate:g}bpp{args.suffix}.msgpack"
         if path.is_file() and not args.relearn:
             tqdm.write(f"[{model} {rate:g} bpp] reusing {path.name}")
             paths[rate] = path
@@ -274,70 +285,57 @@ def learn_priors(model: str, train: np.ndarray, size: RunSize, args: argparse.Na
 # Compression
 
 
-def progressive_available() -> bool:
-    """Whether the installed jaxrec runs progressive codecs' ``refine`` (the ``group_size`` argument)."""
-    return "group_size" in inspect.signature(codec.compress_report).parameters
-
-
 def run_coder(bundle: inr.InrBundle, name: str, images: np.ndarray, size: RunSize, args: argparse.Namespace,
-              clock: CompileClock, folder: Path) -> dict[str, Any]:
-    """Compresses ``images`` with one coder, writes the files, decodes them from disk."""
+              clock: CompileClock, label: str) -> dict[str, Any]:
+    """Compresses ``images`` with one coder into one archive, writes it, decodes it from disk."""
     coder, plan = bundle.setup(name)
     chunk = IMAGES_PER_CALL.get(name, len(images))
     refine_steps = max(30000 // plan.num_blocks, 50) if args.full else size.refine_steps
     bundle.codec = bundle.codec.bind(plan, refine=bundle.codec.refine_settings._replace(steps=refine_steps))
-    progressive = progressive_available() and refine_steps > 0
-    kwargs = {"group_size": size.group_size} if progressive else {}
-    reports, enc_s, enc_compile = [], 0.0, 0.0
+    # one chunk holds every image: the fewest stream headers
+    writer = codec.ArchiveWriter(bundle.codec, key=args.seed, coder=coder, plan=plan, chunk_items=len(images),
+                                group_size=size.group_size)
+    enc_s, enc_compile = 0.0, 0.0
     for start in range(0, len(images), chunk):
-        part, seconds, compile_s = clock.measure(
-            codec.compress_report, bundle.codec, images[start : start + chunk], key=args.seed, coder=coder, plan=plan,
-            first_item=start, **kwargs,
-        )
-        reports.append(part)
+        _, seconds, compile_s = clock.measure(writer.add, images[start : start + chunk])
         enc_s += seconds
         enc_compile += compile_s
-    files = [f for r in reports for f in r.files]
-    rates = [x for r in reports for x in r.rates]
-    block_kl = np.concatenate([np.asarray(r.block_kl) for r in reports])
-    steps = np.concatenate([np.asarray(r.code.steps) for r in reports])
-    exhausted = np.concatenate([np.asarray(getattr(r.code, "exhausted", np.zeros_like(r.code.steps))) for r in reports])
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    for i, blob in enumerate(files):
-        (folder / f"{i:04d}.jxr").write_bytes(blob)
-    on_disk = [(folder / f"{i:04d}.jxr").read_bytes() for i in range(len(files))]
+    report = writer.report()
+    paths = output_paths(NAME, f"files/{label}.jxr", update=args.update)
+    for path in paths:
+        path.write_bytes(report.archive)
+    on_disk = paths[0].read_bytes()
     decoded, dec_s, dec_compile = clock.measure(jaxrec.decompress_batch, bundle.codec, on_disk, plan=plan)
     decoded = np.asarray(decoded)
     _, dec_again_s, _ = clock.measure(jaxrec.decompress_batch, bundle.codec, on_disk, plan=plan)
-    pixels = images.shape[1] * images.shape[2]
-    sizes = np.array([len(b) for b in on_disk])
-    payload = np.array([r.payload_bytes for r in rates])
+    n, pixels = len(images), images.shape[1] * images.shape[2]
+    block_kl = np.asarray(report.block_kl)
     scores = psnr(decoded, images)
     return {
         "coder": name,
         "kappa": bundle.coders[name].kappa,
         "blocks": plan.num_blocks,
-        "progressive": progressive,
         "refine_steps": refine_steps,
-        "bpp": float(8 * sizes.mean() / pixels),
-        "payload_bpp": float(8 * payload.mean() / pixels),
-        "index_bpp": float(np.mean([r.index_bits for r in rates]) / pixels),
+        "file": f"files/{label}.jxr",
+        "archive_bytes": len(on_disk),
+        "header_bytes": report.header_bytes,
+        "bpp": float(8 * len(on_disk) / (n * pixels)),
+        "payload_bpp": float(8 * report.payload_bytes / (n * pixels)),
+        "index_bpp": float(np.mean(report.index_bits) / pixels),
         "kl_bpp": float(block_kl.sum(axis=1).mean() / pixels),
         "block_kl_mean": float(block_kl.mean()),
         "block_kl_max": float(block_kl.max()),
         "blocks_over_kappa": float(np.mean(block_kl > bundle.coders[name].kappa + 0.5)),
         "psnr": float(scores.mean()),
         "psnr_per_image": scores.round(3).tolist(),
-        "mean_steps_per_block": float(steps.mean()),
-        "exhausted_fraction": float(exhausted.mean()),
+        "mean_steps_per_block": float(np.mean(report.code.steps)),
+        "exhausted_fraction": float(np.mean(report.code.exhausted)),
         "images_per_call": chunk,
-        "encode_s_per_image": enc_s / len(images),
+        "encode_s_per_image": enc_s / n,
         "encode_compile_s": enc_compile,
-        "encode_s_per_image_excl_compile": (enc_s - enc_compile) / len(images),
-        "decode_s_per_image_first": dec_s / len(images),
-        "decode_s_per_image": dec_again_s / len(images),
+        "encode_s_per_image_excl_compile": (enc_s - enc_compile) / n,
+        "decode_s_per_image_first": dec_s / n,
+        "decode_s_per_image": dec_again_s / n,
         "decode_compile_s": dec_compile,
     }
 
@@ -352,20 +350,23 @@ def markdown(result: dict[str, Any]) -> str:
         "# Bayesian INR compression on CIFAR-10: standard ORC vs space-partitioned REC",
         "",
         (f"Test images: the first {cfg['num_test']} of the CIFAR-10 test set; priors learned on {cfg['num_train']} "
-        f"training images (train_batch_3). Machine: {result['machine']}. Run: {'--full' if cfg['full'] else 'default (reduced)'}; "
-        f"encoder: {'progressive (largest KL first, refine after each step)' if result['progressive'] else 'non-progressive (the installed jaxrec has no progressive loop)'}."),
+        f"training images (train_batch_3). Machine: {result['machine']}. Run: {cfg['run']}; "
+        f"encoder: progressive, {cfg['size']['group_size']} blocks per image and step (largest KL first), "
+        f"{cfg['size']['refine_steps']} fine-tuning steps of the rest after each step ({cfg['size']['fit_steps']} "
+        "steps for the first fit)."),
         "",
-        ("Rates are from the files on disk (header included); *payload* excludes the header. PSNR: decoded 8-bit "
-        "images, mean over images."),
+        ("Rates are from the archives on disk: one archive per model, rate and coder holding all test images, "
+        "bpp = 8 x archive bytes / (images x 1024), its header (shared by the images) included; *payload* excludes "
+        "the header. PSNR: decoded 8-bit images, mean over images."),
         "",
-        ("| model | prior (target bpp) | coder | kappa | blocks | bpp (file) | bpp (payload) | KL bpp | PSNR dB "
+        ("| model | prior (target bpp) | coder | kappa | blocks | archive B (header) | bpp (file) | bpp (payload) | KL bpp | PSNR dB "
         "| blocks > kappa+0.5 | steps/block | encode s/img (compile excl.) | decode s/img |"),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         lines.append(
             f"| {row['model']} | {row['target_bpp']:g} | {CODER_LABELS[row['coder']]} | {row['kappa']:g} | {row['blocks']} "
-            f"| {row['bpp']:.3f} | {row['payload_bpp']:.3f} | {row['kl_bpp']:.3f} | {row['psnr']:.2f} "
+            f"| {row['archive_bytes']} ({row['header_bytes']}) | {row['bpp']:.3f} | {row['payload_bpp']:.3f} | {row['kl_bpp']:.3f} | {row['psnr']:.2f} "
             f"| {row['blocks_over_kappa']:.0%} | {row['mean_steps_per_block']:.3g} "
             f"| {row['encode_s_per_image']:.1f} ({row['encode_s_per_image_excl_compile']:.1f}) | {row['decode_s_per_image']:.3f} |"
         )
@@ -398,7 +399,8 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot(result: dict[str, Any], path: Path) -> None:
+def plot(result: dict[str, Any]) -> Any:
+    """The rate-distortion figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -429,11 +431,18 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(f"CIFAR-10, first {result['config']['num_test']} test images")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 # --------------------------------------------------------------------------------------------------
+
+
+def run_name(args: argparse.Namespace, size: RunSize) -> str:
+    """``--full``, ``--smoke`` or ``default (reduced)``, with the command-line reductions."""
+    name = "--full" if args.full else "--smoke" if args.smoke else "default (reduced)"
+    base = FULL if args.full else SMOKE if args.smoke else DEFAULT
+    changed = [f"{f}={getattr(size, f)}" for f in ("num_test", "num_train", "rates") if getattr(size, f) != getattr(base, f)]
+    return name + (f" with {', '.join(changed)}" if changed else "")
 
 
 def main() -> None:
@@ -451,7 +460,7 @@ def main() -> None:
     parser.add_argument("--export-default", default=None, metavar="MODEL:RATE",
                         help="copy that prior file to jaxrec/models/weights/inr-cifar10.msgpack")
     parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    add_update_flag(parser)
     args = parser.parse_args()
     size = FULL if args.full else SMOKE if args.smoke else DEFAULT
     args.coders = args.coders or (list(CODER_LABELS) if args.full else list(DEFAULT_CODERS))
@@ -462,7 +471,6 @@ def main() -> None:
         rates=tuple(sorted(args.rates, reverse=True)) if args.rates else size.rates,
     )
     args.suffix = "_full" if args.full else "_smoke" if args.smoke else ""
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     train, _ = data.load_cifar10("train", args.data_dir)
     test, _ = data.load_cifar10("test", args.data_dir)
@@ -477,8 +485,8 @@ def main() -> None:
             priors.append({**{k: meta[k] for k in ("model", "target_bpp", "train_kl_bpp", "train_psnr_one_sample", "seconds")},
                            "file_mb": path.stat().st_size / 1e6})
             for name in tqdm(args.coders, desc=f"{model} @ {rate:g} bpp", leave=False):
-                folder = args.out_dir / "files" / f"{model.lower()}-{rate:g}bpp-{name}{args.suffix}"
-                row = run_coder(bundle, name, test, size, args, clock, folder)
+                label = f"{model.lower()}-{rate:g}bpp-{name}{args.suffix}"
+                row = run_coder(bundle, name, test, size, args, clock, label)
                 row.update(model=model, target_bpp=rate, prior_file=path.name)
                 rows.append(row)
                 tqdm.write(
@@ -508,10 +516,9 @@ def main() -> None:
                 "psnr_range": f"{lo:.2f}-{hi:.2f}" if hi > lo else "none",
             })
     result = {
-        "config": {"full": args.full, "num_test": size.num_test, "num_train": size.num_train, "seed": args.seed,
+        "config": {"full": args.full, "run": run_name(args, size), "num_test": size.num_test, "num_train": size.num_train, "seed": args.seed,
                    "size": dataclasses.asdict(size), "coders": {k: v.to_dict() for k, v in coder_settings(args.full).items()}},
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores visible, jax {jax.__version__} on {jax.default_backend()}",
-        "progressive": progressive_available(),
         "priors": priors,
         "rows": rows,
         "bd_rate": bd,
@@ -520,10 +527,10 @@ def main() -> None:
         "total_seconds": time.perf_counter() - started,
         "total_cpu_seconds": time.process_time(),
     }
-    (args.out_dir / f"results{args.suffix}.json").write_text(json.dumps(result, indent=1))
-    (args.out_dir / f"results{args.suffix}.md").write_text(markdown(result))
-    plot(result, args.out_dir / f"rd{args.suffix}.png")
-    print(f"wrote {args.out_dir}/results{args.suffix}.{{json,md}} and rd{args.suffix}.png in {result['total_seconds'] / 60:.1f} min "
+    where = save_json(NAME, f"results{args.suffix}.json", result, update=args.update).parent
+    save_text(NAME, f"results{args.suffix}.md", markdown(result), update=args.update)
+    save_figure(NAME, f"rd{args.suffix}.png", plot(result), update=args.update, dpi=120)
+    print(f"wrote {where}/results{args.suffix}.{{json,md}} and rd{args.suffix}.png in {result['total_seconds'] / 60:.1f} min "
           f"({result['total_cpu_seconds'] / 60:.1f} CPU min)")
 
 
