@@ -14,7 +14,8 @@ Where a dataset is looked for, in order (the first directory holding the file wi
    the Debian package ``dataset-fashion-mnist`` installs it).
 
 A missing file raises :class:`FileNotFoundError` naming every path tried; a malformed one raises
-:class:`~jaxrec.core.errors.FormatError`.
+:class:`~jaxrec.core.errors.FormatError`; an unknown split or dataset, or a directory that is not a
+path, raises :class:`~jaxrec.core.errors.InvalidArgumentError`.
 
     images, labels = jaxrec.data.load_mnist("test")                    # uint8 (10000, 28, 28), (10000,)
     images, labels = jaxrec.data.load_mnist("train", dataset="fashion-mnist")
@@ -27,10 +28,11 @@ import gzip
 import os
 import zipfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from jaxrec.core.checks import describe
 from jaxrec.core.errors import FormatError, InvalidArgumentError
 
 __all__ = [
@@ -80,12 +82,25 @@ def data_root() -> Path:
     return (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
 
 
+def _as_path(name: str, value: Any) -> Path:
+    """``value`` as a :class:`~pathlib.Path` (a ``str`` or an ``os.PathLike``)."""
+    if isinstance(value, (str, os.PathLike)):
+        return Path(value)
+    raise InvalidArgumentError(f"{name} must be a path (str or os.PathLike), got {describe(value)}")
+
+
+def _choice(name: str, value: Any, choices: Any) -> str:
+    """``value`` if it is one of the strings ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidArgumentError(f"{name} must be one of {sorted(choices)}, got {describe(value)}")
+    return value
+
+
 def dataset_dirs(dataset: str, directory: str | os.PathLike | None = None) -> list[Path]:
     """The folders searched for ``dataset``, in order (see the module docstring)."""
-    if dataset not in DATASETS:
-        raise InvalidArgumentError(f"unknown dataset {dataset!r}; known: {sorted(DATASETS)}")
+    _choice("dataset", dataset, DATASETS)
     if directory is not None:
-        return [Path(directory)]
+        return [_as_path("directory", directory)]
     info = DATASETS[dataset]
     return [data_root() / info.folder, *(Path(d) for d in info.system_dirs)]
 
@@ -113,7 +128,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     Raises:
       FormatError: bad magic, unknown type code, or a data size that does not match the header.
     """
-    path = Path(path)
+    path = _as_path("path", path)
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         try:
@@ -150,8 +165,7 @@ def load_mnist(
       ``(images, labels)``: ``uint8 (N, 28, 28)`` with 0 background and 255 ink (MNIST), and
       ``uint8 (N,)``.
     """
-    if split not in _SPLIT_PREFIX:
-        raise InvalidArgumentError(f"split must be 'train' or 'test', got {split!r}")
+    _choice("split", split, _SPLIT_PREFIX)
     dirs = dataset_dirs(dataset, directory)
     prefix = _SPLIT_PREFIX[split]
     images = read_idx(find_file(f"{prefix}-images-idx3-ubyte", dirs))
@@ -183,8 +197,7 @@ def load_cifar10(split: str = "test", directory: str | os.PathLike | None = None
       FileNotFoundError: the file is in none of the folders (the message lists the paths tried).
       FormatError: not an ``npz`` archive with ``images`` and ``labels`` of those shapes and dtypes.
     """
-    if split not in _CIFAR10_FILES:
-        raise InvalidArgumentError(f"split must be 'test' or 'train', got {split!r}")
+    _choice("split", split, _CIFAR10_FILES)
     path = find_file(_CIFAR10_FILES[split], dataset_dirs("cifar10", directory))
     try:
         with np.load(path, allow_pickle=False) as archive:

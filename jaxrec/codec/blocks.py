@@ -37,15 +37,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import zlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxrec.core import prng
+from jaxrec.core.checks import (
+    as_bool,
+    as_callable,
+    as_float,
+    as_int,
+    as_real_array,
+    describe,
+)
 from jaxrec.core.distributions import Distribution
 from jaxrec.core.errors import InvalidArgumentError
 
@@ -86,14 +94,15 @@ class BlockPlan:
             raise InvalidArgumentError(f"sizes must be a non-empty 1-D array of ints >= 1, got {sizes!r}")
         if int(sizes.sum()) != order.size:
             raise InvalidArgumentError(f"sizes sum to {int(sizes.sum())}, but order has {order.size} dimensions")
-        if self.budget_bits is not None and not (math.isfinite(self.budget_bits) and self.budget_bits > 0):
-            raise InvalidArgumentError(f"budget_bits must be finite and > 0 or None, got {self.budget_bits!r}")
-        if self.block_kl is not None and np.shape(self.block_kl) != sizes.shape:
-            raise InvalidArgumentError(f"block_kl must have shape {sizes.shape}, got {np.shape(self.block_kl)}")
+        if self.budget_bits is not None:
+            object.__setattr__(self, "budget_bits", as_float("budget_bits", self.budget_bits, low=0, low_open=True))
+        if self.block_kl is not None:
+            block_kl = as_real_array("block_kl", self.block_kl)
+            if block_kl.shape != sizes.shape:
+                raise InvalidArgumentError(f"block_kl must have shape {sizes.shape}, got {block_kl.shape}")
+            object.__setattr__(self, "block_kl", block_kl)
         object.__setattr__(self, "order", order.astype(np.int32))
         object.__setattr__(self, "sizes", sizes.astype(np.int32))
-        if self.block_kl is not None:
-            object.__setattr__(self, "block_kl", np.asarray(self.block_kl, np.float64))
 
     @property
     def dim(self) -> int:
@@ -147,7 +156,10 @@ class BlockPlan:
 
     def merge(self, blocks: Array) -> Array:
         """Inverse of :meth:`split` for samples: ``(..., B, S) -> (..., D)`` (padding dropped)."""
-        blocks = jnp.asarray(blocks)
+        try:
+            blocks = jnp.asarray(blocks)
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(f"blocks must be a numeric array (..., B, S), got {describe(blocks)}") from None
         if blocks.shape[-2:] != self.mask.shape:
             raise InvalidArgumentError(f"blocks must end in shape {self.mask.shape}, got {blocks.shape}")
         return _merge(blocks, self.positions)
@@ -157,7 +169,7 @@ class BlockPlan:
         """``int32[D]``: flat position in the ``(B, S)`` block array of each latent dimension."""
         return np.flatnonzero(self.mask)[np.argsort(self.order)].astype(np.int32)
 
-    def with_partitions(self, build: Callable[[np.ndarray, int], Any]) -> "BlockPlan":
+    def with_partitions(self, build: Callable[[np.ndarray, int], Any]) -> BlockPlan:
         """Returns a copy with per-block partitions for space-partitioning coders.
 
         Args:
@@ -169,6 +181,7 @@ class BlockPlan:
         Returns:
           The plan with ``partitions`` = the blocks' pytrees stacked along a new leading axis.
         """
+        as_callable("build", build)
         parts = [build(self.index[b, : self.sizes[b]], self.max_size) for b in range(self.num_blocks)]
         structures = {jax.tree.structure(part) for part in parts}
         if len(structures) != 1:
@@ -243,22 +256,11 @@ def plan_blocks(
     Raises:
       InvalidArgumentError: negative or non-finite KL, a bad budget or block size.
     """
-    kl_dim = np.asarray(kl_per_dim, dtype=np.float64)
-    if kl_dim.ndim != 1 or kl_dim.size == 0:
-        raise InvalidArgumentError(f"kl_per_dim must be a non-empty 1-D array, got shape {kl_dim.shape}")
-    bad = np.flatnonzero(~(np.isfinite(kl_dim) & (kl_dim >= 0)))
-    if bad.size:
-        raise InvalidArgumentError(f"kl_per_dim must be finite and >= 0, got {kl_dim[bad[0]]!r} at {bad[0]}")
-    if isinstance(budget_bits, bool) or not isinstance(budget_bits, (int, float, np.floating, np.integer)):
-        raise InvalidArgumentError(f"budget_bits must be a number, got {budget_bits!r}")
-    budget = float(budget_bits)
-    if not (math.isfinite(budget) and budget > 0):
-        raise InvalidArgumentError(f"budget_bits must be finite and > 0, got {budget_bits!r}")
+    kl_dim = as_real_array("kl_per_dim", kl_per_dim, ndim=1, nonempty=True, finite=True, nonnegative=True)
+    budget = as_float("budget_bits", budget_bits, low=0, low_open=True)
     dim = kl_dim.size
-    cap = dim if max_block_size is None else max_block_size
-    if isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or cap < 1:
-        raise InvalidArgumentError(f"max_block_size must be an int >= 1 or None, got {max_block_size!r}")
-    if shuffle:
+    cap = dim if max_block_size is None else as_int("max_block_size", max_block_size, low=1)
+    if as_bool("shuffle", shuffle):
         order = np.asarray(jax.random.permutation(prng.as_key(key), dim), dtype=np.int64)
     else:
         order = np.arange(dim)

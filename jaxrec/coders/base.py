@@ -21,8 +21,10 @@ at trace time).
 * ``OK`` (0) -- the sample is what the coder promises (exact for exact coders);
 * ``EXHAUSTED`` (1) -- an exact coder hit its step, queue or depth limit before its stop rule
   fired: the sample is the best candidate found, not an exact sample of Q;
-* ``INVALID_INPUT`` (2) -- a target or prior parameter was NaN/inf or a scale was not positive:
-  the search stopped before examining any candidate (``steps == 0``) and the sample is meaningless;
+* ``INVALID_INPUT`` (2) -- a target or prior parameter was NaN/inf, a scale was not positive, or the
+  target has mass outside the prior's support (``D_KL[Q||P] = inf``, e.g. a Gaussian target
+  against a uniform prior): the search stopped before examining any candidate (``steps == 0``)
+  and the sample is meaningless;
 * ``UNBOUNDED_RATIO`` (3) -- an exact coder got ``D_inf[Q||P] = inf`` (a target at least as wide as
   the prior): the search stopped at once (``steps == 0``), as it could never finish.
 
@@ -41,7 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrec.core import prng
-from jaxrec.core.distributions import Distribution, log_sup_ratio
+from jaxrec.core.distributions import Distribution, Uniform, kl, log_sup_ratio
+from jaxrec.core.distributions import check_pair as check_distribution_pair
 from jaxrec.core.errors import InvalidArgumentError
 
 Array = jax.Array
@@ -100,6 +103,7 @@ class CodeBase:
     """
 
     MESSAGE: ClassVar[tuple[str, ...]] = ()
+    SIGNED: ClassVar[tuple[str, ...]] = ()  # message fields that may be negative (all others are >= 0)
     coder: str
     event_size: int
     steps: Array
@@ -177,27 +181,65 @@ def origin(name: str, prior: Distribution) -> dict[str, Any]:
     return {"coder": name, "event_size": int(prior.event_size)}
 
 
+_SEARCH_DTYPES = (jnp.float32, jnp.float64)
+
+
 def check_pair(target: Any, prior: Any) -> None:
-    """Raises :class:`InvalidArgumentError` unless both are distributions of one event size."""
+    """Raises :class:`InvalidArgumentError` unless a coder can encode ``target`` against ``prior``.
+
+    Both must be distributions of one event size ``D >= 1`` with broadcasting batch shapes
+    (:func:`jaxrec.core.distributions.check_pair`) and float32 or float64 parameters (the search
+    keeps its running scores in the prior's dtype).  ``Q`` must be absolutely continuous with
+    respect to ``P`` (``D_KL[Q||P] < inf``): no coder can encode a target with mass outside the
+    prior's support.  A Gaussian target against a uniform prior never is (checked from the types,
+    so also under ``jit``); other pairs are checked when their parameters are concrete (under
+    ``jit`` the search reports ``INVALID_INPUT`` instead).
+    """
+    check_distribution_pair(target, prior)
+    if target.event_size < 1:
+        raise InvalidArgumentError(f"the event size must be >= 1, got target and prior of event size {target.event_size}")
     for name, dist in (("target", target), ("prior", prior)):
-        if not isinstance(dist, Distribution):
-            raise InvalidArgumentError(f"{name} must be a jaxrec distribution, got {type(dist).__name__}")
-    if target.event_size != prior.event_size:
-        raise InvalidArgumentError(
-            f"target and prior event sizes differ: {target.event_size} != {prior.event_size}"
-        )
+        if dist.dtype not in _SEARCH_DTYPES:
+            raise InvalidArgumentError(f"{name} parameters must be float32 or float64, got {dist.dtype}")
+    if isinstance(prior, Uniform) and not isinstance(target, Uniform):  # unbounded support inside a box
+        _refuse_support(target, prior, "")
+    if any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((target, prior))):
+        return
+    infinite = np.argwhere(~np.isfinite(np.atleast_1d(np.asarray(kl(target, prior, per_dim=True)))))
+    if infinite.size:
+        _refuse_support(target, prior, f" at index {tuple(int(i) for i in infinite[0])}")
 
 
-def check_code(code: Any, code_class: type, name: str | tuple[str, ...], prior: Any) -> None:
+def _refuse_support(target: Distribution, prior: Distribution, where: str) -> None:
+    raise InvalidArgumentError(
+        f"the target has mass outside the prior's support{where} (D_KL[Q||P] = inf: a "
+        f"{type(target).__name__} target against a {type(prior).__name__} prior"
+        + (", the target box not inside the prior box" if isinstance(target, type(prior)) else "")
+        + "); no coder can encode it: use a prior whose support covers the target's (e.g. a DiagGaussian prior)"
+    )
+
+
+def check_code(
+    code: Any, code_class: type, name: str | tuple[str, ...], prior: Any, code_batch: tuple[int, ...] = ()
+) -> None:
     """Raises :class:`InvalidArgumentError` unless ``code`` can be decoded by coder ``name`` with ``prior``.
 
     Checks the code's type, the static name of the coder that made it and its event size against
-    the prior's (all static, so the check also works inside ``jit``).  ``name`` may list several
-    coders whose codes share one decoder (e.g. AD* decodes DAD* codes).
+    the prior's, that the prior has no batch axes and that the code is *one* code: ``status`` of
+    shape ``code_batch`` (``()``; ``(D,)`` for the per-dimension wrapper) and message fields of an
+    integer dtype whose shapes start with it -- all static, so these checks also run inside
+    ``jit`` (inside ``vmap`` the mapped axis is gone).  On concrete codes the message fields must
+    also be ``>= 0`` (except the class's ``SIGNED`` fields).  ``name`` may list several coders whose
+    codes share one decoder (e.g. AD* decodes DAD* codes).
     """
     names = (name,) if isinstance(name, str) else tuple(name)
     if not isinstance(prior, Distribution):
         raise InvalidArgumentError(f"prior must be a jaxrec distribution, got {type(prior).__name__}")
+    if prior.batch_shape:
+        raise InvalidArgumentError(
+            f"decode takes one code and a prior without batch axes, got a prior of batch shape {prior.batch_shape}; "
+            "use jax.vmap(coder.decode) for a batch"
+        )
     if not isinstance(code, code_class):
         raise InvalidArgumentError(
             f"code must be a {code_class.__name__} made by {names[0]}, got {type(code).__name__}"
@@ -213,13 +255,41 @@ def check_code(code: Any, code_class: type, name: str | tuple[str, ...], prior: 
             f"this code encodes a latent of event size {code.event_size}, but the prior has event size "
             f"{prior.event_size}"
         )
+    _check_code_fields(code, tuple(code_batch))
+
+
+def _check_code_fields(code: Any, code_batch: tuple[int, ...]) -> None:
+    """Shapes, dtypes and (when concrete) signs of a code's fields; see :func:`check_code`."""
+    status_shape = tuple(np.shape(code.status))
+    if status_shape != code_batch:
+        raise InvalidArgumentError(
+            f"decode takes one code, got a code whose status has shape {status_shape} (expected {code_batch}); use "
+            "jax.vmap(coder.decode) for a batch of codes"
+        )
+    for field, value in code.message.items():
+        concrete = None
+        if isinstance(value, (jax.core.Tracer, jax.ShapeDtypeStruct)):
+            dtype, shape = value.dtype, tuple(value.shape)
+        else:
+            try:
+                concrete = np.asarray(value)
+            except (TypeError, ValueError):
+                raise InvalidArgumentError(f"code.{field} must be an integer array, got {value!r}") from None
+            dtype, shape = concrete.dtype, concrete.shape
+        if not jnp.issubdtype(dtype, jnp.integer):
+            raise InvalidArgumentError(f"code.{field} must be an integer array, got dtype {dtype}")
+        if shape[: len(code_batch)] != code_batch:
+            raise InvalidArgumentError(f"code.{field} must have shape {code_batch} + (...), got {shape}")
+        if field not in code.SIGNED and concrete is not None and np.any(concrete < 0):
+            raise InvalidArgumentError(f"code.{field} must be >= 0, got {concrete.tolist()!r}")
 
 
 def input_status(target: Distribution, prior: Distribution, *, bounded: bool) -> Array:
-    """``int32`` status per problem before any search: ``INVALID_INPUT`` for a non-finite parameter
-    or a non-positive scale, else ``UNBOUNDED_RATIO`` when ``bounded`` (exact coders) and
-    ``D_inf[Q||P] = inf``, else ``OK``.  Traceable (batch shape of the pair)."""
-    valid = target.valid() & prior.valid()
+    """``int32`` status per problem before any search: ``INVALID_INPUT`` for a non-finite parameter,
+    a non-positive scale or a target with mass outside the prior's support (``D_KL = inf``), else
+    ``UNBOUNDED_RATIO`` when ``bounded`` (exact coders) and ``D_inf[Q||P] = inf``, else ``OK``.
+    Traceable (batch shape of the pair)."""
+    valid = target.valid() & prior.valid() & jnp.isfinite(kl(target, prior))
     status = jnp.where(valid, OK, INVALID_INPUT)
     if bounded:
         log_m = log_sup_ratio(target, prior)
@@ -246,7 +316,8 @@ def warn_status(code: Any, stacklevel: int = 3) -> None:
         hint = {
             "exhausted": "the samples are the best candidates found, not exact samples (raise the step limit or use "
             "smaller blocks)",
-            "invalid_input": "a target or prior parameter was NaN/inf or a scale was not positive",
+            "invalid_input": "a target or prior parameter was NaN/inf, a scale was not positive, or the target has "
+            "mass outside the prior's support",
             "unbounded_ratio": "D_inf[Q||P] is infinite (a target at least as wide as the prior)",
         }
         detail = "; ".join(f"{name}: {hint[name]}" for name in counts)

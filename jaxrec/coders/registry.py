@@ -135,7 +135,19 @@ def register_coder(
         raise InvalidArgumentError(f"coder name must be 1 to 64 ASCII characters, got {name!r}")
     if not callable(factory) or not callable(message):
         raise InvalidArgumentError("factory and message must be callables")
-    REGISTRY[name] = CoderEntry(factory, tuple(params), message, partitioned, check, alphabet, pack, unpack)
+    if isinstance(params, str) or not all(isinstance(p, str) for p in _as_sequence(params)):
+        raise InvalidArgumentError(f"params must be a sequence of parameter names (str), got {params!r}")
+    for label, hook in (("check", check), ("alphabet", alphabet), ("pack", pack), ("unpack", unpack)):
+        if hook is not None and not callable(hook):
+            raise InvalidArgumentError(f"{label} must be a callable or None, got {hook!r}")
+    REGISTRY[name] = CoderEntry(factory, tuple(params), message, bool(partitioned), check, alphabet, pack, unpack)
+
+
+def _as_sequence(value: Any) -> Sequence[Any]:
+    try:
+        return tuple(value)
+    except TypeError:
+        return (None,)  # not iterable: fails the name check
 
 
 def lookup(name: str) -> CoderEntry:

@@ -46,6 +46,7 @@ from jaxrec.coders.base import (
     warn_status,
 )
 from jaxrec.core import prng
+from jaxrec.core.checks import as_int
 from jaxrec.core.distributions import Distribution, dinf
 from jaxrec.core.errors import InvalidArgumentError
 
@@ -59,6 +60,8 @@ Prepare = Callable[[Array, Distribution, Distribution], tuple[search.ChunkFn, An
 # the idle lanes that used to make narrow lanes slow; more lanes add per-iteration bookkeeping.
 DEFAULT_LANE_CHUNK = 128
 DEFAULT_CANDIDATES_IN_FLIGHT = 2**13
+# The schedule options of a batch encoder (they never change the codes).
+BATCH_OPTIONS = ("num_lanes", "lane_chunk_size", "max_widening")
 
 
 def _broadcast_batch(tree: Any, batch: int) -> Any:
@@ -114,17 +117,26 @@ def scan_coder(
     code_class: type = Code,
     precompute: Callable[[Distribution, Distribution], Any] | None = None,
     expected_log2_steps: Callable[[Distribution, Distribution], Any] | None = None,
+    problem_status: Callable[[Distribution, Distribution], Array] | None = None,
 ) -> Coder:
     """Assembles ``Coder(encode, decode, spec, encode_batch)`` from a scan kernel (see module doc).
 
     ``exact``: an exact coder reports ``EXHAUSTED`` when its stop rule has not fired by
     ``max_candidates`` and ``UNBOUNDED_RATIO`` for ``D_inf = inf``; a fixed-budget coder (ORC, MRC)
     runs out of candidates by design.  ``decode(key, code, prior)`` runs after the code has been
-    checked against ``code_class``, ``spec.name`` and the prior's event size.
+    checked against ``code_class``, ``spec.name`` and the prior's event size.  ``problem_status``
+    (traceable, one problem) adds coder-specific input statuses to
+    :func:`~jaxrec.coders.base.input_status`'s (e.g. undefined bin weights: ``INVALID_INPUT``).
     """
     search.validate_sizes(chunk_size, max_candidates)
     if exact and expected_log2_steps is None:
         expected_log2_steps = dinf
+
+    def status_before_search(target: Distribution, prior: Distribution) -> Array:
+        status = input_status(target, prior, bounded=exact)
+        if problem_status is None:
+            return status
+        return jnp.where(status == OK, problem_status(target, prior), status).astype(jnp.int32)
 
     def make_code(res: search.SearchResult, status0: Array, prior: Distribution) -> Any:
         status = search_status(status0, res.stopped, exact=exact)
@@ -149,12 +161,13 @@ def scan_coder(
             )
 
     def encode(key: Any, target: Distribution, prior: Distribution) -> Any:
+        key = prng.as_key(key)
         check_single(target, prior)
         validate(target, prior)
         warn_if_hopeless(target, prior)
-        status0 = input_status(target, prior, bounded=exact)
+        status0 = status_before_search(target, prior)
         problem = target if precompute is None else precompute(target, prior)
-        chunk_fn, init_state = prepare(prng.as_key(key), problem, prior)
+        chunk_fn, init_state = prepare(key, problem, prior)
         res = search.search(
             masked_chunk_fn(chunk_fn, status0 == OK), init_state, chunk_size=chunk_size, max_candidates=max_candidates,
             score_dtype=prior.dtype,
@@ -183,6 +196,7 @@ def scan_coder(
         check_positive_int("lane_chunk_size", k, search.MAX_CHUNK)
         lanes = max(1, DEFAULT_CANDIDATES_IN_FLIGHT // k) if num_lanes is None else num_lanes
         check_positive_int("num_lanes", lanes, 2**20)
+        max_widening = as_int("max_widening", max_widening, low=0)
         codes = run_batch(keys, targets, _broadcast_batch(prior, batch), k, lanes, max_widening)
         warn_status(codes)
         return codes
@@ -191,7 +205,7 @@ def scan_coder(
     @functools.partial(jax.jit, static_argnums=(3, 4, 5))
     def run_batch(keys: Array, targets: Distribution, priors: Distribution, k: int, lanes: int,
                      max_widening: int) -> Any:
-        status0 = jax.vmap(lambda t, p: input_status(t, p, bounded=exact))(targets, priors)
+        status0 = jax.vmap(status_before_search)(targets, priors)
         problems = (keys, targets if precompute is None else jax.vmap(precompute)(targets, priors), priors, status0)
 
         def problem_fn(problem: tuple) -> tuple[search.ChunkFn, Any]:
@@ -221,6 +235,9 @@ def encode_batch(coder: Coder, keys: Any, targets: Distribution, prior: Distribu
     """
     if not isinstance(coder, Coder):
         raise InvalidArgumentError(f"coder must be a jaxrec Coder, got {type(coder).__name__}")
+    unknown = sorted(set(options) - set(BATCH_OPTIONS))
+    if unknown:
+        raise InvalidArgumentError(f"unknown encode_batch options {unknown}; the options are {list(BATCH_OPTIONS)}")
     if coder.encode_batch is not None:
         return coder.encode_batch(keys, targets, prior, **options)
     if options:

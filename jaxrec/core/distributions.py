@@ -32,6 +32,7 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import log_ndtr, ndtr, ndtri
 
+from jaxrec.core.checks import as_bool, as_float, describe
 from jaxrec.core.errors import InvalidArgumentError
 
 Array = jax.Array
@@ -42,6 +43,7 @@ __all__ = [
     "Distribution",
     "DiagGaussian",
     "Uniform",
+    "check_pair",
     "log_ratio",
     "log_ratio_per_dim",
     "kl",
@@ -67,7 +69,12 @@ def _is_concrete(x: Any) -> bool:
 
 
 def _as_float_array(name: str, value: Any) -> Array:
-    arr = jnp.asarray(value)
+    try:
+        arr = jnp.asarray(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"{name} must be a real number or array, got {describe(value)}") from None
+    if jnp.issubdtype(arr.dtype, jnp.complexfloating):
+        raise InvalidArgumentError(f"{name} must be real, got {describe(value)}")
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.result_type(float))
     if _is_concrete(arr) and not bool(np.all(np.isfinite(np.asarray(arr)))):
@@ -102,7 +109,11 @@ class Distribution:
     def _set_params(self, **params: Any) -> None:
         arrays = [_as_float_array(k, v) for k, v in params.items()]
         dtype = jnp.result_type(*arrays)
-        shape = jnp.broadcast_shapes(*(a.shape for a in arrays))
+        try:
+            shape = jnp.broadcast_shapes(*(a.shape for a in arrays))
+        except ValueError:
+            shapes = " and ".join(f"{k} {tuple(a.shape)}" for k, a in zip(params, arrays))
+            raise InvalidArgumentError(f"{type(self).__name__} parameters must broadcast together, got {shapes}") from None
         if shape == ():
             shape = (1,)
         for name, arr in zip(params, arrays):
@@ -249,13 +260,62 @@ class Uniform(Distribution):
 # Pair quantities. Each (target type, prior type) pair registers closed forms per coordinate.
 
 
+def check_pair(target: Any, prior: Any) -> None:
+    """Raises :class:`InvalidArgumentError` unless ``target`` and ``prior`` are distributions of one
+    event size whose batch shapes broadcast (static checks: they also run under ``jit``)."""
+    for name, dist in (("target", target), ("prior", prior)):
+        if not isinstance(dist, Distribution):
+            raise InvalidArgumentError(
+                f"{name} must be a jaxrec distribution (jaxrec.DiagGaussian or jaxrec.Uniform), got {describe(dist)}"
+            )
+    if target.event_size != prior.event_size:
+        raise InvalidArgumentError(
+            f"target and prior event sizes differ: {target.event_size} != {prior.event_size} (target "
+            f"{type(target).__name__} of shape {target.batch_shape + (target.event_size,)}, prior "
+            f"{type(prior).__name__} of shape {prior.batch_shape + (prior.event_size,)})"
+        )
+    try:
+        jnp.broadcast_shapes(target.batch_shape, prior.batch_shape)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"target and prior batch shapes do not broadcast: {target.batch_shape} and {prior.batch_shape}"
+        ) from None
+
+
+def _check_points(target: Distribution, prior: Distribution, x: Any) -> Array:
+    """``x`` as an array of points ``(..., D)`` for the pair; :class:`InvalidArgumentError` otherwise."""
+    check_pair(target, prior)
+    try:
+        x = jnp.asarray(x)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"x must be an array of points (..., {target.event_size}), got {describe(x)}") from None
+    if x.ndim == 0 or x.shape[-1] != target.event_size or not jnp.issubdtype(x.dtype, jnp.number):
+        raise InvalidArgumentError(
+            f"x must be real points of shape (..., {target.event_size}) (the event size), got {describe(x)}"
+        )
+    try:
+        jnp.broadcast_shapes(x.shape[:-1], target.batch_shape, prior.batch_shape)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"x's batch shape {x.shape[:-1]} does not broadcast with the target's {target.batch_shape} and the "
+            f"prior's {prior.batch_shape}"
+        ) from None
+    return x
+
+
 def log_ratio_per_dim(target: Distribution, prior: Distribution, x: Array) -> Array:
-    """``log q_d(x_d) - log p_d(x_d)`` in nats, ``(..., D)``."""
+    """``log q_d(x_d) - log p_d(x_d)`` in nats, ``(..., D)``; elementwise with numpy broadcasting
+    and no checks (the search kernels call it on reshaped parameters; :func:`log_ratio` checks)."""
     return target.log_prob_per_dim(x) - prior.log_prob_per_dim(x)
 
 
 def log_ratio(target: Distribution, prior: Distribution, x: Array) -> Array:
-    """``log dQ/dP (x)`` in nats; ``x`` is ``(..., D)``, the result ``(...,)``."""
+    """``log dQ/dP (x)`` in nats; ``x`` is ``(..., D)``, the result ``(...,)``.
+
+    Raises :class:`InvalidArgumentError` unless ``x`` is a real array whose last axis is the event
+    size and whose batch shape broadcasts with the pair's (static checks, also under ``jit``).
+    """
+    x = _check_points(target, prior, x)
     return jnp.sum(log_ratio_per_dim(target, prior, x), axis=-1)
 
 
@@ -317,6 +377,7 @@ _PAIRS: dict[tuple[type, type], tuple[Callable, Callable]] = {
 
 
 def _pair(target: Distribution, prior: Distribution) -> tuple[Callable, Callable]:
+    check_pair(target, prior)
     try:
         return _PAIRS[(type(target), type(prior))]
     except KeyError:
@@ -326,7 +387,14 @@ def _pair(target: Distribution, prior: Distribution) -> tuple[Callable, Callable
 
 
 def kl(target: Distribution, prior: Distribution, per_dim: bool = False) -> Array:
-    """``D_KL[Q||P]`` in bits: ``(...,)``, or ``(..., D)`` with ``per_dim=True``."""
+    """``D_KL[Q||P]`` in bits: ``(...,)``, or ``(..., D)`` with ``per_dim=True``.
+
+    ``+inf`` where ``Q`` has mass outside ``P``'s support (a Gaussian target against a uniform
+    prior, a uniform target not inside a uniform prior).  Raises :class:`InvalidArgumentError` for
+    arguments that are not distributions, event sizes that differ or batch shapes that do not
+    broadcast (as do :func:`log_sup_ratio`, :func:`dinf` and :func:`log_ratio`).
+    """
+    as_bool("per_dim", per_dim)
     kl_nats = _pair(target, prior)[0](target, prior) / LN2
     return kl_nats if per_dim else jnp.sum(kl_nats, axis=-1)
 
@@ -336,6 +404,7 @@ def log_sup_ratio(target: Distribution, prior: Distribution, per_dim: bool = Fal
 
     For factorized pairs the supremum factorizes, so the total is the sum over coordinates.
     """
+    as_bool("per_dim", per_dim)
     per = _pair(target, prior)[1](target, prior)
     return per if per_dim else jnp.sum(per, axis=-1)
 
@@ -409,6 +478,7 @@ def interval_log_sup_ratio(target: Distribution, prior: Distribution, lo: Array,
     ``-inf`` where the interval misses the target's support (or is empty), ``+inf`` where the
     ratio is unbounded on it.  Closed forms for (Gauss, Gauss), (Uniform, Gauss), (Uniform, Uniform).
     """
+    check_pair(target, prior)
     try:
         fn = _INTERVAL_SUPS[(type(target), type(prior))]
     except KeyError:
@@ -427,7 +497,22 @@ def mmd2_to_gaussian(samples: Array, target: DiagGaussian, lengthscale: float = 
     ``c1 = l^2 / (l^2 + 1)`` and ``E k(z', z'') = (l^2 / (l^2 + 2))^{D/2}``.  The sample-sample term
     is the U-statistic (diagonal excluded), so the estimate is unbiased (it can be < 0).
     O(R^2 D) time and O(R^2) memory.
+
+    Raises :class:`InvalidArgumentError` unless ``target`` is one ``DiagGaussian`` (batch shape
+    ``()``), ``samples`` has shape ``(R, D)`` with ``R >= 2`` and a concrete ``lengthscale`` is > 0.
     """
+    if not isinstance(target, DiagGaussian) or target.batch_shape:
+        raise InvalidArgumentError(f"target must be one DiagGaussian (batch shape ()), got {describe(target)}")
+    try:
+        samples = jnp.asarray(samples)
+    except (TypeError, ValueError):
+        samples = None
+    if samples is None or samples.ndim != 2 or samples.shape[0] < 2 or samples.shape[1] != target.event_size:
+        raise InvalidArgumentError(
+            f"samples must be a real array (R, {target.event_size}) with R >= 2, got {describe(samples)}"
+        )
+    if not isinstance(lengthscale, jax.core.Tracer):
+        as_float("lengthscale", lengthscale, low=0, low_open=True)
     z = target.standardize(samples)
     num, dim = z.shape
     l2 = jnp.asarray(lengthscale, z.dtype) ** 2

@@ -55,18 +55,30 @@ _KEY_FORMS = "an int seed in [0, 2**32), a typed threefry2x32 key, or uint32[...
 
 
 def as_key(seed_or_key: Any) -> Array:
-    """Returns a typed ``threefry2x32`` key.
+    """Returns ONE typed ``threefry2x32`` key (shape ``()``).
 
     Accepts a Python/numpy integer seed in ``[0, 2^32)`` (JAX silently truncates larger seeds,
     so they are refused), a scalar integer array (e.g. a seed traced by ``jit``), a typed key, or
-    raw key data ``uint32[..., 2]``; anything else raises :class:`InvalidArgumentError`.
+    raw key data ``uint32[2]``; anything else, including several keys (use :func:`as_keys`), raises
+    :class:`InvalidArgumentError`.
     """
+    typed = _typed_keys(seed_or_key)
+    if typed.shape != ():
+        raise InvalidArgumentError(
+            f"key must be one key, got keys of shape {typed.shape}; for a batch use jaxrec.encode_batch or jax.vmap"
+        )
+    return typed
+
+
+def _typed_keys(seed_or_key: Any) -> Array:
+    """Typed ``threefry2x32`` keys of any shape from one of the forms :func:`as_key` takes (key
+    data ``uint32[..., 2]`` or typed keys of any shape)."""
     if isinstance(seed_or_key, bool) or seed_or_key is None or isinstance(seed_or_key, (str, bytes, float)):
         raise InvalidArgumentError(f"key must be {_KEY_FORMS}; got {seed_or_key!r}")
     if isinstance(seed_or_key, (int, np.integer)):
         seed = int(seed_or_key)
         if not 0 <= seed < 2**32:
-            raise InvalidArgumentError(f"seed must be in [0, 2**32), got {seed}")
+            raise InvalidArgumentError(f"key: seed must be in [0, 2**32), got {seed}")
         return jax.random.key(seed, impl=PRNG_IMPL)
     arr = seed_or_key
     if jnp.issubdtype(getattr(arr, "dtype", None), jax.dtypes.prng_key):
@@ -79,6 +91,8 @@ def as_key(seed_or_key: Any) -> Array:
     except (TypeError, ValueError):
         raise InvalidArgumentError(f"key must be {_KEY_FORMS}; got {seed_or_key!r}") from None
     if jnp.issubdtype(arr.dtype, jnp.integer) and arr.ndim == 0:  # a (possibly traced) integer seed
+        if not isinstance(arr, jax.core.Tracer) and not 0 <= int(arr) < 2**32:
+            raise InvalidArgumentError(f"key: seed must be in [0, 2**32), got {int(arr)}")
         return jax.random.key(arr, impl=PRNG_IMPL)
     if arr.dtype != jnp.uint32 or arr.shape[-1:] != (2,):
         raise InvalidArgumentError(f"key must be {_KEY_FORMS}; got {arr.dtype}{list(arr.shape)}")
@@ -99,11 +113,11 @@ def as_keys(keys: Any, batch: int) -> Array:
             raise InvalidArgumentError(f"keys must be {batch} keys ({_KEY_FORMS} each); got {keys!r}") from None
         if jnp.issubdtype(arr.dtype, jnp.integer) and arr.ndim == 1:  # int seeds
             if not isinstance(arr, jax.core.Tracer) and arr.size and (int(arr.min()) < 0 or int(arr.max()) >= 2**32):
-                raise InvalidArgumentError(f"seeds must be in [0, 2**32), got {np.asarray(arr)!r}")
+                raise InvalidArgumentError(f"keys: seeds must be in [0, 2**32), got {np.asarray(arr)!r}")
             keys = jax.vmap(lambda seed: jax.random.key(seed, impl=PRNG_IMPL))(arr)
         else:
             keys = arr
-    typed = as_key(keys)
+    typed = _typed_keys(keys)
     if typed.shape != (batch,):
         raise InvalidArgumentError(f"need {batch} keys (one per problem), got keys of shape {typed.shape}")
     return typed

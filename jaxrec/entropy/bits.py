@@ -1,8 +1,9 @@
 """Ideal codelengths of REC indices in bits, written with ``jax.numpy``.
 
-They run on numpy or JAX arrays, inside ``jit`` too, and do no validation (indices are assumed
-``>= 0``): :func:`zipf_exponent` (the exponent both sides derive from a KL budget), :func:`zipf_bits`,
-:func:`uniform_bits`, :func:`elias_gamma_bits`, :func:`elias_delta_bits`.
+They run on numpy or JAX arrays, inside ``jit`` too: :func:`zipf_exponent` (the exponent both sides
+derive from a KL budget), :func:`zipf_bits`, :func:`uniform_bits`, :func:`elias_gamma_bits`,
+:func:`elias_delta_bits`.  Concrete arguments are validated (indices whole numbers ``>= 0``, ``alpha > 1``,
+``num_symbols >= 1``; :class:`~jaxrec.core.errors.InvalidArgumentError` otherwise); traced ones are not.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import zeta as _jax_zeta
 
+from jaxrec.core.checks import describe, is_traced
 from jaxrec.core.errors import InvalidArgumentError
 
 __all__ = ["elias_delta_bits", "elias_gamma_bits", "uniform_bits", "zipf_bits", "zipf_exponent"]
+
+_ZETA_CAP = 64.0
 
 
 def zipf_exponent(kl_budget_bits: Any) -> Any:
@@ -49,8 +53,43 @@ def zipf_exponent(kl_budget_bits: Any) -> Any:
     return float(alpha) if alpha.ndim == 0 else alpha
 
 
+def _check_whole(name: str, value: Any, low: int) -> None:
+    """Raises :class:`InvalidArgumentError` unless concrete ``value`` holds whole numbers ``>= low``
+    (an integer array, or a float array with integral values); no-op on traced values."""
+    if is_traced(value):
+        return
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        arr = np.asarray(None)
+    if arr.dtype.kind not in "iuf":
+        raise InvalidArgumentError(f"{name} must be an array of whole numbers >= {low}, got {describe(value)}")
+    ok = arr >= low
+    if arr.dtype.kind == "f":
+        ok &= np.isfinite(arr) & (arr == np.floor(arr))
+    if not ok.all():
+        where = tuple(int(i) for i in np.argwhere(~ok)[0]) if arr.ndim else ()
+        raise InvalidArgumentError(
+            f"{name} must be whole numbers >= {low}, got {arr[where].item()!r}" + (f" at index {where}" if where else "")
+        )
+
+
+def _check_alpha(alpha: Any) -> None:
+    """Raises :class:`InvalidArgumentError` unless concrete ``alpha`` is real, finite and ``> 1``."""
+    if is_traced(alpha):
+        return
+    try:
+        arr = np.asarray(alpha)
+    except (TypeError, ValueError):
+        arr = np.asarray(None)
+    # checked in the dtype zipf_bits computes in: an alpha that rounds to 1 there has zeta(alpha) = inf
+    if arr.dtype.kind not in "iuf" or not np.all(np.isfinite(arr) & (arr.astype(jnp.result_type(float)) > 1)):
+        raise InvalidArgumentError(f"alpha must be a finite real number > 1 (e.g. zipf_exponent(kl)), got {describe(alpha)}")
+
+
 def _index_plus_one(index: Any) -> jax.Array:
     """``index + 1`` as the default float dtype (conversion first: no int64 -> int32 wrap-around)."""
+    _check_whole("index", index, 0)
     return jnp.asarray(index, dtype=float) + 1.0
 
 
@@ -85,13 +124,30 @@ def zipf_bits(index: Any, alpha: Any) -> jax.Array:
 
     Returns:
       Float array of the broadcast shape (default float dtype: float32 unless x64 is enabled).
+
+    Raises:
+      InvalidArgumentError: a concrete index that is not a whole number ``>= 0``, a concrete
+        ``alpha <= 1`` or non-finite, or shapes that do not broadcast.
     """
+    _check_alpha(alpha)
+    plus_one = _index_plus_one(index)
+    if not is_traced(index, alpha):
+        try:
+            np.broadcast_shapes(np.shape(index), np.shape(alpha))
+        except ValueError:
+            raise InvalidArgumentError(
+                f"index and alpha must broadcast together, got shapes {np.shape(index)} and {np.shape(alpha)}"
+            ) from None
     alpha = jnp.asarray(alpha, dtype=float)
-    return alpha * jnp.log2(_index_plus_one(index)) + jnp.log2(_jax_zeta(alpha, 1.0))
+    # zeta(alpha) - 1 < 2^(1 - alpha): below 2^-63 it is 1 in float64, and zeta returns NaN for very large alpha
+    return alpha * jnp.log2(plus_one) + jnp.log2(_jax_zeta(jnp.minimum(alpha, _ZETA_CAP), 1.0))
 
 
 def uniform_bits(num_symbols: Any) -> jax.Array:
-    """Ideal codelength ``log2 N`` of an index uniform on ``[0, N)``; any shape, float."""
+    """Ideal codelength ``log2 N`` of an index uniform on ``[0, N)``; any shape, float (``N`` whole, ``>= 1``)."""
+    _check_whole("num_symbols", num_symbols, 1)
+    if not is_traced(num_symbols):  # log2 in float64 first: N up to 2^1023 without overflow to inf
+        return jnp.asarray(np.log2(np.asarray(num_symbols, np.float64)), dtype=float)
     return jnp.log2(jnp.asarray(num_symbols, dtype=float))
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxrec.core.checks import describe
 from jaxrec.core.errors import FormatError, InvalidArgumentError
 from jaxrec.entropy.models import (
     IndexModel,
@@ -56,13 +57,25 @@ def encode_streams(streams: Sequence[tuple[Any, IndexModel]]) -> bytes:
         message), or an unknown model.
     """
     segments: list[_Segment] = []
-    for indices, model in streams:
+    for indices, model in _pairs("streams", streams, "(indices, model)"):
         idx, model = _validated(indices, model)
         segments += model._segments(idx)
     coder = _RangeEncoder()
     for symbols, entropy_model, *params in segments:
         coder.encode(symbols, entropy_model, *params)
     return coder.get_compressed().astype("<u4").tobytes()
+
+
+def _pairs(name: str, items: Any, form: str) -> list[tuple[Any, Any]]:
+    """``items`` as a list of 2-tuples; :class:`InvalidArgumentError` naming ``name`` otherwise."""
+    try:
+        pairs = [tuple(item) for item in items]
+    except TypeError:
+        raise InvalidArgumentError(f"{name} must be a sequence of {form} pairs, got {describe(items)}") from None
+    for i, pair in enumerate(pairs):
+        if len(pair) != 2:
+            raise InvalidArgumentError(f"{name}[{i}] must be an {form} pair, got {describe(pair)}")
+    return pairs
 
 
 def _words(data: Any) -> np.ndarray:
@@ -90,7 +103,7 @@ def decode_streams(data: bytes, specs: Sequence[tuple[IndexModel, int]]) -> list
         corrupt) or decodes outside a model's support.
       InvalidArgumentError: ``data`` is not bytes-like, or a bad model or count.
     """
-    specs = [(_as_model(model), _as_count(count)) for model, count in specs]
+    specs = [(_as_model(model), _as_count(count)) for model, count in _pairs("specs", specs, "(model, count)")]
     words = _words(data)
     coder = _RangeDecoder(words)
     try:

@@ -64,6 +64,7 @@ from jaxrec.coders.base import (
     warn_status,
 )
 from jaxrec.core import prng
+from jaxrec.core.checks import as_real_array
 from jaxrec.core.distributions import DiagGaussian, Distribution
 from jaxrec.core.errors import InvalidArgumentError
 from jaxrec.entropy import UniformModel
@@ -99,7 +100,7 @@ class IrecCode(CodeBase):
 def _fractions(variance_fractions: Sequence[float] | None, num_aux: int) -> np.ndarray:
     if variance_fractions is None:
         return np.full(num_aux, 1.0 / num_aux)
-    f = np.asarray(variance_fractions, dtype=np.float64)
+    f = as_real_array("variance_fractions", variance_fractions)
     if f.shape != (num_aux,) or not np.all(np.isfinite(f)) or not np.all(f > 0):
         raise InvalidArgumentError(
             f"variance_fractions must be {num_aux} positive finite numbers, got {variance_fractions!r}"

@@ -101,6 +101,7 @@ class AGRSCode(CodeBase):
     """
 
     MESSAGE: ClassVar[tuple[str, ...]] = ("index", "bound_level", "bound_index")
+    SIGNED: ClassVar[tuple[str, ...]] = ("bound_level", "bound_index")
     index: Array
     bound_level: Array
     bound_index: Array

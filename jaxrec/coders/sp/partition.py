@@ -30,13 +30,15 @@ dropping MI ~ 0 axes).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxrec.core.checks import as_float, as_int, as_real_array, describe, is_traced
 from jaxrec.core.distributions import Distribution, interval_log_sup_ratio, kl
 from jaxrec.core.errors import InvalidArgumentError
 from jaxrec.core.truncated import interval_log_mass
@@ -49,13 +51,14 @@ STRATEGIES = ("mi", "random", "random_informative")
 WeightPolicy = Callable[[Array, Array, Array], Array]
 
 __all__ = [
+    "STRATEGIES",
     "AxisTables",
     "Partition",
-    "STRATEGIES",
     "allocate_bits",
     "axis_tables",
     "bin_log_weights",
     "partition_from_mi",
+    "resolve_policy",
     "reweighted_dinf",
     "reweighted_kl",
     "sample_bins",
@@ -65,6 +68,27 @@ __all__ = [
 def _bit_width(counts: Array) -> Array:
     """``ceil(log2 J)`` for ``J >= 1`` (``int32``): the bits a field holding ``0..J-1`` needs."""
     return (32 - lax.clz((counts - 1).astype(jnp.uint32))).astype(jnp.int32)
+
+
+def _as_int_vector(name: str, value: Any, low: int, high: int) -> np.ndarray:
+    """A concrete non-empty 1-D array of ints in ``[low, high]`` (``int64``), or
+    :class:`InvalidArgumentError` naming ``name``."""
+    try:
+        host = np.asarray(value)
+    except (TypeError, ValueError):
+        host = None
+    if host is None or host.ndim != 1 or host.size == 0 or host.dtype.kind not in "iu":
+        raise InvalidArgumentError(f"{name} must be a non-empty 1-D int array (one entry per axis), got {describe(value)}")
+    bad = np.flatnonzero((host < low) | (host > high))
+    if bad.size:
+        raise InvalidArgumentError(
+            f"{name} must lie in [{low}, {high}], got {host[bad[0]]} at index {bad[0]} ({name}={host.tolist()})"
+        )
+    return host.astype(np.int64)
+
+
+def _as_counts(num_intervals: Any) -> np.ndarray:
+    return _as_int_vector("num_intervals", num_intervals, 1, MAX_INTERVALS_PER_AXIS)
 
 
 @jax.tree_util.register_pytree_node_class
@@ -85,29 +109,23 @@ class Partition:
     """
 
     def __init__(self, num_intervals: Any, max_intervals: int | None = None):
-        counts = jnp.asarray(num_intervals)
-        if not isinstance(counts, jax.core.Tracer):
-            host = np.asarray(num_intervals)
-            if host.ndim != 1 or host.size == 0 or not np.issubdtype(host.dtype, np.integer):
-                raise InvalidArgumentError(f"num_intervals must be a non-empty 1-D int array, got {host!r}")
-            if host.min() < 1 or host.max() > MAX_INTERVALS_PER_AXIS:
-                raise InvalidArgumentError(
-                    f"num_intervals must lie in [1, 2**30], got {host.tolist()}"
-                )
+        if is_traced(num_intervals):
+            counts = jnp.asarray(num_intervals)
+            if counts.ndim < 1 or not jnp.issubdtype(counts.dtype, jnp.integer):
+                raise InvalidArgumentError(f"num_intervals must be an int array (..., D), got {describe(counts)}")
+            if isinstance(max_intervals, bool) or not isinstance(max_intervals, int):
+                raise InvalidArgumentError("max_intervals must be given (an int) when num_intervals is traced")
+        else:
+            host = _as_counts(num_intervals)
+            counts = jnp.asarray(host, jnp.int32)
             packed = int(sum(int(c - 1).bit_length() for c in host))
             if packed > MAX_PACKED_BITS:
                 raise InvalidArgumentError(
                     f"the bin index needs sum ceil(log2 J_d) = {packed} > {MAX_PACKED_BITS} bits; "
                     f"use fewer intervals (num_intervals={host.tolist()})"
                 )
-            if max_intervals is None:
-                max_intervals = int(host.max())
-            if not isinstance(max_intervals, int) or max_intervals < int(host.max()):
-                raise InvalidArgumentError(
-                    f"max_intervals must be an int >= max(num_intervals) = {int(host.max())}, got {max_intervals!r}"
-                )
-        elif not isinstance(max_intervals, int):
-            raise InvalidArgumentError("max_intervals must be given when num_intervals is traced")
+            largest = int(host.max())
+            max_intervals = largest if max_intervals is None else as_int("max_intervals", max_intervals, low=largest)
         self.num_intervals = counts.astype(jnp.int32)
         self.max_intervals = max_intervals
 
@@ -115,7 +133,7 @@ class Partition:
         return (self.num_intervals,), self.max_intervals
 
     @classmethod
-    def tree_unflatten(cls, max_intervals: int, leaves: tuple[Array]) -> "Partition":
+    def tree_unflatten(cls, max_intervals: int, leaves: tuple[Array]) -> Partition:
         obj = object.__new__(cls)
         obj.num_intervals, obj.max_intervals = leaves[0], max_intervals
         return obj
@@ -124,12 +142,10 @@ class Partition:
         return f"Partition(num_intervals={self.num_intervals!r}, max_intervals={self.max_intervals})"
 
     @classmethod
-    def from_bits(cls, bits: Any, max_intervals: int | None = None) -> "Partition":
-        """``J_d = 2^{bits_d}`` (``bits`` non-negative ints, ``(D,)``)."""
-        bits = np.asarray(bits)
-        if bits.ndim != 1 or not np.issubdtype(bits.dtype, np.integer) or bits.min() < 0 or bits.max() > 30:
-            raise InvalidArgumentError(f"bits must be a 1-D array of ints in [0, 30], got {bits!r}")
-        return cls(np.left_shift(1, bits).astype(np.int32), max_intervals)
+    def from_bits(cls, bits: Any, max_intervals: int | None = None) -> Partition:
+        """``J_d = 2^{bits_d}`` (``bits``: ints in ``[0, 30]``, shape ``(D,)``)."""
+        host = _as_int_vector("bits", bits, 0, 30)
+        return cls(np.left_shift(1, host).astype(np.int32), max_intervals)
 
     @property
     def event_size(self) -> int:
@@ -210,23 +226,23 @@ def allocate_bits(
     Args:
       mi_bits: ``(D,)`` per-dimension mutual-information estimates in bits (e.g. the mean
         training-set KL per dimension); shared statistics, never the item's own KL.
-      total_bits: ``log2 J``, a non-negative int (``<= 30 *`` the number of eligible axes).
+      total_bits: ``log2 J``, a whole number ``>= 0`` (an int, or an integral float such as ``5.0``;
+        ``5.5`` is refused), at most ``30 *`` the number of eligible axes.
       strategy: ``"mi"`` -- bits proportional to MI over the informative axes, rounded by largest
         remainders (ties to the lower axis); ``"random"`` -- each bit to a uniformly random axis;
         ``"random_informative"`` -- each bit to a uniformly random informative axis.
-      seed: numpy seed of the random strategies (part of the shared configuration).
+      seed: numpy seed of the random strategies, an int ``>= 0`` (part of the shared configuration).
       informative_threshold: axes with ``mi_bits <= informative_threshold`` count as MI ~ 0.
 
     Returns:
       ``int64[D]`` bits per axis, each at most 30.
     """
-    mi = np.asarray(mi_bits, dtype=np.float64)
-    if mi.ndim != 1 or mi.size == 0 or not np.all(np.isfinite(mi)) or np.any(mi < 0):
-        raise InvalidArgumentError(f"mi_bits must be a non-empty 1-D array of finite values >= 0, got {mi!r}")
-    if isinstance(total_bits, bool) or not isinstance(total_bits, (int, np.integer)) or total_bits < 0:
-        raise InvalidArgumentError(f"total_bits must be an int >= 0, got {total_bits!r}")
+    mi = as_real_array("mi_bits", mi_bits, ndim=1, nonempty=True, finite=True, nonnegative=True)
+    total_bits = as_int("total_bits", total_bits, low=0)
     if strategy not in STRATEGIES:
-        raise InvalidArgumentError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        raise InvalidArgumentError(f"strategy must be one of {STRATEGIES}, got {describe(strategy)}")
+    seed = as_int("seed", seed, low=0)
+    informative_threshold = as_float("informative_threshold", informative_threshold)
     eligible = np.ones(mi.size, bool) if strategy == "random" else mi > informative_threshold
     if total_bits > 0 and (not eligible.any() or total_bits > 30 * int(eligible.sum())):
         raise InvalidArgumentError(
@@ -279,13 +295,17 @@ def _sup_ratio(log_q_mass: Array, log_sup: Array, log_p_mass: Array) -> Array:
 POLICIES: dict[str, WeightPolicy] = {"q_mass": _q_mass, "sup_ratio": _sup_ratio}
 
 
-def _resolve_policy(weights: str | WeightPolicy) -> WeightPolicy:
+def resolve_policy(weights: str | WeightPolicy) -> WeightPolicy:
+    """The weight policy named by ``weights`` (or ``weights`` itself if callable); raises
+    :class:`InvalidArgumentError` for another value."""
     if callable(weights):
         return weights
     try:
         return POLICIES[weights]
     except (KeyError, TypeError):
-        raise InvalidArgumentError(f"weights must be one of {sorted(POLICIES)} or a callable, got {weights!r}") from None
+        raise InvalidArgumentError(
+            f"weights must be one of {sorted(POLICIES)} or a callable, got {describe(weights)}"
+        ) from None
 
 
 class AxisTables(NamedTuple):
@@ -321,7 +341,7 @@ def axis_tables(
     target: Distribution, prior: Distribution, partition: Partition, weights: str | WeightPolicy
 ) -> AxisTables:
     """Builds the :class:`AxisTables` of ``(target, prior)`` on ``partition`` (O(D M) work)."""
-    policy = _resolve_policy(weights)
+    policy = resolve_policy(weights)
     edges = partition.edges(prior)
     lo, hi = edges[:, :-1].T, edges[:, 1:].T  # (M, D): broadcast against the (D,) parameters
     valid = (jnp.arange(partition.max_intervals)[:, None] < partition.num_intervals[None, :]).T

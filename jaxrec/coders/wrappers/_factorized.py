@@ -88,7 +88,8 @@ def factorized(coder: Coder) -> Coder:
         return code.replace(coder=label, event_size=num_dims)
 
     def decode(key: Any, code: Any, prior: Distribution) -> Array:
-        check_code(code, CodeBase, label, prior)
+        # one code per dimension: every leaf ends in the axis D (the code's event size, checked against the prior's)
+        check_code(code, CodeBase, label, prior, code_batch=(code.event_size,) if isinstance(code, CodeBase) else ())
         num_dims = prior.event_size
         inner = code.replace(coder=coder.spec.name, event_size=1)
         xs = jax.vmap(coder.decode)(dimension_keys(key, num_dims), inner, _per_dim(prior, num_dims))
