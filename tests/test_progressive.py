@@ -22,7 +22,8 @@ from jaxrec.core.errors import InvalidArgumentError
 
 K = 2
 RHO = 0.8
-NUM_ITEMS = 5000
+NUM_ITEMS = 5000  # the KS run (slow tier)
+NUM_SMALL = 256  # the order and bit-exactness checks (fast tier)
 
 
 class PairCodec:
@@ -66,39 +67,45 @@ def items(num, seed=0):
     return jnp.asarray(x, jnp.float32)
 
 
-@pytest.fixture(scope="module")
-def run():
+def _run(num):
     model = PairCodec()
-    xs = items(NUM_ITEMS)
+    xs = items(num)
     report = jcodec.compress_report(model, xs, key=3, coder=jaxrec.pfr(), plan=PLAN, group_size=1)
     calls = model.refine_calls
-    decoded = jaxrec.decompress_batch(model, report.files, plan=PLAN)
+    decoded = jaxrec.decompress_batch(model, report.archive, plan=PLAN)
     return model, xs, report, np.asarray(decoded), calls
 
 
-def test_blocks_are_coded_largest_kl_first_and_decoded_bit_exact(run):
-    model, xs, report, decoded, calls = run
+@pytest.fixture(scope="module")
+def small_run():
+    return _run(NUM_SMALL)
+
+
+def test_blocks_are_coded_largest_kl_first_and_decoded_bit_exact(small_run):
+    model, xs, report, decoded, calls = small_run
+    n = len(xs)
     assert calls >= 1 and model.refine_calls == calls  # decompression never calls refine
     # decoding needs no refine and gives the encoder's latent: decode with a codec without refine
-    plain = jaxrec.decompress_batch(_WithoutRefine(model), report.files, plan=PLAN)
+    plain = jaxrec.decompress_batch(_WithoutRefine(model), report.archive, plan=PLAN)
     np.testing.assert_array_equal(np.asarray(plain), decoded)
     # the first block coded was the one of larger initial KL; its KL is the marginal one
     initial = np.asarray(jaxrec.kl(*PLAN.split(jaxrec.DiagGaussian(xs, model.scale), model.prior())))
     first = np.argmax(initial, axis=1)
-    np.testing.assert_allclose(report.block_kl[np.arange(NUM_ITEMS), first], initial[np.arange(NUM_ITEMS), first], rtol=1e-5)
+    np.testing.assert_allclose(report.block_kl[np.arange(n), first], initial[np.arange(n), first], rtol=1e-5)
     assert 0.02 < first.mean() < 0.98  # both orders occur
     # the block coded second was coded from the conditional given the *decoded* first block
     x, s, z = np.asarray(xs, np.float64), np.asarray(model.scale, np.float64), decoded.astype(np.float64)
     lo, hi = np.where(first[:, None] == 0, 0, K) + np.arange(K), np.where(first[:, None] == 0, K, 0) + np.arange(K)
-    rows = np.arange(NUM_ITEMS)[:, None]
+    rows = np.arange(n)[:, None]
     mean = x[rows, hi] + RHO * s[hi] / s[lo] * (z[rows, lo] - x[rows, lo])
     std = s[hi] * np.sqrt(1 - RHO**2)
     conditional_kl = np.sum(-np.log(std) + (std**2 + mean**2 - 1) / 2, axis=1) / np.log(2)
-    np.testing.assert_allclose(report.block_kl[np.arange(NUM_ITEMS), 1 - first], conditional_kl, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(report.block_kl[np.arange(n), 1 - first], conditional_kl, rtol=1e-4, atol=1e-4)
 
 
-def test_decoded_pairs_are_exact_samples_of_the_correlated_joint(run):
-    model, xs, _, decoded, _ = run
+@pytest.mark.slow
+def test_decoded_pairs_are_exact_samples_of_the_correlated_joint():
+    model, xs, _, decoded, _ = _run(NUM_ITEMS)
     x = np.asarray(xs)
     s = np.asarray(model.scale)
     za = (decoded[:, :K] - x[:, :K]) / s[:K]
@@ -111,12 +118,13 @@ def test_decoded_pairs_are_exact_samples_of_the_correlated_joint(run):
         assert abs(np.corrcoef(za[:, k], zb[:, k])[0, 1] - RHO) < 4 / np.sqrt(NUM_ITEMS)
 
 
+@pytest.mark.slow
 def test_one_step_never_refines_and_loses_the_correlation():
     model = PairCodec()
     xs = items(2000, seed=1)
-    files = jaxrec.compress_batch(model, xs, key=4, coder=jaxrec.pfr(), plan=PLAN, group_size=2)
+    archive = jaxrec.compress_batch(model, xs, key=4, coder=jaxrec.pfr(), plan=PLAN, group_size=2)
     assert model.refine_calls == 0
-    decoded = np.asarray(jaxrec.decompress_batch(model, files, plan=PLAN))
+    decoded = np.asarray(jaxrec.decompress_batch(model, archive, plan=PLAN))
     s, x = np.asarray(model.scale), np.asarray(xs)
     corr = np.corrcoef((decoded[:, 0] - x[:, 0]) / s[0], (decoded[:, K] - x[:, K]) / s[K])[0, 1]
     assert abs(corr) < 4 / np.sqrt(2000)
@@ -131,14 +139,13 @@ def test_group_size_is_validated():
 
 
 class _WithoutRefine:
+    """The decoder's side: neither refine nor target."""
+
     def __init__(self, model):
         self.model = model
 
     def prior(self):
         return self.model.prior()
-
-    def target(self, x):
-        return self.model.target(x)
 
     def reconstruct(self, z):
         return z
@@ -149,4 +156,4 @@ def test_progressive_codes_do_not_depend_on_the_device_count():
     xs = items(8, seed=2)
     many = jcodec.compress_report(model, xs, key=1, coder=jaxrec.pfr(), plan=PLAN)
     one = jcodec.compress_report(model, xs, key=1, coder=jaxrec.pfr(), plan=PLAN, devices=jax.devices()[:1])
-    assert many.files == one.files
+    assert many.archive == one.archive

@@ -39,11 +39,14 @@ def plan():
 @pytest.mark.parametrize("coder", [jaxrec.orc(2**6), jaxrec.pfr(chunk_size=64)], ids=["orc", "pfr"])
 def test_exact_lossless_round_trip_through_bytes(model, images, plan, coder):
     report = codec.compress_report(model, images, key=7, coder=coder, plan=plan)
-    assert all(isinstance(f, bytes) for f in report.files)
-    decoded = np.asarray(codec.decompress_batch(model, report.files, plan=plan))
+    assert isinstance(report.archive, bytes)
+    decoded = np.asarray(codec.decompress_batch(model, report.archive, plan=plan))
+    assert decoded.dtype == np.uint8
     np.testing.assert_array_equal(decoded, images)
-    single = np.asarray(codec.decompress(model, report.files[2], plan=plan))
+    single = np.asarray(codec.decompress(model, report.archive, plan=plan, item=2))
     np.testing.assert_array_equal(single, images[2])
+    alone = codec.compress(model, images[2], key=7, coder=coder, plan=plan, item=2)
+    np.testing.assert_array_equal(codec.decompress(model, alone, plan=plan), images[2])
 
 
 def decoded_latents(report, plan, coder, key, prior):
@@ -70,15 +73,18 @@ def test_rate_accounting_sums(model, images, plan):
     coder = jaxrec.orc(2**6)
     report = codec.compress_report(model, images, key=1, coder=coder, plan=plan)
     latents = decoded_latents(report, plan, coder, 1, model.prior())
-    for x, z, rate, data in zip(images, latents, report.rates, report.files):
-        assert rate.index_bits == pytest.approx(plan.num_blocks * 6.0)
+    np.testing.assert_allclose(report.index_bits, plan.num_blocks * 6.0)
+    for x, z, data_bits in zip(images, latents, report.data_bits):
         weights = np.asarray(model.likelihood(z)).reshape(-1, 256).astype(np.float64)
         probs = weights[np.arange(weights.shape[0]), x.reshape(-1)] / weights.sum(axis=1)
-        assert rate.data_bits == pytest.approx(-np.log2(probs).sum(), rel=1e-9)
-        assert rate.ideal_bits == rate.index_bits + rate.data_bits
-        assert rate.header_bytes + rate.payload_bytes == len(data)
-        # two ANS streams, each at most about two 32-bit words over its ideal length
-        assert rate.ideal_bits - 1 <= 8 * rate.payload_bytes <= rate.ideal_bits + 2 * 64 + 8
+        assert data_bits == pytest.approx(-np.log2(probs).sum(), rel=1e-9)
+    assert report.header_bytes + report.payload_bytes == report.total_bytes == len(report.archive)
+    # one chunk: two range-coded streams, each at most 64 bits over its ideal length (whole words)
+    assert report.ideal_bits - 1 <= 8 * report.payload_bytes <= report.ideal_bits + 2 * 64
+    reader = codec.ArchiveReader(model, report.archive, plan=plan)
+    index_bits, data_bits = reader.rates()
+    np.testing.assert_allclose(index_bits, report.index_bits)
+    np.testing.assert_array_equal(data_bits, report.data_bits)
 
 
 def test_likelihood_is_integer_and_batch_jit_invariant(model):

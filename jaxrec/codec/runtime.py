@@ -1,36 +1,36 @@
 """The codec runtime: calling codec methods, block keys, and the jitted (sharded) block coders.
 
-   :func:`jaxrec.search.search_batch`) over the ``N * B`` problems, or for space-partitioning
-   coders a ``vmap`` over items and blocks with each block's partition. :func:`compress_batch`
-   shards the items over the local devices (``jax.shard_map`` over a 1-D ``Mesh``, items padded to
-   a multiple of the device count): each device runs its own search loop, with no cross-device
-   synchronisation inside it.
-3. The transmitted ``Code`` fields go through the coder's entropy models (:mod:`jaxrec.coding`),
-   whose parameters are written into the header; a lossless codec adds the data section.
-4. :mod:`jaxrec.container` writes the file (header, payload, CRC32).
+**Compile once.** Every compiled function here is cached on its static configuration: the block
+coders on ``(coder spec, partitioned, devices)`` (a space-partitioning coder given as
+``functools.partial(factory, **kwargs)`` is keyed on the factory and its arguments, so a new
+``partial`` with the same arguments hits the cache), the codec's methods on the codec (its graph
+and array shapes for an array pytree such as a Flax NNX module; its identity for any other
+hashable object, which is then treated as a constant); ``jax.jit`` then compiles once per argument
+shapes. A second ``compress*`` or ``decompress*`` call with the same codec, coder, plan, devices and
+item count neither retraces nor recompiles.
 
-:func:`decompress` reverses it: parse (FormatError on anything malformed), rebuild the coder from
-the header through the coder registry, check the header against the codec and the plan, decode the
-indices, ``vmap(coder.decode)`` over items and blocks, merge, then ``reconstruct`` (or decode the
-data section).
+**Sharding.** :func:`run_sharded` splits the items (or independent block problems) over the local
+devices (``jax.shard_map`` over a 1-D ``Mesh``, items padded to a multiple of the device count):
+each device runs its own search loop, with no cross-device synchronisation inside it.
 
 **Portability.** The decoder makes no discrete decision from floats it computes itself: the coder
 and the entropy models come from header values (integers, and floats stored bit-exactly), block
 keys from the header's key words through integer ``fold_in``, bin alphabets from the plan's
 integers, and the latent dtype the encoder used is recorded and imposed on the decoder's prior (an
 x64 decoder still regenerates float32 candidates). A candidate is ``loc + scale * normal(bits)``
-with threefry bits that are identical on every backend; ``normal``'s ``erfinv`` may differ in the
-last ulp between backends, which moves ``z`` by an ulp, never the choice of index.
+with threefry bits that are identical on every backend (Salmon et al., SC 2011); ``normal``'s
+``erfinv`` may differ in the last ulp between backends, which moves ``z`` by an ulp, never the
+choice of index.
 
-**Multi-host.** Under ``jax.distributed``, each process compresses its own items with
-:func:`compress_batch` on its local devices, passing ``first_item`` = the global number of its
-first item; every file then has the keys it would have had in a single-process run.
+**Multi-host.** Under ``jax.distributed``, each process compresses its own items on its local
+devices, passing ``first_item`` = the global number of its first item; every item then has the
+keys it would have had in a single-process run.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -51,8 +51,24 @@ Array = jax.Array
 
 
 
+LIKELIHOOD_BATCH = 32
+"""Items per evaluation of ``codec.likelihood`` (see :func:`likelihood_batches`)."""
+RECONSTRUCT_BATCH = 16
+"""Items per evaluation of ``codec.reconstruct`` (see :func:`reconstruct_batches`)."""
+
+_UNTRACEABLE: set[tuple[type, str]] = set()  # (codec type, method) whose method runs host code
+
+
 def _is_array_tree(obj: Any) -> bool:
     return all(isinstance(leaf, (jax.Array, np.ndarray, np.generic)) for leaf in jax.tree.leaves(obj))
+
+
+def _is_hashable(obj: Any) -> bool:
+    try:
+        hash(obj)
+    except TypeError:
+        return False
+    return True
 
 
 @functools.partial(jax.jit, static_argnames=("method",))
@@ -60,18 +76,72 @@ def _jit_vmap_method(codec: Any, method: str, *args: Any) -> Any:
     return jax.vmap(getattr(codec, method))(*args)
 
 
-def vmap_call(codec: Any, method: str, *args: Any) -> Any:
-    """``vmap(codec.method)(*args)`` over the items (leading axis of every argument), jitted with the
-    codec as an argument when it is an array pytree."""
-    if _is_array_tree(codec):
-        return _jit_vmap_method(codec, method, *args)
+@functools.partial(jax.jit, static_argnames=("codec", "method"))
+def _jit_vmap_constant(codec: Any, method: str, *args: Any) -> Any:
     return jax.vmap(getattr(codec, method))(*args)
 
 
-def codec_prior(codec: Any, dtype: str | None = None) -> Distribution:
-    for method in ("prior", "target", "reconstruct"):
+def vmap_call(codec: Any, method: str, *args: Any) -> Any:
+    """``vmap(codec.method)(*args)`` over the items (leading axis of every argument), jitted: with
+    the codec as an argument when it is an array pytree, as a static (constant) argument when it is
+    another hashable object, eagerly otherwise."""
+    if _is_array_tree(codec):
+        return _jit_vmap_method(codec, method, *args)
+    if _is_hashable(codec):
+        return _jit_vmap_constant(codec, method, *args)
+    return jax.vmap(getattr(codec, method))(*args)
+
+
+def likelihood_batches(codec: Any, z: np.ndarray) -> Iterator[np.ndarray]:
+    """``codec.likelihood`` of every latent in ``z`` ``[n, D]``, as numpy weights ``[m, *item_shape, K]``
+    for consecutive batches of ``m <=`` :data:`LIKELIHOOD_BATCH` items.
+
+    Encoder and decoder cut a chunk into the same batches (from its first item) and pad each to the
+    next power of two by repeating its last latent, so the likelihood sees bit-identical inputs of
+    identical shapes on both sides. A likelihood that cannot be traced (it runs host code on ``z``)
+    is called eagerly, once per item."""
+    z = np.asarray(z)
+    untraceable = (type(codec), "likelihood")
+    for start in range(0, z.shape[0], LIKELIHOOD_BATCH):
+        part = z[start : start + LIKELIHOOD_BATCH]
+        if untraceable not in _UNTRACEABLE:
+            padded = part[np.minimum(np.arange(1 << (part.shape[0] - 1).bit_length()), part.shape[0] - 1)]
+            try:
+                yield np.asarray(vmap_call(codec, "likelihood", jnp.asarray(padded)))[: part.shape[0]]
+                continue
+            except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+                _UNTRACEABLE.add(untraceable)
+        yield np.stack([np.asarray(codec.likelihood(jnp.asarray(row))) for row in part])
+
+
+def reconstruct_batches(codec: Any, z: np.ndarray) -> np.ndarray:
+    """``codec.reconstruct`` of every latent in ``z`` ``[n, D]``: ``(n, ...)`` numpy.
+
+    Called on batches of exactly :data:`RECONSTRUCT_BATCH` latents (the last one padded by repeating
+    its last latent): a float network's last bits can depend on the batch shape, so this keeps an
+    item's reconstruction bit-identical whichever items are decoded with it (one item alone, a
+    subset, the whole archive), at one compiled shape."""
+    z = np.asarray(z)
+    parts = []
+    for start in range(0, z.shape[0], RECONSTRUCT_BATCH):
+        part = z[start : start + RECONSTRUCT_BATCH]
+        padded = part[np.minimum(np.arange(RECONSTRUCT_BATCH), part.shape[0] - 1)]
+        parts.append(np.asarray(vmap_call(codec, "reconstruct", jnp.asarray(padded)))[: part.shape[0]])
+    return np.concatenate(parts)
+
+
+def require_methods(codec: Any, methods: Sequence[str], side: str) -> None:
+    """Raises :class:`InvalidArgumentError` unless ``codec`` has every method in ``methods``."""
+    for method in methods:
         if not callable(getattr(codec, method, None)):
-            raise InvalidArgumentError(f"codec {type(codec).__name__} has no method {method}() (see jaxrec.codec)")
+            raise InvalidArgumentError(
+                f"the {side} needs codec.{method}(); {type(codec).__name__} has none (see jaxrec.codec.protocol)"
+            )
+
+
+def codec_prior(codec: Any, dtype: str | None = None) -> Distribution:
+    """``codec.prior()``, checked (a distribution of batch shape ``()``, float32 or float64), cast to ``dtype``."""
+    require_methods(codec, ("prior",), "codec")
     prior = codec.prior()
     if not isinstance(prior, Distribution) or prior.batch_shape != ():
         raise InvalidArgumentError(
@@ -133,9 +203,30 @@ def _over_blocks(fn: Callable) -> Callable:
     return jax.vmap(jax.vmap(fn, in_axes=(0, 0, 0, 0)), in_axes=(0, 0, None, None))
 
 
+class _Partial(functools.partial):
+    """A ``functools.partial`` equal to any partial of the same function and arguments (so that
+    compiled block coders are cached across equal partials, not per object)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, functools.partial) and (self.func, self.args, self.keywords) == (
+            other.func, other.args, other.keywords,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.func, self.args, tuple(sorted(self.keywords.items()))))
+
+
+def cache_key_callable(make: Callable[[Any], Coder]) -> Callable[[Any], Coder]:
+    """``make`` itself, or for a ``functools.partial`` with hashable arguments an equal one that
+    hashes by value."""
+    if isinstance(make, functools.partial) and _is_hashable((make.func, make.args, tuple(make.keywords.items()))):
+        return _Partial(make.func, *make.args, **make.keywords)
+    return make
+
+
 class BlockCoder(NamedTuple):
     """What the encoder runs per block: the header spec, and for partitioned coders optionally the
-    user's ``partition -> Coder`` callable (else the registry factory)."""
+    user's ``partition -> Coder`` callable (else the registry factory; see :func:`cache_key_callable`)."""
 
     spec: CoderSpec
     make: Callable[[Any], Coder] | None = None
@@ -149,10 +240,10 @@ def block_encoder(block_coder: BlockCoder, partitioned: bool, devices: tuple[Any
     """``(key_data [N,B,2], targets [N,B,S], priors [B,S], partitions [B,...]) -> (Code [N,B,...], kl [N,B])``."""
 
     def encode_items(key_data: Array, targets: Distribution, priors: Distribution, partitions: Any) -> tuple:
-        if partitioned:
-            code = _over_blocks(lambda k, t, p, part: block_coder(part).encode(k, t, p))(
-                key_data, targets, priors, partitions
-            )
+        if partitioned:  # per block (its own partition), the N items on refilling lanes; vmapped over blocks
+            code = jax.vmap(
+                lambda k, t, p, part: encode_batch(block_coder(part), k, t, p), in_axes=(1, 1, 0, 0), out_axes=1
+            )(key_data, targets, priors, partitions)
         else:  # N * B independent problems on refilling lanes (same codes as vmap(encode))
             n, b = key_data.shape[:2]
             flat = lambda tree: jax.tree.map(lambda a: a.reshape((n * b,) + a.shape[2:]), tree)

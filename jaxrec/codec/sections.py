@@ -1,11 +1,26 @@
-"""The payload sections of a file: the index section (the coder's message under its entropy
-models) and the data section of lossless codecs (constriction categorical, one row per element)."""
+"""The streams of an archive chunk: the coder's message over the chunk's items (the index stream)
+and, for lossless codecs, the items themselves given their latents (the data stream).
+
+Both are `constriction`_ range-coder streams (Bamler, NeurIPS 2022): one stream per chunk and
+section costs its termination (at most two 32-bit words) once per chunk instead of once per item.
+
+* **Index stream.** The coder's message (its symbols and entropy models, from the coder registry)
+  of every item of the chunk: for each group of items sharing one set of models (ascending), for
+  each symbol and model in message order, the symbols of all the group's items in item order.
+  A :class:`~jaxrec.entropy.PlanAlphabetModel` symbol is sent as one ``UniformModel(J)`` stream per
+  alphabet size ``J > 1`` over the elements of that size (elements of size 1 carry no information).
+* **Data stream.** Every element of every item, in item then C order, under the codec's weights
+  ``likelihood(z)`` at the *decoded* latent (constriction's ``Categorical`` family, one row of
+  weights per element, quantized identically on both sides).
+
+.. _constriction: https://bamler-lab.github.io/constriction/
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import constriction
 import numpy as np
@@ -24,21 +39,42 @@ from jaxrec.entropy import (
     zipf_bits,
 )
 
+__all__ = [
+    "DataDecoder",
+    "DataEncoder",
+    "Stream",
+    "as_format_error",
+    "check_tables",
+    "data_ideal_bits",
+    "decode_index_chunk",
+    "encode_index_chunk",
+    "fields_ideal_bits",
+    "index_streams",
+]
+
 
 class Stream(NamedTuple):
+    """One entropy-coded stream of a symbol: its name, model and the elements it covers."""
+
     symbol: str
     model: IndexModel
-    select: np.ndarray | None  # bool mask over the item's (B, ...) symbol values; None = all
+    select: np.ndarray | None  # bool mask over one item's (B, ...) symbol values; None = all
+
+    def count(self, shape: tuple[int, ...]) -> int:
+        """Elements of one item this stream codes (``shape``: the symbol's ``(B, ...)`` shape)."""
+        return int(np.prod(shape)) if self.select is None else int(self.select.sum())
+
+    def values(self, field: np.ndarray) -> np.ndarray:
+        """The stream's symbols from field values ``[n, B, ...]``: ``[n, count]``."""
+        values = field if self.select is None else field[:, self.select]
+        return values.reshape(values.shape[0], -1)
 
 
 def index_streams(
     entry: CoderEntry, models: Sequence[FieldModel], plan: BlockPlan, shapes: dict[str, tuple]
 ) -> list[Stream]:
-    """The index section's streams in coding order, one per ``(symbol, model)`` of the coder's
-    message (``shapes``: the symbols' ``(B, ...)`` shapes, in message order). A
-    :class:`PlanAlphabetModel` symbol becomes one ``UniformModel(J)`` stream per distinct alphabet
-    size ``J > 1`` (ascending), over the elements of that size; elements of size 1 carry no
-    information and are not sent."""
+    """The streams of one group in coding order, one per ``(symbol, model)`` of the coder's message
+    (``shapes``: the symbols' ``(B, ...)`` shapes, in message order)."""
     streams = []
     for symbol, model in zip(shapes, models):
         if not isinstance(model, PlanAlphabetModel):
@@ -51,46 +87,46 @@ def index_streams(
     return streams
 
 
-def stream_values(stream: Stream, field: np.ndarray) -> np.ndarray:
-    """The symbols of ``stream`` from field values ``[..., B, ...]`` (leading axes kept, flattened)."""
-    lead = field.ndim - (stream.select.ndim if stream.select is not None else field.ndim)
-    values = field if stream.select is None else field[(slice(None),) * lead + (stream.select,)]
-    return values.reshape(values.shape[:lead] + (-1,))
+def encode_index_chunk(groups: Sequence[tuple[list[Stream], dict[str, np.ndarray]]]) -> bytes:
+    """The index stream of a chunk: per group, its streams and its items' symbols ``{symbol: int[n_g, B, ...]}``."""
+    return encode_streams([(s.values(symbols[s.symbol]), s.model) for streams, symbols in groups for s in streams])
 
 
-def encode_fields(streams: list[Stream], fields: dict[str, np.ndarray]) -> bytes:
-    """The index section of one item, from its field values ``{field: int[B, ...]}``."""
-    return encode_streams([(stream_values(s, fields[s.symbol]), s.model) for s in streams])
+def decode_index_chunk(
+    data: bytes, groups: Sequence[tuple[list[Stream], int]], shapes: dict[str, tuple]
+) -> list[dict[str, np.ndarray]]:
+    """Inverse of :func:`encode_index_chunk` given each group's streams and item count ``n_g``:
+    per group ``{symbol: int64[n_g, B, ...]}``. FormatError unless ``data`` is exactly that encoding."""
+    specs = [(s.model, n * s.count(shapes[s.symbol])) for streams, n in groups for s in streams]
+    with as_format_error("an index stream"):
+        decoded = iter(decode_streams(data, specs))
+    out = []
+    for streams, n in groups:
+        symbols = {name: np.zeros((n, *shape), np.int64) for name, shape in shapes.items()}
+        for s in streams:
+            values = next(decoded).reshape(n, -1)
+            if s.select is None:
+                symbols[s.symbol] = values.reshape(n, *shapes[s.symbol])
+            else:
+                symbols[s.symbol][:, s.select] = values
+        out.append(symbols)
+    return out
 
 
-def fields_ideal_bits(streams: list[Stream], fields: dict[str, np.ndarray]) -> np.ndarray:
-    """``float64[N]``: ideal bits of ``N`` items' index sections, from fields ``int[N, B, ...]``.
+def fields_ideal_bits(streams: list[Stream], symbols: dict[str, np.ndarray]) -> np.ndarray:
+    """``float64[n]``: ideal bits of ``n`` items' messages, from symbols ``int[n, B, ...]``.
 
     Zipf costs are evaluated in one vectorized call (``entropy.ideal_bits`` per item would dispatch
     a JAX computation per item); the other models are plain numpy."""
-    n = next(iter(fields.values())).shape[0]
+    n = next(iter(symbols.values())).shape[0]
     bits = np.zeros(n)
     for s in streams:
-        values = stream_values(s, fields[s.symbol]).reshape(n, -1)
+        values = s.values(symbols[s.symbol])
         if isinstance(s.model, ZipfModel):
             bits += np.asarray(zipf_bits(values, s.model.alpha), np.float64).sum(axis=1)
         else:
             bits += [ideal_bits(v, s.model) for v in values]
     return bits
-
-
-def decode_fields(data: bytes, streams: list[Stream], shapes: dict[str, tuple]) -> dict[str, np.ndarray]:
-    """Inverse of :func:`encode_fields`: ``{field: int64[B, ...]}``."""
-    counts = [int(np.prod(shapes[s.symbol])) if s.select is None else int(s.select.sum()) for s in streams]
-    with as_format_error("the index section"):
-        decoded = decode_streams(data, [(s.model, count) for s, count in zip(streams, counts)])
-    fields = {name: np.zeros(shape, np.int64) for name, shape in shapes.items()}
-    for s, values in zip(streams, decoded):
-        if s.select is None:
-            fields[s.symbol] = values.reshape(shapes[s.symbol])
-        else:
-            fields[s.symbol][s.select] = values
-    return fields
 
 
 @contextlib.contextmanager
@@ -101,7 +137,7 @@ def as_format_error(what: str) -> Iterator[None]:
         yield
     except FormatError:
         raise
-    except (ValueError, KeyError, IndexError, OverflowError) as err:
+    except (ValueError, KeyError, IndexError, OverflowError, AssertionError) as err:
         raise FormatError(f"{what} is corrupt: {err}") from None
     except BaseException as err:
         if type(err).__name__ == "PanicException":
@@ -110,53 +146,87 @@ def as_format_error(what: str) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------------------
-# The data section of lossless codecs (constriction categorical family, one row per element)
+# The data stream of lossless codecs
 
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 
 
-def likelihood_table(
-    codec: Any, z: Any, data_shape: tuple[int, ...], error: type = InvalidArgumentError
-) -> np.ndarray:
-    """``float64[n, K]``, ``n = prod(data_shape)``: the codec's weights, validated. A shape that
-    does not fit ``data_shape`` raises ``error`` (a FormatError when the shape came from a file)."""
-    weights = np.asarray(codec.likelihood(z))
-    if weights.ndim < 1 or weights.shape[:-1] != tuple(data_shape) or weights.shape[-1] < 1:
-        raise error(f"codec.likelihood(z) has shape {weights.shape}, the item shape is {tuple(data_shape)}")
-    table = weights.reshape(-1, weights.shape[-1]).astype(np.float64)
-    if not (np.isfinite(table).all() and (table >= 0).all() and (table.sum(axis=1) > 0).all()):
+def check_tables(weights: np.ndarray, item_shape: tuple[int, ...], error: type = InvalidArgumentError) -> np.ndarray:
+    """``float64[n, size, K]`` from the codec's weights ``[n, *item_shape, K]``, validated: a shape
+    that does not fit ``item_shape`` raises ``error`` (FormatError when the shape came from a file);
+    weights must be finite, ``>= 0``, with a positive sum per element."""
+    weights = np.asarray(weights)
+    if weights.ndim < 2 or weights.shape[1:-1] != tuple(item_shape) or weights.shape[-1] < 1:
+        raise error(
+            f"codec.likelihood(z) has shape {weights.shape[1:]} per item, the items have shape {tuple(item_shape)} "
+            "(expected item shape + (K,))"
+        )
+    table = weights.reshape(weights.shape[0], -1, weights.shape[-1]).astype(np.float64)
+    if not (np.isfinite(table).all() and (table >= 0).all() and (table.sum(axis=-1) > 0).all()):
         raise InvalidArgumentError("codec.likelihood(z) must give finite weights >= 0 with a positive sum per element")
     return table
 
 
-def encode_data(x: Any, table: np.ndarray) -> tuple[bytes, float]:
-    """``(bytes, ideal bits)`` of the item ``x`` (integers in ``[0, K)``) under ``table``."""
-    x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.integer):
-        raise InvalidArgumentError(f"a lossless codec's items must be integer arrays, got {x.dtype}")
-    symbols = x.reshape(-1).astype(np.int64)
-    bad = np.flatnonzero((symbols < 0) | (symbols >= table.shape[1]))
+def data_ideal_bits(items: np.ndarray, tables: np.ndarray) -> np.ndarray:
+    """``float64[n]``: ``-log2 p(x | z)`` of each item (integers ``[n, ...]``, ``size`` elements
+    each) under ``tables`` ``[n, size, K]``.
+
+    Raises:
+      InvalidArgumentError: a value outside ``[0, K)`` or of weight 0 (named by item and flat position).
+    """
+    n, size, k = tables.shape
+    symbols = np.asarray(items).reshape(n, size).astype(np.int64)
+    bad = np.argwhere((symbols < 0) | (symbols >= k))
     if bad.size:
-        raise InvalidArgumentError(
-            f"x has value {symbols[bad[0]]} at flat position {bad[0]}, outside [0, {table.shape[1]})"
-        )
-    p = table[np.arange(symbols.size), symbols] / table.sum(axis=1)
-    zero = np.flatnonzero(p == 0)
+        i, pos = bad[0]
+        raise InvalidArgumentError(f"item {i} has value {symbols[i, pos]} at flat position {pos}, outside [0, {k})")
+    picked = np.take_along_axis(tables, symbols[..., None], axis=-1)[..., 0]
+    zero = np.argwhere(picked == 0)
     if zero.size:
-        raise InvalidArgumentError(f"codec.likelihood gives weight 0 to x's value at flat position {zero[0]}")
-    coder = constriction.stream.stack.AnsCoder()
-    coder.encode_reverse(symbols.astype(np.int32), _CATEGORICAL, table)
-    return coder.get_compressed().astype("<u4").tobytes(), float(-np.log2(p).sum())
+        raise InvalidArgumentError(f"codec.likelihood gives weight 0 to item {zero[0][0]}'s value at flat position {zero[0][1]}")
+    return -np.log2(picked / tables.sum(axis=-1)).sum(axis=1)
 
 
-def decode_data(data: bytes, table: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`encode_data`: ``int64[n]``; FormatError unless ``data`` is exactly the
-    encoding of what it decodes to."""
-    if len(data) % 4 or data[-4:] == b"\0\0\0\0":
-        raise FormatError("the data section is not a valid ANS stream")
-    with as_format_error("the data section"):
-        coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
-        symbols = np.asarray(coder.decode(_CATEGORICAL, table), np.int64)
-    if (table[np.arange(symbols.size), symbols] == 0).any() or encode_data(symbols, table)[0] != data:
-        raise FormatError("the data section is corrupt (it does not re-encode to itself)")
-    return symbols
+class DataEncoder:
+    """Range-codes the items of one chunk, a batch of items at a time, into one data stream."""
+
+    def __init__(self) -> None:
+        self._coder = constriction.stream.queue.RangeEncoder()
+
+    def encode(self, items: np.ndarray, tables: np.ndarray) -> np.ndarray:
+        """Appends ``items`` (integers ``[n, ...]`` in ``[0, K)``) under ``tables`` ``[n, size, K]``;
+        returns their ideal bits (see :func:`data_ideal_bits`, which also names the errors)."""
+        bits = data_ideal_bits(items, tables)
+        n, size, k = tables.shape
+        symbols = np.asarray(items).reshape(-1).astype(np.int32)
+        self._coder.encode(symbols, _CATEGORICAL, tables.reshape(n * size, k))
+        return bits
+
+    def finish(self) -> bytes:
+        """The stream: whole little-endian 32-bit words."""
+        return self._coder.get_compressed().astype("<u4").tobytes()
+
+
+class DataDecoder:
+    """Inverse of :class:`DataEncoder`: decodes a chunk's items a batch at a time, given their tables."""
+
+    def __init__(self, data: bytes) -> None:
+        with as_format_error("a data stream"):
+            self._coder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, "<u4").astype(np.uint32))
+
+    def decode(self, tables: np.ndarray) -> np.ndarray:
+        """``int64[n, size]``: the next ``n`` items, under ``tables`` ``[n, size, K]``."""
+        n, size, k = tables.shape
+        flat = tables.reshape(n * size, k)
+        with as_format_error("a data stream"):
+            symbols = np.asarray(self._coder.decode(_CATEGORICAL, flat), np.int64)
+        if symbols.shape != (n * size,) or (symbols < 0).any() or (symbols >= k).any():
+            raise FormatError("a data stream is corrupt: it decodes outside the alphabet")
+        if (flat[np.arange(n * size), symbols] == 0).any():
+            raise FormatError("a data stream is corrupt: it decodes a value of weight 0")
+        return symbols.reshape(n, size)
+
+    def finish(self) -> None:
+        """Checks that the whole stream was used (no words past the chunk's items)."""
+        if not self._coder.maybe_exhausted():
+            raise FormatError("a data stream is corrupt: words are left after its last item")

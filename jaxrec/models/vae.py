@@ -26,16 +26,23 @@ progress is logged in bits per dimension (``-ELBO / (D ln 2)``, ``D = 784``).  T
 defines the "theoretical optimum"; lossless coding uses its integer twin (:mod:`jaxrec.lossless`).
 
 Checkpoints are one msgpack file (flax serialization): the config, the float32 parameters and any
-metadata (:func:`save_checkpoint`, :func:`load_checkpoint`).
+metadata (:func:`save_checkpoint`, :func:`load_checkpoint`). A checkpoint whose metadata holds the
+training-set statistics (:func:`latent_statistics`: per-dimension KL and mutual information) is a
+*model bundle* (:func:`load_bundle`, :class:`VAEBundle`, ``jaxrec.models.load("mnist-vae")``): it
+rebuilds the block plans and partitions of every coder deterministically, so that a file needs
+only the coder name and block count to be decoded.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +50,9 @@ import numpy as np
 import optax
 from flax import nnx, serialization
 
+import jaxrec
+from jaxrec.coders.sp import partition
+from jaxrec.core import prng
 from jaxrec.core.distributions import DiagGaussian, kl
 from jaxrec.core.errors import FormatError, InvalidArgumentError
 from jaxrec.models import lossless
@@ -51,14 +61,17 @@ Array = jax.Array
 
 __all__ = [
     "CHECKPOINT_FORMAT",
-    "ElboTerms",
     "LOG2_PARAM_MAX",
     "SIGMA_MAX",
     "VAE",
+    "ElboTerms",
+    "VAEBundle",
     "VAEConfig",
     "beta_binomial_log_prob",
     "elbo_terms",
     "evaluate",
+    "latent_statistics",
+    "load_bundle",
     "load_checkpoint",
     "save_checkpoint",
     "train",
@@ -112,7 +125,7 @@ class MLP(nnx.Module):
     """ReLU MLP: ``Linear -> relu -> ... -> Linear`` (no activation on the output)."""
 
     def __init__(self, sizes: tuple[int, ...], *, rngs: nnx.Rngs):
-        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(sizes)])
 
     def __call__(self, h: Array) -> Array:
         for layer in self.layers[:-1]:
@@ -134,6 +147,11 @@ class VAE(nnx.Module):
         d, l = config.num_pixels, config.latent_dim
         self.encoder = MLP((d, *config.hidden, 2 * l), rngs=rngs)
         self.decoder = MLP((l, *reversed(config.hidden), 2 * d), rngs=rngs)
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """The shape of one image (``compress`` refuses others)."""
+        return self.config.image_shape
 
     # -- codec protocol ---------------------------------------------------------------------------
 
@@ -327,3 +345,146 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[VAE, dict[str, Any]]:
     nnx.replace_by_pure_dict(state, blob["params"])
     nnx.update(model, state)
     return model, blob["metadata"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared statistics and the model bundle
+
+
+def latent_statistics(model: VAE, images: Any, *, grid_size: int = 2048, batch_size: int = 2000) -> dict[str, Any]:
+    """Per-dimension statistics of the posterior over a training set, in bits (shared side information).
+
+    * ``kl_per_dim``: ``E_x KL[q(z_d|x) || p(z_d)]``, the mean posterior KL (what a block of
+      dimensions costs on average; block plans are packed to it);
+    * ``mi_per_dim``: the mutual information ``I(x; z_d) = E_x KL[q(z_d|x) || p] - KL[q(z_d) || p]``
+      with ``q(z_d)`` the aggregate posterior (Hoffman & Johnson, NeurIPS 2016 workshop, "ELBO
+      surgery"), evaluated on a grid of ``grid_size`` points over ``[-8, 8]`` (the mixture density
+      of all posteriors, trapezoidal integration); space-partitioning grids spread their bins over
+      the axes in proportion to it (He, Flamich & Hernandez-Lobato, NeurIPS 2024, Sec. 4).
+
+    Returns:
+      ``{"kl_per_dim": [L floats], "mi_per_dim": [L floats], "num_images": N}`` (msgpack-able).
+    """
+    x_all = _flatten_images(images, model.config.num_pixels)
+    grid = np.linspace(-8.0, 8.0, grid_size)
+    kl_sum = np.zeros(model.config.latent_dim)
+    density = np.zeros((model.config.latent_dim, grid_size))
+    posterior = nnx.jit(lambda m, x: m.posterior(x))
+    for start in range(0, x_all.shape[0], batch_size):
+        q = posterior(model, x_all[start : start + batch_size])
+        loc, scale = np.asarray(q.loc, np.float64), np.asarray(q.scale, np.float64)
+        kl_sum += np.asarray(kl(q, model.prior(), per_dim=True), np.float64).sum(axis=0)
+        standard = (grid[None, None, :] - loc[:, :, None]) / scale[:, :, None]  # (n, L, G)
+        density += (np.exp(-0.5 * standard**2) / (scale[:, :, None] * math.sqrt(2 * math.pi))).sum(axis=0)
+    n = x_all.shape[0]
+    density /= n
+    log_p = -0.5 * grid**2 - 0.5 * math.log(2 * math.pi)
+    integrand = np.where(density > 0, density * (np.log(np.maximum(density, 1e-300)) - log_p), 0.0)
+    aggregate_kl = np.trapezoid(integrand, grid, axis=1) / math.log(2.0)
+    kl_per_dim = kl_sum / n
+    mi = np.clip(kl_per_dim - aggregate_kl, 0.0, None)
+    return {"kl_per_dim": kl_per_dim.tolist(), "mi_per_dim": mi.tolist(), "num_images": int(n)}
+
+
+_CODERS: dict[str, Callable[[], Any]] = {
+    "sp_pfr": lambda: functools.partial(jaxrec.sp_pfr, max_steps=2**20),
+    "sp_orc": lambda: functools.partial(jaxrec.sp_orc, num_samples=2**8),
+    "pfr": lambda: jaxrec.pfr(max_steps=2**20),
+    "orc": lambda: jaxrec.orc(2**16),
+    "gprs": lambda: jaxrec.gprs(max_steps=2**20),
+}
+"""The coders a VAE bundle sets up (exact coders capped at 2^20 steps per block)."""
+
+
+class VAEBundle:
+    """A packaged VAE (a ``jaxrec.models`` bundle): the lossless codec and its shared statistics.
+
+    Attributes:
+      name: the model's name (e.g. ``"mnist-vae"``).
+      codec: the :class:`VAE`.
+      item_shape: ``(28, 28)``; item_dtype: ``uint8``.
+      kl_per_dim, mi_per_dim: ``float64[L]`` training-set statistics (:func:`latent_statistics`).
+      default_coder, default_blocks: what :meth:`setup` uses for ``None``.
+      plan_seed: the key of the plans' shuffle; sp_bits_offset: ``log2 J = floor(block KL) + offset``.
+      metadata: the checkpoint's metadata.
+    """
+
+    item_dtype = np.dtype(np.uint8)
+    coders = tuple(_CODERS)
+
+    def __init__(self, name: str, codec: VAE, metadata: dict[str, Any]):
+        self.name = name
+        self.codec = codec
+        self.item_shape = codec.config.image_shape
+        self.metadata = metadata
+        stats, settings = metadata["stats"], metadata.get("bundle", {})
+        self.kl_per_dim = np.asarray(stats["kl_per_dim"], np.float64)
+        self.mi_per_dim = np.asarray(stats["mi_per_dim"], np.float64)
+        self.default_coder = settings.get("coder", "sp_pfr")
+        self.default_blocks = int(settings.get("blocks", 4))
+        self.plan_seed = int(settings.get("plan_seed", 0))
+        self.sp_bits_offset = int(settings.get("sp_bits_offset", 0))
+
+    def setup(self, coder: str | None = None, blocks: int | None = None) -> tuple[Any, jaxrec.BlockPlan]:
+        """``(coder, plan)`` for a coder name (``"sp_pfr"``, ``"sp_orc"``, ``"pfr"``, ``"orc"``,
+        ``"gprs"``; None = the default) and a block count (None = the default; GPRS codes one
+        dimension per block, so its count is the latent size).
+
+        The plan splits the latent dimensions at random (shared key ``plan_seed``) into equal blocks;
+        the Zipf budget of exact coders is the largest training-mean block KL; a space-partitioning
+        coder gets per-block grids of ``floor(block KL) + sp_bits_offset`` bits spread over the axes
+        in proportion to their mutual information. Deterministic: the decoder rebuilds the same plan.
+        """
+        name = self.default_coder if coder is None else coder
+        if name not in _CODERS:
+            raise InvalidArgumentError(f"coder must be one of {sorted(_CODERS)} for {self.name}, got {coder!r}")
+        dim = self.kl_per_dim.size
+        count = dim if name == "gprs" else (self.default_blocks if blocks is None else blocks)
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 1 <= count <= dim:
+            raise InvalidArgumentError(f"blocks must be an int in [1, {dim}], got {blocks!r}")
+        if name == "gprs" and blocks not in (None, dim):
+            raise InvalidArgumentError(f"gprs codes one dimension per block: blocks must be {dim} or None, got {blocks!r}")
+        plan = _equal_plan(self.kl_per_dim, int(count), self.plan_seed)
+        if name.startswith("sp_"):
+            plan = _with_partitions(plan, self.kl_per_dim, self.mi_per_dim, self.sp_bits_offset)
+        return _CODERS[name](), plan
+
+
+def _equal_plan(kl_per_dim: np.ndarray, num_blocks: int, seed: int) -> jaxrec.BlockPlan:
+    """A random split into ``num_blocks`` blocks of equal size (the first ``D mod B`` one larger)."""
+    dim = kl_per_dim.size
+    order = np.asarray(jax.random.permutation(prng.as_key(seed), dim))
+    sizes = np.full(num_blocks, dim // num_blocks)
+    sizes[: dim % num_blocks] += 1
+    block_kl = np.array([kl_per_dim[idx].sum() for idx in np.split(order, np.cumsum(sizes)[:-1])])
+    return jaxrec.BlockPlan(order=order, sizes=sizes, budget_bits=float(block_kl.max()), block_kl=block_kl)
+
+
+def _with_partitions(plan: jaxrec.BlockPlan, kl_per_dim: np.ndarray, mi_per_dim: np.ndarray, offset: int) -> jaxrec.BlockPlan:
+    def bits_for(dims: np.ndarray) -> np.ndarray:
+        total = int(np.clip(math.floor(kl_per_dim[dims].sum()) + offset, 0, partition.MAX_PACKED_BITS))
+        return partition.allocate_bits(mi_per_dim[dims], total, "mi")
+
+    max_bits = max(int(bits_for(plan.index[b, : plan.sizes[b]]).max()) for b in range(plan.num_blocks))
+
+    def build(dims: np.ndarray, size: int) -> partition.Partition:
+        bits = np.zeros(size, np.int64)
+        bits[: dims.size] = bits_for(dims)
+        return partition.Partition.from_bits(bits, 2**max_bits)
+
+    return plan.with_partitions(build)
+
+
+def load_bundle(path: str | os.PathLike) -> VAEBundle:
+    """Reads a VAE checkpoint with training statistics (the ``"jaxrec-vae-1"`` loader of ``jaxrec.models``).
+
+    Raises:
+      FileNotFoundError: no such file.
+      FormatError: not a VAE checkpoint, or one without the statistics a bundle needs.
+    """
+    model, metadata = load_checkpoint(path)
+    stats = metadata.get("stats") if isinstance(metadata, dict) else None
+    dim = model.config.latent_dim
+    if not isinstance(stats, dict) or any(np.shape(stats.get(k)) != (dim,) for k in ("kl_per_dim", "mi_per_dim")):
+        raise FormatError(f"{path}: the checkpoint has no training statistics (kl_per_dim, mi_per_dim) of size {dim}")
+    return VAEBundle(Path(path).name.split(".")[0], model, metadata)

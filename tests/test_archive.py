@@ -1,0 +1,250 @@
+"""Archives: many items in one file, written batch by batch, read item by item; the codec entry
+points' argument checks (issue 11: wrong item shapes, NaN items, decoded dtypes, decoder-side codecs).
+"""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_codec import GaussianChannel
+from test_container import Counts
+
+import jaxrec
+from jaxrec import codec as jcodec
+from jaxrec.codec import ArchiveReader, ArchiveWriter, container
+from jaxrec.codec.archive import TARGET_CHUNK_BITS
+from jaxrec.core.errors import FormatError, InvalidArgumentError
+from jaxrec.entropy import zipf_bits
+
+CODER = jaxrec.pfr(chunk_size=64)
+PLAN = jaxrec.BlockPlan(order=np.array([2, 0, 1]), sizes=np.array([2, 1]), budget_bits=3.0)
+
+
+def channel_items(n, seed=0):
+    rng = np.random.default_rng(seed)
+    loc = 0.6 * rng.normal(size=(n, 3))
+    scale = 0.35 * np.exp(0.2 * rng.normal(size=(n, 3)))
+    return np.stack([loc, scale], axis=1).astype(np.float32)
+
+
+def count_items(n, seed=0, dtype=np.uint8):
+    return np.random.default_rng(seed).integers(0, 4, (n, 3)).astype(dtype)
+
+
+@pytest.fixture(scope="module")
+def lossy():
+    xs = channel_items(50)
+    report = jcodec.compress_report(GaussianChannel(3), xs, key=3, coder=CODER, plan=PLAN, chunk_items=8)
+    return xs, report, jaxrec.decompress_batch(GaussianChannel(3), report.archive, plan=PLAN)
+
+
+@pytest.fixture(scope="module")
+def lossless():
+    xs = count_items(70)  # more than one likelihood batch (32) per chunk
+    report = jcodec.compress_report(Counts(3), xs, key=4, coder=CODER, plan=PLAN, chunk_items=40)
+    return xs, report
+
+
+# ------------------------------------------------------------------------------------------------
+# Writing and reading
+
+
+def test_batches_make_the_archive_of_one_call(lossy, lossless):
+    """Items keep their numbers, chunks their boundaries and likelihood batches their alignment
+    whatever the batches: the bytes are those of one call."""
+    xs, report, _ = lossy
+    writer = ArchiveWriter(GaussianChannel(3), key=3, coder=CODER, plan=PLAN, chunk_items=8)
+    for part in (slice(0, 25), slice(25, 50)):  # a batch boundary inside a chunk
+        writer.add(xs[part])
+    assert writer.num_items == 50 and writer.finish() == report.archive
+    xs, report = lossless
+    writer = ArchiveWriter(Counts(3), key=4, coder=CODER, plan=PLAN, chunk_items=40)
+    for part in (slice(0, 35), slice(35, 70)):  # inside a chunk, past its first likelihood batch
+        writer.add(xs[part])
+    assert writer.finish() == report.archive
+    np.testing.assert_array_equal(writer.report().data_bits, report.data_bits)
+
+
+def test_any_items_decode_alone(lossy, lossless):
+    xs, report, decoded = lossy
+    assert decoded.shape == (50, 3)
+    reader = ArchiveReader(GaussianChannel(3), report.archive, plan=PLAN)
+    assert len(reader) == 50 and reader.header.num_chunks == 7
+    for items in ([49], [3, 40, 3, 17], list(range(8, 16))):
+        np.testing.assert_array_equal(reader.read(items), decoded[items])
+    np.testing.assert_array_equal(jaxrec.decompress(GaussianChannel(3), report.archive, plan=PLAN, item=21), decoded[21])
+    xs, report = lossless
+    reader = ArchiveReader(Counts(3), report.archive, plan=PLAN)
+    np.testing.assert_array_equal(reader.read(), xs)
+    for items in ([0], [39], [69, 41, 5], [33]):  # chunk starts and ends, past a likelihood batch
+        np.testing.assert_array_equal(reader.read(items), xs[items])
+
+
+def test_rates_of_a_decoded_archive_match_the_encoder(lossless):
+    _, report = lossless
+    index_bits, data_bits = ArchiveReader(Counts(3), report.archive, plan=PLAN).rates()
+    np.testing.assert_allclose(index_bits, report.index_bits, rtol=1e-12)
+    np.testing.assert_allclose(data_bits, report.data_bits, rtol=1e-12)
+    alpha = float(np.float32(jaxrec.entropy.zipf_exponent(PLAN.budget_bits)))
+    np.testing.assert_allclose(report.index_bits, np.asarray(zipf_bits(report.code.index, alpha), np.float64).sum(1),
+                               rtol=1e-6)
+
+
+def test_items_with_their_own_budgets_form_groups():
+    """Without a plan budget each item's models come from its largest block KL: items sharing one
+    form a group, and the archive sends every item's group (a categorical over the groups)."""
+    xs = channel_items(50, seed=1)  # the shapes of the lossy fixture: its compiled encoder is reused
+    plan = jaxrec.BlockPlan(order=np.arange(3), sizes=np.array([2, 1]))
+    report = jcodec.compress_report(GaussianChannel(3), xs, key=1, coder=CODER, plan=plan, chunk_items=7)
+    header = container.read(report.archive).header
+    budgets = np.ceil(report.block_kl.max(axis=1))
+    assert len(header.groups) == len(np.unique(budgets)) > 1
+    assert sorted(header.group_counts) == sorted(np.unique(budgets, return_counts=True)[1].tolist())
+    decoded = jaxrec.decompress_batch(GaussianChannel(3), report.archive, plan=plan)
+    np.testing.assert_array_equal(jaxrec.decompress_batch(GaussianChannel(3), report.archive, plan=plan, items=[49, 0]),
+                                  decoded[[49, 0]])
+    alphas = np.float32([jaxrec.entropy.zipf_exponent(b) for b in budgets])
+    ideal = np.asarray(zipf_bits(report.code.index, alphas[:, None].astype(np.float64)), np.float64).sum(1)
+    np.testing.assert_allclose(report.index_bits, ideal, rtol=1e-6)
+    assert jcodec.describe(report.archive)["index_ideal_bits"] == pytest.approx(report.ideal_bits, rel=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint32, np.int64])
+def test_lossless_items_keep_their_dtype(dtype):
+    xs = count_items(5, seed=2, dtype=dtype)
+    data = jaxrec.compress_batch(Counts(3), xs, key=0, coder=CODER)
+    out = jaxrec.decompress_batch(Counts(3), data)
+    assert out.dtype == dtype and container.read(data).header.item_dtype == np.dtype(dtype).name
+    np.testing.assert_array_equal(out, xs)
+    one = jaxrec.decompress(Counts(3), jaxrec.compress(Counts(3), xs[1], key=0, coder=CODER))
+    assert one.dtype == dtype and one.shape == (3,)
+    np.testing.assert_array_equal(one, xs[1])
+
+
+def test_the_default_chunk_size_amortizes_the_stream_ends(lossless, monkeypatch):
+    """About TARGET_CHUNK_BITS ideal bits per chunk (estimated on the first batch); every stream at
+    most 64 bits over its ideal."""
+    xs, report = lossless
+    per_item = report.ideal_bits / len(xs)
+    monkeypatch.setattr(jaxrec.codec.archive, "TARGET_CHUNK_BITS", 10 * per_item)  # a small target: several chunks
+    small = jcodec.compress_report(Counts(3), xs, key=4, coder=CODER, plan=PLAN)
+    info = jcodec.describe(small.archive)
+    assert 7 <= info["chunk_items"] <= 13 and info["num_chunks"] >= 5
+    assert 8 * small.payload_bytes <= small.ideal_bits + 2 * 64 * info["num_chunks"]
+    assert TARGET_CHUNK_BITS == 2**18 and jcodec.describe(report.archive)["chunk_items"] == 40
+
+
+# ------------------------------------------------------------------------------------------------
+# Argument checks at the boundary (issue 11)
+
+
+class Shaped(GaussianChannel):
+    """A codec that declares its item shape."""
+
+    item_shape = (2, 3)
+
+
+class Broken(GaussianChannel):
+    """A codec whose target gives non-finite parameters for an item with a large first value."""
+
+    def target(self, x):
+        return jaxrec.DiagGaussian(jnp.where(x[0, 0] > 10, jnp.nan, x[0]), x[1])
+
+
+class DecoderOnly:
+    """The decoder's side of GaussianChannel: no target()."""
+
+    def prior(self):
+        return jaxrec.DiagGaussian(jnp.zeros(3), jnp.ones(3))
+
+    def reconstruct(self, z):
+        return z
+
+
+class LosslessDecoderOnly(DecoderOnly):
+    likelihood = Counts.likelihood
+
+
+def test_compress_names_the_expected_item_shape():
+    with pytest.raises(InvalidArgumentError, match=r"codec's item shape \(2, 3\), got items of shape \(3, 3\)"):
+        jaxrec.compress(Shaped(3), np.zeros((3, 3), np.float32), key=0, coder=CODER)
+    with pytest.raises(InvalidArgumentError, match=r"item shape \(3,\), got items of shape \(4,\)"):  # from likelihood
+        jaxrec.compress_batch(LosslessTarget(), np.zeros((2, 4), np.uint8), key=0, coder=CODER)
+    with pytest.raises(InvalidArgumentError, match=r"codec.target failed on items of shape \(7,\)"):
+        jaxrec.compress(Flat(3), np.zeros(7, np.float32), key=0, coder=CODER)
+    with pytest.raises(InvalidArgumentError, match="event size 3 like the prior, got 4"):
+        jaxrec.compress(GaussianChannel(3), np.ones((2, 4), np.float32), key=0, coder=CODER)
+
+
+class Flat(GaussianChannel):
+    """Items are flat ``(6,)`` vectors (loc, then scale)."""
+
+    def target(self, x):
+        y = jnp.reshape(x, (2, 3))
+        return jaxrec.DiagGaussian(y[0], y[1])
+
+
+class LosslessTarget(Counts):
+    """Counts with a traceable likelihood, so the item shape is read off it."""
+
+    def __init__(self):
+        super().__init__(3)
+
+    def likelihood(self, z):
+        return jnp.ones((3, 4), jnp.int32)
+
+
+def test_nan_items_and_non_finite_targets_are_named():
+    x = channel_items(3)
+    x[1, 0, 2] = np.nan
+    with pytest.raises(InvalidArgumentError, match="xs must be finite: item 1 has NaN"):
+        jaxrec.compress_batch(GaussianChannel(3), x, key=0, coder=CODER)
+    y = channel_items(3)
+    y[2, 0, 0] = 11.0
+    with pytest.raises(InvalidArgumentError, match="target of item 2 has non-finite parameters"):
+        jaxrec.compress_batch(Broken(3), y, key=0, coder=CODER)
+
+
+def test_bad_items_chunks_and_positions_are_refused(lossy):
+    codec = GaussianChannel(3)
+    for xs, message in [
+        (np.zeros((2, 2, 3), np.complex64), "dtype"),
+        (np.array([["a", "b", "c"]] * 2), "dtype"),
+        ([[1.0, 2.0], [3.0]], "array of items"),
+        (np.zeros((0, 2, 3), np.float32), "leading item axis"),
+    ]:
+        with pytest.raises(InvalidArgumentError, match=message):
+            jaxrec.compress_batch(codec, xs, key=0, coder=CODER)
+    with pytest.raises(InvalidArgumentError, match="chunk_items"):
+        jaxrec.compress_batch(codec, channel_items(2), key=0, coder=CODER, chunk_items=0)
+    with pytest.raises(InvalidArgumentError, match="integer arrays"):
+        jaxrec.compress_batch(Counts(3), np.zeros((2, 3), np.float32), key=0, coder=CODER)
+    writer = ArchiveWriter(codec, key=0, coder=CODER)
+    with pytest.raises(InvalidArgumentError, match="empty"):
+        writer.finish()
+    writer.add(channel_items(2))
+    with pytest.raises(InvalidArgumentError, match="one shape and dtype"):
+        writer.add(channel_items(2).astype(np.float64))
+    writer.finish()
+    with pytest.raises(InvalidArgumentError, match="finished"):
+        writer.add(channel_items(2))
+    with pytest.raises(InvalidArgumentError, match="model"):
+        ArchiveWriter(codec, key=0, coder=CODER, model="m" * 300)
+    _, report, _ = lossy
+    for items in ([1.5], [[1, 2]], [], [50], [-1], "0"):
+        with pytest.raises(InvalidArgumentError, match="items must be"):
+            jaxrec.decompress_batch(codec, report.archive, plan=PLAN, items=items)
+    with pytest.raises(InvalidArgumentError, match="item must be an int"):
+        jaxrec.decompress(codec, report.archive, plan=PLAN, item=2.0)
+
+
+def test_the_decoder_needs_no_target(lossy, lossless):
+    xs, report, decoded = lossy
+    np.testing.assert_array_equal(jaxrec.decompress_batch(DecoderOnly(), report.archive, plan=PLAN), decoded)
+    xs, report = lossless
+    np.testing.assert_array_equal(jaxrec.decompress_batch(LosslessDecoderOnly(), report.archive, plan=PLAN), xs)
+    with pytest.raises(InvalidArgumentError, match=r"decoder needs codec.likelihood\(\)"):
+        jaxrec.decompress_batch(DecoderOnly(), report.archive, plan=PLAN)
+    with pytest.raises(FormatError, match="lossy, but the codec is lossless"):
+        jaxrec.decompress_batch(LosslessDecoderOnly(), lossy[1].archive, plan=PLAN)
+    with pytest.raises(InvalidArgumentError, match=r"encoder needs codec.target\(\)"):
+        jaxrec.compress(DecoderOnly(), xs[0], key=0, coder=CODER)

@@ -1,0 +1,98 @@
+"""Compile once (issue 10, item 4): a second call with the same static configuration and shapes
+neither retraces nor recompiles -- ``Coder.encode_batch``, ``jaxrec.encode_batch`` (also its
+``vmap`` fallback), ``compress*`` and ``decompress*``, also with a fresh coder object and a fresh
+``functools.partial`` for space-partitioning coders.
+
+Traces and compiles are counted with JAX's monitoring events.
+"""
+
+import collections
+import contextlib
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import monitoring
+from test_codec import GaussianChannel
+
+import jaxrec
+from jaxrec import codec as jcodec
+
+_COUNTS = collections.Counter()
+
+
+def _listener(name: str, duration: float, **_: object) -> None:
+    if name.endswith("jaxpr_trace_duration"):
+        _COUNTS["traces"] += 1
+    elif name.endswith("backend_compile_duration"):
+        _COUNTS["compiles"] += 1
+
+
+monitoring.register_event_duration_secs_listener(_listener)
+
+
+@contextlib.contextmanager
+def counting():
+    _COUNTS.clear()
+    yield _COUNTS
+
+
+def assert_compiled_once(call):
+    """The first call may trace and compile; the second, with a fresh equal configuration, neither."""
+    call()
+    with counting() as counts:
+        call()
+    assert counts["traces"] == 0 and counts["compiles"] == 0, dict(counts)
+
+
+B, D = 64, 5
+RNG = np.random.default_rng(0)
+TARGETS = jaxrec.DiagGaussian(jnp.asarray(0.5 * RNG.normal(size=(B, D)), jnp.float32), jnp.full((B, D), 0.4))
+PRIOR = jaxrec.DiagGaussian(jnp.zeros(D), jnp.ones(D))
+
+
+def test_coder_encode_batch_compiles_once():
+    coder = jaxrec.pfr(chunk_size=64)
+    assert_compiled_once(lambda: jax.block_until_ready(coder.encode_batch(jnp.arange(B), TARGETS, PRIOR)))
+    assert_compiled_once(lambda: jax.block_until_ready(jaxrec.encode_batch(coder, jnp.arange(B), TARGETS, PRIOR)))
+
+
+def test_vmap_fallback_compiles_once():
+    """A coder without a batch encoder runs jit(vmap(encode)), cached per coder."""
+    coder = jaxrec.orc(16)
+    plain = coder._replace(encode_batch=None)
+    assert_compiled_once(lambda: jax.block_until_ready(jaxrec.encode_batch(plain, jnp.arange(B), TARGETS, PRIOR)))
+
+
+@pytest.mark.parametrize("sp", [False, True], ids=["pfr", "sp_orc"])
+def test_compress_and_decompress_compile_once(sp):
+    codec = GaussianChannel(D)
+    xs = jnp.stack([TARGETS.loc, TARGETS.scale], axis=1)[:16]
+    plan = jaxrec.plan_blocks(np.full(D, 1.0), 3.0, key=0)
+    if sp:
+        plan = plan.with_partitions(lambda dims, size: jaxrec.Partition(np.where(np.arange(size) < dims.size, 2, 1)))
+        coder = lambda: functools.partial(jaxrec.sp_orc, num_samples=16)  # a new partial every call
+    else:
+        coder = lambda: jaxrec.pfr(chunk_size=64)  # a new coder object every call
+    assert_compiled_once(lambda: jaxrec.compress_batch(codec, xs, key=1, coder=coder(), plan=plan))
+    data = jaxrec.compress_batch(codec, xs, key=1, coder=coder(), plan=plan)
+    assert_compiled_once(lambda: jaxrec.decompress_batch(codec, data, plan=plan))
+    assert_compiled_once(lambda: jaxrec.decompress_batch(codec, data, plan=plan, items=[3, 9]))
+    assert_compiled_once(lambda: jaxrec.compress(codec, xs[0], key=1, coder=coder(), plan=plan))
+    one = jaxrec.compress(codec, xs[0], key=1, coder=coder(), plan=plan)
+    assert_compiled_once(lambda: jaxrec.decompress(codec, one, plan=plan))
+    # another key is data, not configuration (a plain-Python codec is a static argument: keep the object)
+    assert_compiled_once(lambda: jcodec.compress_report(codec, xs, key=2, coder=coder(), plan=plan))
+
+
+def test_array_pytree_codecs_compile_once():
+    """Flax NNX codecs are jit arguments: a new module of the same structure reuses the compiled code."""
+    from flax import nnx
+    from test_codec import ToyLosslessVAE
+
+    plan = jaxrec.plan_blocks(np.full(12, 1.0), 4.0, key=0)
+    xs = jax.random.randint(jax.random.key(3), (4, 10), 0, 5)
+    data = jaxrec.compress_batch(ToyLosslessVAE(rngs=nnx.Rngs(0), levels=5), xs, key=0, coder=jaxrec.pfr(), plan=plan)
+    assert_compiled_once(lambda: jaxrec.decompress_batch(ToyLosslessVAE(rngs=nnx.Rngs(0), levels=5), data, plan=plan))
