@@ -194,6 +194,20 @@ def test_quantizer_tables(rate):
     assert q.mse("sample") == pytest.approx(2 * q.mse("centroid"))
 
 
+def test_quantizer_high_rate_limits():
+    """At high rate ECSQ is 1.53 dB (a factor pi e / 6) above Shannon's D(R) and its entropy is
+    h(X) - log2(step) (Gish & Pierce, IEEE Trans. IT 1968): checks the cell tables far from the
+    low-rate regime the other tests use."""
+    q = ScalarQuantizer.at_rate(8.0, sigma=0.7)
+    assert q.mse("centroid") / float(distortion_rate(8.0, 0.49)) == pytest.approx(math.pi * math.e / 6, rel=2e-3)
+    assert q.mse("centroid") == pytest.approx(q.step**2 / 12, rel=1e-3)
+    differential_entropy = 0.5 * math.log2(2 * math.pi * math.e * 0.49)
+    assert q.entropy_bits() == pytest.approx(differential_entropy - math.log2(q.step), abs=1e-3)
+    # posterior sampling doubles it: 3 dB + 1.53 dB above Shannon, 1.53 dB above the bound without common randomness
+    gap = q.mse("sample") / float(perfect_realism_distortion(8.0, 0.49, common_randomness=False))
+    assert gap == pytest.approx(math.pi * math.e / 6, rel=2e-3)
+
+
 def test_quantizer_round_trip_mse_and_realism():
     q = ScalarQuantizer.at_rate(0.75)
     x = np.asarray(jax.random.normal(jax.random.key(5), (40000,)))
