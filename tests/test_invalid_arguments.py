@@ -173,6 +173,34 @@ def test_encode_refuses_a_batch_and_encode_batch_refuses_mismatched_sizes():
     )
 
 
+def test_encode_batch_takes_int_seeds_like_vmap_of_encode():
+    coder_, prior = coder("orc"), gauss(2, 0.0, 1.0)
+    targets = G(jnp.linspace(-0.5, 0.5, 8).reshape(4, 2), jnp.full((4, 2), 0.6))
+    batch = jaxrec.encode_batch(coder_, jnp.arange(4), targets, prior)
+    for seeds in ([0, 1, 2, 3], np.arange(4, dtype=np.uint32)):  # a list and a numpy array of seeds
+        again = jaxrec.encode_batch(coder_, seeds, targets, prior)
+        np.testing.assert_array_equal(np.asarray(again.index), np.asarray(batch.index))
+    mapped = jax.vmap(coder_.encode, in_axes=(0, 0, None))(jnp.arange(4), targets, prior)
+    np.testing.assert_array_equal(np.asarray(batch.index), np.asarray(mapped.index))
+    raises_invalid(lambda: jaxrec.encode_batch(coder_, np.array([0, 1, 2, 2**32], np.int64), targets, prior), "keys", "2**32")
+
+
+def test_eager_encode_warns_before_a_hopeless_search_and_on_a_bad_status():
+    target, prior = G(3.0, 0.01), G(0.0, 1.0)  # D_inf ~ 13 bits against a limit of 64 steps
+    with pytest.warns(RuntimeWarning) as record:
+        code = jaxrec.pfr(chunk_size=16, max_steps=64).encode(1, target, prior)
+    messages = [str(w.message) for w in record]
+    assert any("exceeds the limit of 64 steps" in m for m in messages), messages  # before the search
+    assert any("not ok" in m and "exhausted" in m for m in messages), messages  # after it
+    assert int(code.status) != OK and int(code.steps) == 64
+    targets = G(jnp.array([[0.1], [3.0]]), jnp.array([[0.6], [0.01]]))  # the second problem is hopeless
+    with pytest.warns(RuntimeWarning, match=r"\{'exhausted': 1\} of 2 code\(s\) are not ok"):
+        jaxrec.encode_batch(jaxrec.pfr(chunk_size=16, max_steps=64), jnp.arange(2), targets, prior)
+    with warnings.catch_warnings():  # a valid, easy problem: no warning at all
+        warnings.simplefilter("error")
+        jaxrec.pfr(chunk_size=16, max_steps=64).encode(1, G(0.2, 0.8), prior)
+
+
 def test_several_keys_where_one_is_expected():
     data_pair = jnp.zeros((2, 2), jnp.uint32)
     raises_invalid(lambda: coder("pfr").encode(data_pair, gauss(2), gauss(2, 0.0, 1.0)), "one key", "(2,)")
@@ -355,7 +383,7 @@ def malformed_encode_batch(draw: Any, name: str) -> tuple[Callable[[], Any], str
 
 
 @pytest.mark.parametrize("name", NAMES)
-@FEW
+@settings(max_examples=20, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_coders_refuse_malformed_arguments(name, data):
     """encode, decode and encode_batch: one malformed argument -> InvalidArgumentError naming it."""

@@ -70,6 +70,19 @@ def as_key(seed_or_key: Any) -> Array:
     return typed
 
 
+def _check_host_seeds(name: str, value: Any, ndim: int) -> None:
+    """Refuses concrete integer seeds (``ndim`` dimensions) outside ``[0, 2^32)`` *before* JAX
+    converts them: without x64, JAX would wrap an ``int64`` seed such as ``2**32`` around silently."""
+    if isinstance(value, (jax.Array, jax.core.Tracer)):
+        return  # JAX arrays are checked after conversion (their values are what JAX would use)
+    try:
+        host = np.asarray(value)
+    except (TypeError, ValueError, OverflowError):
+        return  # not an array: the caller's conversion refuses it
+    if host.dtype.kind in "iu" and host.ndim == ndim and host.size and (host.min() < 0 or host.max() >= 2**32):
+        raise InvalidArgumentError(f"{name}: seeds must be in [0, 2**32), got {host.tolist()!r}")
+
+
 def _typed_keys(seed_or_key: Any) -> Array:
     """Typed ``threefry2x32`` keys of any shape from one of the forms :func:`as_key` takes (key
     data ``uint32[..., 2]`` or typed keys of any shape)."""
@@ -86,9 +99,10 @@ def _typed_keys(seed_or_key: Any) -> Array:
         if PRNG_IMPL not in impl:
             raise InvalidArgumentError(f"key must use the {PRNG_IMPL} PRNG, got {impl}")
         return arr
+    _check_host_seeds("key", arr, ndim=0)
     try:
         arr = jnp.asarray(arr)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InvalidArgumentError(f"key must be {_KEY_FORMS}; got {seed_or_key!r}") from None
     if jnp.issubdtype(arr.dtype, jnp.integer) and arr.ndim == 0:  # a (possibly traced) integer seed
         if not isinstance(arr, jax.core.Tracer) and not 0 <= int(arr) < 2**32:
@@ -107,9 +121,10 @@ def as_keys(keys: Any, batch: int) -> Array:
     if isinstance(keys, (int, np.integer, str, bytes, float)) or keys is None:
         raise InvalidArgumentError(f"keys must be {batch} keys (one per problem), got {keys!r}")
     if not jnp.issubdtype(getattr(keys, "dtype", None), jax.dtypes.prng_key):
+        _check_host_seeds("keys", keys, ndim=1)
         try:
             arr = jnp.asarray(keys)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InvalidArgumentError(f"keys must be {batch} keys ({_KEY_FORMS} each); got {keys!r}") from None
         if jnp.issubdtype(arr.dtype, jnp.integer) and arr.ndim == 1:  # int seeds
             if not isinstance(arr, jax.core.Tracer) and arr.size and (int(arr.min()) < 0 or int(arr.max()) >= 2**32):
