@@ -351,16 +351,16 @@ def check_positive_int(name: str, value: Any, upper: int) -> int:
 
 
 @jax.jit
-def _sample_candidate(key: Array, index: Array, prior: Distribution) -> Array:
-    return prior.sample(prng.candidate_key(key, index))
+def _candidate(key: Array, index: Array, prior: Distribution) -> Array:
+    return prng.candidates(key, jnp.asarray(index, jnp.int32)[None], prior)[0]
 
 
 def decode_candidate(key: Any, code: Code, prior: Distribution) -> Array:
-    """Rebuilds candidate ``code.index`` of stream 0: ``(D,)``, O(D) work (no checks; the coder's
-    ``decode`` checks the code first).
+    """Rebuilds candidate ``code.index`` of the shared stream 0 (:func:`jaxrec.core.prng.candidates`):
+    ``(D,)``, O(D) work (no checks; the coder's ``decode`` checks the code first).
 
     Always runs compiled, so an eager call returns the same bits as the encoder's (compiled)
     search on the same backend; XLA's fusion of ``loc + scale * z`` can differ from op-by-op
     evaluation in the last ulp.
     """
-    return _sample_candidate(prng.as_key(key), code.index, prior)
+    return _candidate(prng.as_key(key), code.index, prior)

@@ -7,11 +7,11 @@ chunk size.  Here the time is a 64-bit fixed-point integer in units of ``2^-24``
 16-bit limbs in ``uint32`` lanes:
 
 * each increment ``E_n = -log U_n ~ Exp(1)`` takes its uniform ``U_n = (w_n + 1) 2^-24`` in
-  ``(0, 1]`` from the top 24 bits of the first word of ``arrival_key(key, n)`` itself (a threefry
-  output: one hash per arrival, not two as ``jax.random.exponential(arrival_key(key, n))`` would
-  spend), and is rounded *up* to the grid, ``e_n = ceil(E_n 2^24)`` in ``[1, 2^32)``, so
-  ``T_n > 0`` strictly (``E`` lives on a float32 grid of ~2^-24 near 0, so this adds no visible
-  quantization);
+  ``(0, 1]`` from the top 24 bits of one encoder-only word ``w_n`` of index ``n``
+  (:func:`jaxrec.core.prng.private_stream`; a coder that needs more private words per index, such
+  as the space-partitioning bin choices, takes them from the same hashes), and is rounded *up* to
+  the grid, ``e_n = ceil(E_n 2^24)`` in ``[1, 2^32)``, so ``T_n > 0`` strictly (``E`` lives on a
+  float32 grid of ~2^-24 near 0, so this adds no visible quantization);
 * within a chunk the two low limbs are summed with an integer ``cumsum`` (exact, hence associative:
   the limbs of ``T_n`` are the same whatever the chunk boundaries), then carries are normalised;
 * ``T_n`` is converted to floating point from its canonical limbs by one fixed expression.
@@ -41,16 +41,21 @@ def zero_time() -> Array:
     return jnp.zeros((4,), jnp.uint32)
 
 
-def exponential_increments(key: Array, ns: Array, stream: Array | int = 0) -> Array:
-    """``uint32[K]`` grid increments ``ceil(E_n 2^24)`` for the indices ``ns`` (``int32[K]``).
+def increments_from_words(words: Array) -> Array:
+    """``uint32[...]`` grid increments ``ceil(E 2^24)`` from ``uint32`` words ``w``.
 
-    ``E_n = -log U_n`` with ``U_n = (w_n + 1) 2^-24``, ``w_n`` the top 24 bits of
-    ``prng.arrival_bits(key, ns, stream)``: exactly representable in float32, in ``(0, 1]``.
+    ``E = -log U`` with ``U = (m + 1) 2^-24``, ``m`` the top 24 bits of ``w``: exactly
+    representable in float32, in ``(0, 1]``.
     """
-    words = prng.arrival_bits(key, ns, stream)
     u = ((words >> 8).astype(jnp.float32) + 1.0) * jnp.float32(2.0**-24)
     scaled = jnp.ceil(-jnp.log(u) * jnp.float32(2.0**_UNIT_LOG2))
     return jnp.clip(scaled, 1.0, 2.0**32 - 256).astype(jnp.uint32)
+
+
+def exponential_increments(key: Array, ns: Array, stream: Array | int = 0) -> Array:
+    """``uint32[K]`` grid increments for the indices ``ns`` (``int32[K]``): word 0 of each index's
+    encoder-only words (:func:`jaxrec.core.prng.private_stream`, one word, so one hash per index)."""
+    return increments_from_words(prng.counter_words(prng.private_stream(key, stream), ns, 1)[0])
 
 
 def _carry_limbs(l0: Array, l1: Array, l2: Array, l3: Array) -> tuple[Array, Array, Array, Array]:

@@ -44,13 +44,16 @@ __all__ = [
     "DiagGaussian",
     "Uniform",
     "check_pair",
+    "columns",
     "log_ratio",
+    "log_ratio_by_axis",
     "log_ratio_per_dim",
     "kl",
     "log_sup_ratio",
     "dinf",
     "interval_log_sup_ratio",
     "mmd2_to_gaussian",
+    "open_unit",
 ]
 
 
@@ -62,6 +65,12 @@ def _affine(shift: Array, scale: Array, z: Array) -> Array:
     decoder), so the decoder's candidate could differ from the encoder's in the last ulp.
     """
     return shift + scale * lax.optimization_barrier(z)
+
+
+def open_unit(words: Array) -> Array:
+    """``U = (m + 1/2) 2^-24`` from the top 24 bits ``m`` of ``uint32`` words: in ``(0, 1)``,
+    exact in float32 and symmetric (``1 - U`` is a value of the grid too)."""
+    return ((words >> 8).astype(jnp.float32) + 0.5) * jnp.float32(2.0**-24)
 
 
 def _is_concrete(x: Any) -> bool:
@@ -159,6 +168,15 @@ class Distribution:
     def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         raise NotImplementedError
 
+    def from_words(self, words: Array) -> Array:
+        """A sample from 32 random bits per coordinate (``uint32``, broadcast against the
+        parameters): ``F^{-1}(U)`` with ``U = (m + 1/2) 2^-24``, ``m`` the top 24 bits.
+
+        The candidate streams of :mod:`jaxrec.core.prng` go through this map, so the encoder and
+        the decoder turn the same words into the same point.
+        """
+        return self.icdf(open_unit(words).astype(self.dtype))
+
 
 class DiagGaussian(Distribution):
     """Factorized Gaussian ``N(loc, diag(scale^2))``.
@@ -182,6 +200,13 @@ class DiagGaussian(Distribution):
         """Draws ``(*sample_shape, *batch_shape, D)`` samples from ``key``."""
         shape = tuple(sample_shape) + self.loc.shape
         return _affine(self.loc, self.scale, jax.random.normal(key, shape, self.dtype))
+
+    def from_words(self, words: Array) -> Array:
+        """``loc + scale * sqrt(2) erfinv(2U - 1)`` with ``U`` as in :meth:`Distribution.from_words`
+        (``2U - 1 = (2m + 1 - 2^24) 2^-24``, formed exactly): the inverse CDF of ``jax.random.normal``."""
+        v = (2 * (words >> 8).astype(jnp.int32) + (1 - 2**24)).astype(jnp.float32) * jnp.float32(2.0**-24)
+        z = jnp.asarray(math.sqrt(2.0), self.dtype) * lax.erf_inv(v.astype(self.dtype))
+        return _affine(self.loc, self.scale, z)
 
     def standardize(self, x: Array) -> Array:
         return (x - self.loc) / self.scale
@@ -235,6 +260,9 @@ class Uniform(Distribution):
     def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         shape = tuple(sample_shape) + self.low.shape
         return _affine(self.low, self.width, jax.random.uniform(key, shape, self.dtype))
+
+    def from_words(self, words: Array) -> Array:
+        return _affine(self.low, self.width, open_unit(words).astype(self.dtype))
 
     def log_prob_per_dim(self, x: Array) -> Array:
         inside = (x >= self.low) & (x < self.high)
@@ -317,6 +345,18 @@ def log_ratio(target: Distribution, prior: Distribution, x: Array) -> Array:
     """
     x = _check_points(target, prior, x)
     return jnp.sum(log_ratio_per_dim(target, prior, x), axis=-1)
+
+
+def columns(dist: Distribution) -> Distribution:
+    """``dist`` with every parameter ``(..., D)`` reshaped to ``(..., D, 1)``: its elementwise
+    methods then act on axis-major ``(D, K)`` arrays of ``K`` points (the layout of the candidate
+    streams, :mod:`jaxrec.core.prng`)."""
+    return jax.tree.map(lambda a: a[..., None], dist)
+
+
+def log_ratio_by_axis(target: Distribution, prior: Distribution, xs: Array) -> Array:
+    """``log dQ/dP`` in nats at axis-major points ``xs`` ``(D, K)``: ``(K,)``."""
+    return jnp.sum(log_ratio_per_dim(columns(target), columns(prior), xs), axis=-2)
 
 
 def _gaussian_standardized(target: DiagGaussian, prior: DiagGaussian) -> tuple[Array, Array]:

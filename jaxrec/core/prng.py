@@ -1,28 +1,47 @@
 """Shared randomness: how every random number in a REC search is derived from the shared key.
 
-Encoder and decoder hold the same key. Everything the decoder must regenerate is a pure function
-of ``(key, stream, n)`` built by ``fold_in`` chains, so candidate ``n`` costs O(1) to rebuild and
-does not depend on how the encoder chunked its search:
+Encoder and decoder hold the same key.  Everything the decoder must regenerate is a pure function
+of ``(key, stream, n)``, so candidate ``n`` costs O(D) to rebuild and does not depend on how the
+encoder chunked its search.
 
-* ``candidate_key(key, n, stream=s)`` -- the key of candidate ``n`` of sample stream ``s`` (stream
-  0 for a plain coder; bins and parallel threads use their own stream ids);
-* ``arrival_key(key, n, stream=s)`` -- the key of the n-th arrival-time / Gumbel draw.  Only the
-  encoder uses it, but it is kept a pure function of ``(key, n)`` so that codes do not depend on
-  the chunk size.
+**Counter-mode streams.**  A *stream* is a threefry2x32 key derived once per problem,
+``s = fold_in(fold_in(key, TAG), stream)``.  Item ``n`` of a stream owns 32-bit words
+``w = 0, 1, ...``: word ``w`` is output ``w mod 2`` of the hash ``threefry2x32(s, (w // 2, n))``
+(Salmon, Moraes, Dror & Shaw, "Parallel random numbers: as easy as 1, 2, 3", SC 2011).  A hash is
+spent per *two* words, the counter is the pair ``(w // 2, n)`` (no 64-bit arithmetic, no
+dependence on neighbouring items), word ``w`` of item ``n`` is a function of ``(s, n, w)`` alone
+(not of how many words the item uses: a block padded with dead coordinates draws the same words
+for its live ones), and a chunk of ``K`` items is one ``(ceil(width / 2), K)`` array of hashes, laid
+out with the item axis minor so that it vectorizes.  The hash is
+written out here (:func:`threefry2x32`, bit-identical to JAX's ``threefry2x32`` primitive, checked
+in the tests) because JAX lowers its primitive on CPU as a rolled loop that XLA cannot fuse.
 
-The PRNG implementation is pinned to ``threefry2x32`` with partitionable bit generation (the JAX
-default since 0.5) -- the only implementations JAX documents as identical across CPU, GPU and TPU.
-:func:`as_key` rejects keys of another implementation.  All draws pass explicit dtypes.
+* :func:`candidate_stream`, :func:`stream_candidates`, :func:`candidates` -- the shared candidate
+  stream (tag ``CAND``; stream 0 for a plain coder, GPRS threads and iREC's auxiliary variables use
+  their own stream ids): ``X_n = prior.from_words(words of n)``, one word per dimension;
+* :func:`private_stream` -- encoder-only words per candidate (tag ``TIME``): arrival times,
+  Gumbels, acceptance uniforms, space-partitioning bin choices.  Only the encoder uses them, but
+  they are pure functions of ``(key, n)`` so that codes do not depend on the chunk size;
+* :func:`bin_stream` -- the shared per-bin streams of the space-partitioning coders (tag
+  ``BINS``): the bin's packed index is hashed into the bin's own stream key.
+
+The PRNG implementation is pinned to ``threefry2x32`` (the JAX default, identical on CPU, GPU and
+TPU); :func:`as_key` rejects keys of another implementation.  Tree searches (A* coding,
+branch-and-bound GPRS) and AGRS keep ``fold_in`` chains (:func:`tree_node_key`,
+:func:`candidate_key`, :func:`arrival_key`): they draw a handful of scalars per node.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
+from jaxrec.core.distributions import columns, log_ratio_per_dim
 from jaxrec.core.errors import InvalidArgumentError
 
 Array = jax.Array
@@ -36,17 +55,24 @@ TREE_TAG = 0x54524545  # ASCII 'TREE'
 
 __all__ = [
     "PRNG_IMPL",
+    "arrival_key",
     "as_key",
     "as_keys",
-    "key_to_words",
+    "bin_stream",
     "candidate_key",
-    "arrival_key",
-    "arrival_bits",
-    "bin_key",
-    "fold_in_index",
+    "candidate_stream",
     "candidates",
+        "counter_words",
+    "fold_in_index",
+    "key_to_words",
     "node_location_key",
     "node_private_key",
+    "private_stream",
+    "stream_candidates",
+    "stream_log_ratio",
+    "stream_words",
+    "sum_over_words",
+    "threefry2x32",
     "tree_node_key",
 ]
 
@@ -152,38 +178,168 @@ def _stream(key: Array, tag: int, stream: Array | int) -> Array:
     return fold_in_index(jax.random.fold_in(key, tag), stream)
 
 
+# ---------------------------------------------------------------------------------------------
+# Counter-mode streams.
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_ROW_GROUP = 4  # hash rows unrolled per iteration of sum_over_words' loop
+_KS_PARITY = 0x1BD11BDA
+
+
+def threefry2x32(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
+    """Threefry-2x32 with 20 rounds (Salmon et al., SC 2011): the hash of counter ``(x0, x1)``
+    under key ``(k0, k1)``, all ``uint32`` and broadcast against each other.
+
+    Bit-identical to ``jax.extend.random.threefry2x32_p``; written with plain integer ops and the
+    rounds unrolled so that XLA fuses the whole hash into the loop that consumes it.
+    """
+    u32 = lambda v: jnp.asarray(v, jnp.uint32)
+    k0, k1, x0, x1 = u32(k0), u32(k1), u32(x0), u32(x1)
+    ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(_KS_PARITY))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = (x1 << jnp.uint32(r)) | (x1 >> jnp.uint32(32 - r))
+            x1 = x1 ^ x0
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
+    return x0, x1
+
+
+def stream_words(key: Array, tag: int, stream: Array | int = 0) -> Array:
+    """``uint32[2]``: the key data of stream ``stream`` under domain tag ``tag``."""
+    return jax.random.key_data(_stream(key, tag, stream))
+
+
+def candidate_stream(key: Array, stream: Array | int = 0) -> Array:
+    """``uint32[2]``: shared candidate stream ``stream`` (derive it once per problem)."""
+    return stream_words(key, CANDIDATE_TAG, stream)
+
+
+def private_stream(key: Array, stream: Array | int = 0) -> Array:
+    """``uint32[2]``: encoder-only stream ``stream`` (arrival times, Gumbels, acceptance
+    uniforms, bin choices), independent of every candidate stream."""
+    return stream_words(key, ARRIVAL_TAG, stream)
+
+
+def counter_words(stream: Array, ns: Array, width: int) -> Array:
+    """``uint32[width, K]``: the ``width`` words of the items ``ns`` (``int32[K]``) of a stream.
+
+    ``stream`` is the stream's key data ``uint32[2]`` (or ``uint32[K, 2]``, one stream per item).
+    Word ``w`` of item ``n`` is output ``w mod 2`` of ``threefry2x32(stream, (w // 2, n))``:
+    ``ceil(width / 2)`` hashes per item; word ``w`` depends neither on ``width`` nor on which
+    other items are drawn with it.
+    """
+    half = (width + 1) // 2
+    rows = jnp.arange(half, dtype=jnp.uint32)[:, None]
+    y0, y1 = threefry2x32(stream[..., 0], stream[..., 1], rows, jnp.asarray(ns).astype(jnp.uint32))
+    return jnp.stack([y0, y1], axis=1).reshape((2 * half,) + y0.shape[1:])[:width]
+
+
+def sum_over_words(stream: Array, ns: Array, width: int, term: Callable[[Array, Array], Array]) -> Array:
+    """``sum_w term(w, word_w)`` over the ``width`` words of each item ``ns`` (``int32[K]``): ``(K,)``.
+
+    The words are those of :func:`counter_words`, but the ``(width, K)`` array is never formed:
+    each hash row ``h`` is drawn as a ``(K,)`` array and feeds ``term(2h, y0) + term(2h + 1, y1)``
+    at once, so every computation is elementwise over the item axis.  On CPU, XLA vectorizes such
+    loops, whereas a reduction over a ``(width, K)`` axis-major array is fused with its producer
+    into scalar code (several times slower for an inverse-CDF term).  Rows are unrolled in groups
+    of ``_ROW_GROUP`` inside a ``fori_loop`` (bounded program size for any width); the sum runs in
+    the fixed order ``((w_0 + w_1) + (w_2 + w_3)) + ...``, independent of ``K``, so trailing words
+    whose terms are exactly 0 (padding) leave it unchanged.
+
+    Args:
+      stream: key data ``uint32[2]`` (or ``uint32[K, 2]``, one stream per item).
+      ns: ``int32[K]`` item numbers.
+      width: words per item.
+      term: ``(w int32 scalar, words uint32[K]) -> float[K]``.
+    """
+    half, full = (width + 1) // 2, width // 2
+    items = jnp.asarray(ns).astype(jnp.uint32)
+
+    def row(h: Array) -> tuple[Array, Array]:
+        return threefry2x32(stream[..., 0], stream[..., 1], h.astype(jnp.uint32), items)
+
+    def pairs(h: Array, total: Any) -> Array:
+        y0, y1 = row(h)
+        contribution = term(2 * h, y0) + term(2 * h + 1, y1)
+        return contribution if total is None else total + contribution
+
+    total = None
+    groups = full // _ROW_GROUP if full > _ROW_GROUP else 0
+    if groups:
+        def group(g: Array, acc: Array) -> Array:
+            for j in range(_ROW_GROUP):
+                acc = pairs(g * _ROW_GROUP + j, acc)
+            return acc
+
+        first = jax.eval_shape(lambda: term(jnp.int32(0), items))
+        total = lax.fori_loop(0, groups, group, jnp.zeros(first.shape, first.dtype))
+    for h in range(groups * _ROW_GROUP, full):
+        total = pairs(jnp.int32(h), total)
+    if width % 2:  # the last row's second word is not used
+        y0, _ = row(jnp.int32(half - 1))
+        last = term(jnp.int32(width - 1), y0)
+        total = last if total is None else total + last
+    return total
+
+
+def bin_stream(key: Array, hi: Array, lo: Array) -> Array:
+    """``uint32[..., 2]``: the shared stream of the space-partitioning bin packed as ``(hi, lo)``
+    (:meth:`jaxrec.coders.sp.partition.Partition.stream_words`): ``threefry2x32(s, (hi, lo))``
+    with ``s`` the ``BINS`` stream of ``key``, one hash per bin (distinct bins, distinct streams)."""
+    s = stream_words(key, BIN_TAG)
+    k0, k1 = threefry2x32(s[0], s[1], hi, lo)
+    return jnp.stack([k0, k1], axis=-1)
+
+
+def stream_candidates(stream: Array, ns: Array, prior: Any) -> Array:
+    """Candidates ``X_n ~ P`` of a stream for the indices ``ns`` (``int32[K]``), axis-major:
+    ``(D, K)``.
+
+    ``X_n = prior.from_words(w_n)`` with ``w_n`` item ``n``'s ``D`` words (:func:`counter_words`).
+    This is the layout the searches use: the item axis is minor, so hashing, the inverse CDF and
+    the log density ratio vectorize over it.
+    """
+    return columns(prior).from_words(counter_words(stream, ns, prior.event_size))
+
+
+def stream_log_ratio(stream: Array, ns: Array, target: Any, prior: Any) -> Array:
+    """``log dQ/dP(X_n)`` in nats at a stream's candidates ``ns``: ``(K,)``, the candidates never
+    materialized (:func:`sum_over_words` over ``log q_d(x_d) - log p_d(x_d)``, ``x_d`` from word ``d``).
+
+    The log ratios of the candidates :func:`stream_candidates` returns, up to the rounding of a
+    fused multiply-add: a search scores with this, the decoder rebuilds the winner with
+    :func:`candidates`.
+    """
+
+    def term(d: Array, words: Array) -> Array:
+        t, p = (jax.tree.map(lambda a: a[..., d], dist) for dist in (target, prior))
+        return log_ratio_per_dim(t, p, p.from_words(words))
+
+    return sum_over_words(stream, ns, prior.event_size, term)
+
+
+def candidates(key: Array, ns: Array, prior: Any, stream: Array | int = 0) -> Array:
+    """Candidates ``X_n ~ P`` of shared stream ``stream`` for the indices ``ns``: ``(K, D)``.
+
+    The transpose of :func:`stream_candidates` on :func:`candidate_stream`; the decoder rebuilds
+    one with ``candidates(key, index[None], prior)[0]`` at O(D) cost.
+    """
+    return stream_candidates(candidate_stream(key, stream), ns, prior).T
+
+
+# Per-draw keys (AGRS, iREC's Gumbels): a few scalars per candidate, drawn with jax.random.
+
 def candidate_key(key: Array, n: Array, stream: Array | int = 0) -> Array:
-    """Key of candidate ``n`` in sample stream ``stream``: ``fold_in(fold_in(fold_in(key, CAND), s), n)``."""
+    """Key of draw ``n`` of shared stream ``stream``: ``fold_in(fold_in(fold_in(key, CAND), s), n)``."""
     return fold_in_index(_stream(key, CANDIDATE_TAG, stream), n)
 
 
 def arrival_key(key: Array, n: Array, stream: Array | int = 0) -> Array:
-    """Key of the ``n``-th arrival-time (or Gumbel) draw of stream ``stream``; encoder-only."""
+    """Key of encoder-only draw ``n`` of stream ``stream``: ``fold_in(fold_in(fold_in(key, TIME), s), n)``."""
     return fold_in_index(_stream(key, ARRIVAL_TAG, stream), n)
-
-
-def arrival_bits(key: Array, ns: Array, stream: Array | int = 0) -> Array:
-    """``uint32[K]`` random words for the indices ``ns``: the first word of ``arrival_key(key, n)``.
-
-    ``fold_in`` is itself one threefry2x32 evaluation, so the key's data already is a uniformly
-    random word; using it directly halves the hashing of an arrival-time draw.
-    """
-    keys = jax.vmap(lambda n: arrival_key(key, n, stream))(ns)
-    return jax.random.key_data(keys)[..., 0]
-
-
-def bin_key(key: Array, n: Array, stream: Array | int = 0) -> Array:
-    """Key of the ``n``-th private bin choice (space-partitioning coders); encoder-only."""
-    return fold_in_index(_stream(key, BIN_TAG, stream), n)
-
-
-def candidates(key: Array, ns: Array, prior: Any, stream: Array | int = 0) -> Array:
-    """Candidates ``X_n ~ P`` for the indices ``ns`` (``int32[K]``): ``(K, D)``.
-
-    ``X_n = prior.sample(candidate_key(key, n, stream))``: the decoder rebuilds one with
-    ``candidates(key, index[None], prior)[0]`` at O(D) cost.
-    """
-    return jax.vmap(lambda n: prior.sample(candidate_key(key, n, stream)))(ns)
 
 
 # Tree searches (A* coding, branch-and-bound GPRS): node randomness from (depth, path) alone.

@@ -11,9 +11,9 @@ entropy satisfies ``D_CS <= H[N] <= D_CS + log2(e + 1)``.  The test is done in g
 cancellation at the mode, ``sigma`` tabulated once per problem).
 
 **Parallel GPRS** (Alg. 4): the process is split into ``J`` independent streams of rate ``1/J``
-(superposition theorem): stream ``j`` has candidates ``X^j_n = prior.sample(candidate_key(key, n, j))``
-and times ``T^j_n = J (E^j_1 + ... + E^j_n)``.  The answer is the accepted point of smallest time
-over all streams -- the same law as global GPRS.  In the search core the ``J`` streams advance in
+(superposition theorem): stream ``j`` has candidates ``X^j_n`` (item ``n`` of shared candidate
+stream ``j``, :func:`jaxrec.core.prng.candidates`) and times ``T^j_n = J (E^j_1 + ... + E^j_n)``.
+The answer is the accepted point of smallest time over all streams -- the same law as global GPRS.  In the search core the ``J`` streams advance in
 lockstep: position ``n`` scores ``max_j -ln T^j_n`` over its accepted points and is bounded by
 ``-min_j ln T^j_n``, so the scan stops exactly when no stream can beat the best accepted time.
 The message (stream ``j``, position ``n``) is sent as the single integer ``J n + j``
@@ -131,7 +131,7 @@ def gprs(num_streams: int = 1, chunk_size: int = 256, max_steps: int = 2**24) ->
 
     def decode(key: Any, code: Code, prior: Distribution) -> Array:
         index = jnp.asarray(code.index)
-        return prior.sample(prng.candidate_key(prng.as_key(key), index // num_streams, index % num_streams))
+        return prng.candidates(prng.as_key(key), (index // num_streams)[None], prior, index % num_streams)[0]
 
     spec = CoderSpec(
         "gprs", (("num_streams", num_streams), ("chunk_size", chunk_size), ("max_steps", max_steps))

@@ -47,7 +47,7 @@ from jaxrec.coders.greedy import widths
 from jaxrec.coders.greedy._gprs import WidthTables, width_tables
 from jaxrec.coders.scan import scan_coder
 from jaxrec.core import prng
-from jaxrec.core.distributions import Distribution
+from jaxrec.core.distributions import Distribution, open_unit
 
 Array = jax.Array
 
@@ -75,7 +75,7 @@ def ladder_step(model: widths.Widths, prev: Ladder, log_step: Array) -> Ladder:
 
 
 def threshold_gap(model: widths.Widths, prev: Ladder, log_step: Array, v: Array) -> Array:
-    """Gap of the acceptance level ``L_{i-1} + v * step`` (``v`` in ``[0, 1)``)."""
+    """Gap of the acceptance level ``L_{i-1} + v * step`` (``v`` in ``(0, 1)``)."""
     first = prev.log_level == -jnp.inf
     frac = v * jnp.exp(log_step - jnp.where(first, 0.0, prev.log_level))
     return jnp.where(first, model.log_r_star - jnp.log(v) - log_step, prev.gap - jnp.log1p(frac))
@@ -87,6 +87,7 @@ def grs_chunk_fn(key: Array, prior: Distribution, model: widths.Widths, table: w
     invalid)."""
     dtype = prior.dtype
     valid = jnp.isfinite(model.log_r_star)
+    candidates, private = prng.candidate_stream(key), prng.private_stream(key)
 
     def level(prev: Ladder, _: Array) -> tuple[Ladder, tuple[Ladder, Array]]:
         log_step = widths.log_residual_at_gap(table, prev.gap)
@@ -94,8 +95,8 @@ def grs_chunk_fn(key: Array, prior: Distribution, model: widths.Widths, table: w
 
     def chunk_fn(state: Ladder, ns: Array) -> tuple[Array, Array, None, Ladder]:
         state, (prev, log_step) = lax.scan(level, state, ns)
-        v = jax.vmap(lambda n: jax.random.uniform(prng.arrival_key(key, n), (), dtype))(ns)
-        gap_x = model.level_gap(prng.candidates(key, ns, prior))
+        v = open_unit(prng.counter_words(private, ns, 1)[0]).astype(dtype)
+        gap_x = model.level_gap(prng.stream_candidates(candidates, ns, prior).T)
         accepted = gap_x < threshold_gap(model, prev, log_step, v)
         scores = jnp.where(accepted & valid, 0.0, -jnp.inf).astype(dtype)
         bounds = jnp.where(valid, jnp.zeros_like(scores), -jnp.inf)

@@ -17,19 +17,21 @@ from jaxrec.coders import registry
 from jaxrec.coders.base import Coder
 from jaxrec.coders.scan import fixed_budget_coder
 from jaxrec.core import prng
-from jaxrec.core.distributions import Distribution, log_ratio
+from jaxrec.core.distributions import Distribution, open_unit
 
 Array = jax.Array
 
 
 def prepare_mrc(key: Array, target: Distribution, prior: Distribution) -> tuple[search.ChunkFn, None]:
-    """``(chunk_fn, None)``: ``score_n = log r(X_n) + G_n``, no bound (``+inf``)."""
+    """``(chunk_fn, None)``: ``score_n = log r(X_n) + G_n``, no bound (``+inf``); the Gumbel
+    ``G_n = -log(-log U_n)`` takes ``U_n`` from index ``n``'s encoder-only word."""
     dtype = prior.dtype
+    candidates, private = prng.candidate_stream(key), prng.private_stream(key)
 
     def chunk_fn(state: None, ns: Array) -> tuple[Array, Array, None, None]:
-        xs = prng.candidates(key, ns, prior)
-        gumbels = jax.vmap(lambda n: jax.random.gumbel(prng.arrival_key(key, n), (), dtype))(ns)
-        return log_ratio(target, prior, xs) + gumbels, jnp.full(ns.shape, jnp.inf, dtype), None, state
+        log_r = prng.stream_log_ratio(candidates, ns, target, prior)
+        gumbels = -jnp.log(-jnp.log(open_unit(prng.counter_words(private, ns, 1)[0]).astype(dtype)))
+        return log_r + gumbels, jnp.full(ns.shape, jnp.inf, dtype), None, state
 
     return chunk_fn, None
 

@@ -9,9 +9,9 @@ stops at the first ``n`` with ``log T_n - log M >= min_{m<n} log(T_m / r(X_m))``
 number of candidates examined is ``M = 2^{D_inf[Q||P]}`` and ``E log2(N*+1) <= D_KL + 1``
 (reference: space-partitioning.md §3).
 
-``X_n = prior.sample(candidate_key(key, n))``; the arrival times come from a separate stream
-(:mod:`jaxrec.arrivals`, exact and chunk-invariant), so the code depends only on
-``(key, target, prior)``.
+``X_n`` is candidate ``n`` of the shared stream (:func:`jaxrec.core.prng.candidates`); the arrival
+times come from the encoder-only stream (:mod:`jaxrec.core.arrivals`, exact and chunk-invariant),
+so the code depends only on ``(key, target, prior)``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from jaxrec.coders import registry
 from jaxrec.coders.base import Coder, CoderSpec, check_bounded_ratio, check_positive_int
 from jaxrec.coders.scan import scan_coder
 from jaxrec.core import arrivals, prng
-from jaxrec.core.distributions import Distribution, log_ratio, log_sup_ratio
+from jaxrec.core.distributions import Distribution, log_sup_ratio
 
 Array = jax.Array
 
@@ -33,13 +33,15 @@ def pfr_chunk_fn(key: Array, target: Distribution, prior: Distribution, log_m: A
 
     State: the arrival-time limbs ``uint32[4]``.  ``score_n = log r(X_n) - log T_n`` and
     ``bound_n = log M - log T_n`` (nats).  With ``log_m = +inf`` the search never stops early.
+    The log ratios come from :func:`jaxrec.core.prng.stream_log_ratio` (candidates never materialized).
     """
     dtype = prior.dtype
+    candidates, private = prng.candidate_stream(key), prng.private_stream(key)
 
     def chunk_fn(base: Array, ns: Array) -> tuple[Array, Array, None, Array]:
-        xs = prng.candidates(key, ns, prior)
-        log_r = log_ratio(target, prior, xs)
-        log_t, base = arrivals.log_arrival_times(base, arrivals.exponential_increments(key, ns), dtype)
+        log_r = prng.stream_log_ratio(candidates, ns, target, prior)
+        increments = arrivals.increments_from_words(prng.counter_words(private, ns, 1)[0])
+        log_t, base = arrivals.log_arrival_times(base, increments, dtype)
         return log_r - log_t, log_m - log_t, None, base
 
     return chunk_fn

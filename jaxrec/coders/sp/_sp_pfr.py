@@ -8,7 +8,8 @@ winner's bin ``j*`` and its index ``n*`` *within* the bin.
 **Shared streams.**  Bin ``j`` has its own stream ``X^{(j)}_0, X^{(j)}_1, ... ~ P(. | B_j)`` iid,
 ``X^{(j)}_n`` a pure function of ``(key, j, n)`` (:func:`bin_candidate`), so decoding is O(D).
 
-**Encoder** (private randomness: ``arrival_key`` times, ``bin_key`` bin choices).  Candidate
+**Encoder** (private randomness: :func:`jaxrec.core.prng.private_stream` words, an arrival time
+and a bin choice per axis for each candidate).  Candidate
 ``m = 0, 1, ...`` has a unit-rate Poisson arrival time ``t_m`` (:mod:`jaxrec.arrivals`), a bin
 ``j_m ~ pi`` (independent per-axis draws, :func:`jaxrec.coders.sp.partition.sample_bins`), a within-bin index
 ``n_m`` (below) and the point ``x_m = X^{(j_m)}_{n_m}``.  Its score is the PFR score in the clock
@@ -32,17 +33,15 @@ is its PFR score, so the winner is an exact sample of Q (Li & El Gamal 2018).  (
 have ``score <= log sup_{B_j} r - log(J pi_j) - log t <= bound``, so the stop rule loses nothing.
 ``pi`` only changes the exploration order: ``E[steps] = M' = 2^{D_inf[Q||P']}``.
 
-**Within-bin indices** (the visit counter, :class:`VisitTable`).  ``n_m`` is the number of earlier
-visits to ``j_m``, kept in a bucketed hash table of (bin key, count) carried in the search state
-(``table_size`` slots: buckets of 16 ways, no array of size ``J``).  Per chunk of ``K`` candidates a
-stable sort of the chunk's bin keys gives within-chunk ranks, one gather per candidate reads its
-bucket, and new bins take their bucket's free ways in order of first visit -- O(K log K) per
-chunk, independent of the table size, and exactly the outcome of processing candidates one at a
-time, so indices do not depend on the chunk size.  A bin never moves or leaves; a bin whose
-bucket is full at its first visit is never counted and gets ``n_m = 2^30 + m`` (distinct per visit,
-disjoint from counts).  A key is the packed bin index folded to 32 bits (exact for
-``J <= 2^32``); two bins sharing a key share a counter.  All cases satisfy (2), so the sample is
-exact in every case; they only cost code length (``SPCode.index >= 2^30`` flags an uncounted bin).
+**Within-bin indices** (the visit counters, :class:`VisitCounts`).  ``n_m`` is the number of
+earlier candidates in ``j_m``'s counter slot (:func:`counter_slots`): the bin's packed index when
+the whole grid fits in the ``table_size`` counters carried in the search state, else a hash of it,
+so bins may share a counter.  Per chunk of ``K`` candidates one sort of the chunk's slots gives
+within-chunk ranks and one gather per candidate reads the counters -- O(K log K) per chunk,
+independent of the table size, and exactly the outcome of processing candidates one at a time, so
+indices do not depend on the chunk size.  Distinct visits to one bin get distinct indices whether
+or not its counter is shared, which is all (2) needs: the sample is exact in every case, and a
+shared counter only costs code length (larger indices).
 
 **Message** ``(bin, index)``: ``log2 J`` bits for the bin (uniform when ``P`` is the marginal) and a
 Zipf code for the index; ``E log2(n* + 1) <= E_Q log2(1 + r / J)``, so the total is about
@@ -51,7 +50,9 @@ Zipf code for the index; ``E log2(n* + 1) <= E_Q log2(1 + r / J)``, so the total
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, NamedTuple
+import functools
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +62,8 @@ from jax import lax
 from jaxrec import search
 from jaxrec.coders import registry
 from jaxrec.coders.base import (
+    INVALID_INPUT,
+    OK,
     CodeBase,
     Coder,
     CoderSpec,
@@ -75,26 +78,24 @@ from jaxrec.coders.sp.partition import (
     Partition,
     WeightPolicy,
     axis_tables,
+    resolve_policy,
     reweighted_dinf,
     sample_bins,
 )
 from jaxrec.core import arrivals, prng
-from jaxrec.core.distributions import Distribution, log_ratio
+from jaxrec.core.distributions import Distribution, log_ratio_per_dim
 from jaxrec.core.errors import InvalidArgumentError
 from jaxrec.entropy import PlanAlphabetModel
 
 Array = jax.Array
-# (counter state, bin keys uint32[K], candidate numbers int32[K]) -> (within-bin indices, state)
-IndexFn = Callable[[Any, Array, Array], tuple[Array, Any]]
+# (counter state, packed bins (hi, lo) uint32[K] each, candidate numbers int32[K]) -> (within-bin indices, state)
+IndexFn = Callable[[Any, tuple[Array, Array], Array], tuple[Array, Any]]
 
-OVERFLOW_BASE = 2**30
-WAYS = 16
-MAX_STEPS = OVERFLOW_BASE - arrivals.MAX_CHUNK
-_EMPTY_KEY = 0xFFFFFFFF
-_MAX_KEY = 0xFFFFFFFE
+MAX_STEPS = 2**30
+MAX_TABLE_SIZE = 2**16
 _KEY_MIX = 0x9E3779B9
 
-__all__ = ["SPCode", "VisitTable", "bin_candidate", "sp_chunk_fn", "sp_pfr"]
+__all__ = ["SPCode", "VisitCounts", "bin_candidate", "bin_log_ratios", "sp_chunk_fn", "sp_pfr"]
 
 
 @code_type
@@ -103,8 +104,8 @@ class SPCode(CodeBase):
 
     Attributes:
       bin: ``int32[D]``, the winner's interval index on each axis (``0 <= bin_d < J_d``).
-      index: ``int32``, the winner's 0-based index within its bin's stream (``>= 2^30`` only if
-        the visit table overflowed, see the module docstring).
+      index: ``int32``, the winner's 0-based index within its bin's stream (SP-PFR: the number
+        of earlier visits to its bin's counter; SP-ORC: its candidate number).
       steps: ``int32``, candidates examined (``E[steps] = 2^{D_inf[Q||P']}`` for SP-PFR).
       status: ``int32`` (:mod:`jaxrec.coders.base`); ``EXHAUSTED`` when SP-PFR hit ``max_steps``.
     """
@@ -118,24 +119,60 @@ class SPCode(CodeBase):
     event_size: int = static_field()
 
 
+def axis_partition(partition: Partition, axis: Array) -> Partition:
+    """The one-axis partition of axis ``axis`` (``num_intervals`` a scalar): its methods then act
+    elementwise on that axis' ``(K,)`` bins and bits."""
+    return jax.tree.map(lambda counts: counts[..., axis], partition)
+
+
 def bin_candidate(key: Array, prior: Distribution, partition: Partition, bins: Array, index: Array) -> Array:
     """``X^{(j)}_n ~ P(. | B_j)``: ``(D,)`` from ``(key, bins, index)`` in O(D).
 
-    The bin's packed index ``(hi, lo)`` (:meth:`Partition.stream_words`) names the stream:
-    ``candidate_key(fold_in(key, hi), n, stream=lo)``, whose bits feed
-    :meth:`Partition.sample_in_bin`.
+    Element ``n`` of the bin's shared stream (:func:`jaxrec.core.prng.bin_stream` of the bin's
+    packed index :meth:`Partition.stream_words`): its ``D`` words feed :meth:`Partition.sample_in_bin`.
     """
-    hi, lo = partition.stream_words(bins)
-    ckey = prng.candidate_key(prng.fold_in_index(key, hi), index, stream=lo)
-    bits = jax.random.bits(ckey, (partition.event_size,), jnp.uint32)
-    return partition.sample_in_bin(prior, bins, bits)
+    stream = prng.bin_stream(key, *partition.stream_words(bins))
+    words = prng.counter_words(stream, jnp.asarray(index)[None], partition.event_size)[:, 0]
+    return partition.sample_in_bin(prior, bins, words)
 
 
-def table_key(partition: Partition, bins: Array) -> Array:
-    """32-bit counter key of bins ``int32[..., D]``: the packed index when ``J <= 2^32``, else its
-    two words mixed; capped below the empty-slot marker (collisions only merge counters)."""
-    hi, lo = partition.stream_words(bins)
-    return jnp.minimum(lo ^ (hi * jnp.uint32(_KEY_MIX)), jnp.uint32(_MAX_KEY))
+def bin_log_ratios(
+    key: Array, target: Distribution, prior: Distribution, partition: Partition, bins: Array,
+    packed: tuple[Array, Array], index: Array,
+) -> Array:
+    """``log r(X^{(j_k)}_{n_k})`` in nats for a chunk of ``K`` (bin, index) pairs: bins axis-major
+    ``int32[D, K]``, their packed words ``(hi, lo)`` and the indices ``int32[K]``.  Returns ``(K,)``,
+    the candidates never materialized: each bin's stream words feed the per-axis within-bin
+    sampler and log ratio inside one loop over the items (:func:`jaxrec.core.prng.sum_over_words`),
+    the same numbers :func:`bin_candidate` turns into points."""
+    streams = prng.bin_stream(key, *packed)
+
+    def term(axis: Array, words: Array) -> Array:
+        t, p = (jax.tree.map(lambda a: a[..., axis], dist) for dist in (target, prior))
+        x = axis_partition(partition, axis).sample_in_bin(p, bins[axis], words)
+        return log_ratio_per_dim(t, p, x)
+
+    return prng.sum_over_words(streams, index, partition.event_size, term)
+
+
+def _fmix32(h: Array) -> Array:
+    """MurmurHash3's 32-bit finalizer (a bijection of ``uint32`` that mixes all bits)."""
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def counter_slots(partition: Partition, packed: tuple[Array, Array], table_size: int) -> Array:
+    """``int32[K]`` counter slots of packed bins ``(hi, lo)`` in a table of ``table_size`` (a power
+    of two) slots: the packed index itself when the whole grid fits (``sum_d ceil(log2 J_d) <=
+    log2 table_size``, one counter per bin), else ``fmix32(lo ^ hi * c)`` masked."""
+    hi, lo = packed
+    hi_max, lo_max = partition.stream_words(partition.num_intervals - 1)  # fields are disjoint: the largest
+    fits = (hi_max == 0) & (lo_max < jnp.uint32(table_size))
+    hashed = _fmix32(lo ^ (hi * jnp.uint32(_KEY_MIX)))
+    return (jnp.where(fits, lo, hashed) & jnp.uint32(table_size - 1)).astype(jnp.int32)
 
 
 def run_ranks(sorted_keys: Array) -> tuple[Array, Array]:
@@ -158,78 +195,25 @@ def sort_by_group(groups: Array) -> tuple[Array, Array]:
     return (packed // size).astype(jnp.int32), (packed % size).astype(jnp.int32)
 
 
-def stable_argsort(keys: Array) -> Array:
-    """``jnp.argsort(keys, stable=True)`` for ``uint32[K]``; for ``K <= 2^16`` via one sort of the keys,
-    a binary search (each key's first sorted position names its class) and :func:`sort_by_group`."""
-    size = keys.shape[0]
-    if size > 2**16:
-        return jnp.argsort(keys, stable=True)
-    classes = jnp.searchsorted(jnp.sort(keys), keys, method="scan_unrolled").astype(jnp.int32)
-    return sort_by_group(classes)[1]
+class VisitCounts(NamedTuple):
+    """Visit counters of SP-PFR: ``int32[table_size]``, one per slot (:func:`counter_slots`)."""
 
-
-def _fmix32(h: Array) -> Array:
-    """MurmurHash3's 32-bit finalizer (a bijection of ``uint32`` that mixes all bits)."""
-    h = h ^ (h >> 16)
-    h = h * jnp.uint32(0x85EBCA6B)
-    h = h ^ (h >> 13)
-    h = h * jnp.uint32(0xC2B2AE35)
-    return h ^ (h >> 16)
-
-
-class VisitTable(NamedTuple):
-    """Bucketed hash table of (bin key, visit count): ``num_buckets x WAYS`` slots.
-
-    A key lives in bucket ``fmix32(key) mod num_buckets``; each bucket's ways fill left to right
-    in the order of the keys' first visits, and a key never moves or leaves.  A key whose bucket
-    is full at its first visit is never counted.  Empty slots hold ``0xFFFFFFFF`` (above every key).
-    """
-
-    keys: Array
     counts: Array
 
     @classmethod
-    def empty(cls, capacity: int) -> "VisitTable":
-        num_buckets = max(capacity // WAYS, 1)
-        return cls(
-            jnp.full((num_buckets, WAYS), _EMPTY_KEY, jnp.uint32), jnp.zeros((num_buckets, WAYS), jnp.int32)
-        )
+    def empty(cls, table_size: int) -> VisitCounts:
+        return cls(jnp.zeros((table_size,), jnp.int32))
 
-    def assign(self, keys: Array, ns: Array) -> tuple[Array, "VisitTable"]:
-        """Within-bin indices for one chunk (candidates ``ns``, increasing) and the updated table.
-
-        Returns ``int32[K]``: the number of earlier visits to the same key, or
-        ``OVERFLOW_BASE + ns`` for keys that are not counted.  Exactly the outcome of processing the
-        candidates one by one (new keys of a bucket take its free ways in first-visit order), so it
-        does not depend on the chunking.  O(K log K + K WAYS).
+    def assign(self, slots: Array, ns: Array) -> tuple[Array, VisitCounts]:
+        """Within-bin indices for one chunk and the updated counters: candidate ``k``'s index is
+        the number of earlier visits to its slot (all chunks before, and the chunk's candidates
+        before ``k``: one sort of the chunk's slots).  Exactly the one-at-a-time rule, so it does
+        not depend on the chunking.  ``slots``: ``int32[K]``; ``ns`` is unused (the order is the
+        chunk's).  O(K log K) per chunk, independent of the table size.
         """
-        num_buckets = self.keys.shape[0]
-        size = keys.shape[0]
-        # Rank of each candidate among the chunk's visits to its key, and its key's first visit.
-        order = stable_argsort(keys)
-        sorted_rank, sorted_first = run_ranks(keys[order])
-        rank = jnp.zeros((size,), jnp.int32).at[order].set(sorted_rank)
-        first = jnp.zeros((size,), jnp.int32).at[order].set(order[sorted_first])
-        # Look the keys up in their buckets.
-        bucket = (_fmix32(keys) % jnp.uint32(num_buckets)).astype(jnp.int32)
-        row = self.keys[bucket]
-        match = row == keys[:, None]
-        hit = jnp.any(match, axis=-1)
-        found_way = jnp.argmax(match, axis=-1).astype(jnp.int32)
-        fill = jnp.sum(row != jnp.uint32(_EMPTY_KEY), axis=-1, dtype=jnp.int32)
-        # New keys take their bucket's free ways in order of first visit.
-        new_start = (rank == 0) & ~hit
-        groups, positions = sort_by_group(jnp.where(new_start, bucket, num_buckets))
-        rank_in_bucket = jnp.zeros((size,), jnp.int32).at[positions].set(run_ranks(groups)[0])
-        new_way = fill + rank_in_bucket
-        admitted_start = new_start & (new_way < WAYS)
-        way = jnp.where(hit, found_way, new_way[first])
-        counted = hit | admitted_start[first]
-        previous = jnp.where(hit, self.counts[bucket, found_way], 0)
-        index = jnp.where(counted, previous + rank, OVERFLOW_BASE + ns)
-        counts = self.counts.at[jnp.where(counted, bucket, num_buckets), way].add(1, mode="drop")
-        table_keys = self.keys.at[jnp.where(admitted_start, bucket, num_buckets), new_way].set(keys, mode="drop")
-        return index, VisitTable(table_keys, counts)
+        groups, positions = sort_by_group(slots)
+        rank = jnp.zeros_like(slots).at[positions].set(run_ranks(groups)[0])
+        return self.counts[slots] + rank, VisitCounts(self.counts.at[slots].add(1))
 
 
 def sp_chunk_fn(
@@ -241,23 +225,26 @@ def sp_chunk_fn(
     ride in the state (built once per problem by the caller) rather than in the closure, so a
     batched search that rebuilds closures per iteration does not rebuild them.  Payload: the
     candidates' ``(bins int32[K, D], within-bin indices int32[K])``.  Scores and bounds as in the
-    module docstring (nats).
+    module docstring (nats).  Candidate ``m``'s ``D + 1`` encoder-only words (one hash per two)
+    give its arrival time (word ``0``) and its bin choices (word ``1 + d`` for axis ``d``: a
+    padded block draws the same words for its live axes).
     """
     dtype = prior.dtype
     num_axes = partition.event_size
-    log_counts = jnp.log(partition.num_intervals.astype(dtype))
-    axes = jnp.arange(num_axes)
+    log_counts = jnp.log(partition.num_intervals.astype(dtype))[:, None]
+    private = prng.private_stream(key)
 
     def chunk_fn(state: tuple[Array, Any, AxisTables], ns: Array) -> tuple[Array, Array, tuple[Array, Array], tuple]:
         base, counter, tables = state
-        bin_bits = jax.vmap(lambda n: jax.random.bits(prng.bin_key(key, n), (num_axes,), jnp.uint32))(ns)
-        bins = jax.vmap(lambda b: sample_bins(tables, b))(bin_bits)
-        index, counter = index_fn(counter, table_key(partition, bins), ns)
-        xs = jax.vmap(lambda j, n: bin_candidate(key, prior, partition, j, n))(bins, index)
-        log_jpi = jnp.sum(log_counts + tables.log_weight[axes, bins], axis=-1)
-        log_t, base = arrivals.log_arrival_times(base, arrivals.exponential_increments(key, ns), dtype)
-        scores = log_ratio(target, prior, xs) - log_jpi - log_t
-        return scores, tables.log_bound - log_t, (bins, index), (base, counter, tables)
+        words = prng.counter_words(private, ns, num_axes + 1)
+        bins = sample_bins(tables, words[1:])  # (D, K)
+        packed = partition.stream_words(bins.T)
+        index, counter = index_fn(counter, packed, ns)
+        log_r = bin_log_ratios(key, target, prior, partition, bins, packed, index)
+        log_jpi = jnp.sum(log_counts + jnp.take_along_axis(tables.log_weight, bins, axis=1), axis=0)
+        log_t, base = arrivals.log_arrival_times(base, arrivals.increments_from_words(words[0]), dtype)
+        scores = log_r - log_jpi - log_t
+        return scores, tables.log_bound - log_t, (bins.T, index), (base, counter, tables)
 
     return chunk_fn
 
@@ -266,6 +253,13 @@ def check_partition(partition: Any) -> Partition:
     if not isinstance(partition, Partition):
         raise InvalidArgumentError(f"partition must be a jaxrec.coders.sp.partition.Partition, got {type(partition).__name__}")
     return partition
+
+
+def check_table_size(table_size: Any) -> None:
+    """Raises :class:`InvalidArgumentError` unless ``table_size`` is a power of two in ``[1, 2^16]``."""
+    check_positive_int("table_size", table_size, MAX_TABLE_SIZE)
+    if table_size & (table_size - 1):
+        raise InvalidArgumentError(f"table_size must be a power of two, got {table_size}")
 
 
 def check_event_size(partition: Partition, prior: Distribution) -> None:
@@ -292,6 +286,52 @@ def make_decode(partition: Partition) -> Callable[[Any, SPCode, Distribution], A
     return decode
 
 
+def with_tables(
+    target: Distribution, prior: Distribution, partition: Partition, weights: str | WeightPolicy
+) -> tuple[Distribution, AxisTables]:
+    """``(target, its AxisTables)``: built once per problem before the search (``encode_batch``
+    builds them for the whole batch instead of once per lane and iteration)."""
+    return target, axis_tables(target, prior, partition, weights)
+
+
+def weights_status(
+    target: Distribution, prior: Distribution, partition: Partition, weights: str | WeightPolicy
+) -> Array:
+    """``INVALID_INPUT`` where the bin weights are undefined (a NaN search bound, e.g.
+    ``"sup_ratio"`` with an unbounded density ratio) or the partition is invalid (a traced count
+    outside ``[1, max_intervals]``, :meth:`Partition.valid`), else ``OK`` (traceable)."""
+    undefined = jnp.isnan(axis_tables(target, prior, partition, weights).log_bound)
+    return jnp.where(undefined | ~partition.valid(), INVALID_INPUT, OK).astype(jnp.int32)
+
+
+def per_problem(fn: Callable[..., Array], target: Distribution, prior: Distribution, *args: Any) -> Array:
+    """``fn(target, prior, *args)`` for one problem, mapped over a batch axis of ``target`` (and of
+    ``prior`` when it has one): the boundary checks of ``encode_batch`` see whole batches."""
+    if target.batch_shape:
+        return jax.vmap(lambda t, p: fn(t, p, *args), in_axes=(0, 0 if prior.batch_shape else None))(target, prior)
+    return fn(target, prior, *args)
+
+
+def check_weights(
+    target: Distribution, prior: Distribution, partition: Partition, weights: str | WeightPolicy
+) -> None:
+    """Raises outside ``jit`` when the bin weights are undefined (NaN search bound), e.g.
+    ``"sup_ratio"`` with an unbounded density ratio; no-op on tracers (:func:`weights_status`
+    flags them there).  ``target`` (and ``prior``) may carry one batch axis."""
+    log_bound = per_problem(reweighted_dinf, target, prior, partition, weights)
+    if not isinstance(log_bound, jax.core.Tracer) and bool(jnp.any(jnp.isnan(log_bound))):
+        raise InvalidArgumentError(
+            "the bin weights are undefined for this target (e.g. 'sup_ratio' with an unbounded density "
+            "ratio); use weights='q_mass'"
+        )
+
+
+def finish_sp(res: search.SearchResult) -> dict[str, Array]:
+    """The message fields of a space-partitioning code: the winner's bins and within-bin index."""
+    bins, index = res.payload
+    return {"bin": bins, "index": index}
+
+
 def sp_pfr(
     partition: Partition,
     weights: str | WeightPolicy = "sup_ratio",
@@ -308,11 +348,11 @@ def sp_pfr(
         output and of the code length do not depend on it, only the steps do (the realized code
         does); the decoder never needs it.
       chunk_size: candidates per ``while_loop`` iteration (1 to 2^15); does not change the code.
-      max_steps: candidate limit (at most ``2^30 - 2^15``); reaching it sets the status ``EXHAUSTED``.
-      table_size: slots of the visit table (``16 x`` buckets, at most 2^20): about this many
-        distinct bins are counted exactly (a bin whose bucket is full at its first visit is not).
-        Per-chunk cost is O(chunk_size log chunk_size) whatever the size; memory is 8 bytes a slot.
-        Uncounted bins still give exact samples, with indices ``>= 2^30``.
+      max_steps: candidate limit (at most ``2^30``); reaching it sets the status ``EXHAUSTED``.
+      table_size: visit counters (a power of two, at most 2^16): one per bin when the packed
+        grid fits (``sum_d ceil(log2 J_d) <= log2 table_size``), else bins share counters by a
+        hash (:func:`counter_slots`; exact samples still, slightly larger indices).  Per-chunk cost
+        is O(chunk_size log chunk_size) whatever the size; memory is 4 bytes a counter.
 
     Returns:
       A :class:`~jaxrec.Coder` with ``encode(key, target, prior) -> SPCode``,
@@ -322,30 +362,33 @@ def sp_pfr(
       runs to ``max_steps`` and reports ``EXHAUSTED``.
     """
     check_partition(partition)
+    resolve_policy(weights)
     check_positive_int("max_steps", max_steps, MAX_STEPS)
-    check_positive_int("table_size", table_size, 2**20)
+    check_table_size(table_size)
 
     def validate(target: Distribution, prior: Distribution) -> None:
         check_event_size(partition, prior)
         check_bounded_ratio(target, prior)
+        check_weights(target, prior, partition, weights)
 
-    def prepare(key: Array, target: Distribution, prior: Distribution) -> tuple[search.ChunkFn, Any]:
-        tables = axis_tables(target, prior, partition, weights)
-        chunk_fn = sp_chunk_fn(key, target, prior, partition, VisitTable.assign)
-        return chunk_fn, (arrivals.zero_time(), VisitTable.empty(table_size), tables)
+    def count_visits(counts: VisitCounts, packed: tuple[Array, Array], ns: Array) -> tuple[Array, VisitCounts]:
+        return counts.assign(counter_slots(partition, packed, table_size), ns)
 
-    def finish(res: search.SearchResult) -> dict[str, Array]:
-        bins, index = res.payload
-        return {"bin": bins, "index": index}
+    def prepare(key: Array, problem: tuple[Distribution, AxisTables], prior: Distribution) -> tuple[search.ChunkFn, Any]:
+        target, tables = problem
+        chunk_fn = sp_chunk_fn(key, target, prior, partition, count_visits)
+        return chunk_fn, (arrivals.zero_time(), VisitCounts.empty(table_size), tables)
 
     spec = CoderSpec(
         "sp_pfr",
         spec_params(partition, chunk_size=chunk_size, max_steps=max_steps, table_size=table_size),
     )
     return scan_coder(
-        spec, prepare=prepare, finish=finish, chunk_size=chunk_size, max_candidates=max_steps, exact=True,
+        spec, prepare=prepare, finish=finish_sp, chunk_size=chunk_size, max_candidates=max_steps, exact=True,
         validate=validate, decode=make_decode(partition), code_class=SPCode,
-        expected_log2_steps=lambda target, prior: reweighted_dinf(target, prior, partition, weights),
+        precompute=functools.partial(with_tables, partition=partition, weights=weights),
+        problem_status=functools.partial(weights_status, partition=partition, weights=weights),
+        expected_log2_steps=lambda target, prior: per_problem(reweighted_dinf, target, prior, partition, weights),
     )
 
 

@@ -156,6 +156,14 @@ class Partition:
         """``log2 J = sum_d log2 J_d``, float32 (exact for powers of two)."""
         return jnp.sum(jnp.log2(self.num_intervals.astype(jnp.float32)), axis=-1)
 
+    def valid(self) -> Array:
+        """``bool[...]``: every ``J_d`` in ``[1, max_intervals]`` and the bin index packs into
+        64 bits.  Traceable: concrete counts are checked at construction, traced ones (a partition
+        built inside ``jit``/``vmap``) only here; the coders report ``INVALID_INPUT`` otherwise."""
+        counts = self.num_intervals
+        in_range = jnp.all((counts >= 1) & (counts <= self.max_intervals), axis=-1)
+        return in_range & (jnp.sum(_bit_width(jnp.maximum(counts, 1)), axis=-1) <= MAX_PACKED_BITS)
+
     def edges(self, prior: Distribution) -> Array:
         """Interval edges ``(D, max_intervals + 1)``: ``F_d^{-1}(k / J_d)``, ``+inf`` past ``J_d``.
 
@@ -177,7 +185,9 @@ class Partition:
         lower half of the prior use ``icdf(k/J + u/J)``; those in the upper half use
         ``isf((J-1-k)/J + (1-u)/J)`` with ``1 - u = (~bits + 1/2) 2^-32`` formed from the bits,
         so no ``1 - eps`` rounding occurs in either tail (a middle interval, odd ``J``, picks its
-        half with the top bit).  Resolution: 2^-32 of the bin's mass at its outer end.
+        half with the top bit).  Resolution: 2^-32 of the bin's mass at its outer end.  Both
+        branches evaluate the prior's quantile at one argument ``t`` (``p`` or ``v``), so a prior
+        whose ``icdf`` and ``isf`` share their inverse CDF (the Gaussian's ``ndtri``) pays for one.
 
         Args:
           prior: the prior, event size ``D``.
@@ -193,7 +203,8 @@ class Partition:
         lower = (2 * bins + 1 < counts) | (middle & (bits < jnp.uint32(2**31)))
         p = bins.astype(dtype) / total + u / total
         v = (counts - 1 - bins).astype(dtype) / total + one_minus_u / total
-        return jnp.where(lower, prior.icdf(p), prior.isf(v))
+        t = jnp.where(lower, p, v)
+        return jnp.where(lower, prior.icdf(t), prior.isf(t))
 
     def stream_words(self, bins: Array) -> tuple[Array, Array]:
         """The bin multi-index packed into two ``uint32`` words ``(hi, lo)`` (bit fields of width
