@@ -173,6 +173,15 @@ def test_encode_refuses_a_batch_and_encode_batch_refuses_mismatched_sizes():
     )
 
 
+def test_decoders_refuse_codes_of_another_coder_or_event_size_also_under_jit():
+    prior2, prior3 = gauss(2, 0.0, 1.0), gauss(3, 0.0, 1.0)
+    sp_code = template("sp_pfr")  # an SPCode made by sp_pfr, event size 2
+    for decode in (coder("pfr").decode, jax.jit(coder("pfr").decode)):
+        raises_invalid(lambda decode=decode: decode(0, sp_code, prior2), "code must be a Code made by pfr", "SPCode")
+        raises_invalid(lambda decode=decode: decode(0, template("orc"), prior2), "made by 'orc'", "'pfr' decoder cannot decode it")
+        raises_invalid(lambda decode=decode: decode(0, template("pfr"), prior3), "event size 2", "event size 3")
+
+
 def test_encode_batch_takes_int_seeds_like_vmap_of_encode():
     coder_, prior = coder("orc"), gauss(2, 0.0, 1.0)
     targets = G(jnp.linspace(-0.5, 0.5, 8).reshape(4, 2), jnp.full((4, 2), 0.6))
