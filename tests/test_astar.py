@@ -191,9 +191,17 @@ def test_limits_set_exhausted(coder):
     enc = jax.jit(coder.encode)
     prior = jaxrec.DiagGaussian(0.0, 1.0)
     hard = jaxrec.DiagGaussian(0.0, 1e-4)  # D_inf = 13.3 bits: ~30 node samples, depth ~10, 2-3 queued
-    assert all(bool(enc(seed, hard, prior).exhausted) for seed in range(4))
-    easy = jaxrec.DiagGaussian(0.0, 0.9)  # D_inf = 0.15 bits: the root usually wins at once
-    assert not all(bool(enc(seed, easy, prior).exhausted) for seed in range(4))
+    easy = jaxrec.DiagGaussian(0.0, 0.9)  # D_inf = 0.15 bits: the search ends within 3-5 steps
+    hard_codes = [enc(seed, hard, prior) for seed in range(8)]
+    easy_codes = [enc(seed, easy, prior) for seed in range(8)]
+    assert all(bool(code.exhausted) for code in hard_codes)  # every seed hits the limit ...
+    assert not any(bool(code.exhausted) for code in easy_codes)  # ... and none on the easy problem
+    limits = dict(coder.spec.params)  # the limit that fired is the one set: steps or depth at the limit
+    if limits["max_steps"] == 5:
+        assert all(int(code.steps) == 5 for code in hard_codes)
+        assert all(int(code.steps) < 5 for code in easy_codes)
+    if limits["max_depth"] == 3:
+        assert all(int(code.depth) <= 3 for code in hard_codes + easy_codes)
 
 
 @pytest.fixture(scope="module")
