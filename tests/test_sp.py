@@ -379,3 +379,40 @@ def test_errors_at_the_api_boundary():
         jaxrec.sp_orc(part, 0)
     code = jaxrec.sp_orc(part, 16).encode(0, wide, prior)  # ORC needs no bounded ratio
     assert 0 <= int(code.index) < 16 and np.all(np.isfinite(jaxrec.sp_orc(part, 16).decode(0, code, prior)))
+
+
+# ------------------------------------------------------------------------------------------------
+# Uniform priors (issue 17): a uniform target inside a shifted, scaled uniform prior box.
+
+UNIFORM_PRIOR = jaxrec.Uniform(jnp.array([-2.0, 0.5]), jnp.array([1.0, 4.5]))  # widths 3 and 4
+UNIFORM_TARGET = jaxrec.Uniform(jnp.array([-1.0, 1.0]), jnp.array([-0.2, 1.5]))  # D_inf = log2(3/0.8 * 4/0.5) bits
+UNIFORM_PART = Partition(np.array([2, 4]))
+
+
+def _inside(xs, box):
+    return np.all((xs >= np.asarray(box.low) - 1e-6) & (xs <= np.asarray(box.high) + 1e-6), axis=1)
+
+
+@pytest.mark.parametrize("weights", ["sup_ratio", pytest.param("q_mass", marks=pytest.mark.slow)])
+def test_sp_coders_take_a_uniform_prior(weights):
+    num = 256
+    targets = broadcast_target(UNIFORM_TARGET, num)
+    codes, xs = run(jaxrec.sp_pfr(UNIFORM_PART, weights, chunk_size=32), targets, UNIFORM_PRIOR, num=num, seed=5)
+    assert np.all(np.asarray(codes.status) == OK)
+    assert np.all(_inside(xs, UNIFORM_TARGET))  # an exact coder returns only points of Q's support
+    codes, xs = run(jaxrec.sp_orc(UNIFORM_PART, 64, weights=weights), targets, UNIFORM_PRIOR, num=num, seed=5)
+    assert np.all(np.asarray(codes.status) == OK) and np.all(_inside(xs, UNIFORM_PRIOR))
+    assert np.mean(_inside(xs, UNIFORM_TARGET)) > 0.99  # 64 candidates from bins that meet Q's box
+
+
+@pytest.mark.slow
+def test_sp_pfr_with_a_uniform_prior_is_exact_and_takes_two_to_the_reweighted_dinf_steps():
+    targets = broadcast_target(UNIFORM_TARGET, NUM)
+    codes, xs = run(jaxrec.sp_pfr(UNIFORM_PART, chunk_size=64), targets, UNIFORM_PRIOR, seed=7)
+    low, high = np.asarray(UNIFORM_TARGET.low, np.float64), np.asarray(UNIFORM_TARGET.high, np.float64)
+    for d in range(2):
+        assert stats.kstest(xs[:, d], stats.uniform(low[d], high[d] - low[d]).cdf).pvalue > 1e-3, f"axis {d}"
+    steps = np.asarray(codes.steps, np.float64)
+    want = 2.0 ** float(reweighted_dinf(UNIFORM_TARGET, UNIFORM_PRIOR, UNIFORM_PART, "sup_ratio"))
+    assert abs(steps.mean() - want) < 4 * steps.std() / np.sqrt(NUM), (steps.mean(), want)
+    assert want < 2.0 ** float(jaxrec.dinf(UNIFORM_TARGET, UNIFORM_PRIOR))  # the partition shortens the search
