@@ -155,9 +155,15 @@ def test_mean_kl_blocks_spend_exactly_the_budget():
 def test_config_validation_and_round_trip():
     config = bnn.lenet5(parameterization="mean_var", bits_per_block=12)
     assert bnn.NetworkConfig.from_dict(config.to_dict()) == config
-    for bad in ({"parameterization": "mean"}, {"bits_per_block": 0}, {"block_size": 0}, {"plan_seed": -1},
-                {"dense": ()}, {"input_shape": (2, 2, 1)}):
-        with pytest.raises(jaxrec.InvalidArgumentError):
+    for bad, match in (
+        ({"parameterization": "mean"}, "parameterization must be one of"),
+        ({"bits_per_block": 0}, "bits_per_block must be a number"),
+        ({"block_size": 0}, "block_size must be an int >= 1"),
+        ({"plan_seed": -1}, "plan_seed must be an int"),
+        ({"dense": ()}, "at least one dense layer"),
+        ({"input_shape": (2, 2, 1)}, "too small for the convolutions"),
+    ):
+        with pytest.raises(jaxrec.InvalidArgumentError, match=match):
             bnn.NetworkConfig(**{**TINY, **bad})
 
 
@@ -173,6 +179,7 @@ def test_mean_var_penalty_follows_the_block_kl(data):
     np.testing.assert_allclose(np.asarray(net.kl_penalty.get_value()), 2.0 * before)
 
 
+@pytest.mark.slow  # three training runs: ~40 s on 2 cores
 def test_training_resumes_exactly(tmp_path, data):
     images, labels = data
     straight, resumed = tiny("mean_kl"), tiny("mean_kl")
@@ -241,6 +248,7 @@ def test_without_data_refine_is_the_identity(codec):
     assert decoder.refine(0, q, jnp.zeros(251), jnp.zeros(251, bool)) is q
 
 
+@pytest.mark.slow  # compress + decompress of 26 blocks with retraining: ~40 s on 2 cores
 def test_compressed_network_round_trip_and_size(tmp_path, codec, data):
     images, labels = data
     coder = jaxrec.mrc(2**4)
@@ -267,6 +275,7 @@ def test_compressed_network_round_trip_and_size(tmp_path, codec, data):
     assert size <= math.ceil(rate.index_bits / 8) + 4 + 48 + overhead
 
 
+@pytest.mark.slow  # two progressive compressions with retraining: ~40 s on 2 cores
 def test_progressive_compression_through_the_library(tmp_path, codec):
     x = jnp.zeros((1,), jnp.int32)
     coder = jaxrec.mrc(2**4)
@@ -299,9 +308,9 @@ def round_trip(codec, bundle_path, coder_name):
 def test_bundle_setup_other_coders(tmp_path, codec, coder_name):
     z_encoder, z_file = round_trip(codec, tmp_path / "net.jbnn", coder_name)
     assert np.array_equal(np.asarray(z_encoder), np.asarray(z_file))
-    with pytest.raises(jaxrec.InvalidArgumentError):
+    with pytest.raises(jaxrec.InvalidArgumentError, match="coder must be one of"):
         bnn.load_bundle(tmp_path / "net.jbnn").setup("gprs")
-    with pytest.raises(jaxrec.InvalidArgumentError):
+    with pytest.raises(jaxrec.InvalidArgumentError, match=r"this network is coded in \d+ blocks, got blocks=3"):
         bnn.load_bundle(tmp_path / "net.jbnn").setup(None, blocks=3)
 
 

@@ -262,7 +262,11 @@ def encoder_latent(code, item, plan, coder, prior, key):
 
 @pytest.mark.parametrize(
     "name, group_size",
-    [("orc", 1), pytest.param("sp_orc", 2, marks=pytest.mark.slow), pytest.param("sp_pfr", 2, marks=pytest.mark.slow)],
+    [  # every case compiles an INR encoder and decoder: ~35 s each on 2 cores
+        pytest.param("orc", 1, marks=pytest.mark.slow),
+        pytest.param("sp_orc", 2, marks=pytest.mark.slow),
+        pytest.param("sp_pfr", 2, marks=pytest.mark.slow),
+    ],
 )
 def test_round_trip_through_bytes_and_decoder_matches_encoder(bundle, images, name, group_size):
     """Progressive coding (``group_size`` blocks per item and step, largest KL first) into one
