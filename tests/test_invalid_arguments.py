@@ -189,25 +189,27 @@ def test_encode_batch_takes_int_seeds_like_vmap_of_encode():
     for seeds in ([0, 1, 2, 3], np.arange(4, dtype=np.uint32)):  # a list and a numpy array of seeds
         again = jaxrec.encode_batch(coder_, seeds, targets, prior)
         np.testing.assert_array_equal(np.asarray(again.index), np.asarray(batch.index))
-    mapped = jax.vmap(coder_.encode, in_axes=(0, 0, None))(jnp.arange(4), targets, prior)
-    np.testing.assert_array_equal(np.asarray(batch.index), np.asarray(mapped.index))
+    keys = jax.vmap(lambda seed: jax.random.key(seed, impl="threefry2x32"))(jnp.arange(4))  # the seeds' keys
+    np.testing.assert_array_equal(np.asarray(jaxrec.encode_batch(coder_, keys, targets, prior).index), np.asarray(batch.index))
     raises_invalid(lambda: jaxrec.encode_batch(coder_, np.array([0, 1, 2, 2**32], np.int64), targets, prior), "keys", "2**32")
 
 
+@pytest.mark.slow  # two compiled searches (test_coders_core keeps the warning before the search in the fast tier)
 def test_eager_encode_warns_before_a_hopeless_search_and_on_a_bad_status():
     target, prior = G(3.0, 0.01), G(0.0, 1.0)  # D_inf ~ 13 bits against a limit of 64 steps
+    pfr = jaxrec.pfr(chunk_size=16, max_steps=64)
     with pytest.warns(RuntimeWarning) as record:
-        code = jaxrec.pfr(chunk_size=16, max_steps=64).encode(1, target, prior)
+        code = pfr.encode(1, target, prior)
     messages = [str(w.message) for w in record]
     assert any("exceeds the limit of 64 steps" in m for m in messages), messages  # before the search
     assert any("not ok" in m and "exhausted" in m for m in messages), messages  # after it
     assert int(code.status) != OK and int(code.steps) == 64
     targets = G(jnp.array([[0.1], [3.0]]), jnp.array([[0.6], [0.01]]))  # the second problem is hopeless
     with pytest.warns(RuntimeWarning, match=r"\{'exhausted': 1\} of 2 code\(s\) are not ok"):
-        jaxrec.encode_batch(jaxrec.pfr(chunk_size=16, max_steps=64), jnp.arange(2), targets, prior)
+        jaxrec.encode_batch(pfr, jnp.arange(2), targets, prior)
     with warnings.catch_warnings():  # a valid, easy problem: no warning at all
         warnings.simplefilter("error")
-        jaxrec.pfr(chunk_size=16, max_steps=64).encode(1, G(0.2, 0.8), prior)
+        pfr.encode(1, G(0.2, 0.8), prior)
 
 
 def test_several_keys_where_one_is_expected():
@@ -549,8 +551,9 @@ def test_data_loaders_refuse_bad_arguments(split, dataset, directory):
 # Inside jit: bad values cannot raise, so the search stops at once and the status says why
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(  # one compile per coder: PFR in the fast tier, the others slow
+    "name", [n if n == "pfr" else pytest.param(n, marks=pytest.mark.slow) for n in NAMES]
+)
 def test_invalid_values_under_jit_stop_at_once_with_a_status(name):
     d = CODERS[name][1]
     prior = gauss(d, 0.0, 1.0)
