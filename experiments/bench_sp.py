@@ -42,11 +42,15 @@
    rate = KL splits of part 2, on the same blocks and keys (paired differences), with a two-sided
    check of the log ratio (its probability integral transform).
 
-Writes ``experiments/results/bench_sp/{results.json, results.md, equal_rate.png}``.
+Writes ``results.json``, ``results.md`` and ``equal_rate.png`` to ``experiments/results/bench_sp/latest/``
+(git-ignored: timings change from run to run); ``--update`` also rewrites the committed copies in
+``experiments/results/bench_sp/`` (``experiments/_results.py``).  A run of one part keeps the other
+parts' last numbers (from ``latest/results.json``, else the committed file).
 
     python experiments/bench_sp.py                   # parts 1-2, ~10 min on 2 idle CPU cores (reduced grid)
     python experiments/bench_sp.py --full            # the complete grid, ~3 h on 2 CPU cores
     python experiments/bench_sp.py --part policies   # part 3, ~6 min
+    python experiments/bench_sp.py --update          # also rewrite the committed results
 """
 
 from __future__ import annotations
@@ -55,7 +59,6 @@ import argparse
 import functools
 import json
 import math
-import pathlib
 import time
 
 import jax
@@ -65,6 +68,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from _results import (  # noqa: E402
+    LATEST,
+    add_update_flag,
+    results_dir,
+    save_figure,
+    save_json,
+    save_text,
+)
 from tqdm import tqdm  # noqa: E402
 
 import jaxrec  # noqa: E402
@@ -77,7 +88,7 @@ INFORMATIVE_AXES = 5
 NEAR_ZERO_MI_BITS = 0.02
 FAMILIES = ("isotropic", "concentrated")
 LN2 = math.log(2.0)
-OUT = pathlib.Path(__file__).resolve().parent / "results" / "bench_sp"
+NAME = "bench_sp"
 
 DEFAULT = dict(
     exact_level=12.4, exact_problems=30, sp_chunks=[64, 256],
@@ -104,7 +115,7 @@ def parse_args() -> argparse.Namespace:
                         help="all = exact + equal-rate; one part alone keeps the others' last numbers in "
                              "results.json; 'policies' is the bin-weight policy study (~6 min)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=pathlib.Path, default=OUT)
+    add_update_flag(parser)
     return parser.parse_args()
 
 
@@ -524,7 +535,7 @@ def markdown(study: dict, claim: dict, cfg: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(study: dict, cfg: dict, path: pathlib.Path) -> None:
+def plot(study: dict, cfg: dict, update: bool) -> None:
     fig, axes = plt.subplots(1, len(study), figsize=(6.5 * len(study), 4.8), squeeze=False)
     for ax, (family, res) in zip(axes[0], study.items()):
         for i, (kl_bits, level) in enumerate(res["levels"].items()):
@@ -549,7 +560,7 @@ def plot(study: dict, cfg: dict, path: pathlib.Path) -> None:
         ax.set_title(f"{family} (thin lines: exact-sample mean + 2 sd)")
         ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(NAME, "equal_rate.png", fig, update=update, dpi=120)
     plt.close(fig)
 
 
@@ -607,15 +618,14 @@ def equal_rate_study(cfg: dict, key: jax.Array, bar: tqdm) -> dict:
 def main() -> None:
     args = parse_args()
     cfg = dict(FULL if args.full else DEFAULT)
-    args.out.mkdir(parents=True, exist_ok=True)
     if not args.full:
         print(f"default run, reduced grid: {REDUCED}; use --full for the complete grid", flush=True)
     key = jax.random.key(args.seed)
     results = dict(config=dict(cfg, full=args.full, seed=args.seed, reduced=None if args.full else REDUCED),
                    device=str(jax.devices()[0]))
-    path = args.out / "results.json"
-    if path.exists() and args.part != "all":  # keep the other parts' last numbers
-        old = json.loads(path.read_text())
+    previous = [p for p in (results_dir(NAME) / LATEST / "results.json", results_dir(NAME) / "results.json") if p.exists()]
+    if previous and args.part != "all":  # keep the other parts' last numbers
+        old = json.loads(previous[0].read_text())
         results.update({k: old[k] for k in ("exact", "equal_rate", "claim", "policies") if k in old})
     parts = dict(exact=(1 + len(cfg["sp_chunks"])), equal_rate=count_runs(cfg),
                  policies=len(cfg["policy_study"]) * (2 + len(CANDIDATE_POLICIES)))
@@ -629,13 +639,13 @@ def main() -> None:
             results["claim"] = claim_summary(results["equal_rate"], cfg)
         if "policies" in run:
             results["policies"] = policy_study(cfg, jax.random.fold_in(key, 2), bar)
-    path.write_text(json.dumps(results, indent=1))
+    save_json(NAME, "results.json", results, update=args.update)
     if "equal_rate" in results:
         table = markdown(results["equal_rate"], results["claim"], results["config"])
         if "policies" in results:
             table += "\n" + policy_markdown(results["policies"])
-        (args.out / "results.md").write_text(table)
-        plot(results["equal_rate"], results["config"], args.out / "equal_rate.png")
+        save_text(NAME, "results.md", table, update=args.update)
+        plot(results["equal_rate"], results["config"], args.update)
         print(table)
     if "exact" in results:
         print(json.dumps(results["exact"], indent=1))
