@@ -10,11 +10,13 @@ coder, SP-PFR over 4 latent blocks::
 
 Then it prints the archive's bytes against the ideal bits (the REC messages under their entropy
 models plus ``-log2 p(x | z)`` of the pixels), both in bits per pixel, and checks that the decoded
-digits equal the originals bit for bit. Results go to ``experiments/results/demo/demo.json``
-(with the archive itself, ``digits.jxr``).
+digits equal the originals bit for bit. Results go to ``experiments/results/demo/latest/demo.json``
+(with the archive itself, ``digits.jxr``; git-ignored: timings change from run to run); ``--update``
+also rewrites the committed ``experiments/results/demo/demo.json`` (``experiments/_results.py``).
 
     python experiments/demo.py               # 500 digits, well under a minute on 2 CPU cores
     python experiments/demo.py --num 10000   # the whole test set
+    python experiments/demo.py --update      # also rewrite the committed demo.json
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import add_update_flag, output_paths, save_json
 
 from jaxrec import cli, data
 
-RESULTS = Path(__file__).resolve().parent / "results" / "demo"
+NAME = "demo"
 
 
 def jaxrec_command(*args: str) -> None:
@@ -45,11 +48,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num", type=int, default=500, help="MNIST test digits to compress (default 500)")
     parser.add_argument("--data-dir", type=Path, default=None, help="folder of the MNIST IDX files")
+    add_update_flag(parser)
     args = parser.parse_args()
     images, _ = data.load_mnist("test", directory=args.data_dir)
     digits = np.ascontiguousarray(images[: args.num])
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    archive = RESULTS / "digits.jxr"
+    archive = output_paths(NAME, "digits.jxr", update=False)[0]  # latest/ only: the archive is never committed
     with tempfile.TemporaryDirectory() as tmp:
         source, decoded_path = Path(tmp) / "digits.npy", Path(tmp) / "decoded.npy"
         np.save(source, digits)
@@ -87,8 +90,7 @@ def main() -> None:
         f"decompress {decode_s:.1f} s, info {info_s:.1f} s (compilation included)\n"
         f"decoded digits equal the originals bit for bit: {exact}"
     )
-    (RESULTS / "demo.json").write_text(json.dumps(summary, indent=2))
-    print(f"wrote {RESULTS / 'demo.json'}")
+    print(f"wrote {save_json(NAME, 'demo.json', summary, update=args.update, indent=2)}")
     if not exact:
         raise SystemExit("the decoded digits differ from the originals")
 
