@@ -384,6 +384,7 @@ def test_exhausted_search_warns():
         assert jaxrec.decompress(codec, data).shape == (2,)
 
 
+@pytest.mark.slow  # ~11 s on 2 idle cores (many one-dimensional blocks); the contract suite round-trips GPRS too
 def test_gprs_round_trip_with_one_dimension_per_block():
     """GPRS codes 1-D blocks: a plan with one latent dimension per block, decoded from the header."""
     codec = GaussianChannel(4)

@@ -66,7 +66,7 @@ def test_vmap_fallback_compiles_once():
     assert_compiled_once(lambda: jax.block_until_ready(jaxrec.encode_batch(plain, jnp.arange(B), TARGETS, PRIOR)))
 
 
-@pytest.mark.parametrize("sp", [False, True], ids=["pfr", "sp_orc"])
+@pytest.mark.parametrize("sp", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["pfr", "sp_orc"])
 def test_compress_and_decompress_compile_once(sp):
     codec = GaussianChannel(D)
     xs = jnp.stack([TARGETS.loc, TARGETS.scale], axis=1)[:16]

@@ -151,6 +151,7 @@ class _WithoutRefine:
         return z
 
 
+@pytest.mark.slow  # compiles the progressive encoder for 1 and 4 devices
 def test_progressive_codes_do_not_depend_on_the_device_count():
     model = PairCodec()
     xs = items(8, seed=2)

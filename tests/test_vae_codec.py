@@ -36,7 +36,9 @@ def plan():
     return BlockPlan(order=np.array([2, 0, 3, 1]), sizes=np.array([2, 2]), budget_bits=8.0)
 
 
-@pytest.mark.parametrize("coder", [jaxrec.orc(2**6), jaxrec.pfr(chunk_size=64)], ids=["orc", "pfr"])
+@pytest.mark.parametrize(
+    "coder", [jaxrec.orc(2**6), pytest.param(jaxrec.pfr(chunk_size=64), marks=pytest.mark.slow)], ids=["orc", "pfr"]
+)
 def test_exact_lossless_round_trip_through_bytes(model, images, plan, coder):
     report = codec.compress_report(model, images, key=7, coder=coder, plan=plan)
     assert isinstance(report.archive, bytes)
