@@ -218,6 +218,12 @@ def test_several_keys_where_one_is_expected():
     raises_invalid(lambda: coder("astar").decode(data_pair, template("astar"), gauss(1, 0.0, 1.0)), "one key")
 
 
+@pytest.mark.parametrize("factory", [jaxrec.pfr, jaxrec.gprs, jaxrec.grs, jaxrec.agrs])
+def test_factories_refuse_a_bool_chunk_size(factory):
+    raises_invalid(lambda: factory(chunk_size=True), "chunk_size must be an int", "True")
+    raises_invalid(lambda: jaxrec.orc(16, chunk_size=False), "chunk_size must be an int", "False")
+
+
 def test_distribution_parameters_are_checked_at_construction():
     raises_invalid(lambda: G("a", 1.0), "loc must be a real number or array", "'a'")
     raises_invalid(lambda: G(None, 1.0), "loc")

@@ -79,9 +79,9 @@ class _Carry(NamedTuple):
 def validate_sizes(chunk_size: int, max_candidates: int) -> None:
     """Raises :class:`InvalidArgumentError` unless ``1 <= chunk_size <= 2^15`` and
     ``1 <= max_candidates <= MAX_CANDIDATES``."""
-    if not isinstance(chunk_size, int) or not 1 <= chunk_size <= arrivals.MAX_CHUNK:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 1 <= chunk_size <= arrivals.MAX_CHUNK:
         raise InvalidArgumentError(f"chunk_size must be an int in [1, {arrivals.MAX_CHUNK}], got {chunk_size!r}")
-    if not isinstance(max_candidates, int) or not 1 <= max_candidates <= MAX_CANDIDATES:
+    if isinstance(max_candidates, bool) or not isinstance(max_candidates, int) or not 1 <= max_candidates <= MAX_CANDIDATES:
         raise InvalidArgumentError(f"the candidate limit must be an int in [1, {MAX_CANDIDATES}], got {max_candidates!r}")
 
 
