@@ -294,8 +294,8 @@ def test_round_trip_through_bytes_and_decoder_matches_encoder(bundle, images, na
 
 @pytest.mark.slow
 def test_command_line_round_trip_through_pngs(prior_file, bundle, images, tmp_path):
-    """``jaxrec compress --model PRIOR_FILE a.png b.png -o x.jxr`` and ``jaxrec decompress``: the
-    PNGs out are the library's decoding of the same archive."""
+    """``jaxrec compress --model PRIOR_FILE a.png b.png -o x.jxr`` and ``jaxrec decompress x.jxr
+    --model PRIOR_FILE -o out/``: the PNGs out are the library's decoding of the same archive."""
     from PIL import Image
 
     from jaxrec import cli
@@ -306,7 +306,9 @@ def test_command_line_round_trip_through_pngs(prior_file, bundle, images, tmp_pa
         Image.fromarray(images[i]).save(paths[-1])
     archive = tmp_path / "x.jxr"
     assert cli.main(["compress", "--model", str(prior_file), *map(str, paths), "-o", str(archive), "-q"]) == 0
-    assert cli.main(["decompress", str(archive), "-o", str(tmp_path / "out"), "-q"]) == 0
+    # the archive names its model ("tiny-inr crc32=..."); a model that is not packaged is passed again
+    assert cli.main(["decompress", str(archive), "-o", str(tmp_path / "out"), "-q"]) == 1
+    assert cli.main(["decompress", str(archive), "--model", str(prior_file), "-o", str(tmp_path / "out"), "-q"]) == 0
     out = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / "out").glob("*.png"))])
     _, plan = bundle.setup()
     np.testing.assert_array_equal(out, jaxrec.decompress_batch(bundle.codec, archive.read_bytes(), plan=plan))
