@@ -31,11 +31,13 @@ posterior-sampling quantizer and with the bound without common randomness at REC
 Writes ``results.json``, ``table.md``, ``mse_rate.png`` (MSE against rate with Shannon's ``D(R)``,
 the perfect-realism bounds with and without common randomness, and the ECSQ curves; a second panel in
 dB above Shannon) and ``realism.png`` to ``experiments/results/realism_gaussian/latest/``;
-``--update`` also rewrites the committed copies in ``experiments/results/realism_gaussian/``.
+``--update`` also rewrites the committed copies in ``experiments/results/realism_gaussian/``; ``--tag NAME``
+suffixes the file names with ``_NAME`` (ablations beside the default run).
 
     python experiments/realism_gaussian.py            # 4 rates (SP-PFR at 2), 6144 coordinates each: ~15 min on 2 loaded cores
     python experiments/realism_gaussian.py --full     # 8 rates, 49152 coordinates, larger blocks and caps
     python experiments/realism_gaussian.py --update   # also rewrite the committed results
+    python experiments/realism_gaussian.py --rates 2 3 --dinf-budget 18 --max-steps 22 --tag large_blocks --update
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, help="log2 of the step cap of both coders (default 20, --full 24)")
     parser.add_argument("--proj-dim", type=int, default=8, help="coordinates per vector for projections and energy")
     parser.add_argument("--permutations", type=int, default=200, help="permutations of the energy-distance test")
+    parser.add_argument("--tag", default="", help="suffix of the output file names (for ablations beside the default run)")
     parser.add_argument("--seed", type=int, default=0)
     add_update_flag(parser)
     args = parser.parse_args()
@@ -363,11 +366,12 @@ def main() -> None:
         },
         "rows": rows,
     }
-    save_json(NAME, "results.json", results, update=args.update)
+    tag = f"_{args.tag}" if args.tag else ""
+    save_json(NAME, f"results{tag}.json", results, update=args.update)
     table = markdown_table(rows)
-    save_text(NAME, "table.md", table, update=args.update)
-    save_figure(NAME, "mse_rate.png", plot_mse(rows), update=args.update, dpi=110)
-    save_figure(NAME, "realism.png", plot_realism(rows, args.proj_dim), update=args.update, dpi=110)
+    save_text(NAME, f"table{tag}.md", table, update=args.update)
+    save_figure(NAME, f"mse_rate{tag}.png", plot_mse(rows), update=args.update, dpi=110)
+    save_figure(NAME, f"realism{tag}.png", plot_realism(rows, args.proj_dim), update=args.update, dpi=110)
     print(table)
 
 
