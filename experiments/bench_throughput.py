@@ -1,70 +1,69 @@
-"""PFR encode throughput against the bare-kernel roofline of the same machine.
+"""Encoder throughput against the bulk-normal limit of the machine, and the per-candidate cost of
+the space-partitioning coders against the plain ones.
 
-For each event size D it measures, in one run:
+For each event size D (default 5, 25, 64) one interleaved run times:
 
-* **roofline**: a jitted ``fori_loop`` that only generates candidates (``jaxrec.core.prng.candidates``)
-  and their log density ratios, chunk after chunk, keeping a running max -- the work any
-  search must do, with no search bookkeeping (target and prior passed as arguments, as to
-  ``encode``), at the single search's chunk size;
-* **batch roofline**: the same kernel ``vmap``-ed over distinct problems (keys and targets) --
-  the candidates a batch encoder generates -- in several layouts (problems x candidates: 128 x 64
-  up to 8 x 1024, and ``encode_batch``'s own), the fastest of which counts (the flat one-problem
-  kernel at ``encode_batch``'s candidates per iteration is in the JSON too);
-* **single**: ``pfr.encode`` on one problem at a time (a few keys, ``D_inf`` set so that a
-  search takes about 2^20 candidates);
-* **batch**: 1024 problems at ``D_inf = 10`` bits, once as ``jax.vmap(pfr.encode)`` (every lane
-  runs until the slowest stops) and once as ``jaxrec.encode_batch`` (lanes refill from a work
-  queue and widen in the tail; its default schedule unless ``--lane-chunk``/``--lanes``).
+* **limit, single**: a jitted ``fori_loop`` over chunks of ``K`` candidates that draws each chunk
+  with bulk ``jax.random.normal`` (counter-mode threefry, two 32-bit outputs per hash: the
+  cheapest standard stream JAX has), maps it to the prior and adds up the log density ratio,
+  keeping a running max -- the work any search must do, with no search bookkeeping and no
+  requirement that a candidate be rebuilt alone.  Two layouts, ``(K, D)`` and ``(D, K)``; the
+  fastest counts.  ``target``/``prior`` are arguments of the kernel (as of ``encode``), not
+  constants XLA could fold;
+* **limit, batch**: that kernel ``vmap``-ed over distinct problems (keys and targets), in several
+  ``problems x K`` layouts (the batch encoders' own among them); the fastest counts;
+* **PFR, ORC single**: ``encode`` of one problem (PFR: a few keys at ``D_inf`` set for about
+  ``2^17`` steps; ORC: ``N = 2^17``);
+* **PFR, ORC batch**: ``jaxrec.encode_batch`` (refilling lanes) on ``--batch`` problems (PFR at
+  ``D_inf = 10`` bits, ORC with ``N = 2^10``);
+* **SP-PFR, SP-ORC** (D <= 25): the same four measurements with a partition of ``J_d = 2`` per axis
+  (``sup_ratio`` / ``q_mass`` weights), reported as time per candidate against PFR's / ORC's.
 
-All kernels and encoders of one D are timed interleaved, five rounds, fastest run of each (this
-shared machine has slow spells).  Throughput counts only the candidates the algorithm needs (``sum(code.steps)``), so idle vmap
-lanes show up as a low ratio.  Prints a table of candidates/s and achieved / roofline, and writes
-``experiments/results/bench_throughput/<backend>.json``.
+Throughput counts only the candidates an encoder examines (``sum(code.steps)``).  Every call runs
+once (compile, warm-up), then ``--rounds`` rounds run all calls of one D in turn and the fastest
+time of each counts: the machine is shared, so interleaving spreads its slow spells over every
+measurement.  Writes ``<backend>[-quick][<tag>].json`` and ``.md`` (``experiments/_results.py``:
+``results/bench_throughput/latest/``; ``--update`` also the committed copy).
 
-    python experiments/bench_throughput.py            # CPU (or whatever JAX's default backend is)
-    python experiments/bench_throughput.py --quick    # smaller problems, for a smoke test
+    python experiments/bench_throughput.py                 # CPU-sized default (2^17 candidates per call)
+    python experiments/bench_throughput.py --quick         # smoke test (tiny sizes)
+    python experiments/bench_throughput.py --full          # 2^20 candidates per call
+    python experiments/bench_throughput.py --device gpu    # on an accelerator
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _results import add_update_flag, save_json, save_text
 
 import jaxrec
 from jaxrec.coders.scan import DEFAULT_CANDIDATES_IN_FLIGHT, DEFAULT_LANE_CHUNK
 from jaxrec.core import prng
+from jaxrec.core.distributions import log_ratio_by_axis
 
-RESULTS = Path(__file__).resolve().parent / "results" / "bench_throughput"
-# (problems, candidates per problem) layouts of the batch roofline kernel; the best one counts
-BATCH_ROOFLINE_SHAPES = ((128, 64), (64, 128), (32, 256), (16, 512), (8, 1024))
-BATCH = 1024  # problems in the batch
+NAME = "bench_throughput"
+SP_MAX_DIM = 25  # SP coders are benchmarked up to this event size (J_d = 2: 2^D bins)
 
 
 def problem(dim: int, dinf_bits: float, batch: int | None = None, seed: int = 0):
-    """``P = N(0, I_D)`` and a target with ``D_inf[Q||P] = dinf_bits`` exactly (centred, equal scales)."""
+    """``P = N(0, I_D)`` and targets with ``D_inf[Q||P]`` about ``dinf_bits`` (centred, equal scales)."""
     scale = 2.0 ** (-dinf_bits / dim)
     shape = (dim,) if batch is None else (batch, dim)
     prior = jaxrec.DiagGaussian(jnp.zeros(dim), jnp.ones(dim))
-    # a small random offset keeps problems distinct without changing D_inf much
-    rng = np.random.default_rng(seed)
-    loc = jnp.asarray(rng.normal(size=shape) * 1e-3, jnp.float32)
+    loc = jnp.asarray(np.random.default_rng(seed).normal(size=shape) * 1e-3, jnp.float32)  # distinct problems
     return jaxrec.DiagGaussian(loc, jnp.full(shape, scale, jnp.float32)), prior
 
 
 def best_times(calls: dict[str, Callable[[], Any]], rounds: int) -> tuple[dict[str, float], dict[str, Any]]:
-    """Each call's fastest wall time over ``rounds`` rounds, and its output.
-
-    Every call runs once first (compile and warm-up); then each round runs all of them in turn.
-    Interleaving spreads the slow spells of a shared machine over every measurement instead of
-    letting one spell hit all repeats of one of them, and the minimum is the machine's own speed.
-    """
+    """Each call's fastest wall time over ``rounds`` interleaved rounds, and its output (every
+    call runs once first: compile and warm-up)."""
     outs = {name: jax.block_until_ready(call()) for name, call in calls.items()}
     best = dict.fromkeys(calls, np.inf)
     for _ in range(rounds):
@@ -75,131 +74,181 @@ def best_times(calls: dict[str, Callable[[], Any]], rounds: int) -> tuple[dict[s
     return best, outs
 
 
-def roofline_call(dim: int, chunk: int, num_chunks: int, problems: int = 1) -> tuple[Callable[[], Any], int]:
-    """The bare generate-and-score kernel as a call, and the candidates one call generates.
+def limit_kernel(chunk: int, num_chunks: int, axis_major: bool) -> Callable:
+    """``(key, target, prior) -> max log ratio`` over ``num_chunks`` bulk-normal chunks of ``chunk``."""
 
-    ``problems == 1``: one key and one target, ``chunk`` candidates per iteration (the roofline of
-    a single ``encode``).  ``problems > 1``: ``vmap`` of that kernel over ``problems`` distinct
-    keys and targets, ``problems * chunk`` candidates per iteration -- the same candidates a batch
-    encoder generates with that many lanes of that width (every problem has its own key schedule
-    and its own log-ratio parameters, which costs more per candidate than one shared problem).
-
-    ``target`` and ``prior`` are arguments of the jitted kernel, as they are of ``encode``: baked
-    in as constants, XLA would fold the per-problem parts of the log ratio (``log scale``, the
-    reciprocals) into the program, a shortcut no encoder of runtime targets can take.
-    """
-
-    def one(key, target, prior):
+    def run(key, target, prior):
         def body(i, best):
-            ns = i * chunk + jnp.arange(chunk, dtype=jnp.int32)
-            log_r = jaxrec.log_ratio(target, prior, prng.candidates(key, ns, prior))
+            k = jax.random.fold_in(key, i)
+            if axis_major:  # (D, K): the item axis minor
+                z = jax.random.normal(k, (prior.event_size, chunk), prior.dtype)
+                log_r = log_ratio_by_axis(target, prior, prior.loc[:, None] + prior.scale[:, None] * z)
+            else:
+                z = jax.random.normal(k, (chunk, prior.event_size), prior.dtype)
+                log_r = jaxrec.log_ratio(target, prior, prior.loc + prior.scale * z)
             return jnp.maximum(best, jnp.max(log_r))
 
         return jax.lax.fori_loop(0, num_chunks, body, -jnp.inf)
 
-    if problems == 1:
-        target, prior = problem(dim, 10.0)
-        kernel, args = jax.jit(one), (prng.as_key(0), target, prior)
-    else:
-        targets, prior = problem(dim, 10.0, batch=problems)
-        keys = jax.random.split(prng.as_key(0), problems)
-        kernel, args = jax.jit(jax.vmap(one, in_axes=(0, 0, None))), (keys, targets, prior)
-    return (lambda: kernel(*args)), problems * chunk * num_chunks
+    return run
 
 
-def measure(dim: int, args: argparse.Namespace, lanes: int, single_bits: float, batch_bits: float) -> dict:
-    """One table row: rooflines, single-problem and batch throughput, measured interleaved."""
-    iters = 2**21 if not args.quick else 2**18
-    calls, candidates = {}, {}
-    calls["roof"], candidates["roof"] = roofline_call(dim, args.chunk, iters // args.chunk)
-    in_flight = lanes * args.lane_chunk
-    calls["roof_flat"], candidates["roof_flat"] = roofline_call(dim, in_flight, max(1, iters // in_flight))
-    # the batch roofline: the fastest layout of the bare per-problem kernel (XLA's CPU code for
-    # some (problems, chunk) shapes is much slower than for others; a roofline takes the best)
-    shapes = sorted({(lanes, args.lane_chunk)} | set(BATCH_ROOFLINE_SHAPES))
-    for p, k in shapes:
-        calls[f"roof_batch_{p}x{k}"], candidates[f"roof_batch_{p}x{k}"] = roofline_call(dim, k, iters // (p * k), p)
+def limit_calls(dim: int, layouts: list[tuple[int, int]], candidates: int) -> dict[str, tuple[Callable, int]]:
+    """The bulk-normal limit kernels: ``{name: (call, candidates per call)}`` for ``(problems,
+    chunk)`` layouts (``problems == 1``: one problem) in both array layouts."""
+    out = {}
+    for problems, chunk in layouts:
+        num_chunks = max(1, candidates // (problems * chunk))
+        for axis_major in (False, True):
+            kernel = limit_kernel(chunk, num_chunks, axis_major)
+            if problems == 1:
+                target, prior = problem(dim, 10.0)
+                fn, args = jax.jit(kernel), (prng.as_key(0), target, prior)
+            else:
+                targets, prior = problem(dim, 10.0, batch=problems)
+                keys = jax.random.split(prng.as_key(0), problems)
+                fn, args = jax.jit(jax.vmap(kernel, in_axes=(0, 0, None))), (keys, targets, prior)
+            name = f"limit_{problems}x{chunk}_{'DK' if axis_major else 'KD'}"
+            out[name] = ((lambda fn=fn, args=args: fn(*args)), problems * chunk * num_chunks)
+    return out
+
+
+def coders(dim: int, args: argparse.Namespace) -> dict[str, tuple[jaxrec.Coder, str]]:
+    """``{name: (coder for one problem, coder for batches)}`` for the plain and SP coders."""
+    single_n, batch_n = args.candidates, 2**10
+    out = {
+        "pfr": (jaxrec.pfr(chunk_size=args.chunk), jaxrec.pfr(chunk_size=args.lane_chunk)),
+        "orc": (jaxrec.orc(single_n, chunk_size=args.chunk), jaxrec.orc(batch_n, chunk_size=args.lane_chunk)),
+    }
+    if dim <= SP_MAX_DIM:
+        part = jaxrec.Partition(np.full(dim, 2))
+        out["sp_pfr"] = (jaxrec.sp_pfr(part, chunk_size=args.chunk), jaxrec.sp_pfr(part, chunk_size=args.lane_chunk))
+        out["sp_orc"] = (
+            jaxrec.sp_orc(part, single_n, chunk_size=args.chunk),
+            jaxrec.sp_orc(part, batch_n, chunk_size=args.lane_chunk),
+        )
+    return out
+
+
+def measure(dim: int, args: argparse.Namespace, lanes: int) -> dict:
+    """One row: the limits, and each coder's single and batch throughput, timed interleaved."""
+    single_bits = float(np.log2(args.candidates))
+    layouts = {(1, args.chunk), (lanes, args.lane_chunk)}
+    if not args.quick:
+        layouts |= {(1, 4 * args.chunk), (64, 128), (16, 512), (8, 1024)}
+    layouts = sorted(layouts)
+    limits = limit_calls(dim, layouts, args.candidates)
+    calls = {name: call for name, (call, _) in limits.items()}
+    counts = {name: n for name, (_, n) in limits.items()}
 
     target, prior = problem(dim, single_bits)
-    encode = jax.jit(jaxrec.pfr(chunk_size=args.chunk).encode)
-    for i, key in enumerate(jax.random.split(prng.as_key(1), 4)):
-        calls[f"single_{i}"] = lambda key=key: encode(key, target, prior)
+    targets, _ = problem(dim, args.batch_bits, batch=args.batch)
+    single_keys = jax.random.split(prng.as_key(1), args.keys)
+    batch_keys = jax.random.split(prng.as_key(2), args.batch)
+    kinds = coders(dim, args)
+    for name, (one, many) in kinds.items():
+        encode = jax.jit(one.encode)
+        for i, key in enumerate(single_keys):
+            calls[f"{name}_single_{i}"] = lambda encode=encode, key=key: encode(key, target, prior)
+        batch = jax.jit(lambda k, q, p, many=many: jaxrec.encode_batch(many, k, q, p, num_lanes=lanes,
+                                                                         lane_chunk_size=args.lane_chunk))
+        calls[f"{name}_batch"] = lambda batch=batch: batch(batch_keys, targets, prior)
 
-    targets, prior = problem(dim, batch_bits, batch=BATCH)
-    keys = jax.random.split(prng.as_key(2), BATCH)
-    coder = jaxrec.pfr(chunk_size=args.lane_chunk)
-    queued = jax.jit(lambda k, q, p: jaxrec.encode_batch(coder, k, q, p, num_lanes=lanes, lane_chunk_size=args.lane_chunk))
-    calls["queue"] = lambda: queued(keys, targets, prior)
-
-    seconds, outs = best_times(calls, rounds=5)
-    rate = {name: candidates[name] / seconds[name] for name in candidates}
-    single_steps = sum(int(outs[f"single_{i}"].steps) for i in range(4))
-    single = single_steps / sum(seconds[f"single_{i}"] for i in range(4))
-
-    # vmap(encode) runs ~10x longer than the queue; one timed run is enough to show it
-    vmapped = jax.jit(jax.vmap(coder.encode, in_axes=(0, 0, None)))
-    t_vmap, vmap_codes = best_times({"vmap": lambda: vmapped(keys, targets, prior)}, rounds=1)
-    codes = outs["queue"]
-    assert np.array_equal(vmap_codes["vmap"].index, codes.index), "encode_batch must equal vmap(encode)"
-    steps = int(jnp.sum(codes.steps))
-    roof_batch = max(rate[f"roof_batch_{p}x{k}"] for p, k in shapes)
-    return {
+    seconds, outs = best_times(calls, rounds=args.rounds)
+    rate = {name: counts[name] / seconds[name] for name in counts}
+    best_single = max((n for n in rate if n.startswith("limit_1x")), key=rate.get)
+    best_batch = max((n for n in rate if not n.startswith("limit_1x") and n.startswith("limit_")), key=rate.get)
+    row: dict[str, Any] = {
         "D": dim,
-        "roofline_cands_per_s": rate["roof"],
-        "single_dinf_bits": single_bits,
-        "single_mean_steps": single_steps / 4,
-        "single_cands_per_s": single,
-        "single_ratio": single / rate["roof"],
-        "batch": BATCH,
-        "batch_dinf_bits": batch_bits,
-        "lanes": lanes,
-        "lane_chunk": args.lane_chunk,
-        "batch_roofline_cands_per_s": roof_batch,
-        "batch_roofline_by_shape": {f"{p}x{k}": rate[f"roof_batch_{p}x{k}"] for p, k in shapes},
-        "flat_roofline_cands_per_s": rate["roof_flat"],
-        "sum_steps": steps,
-        "max_steps": int(jnp.max(codes.steps)),
-        "vmap_cands_per_s": steps / t_vmap["vmap"],
-        "queue_cands_per_s": steps / seconds["queue"],
-        "batch_vmap_ratio": steps / t_vmap["vmap"] / roof_batch,
-        "batch_queue_ratio": steps / seconds["queue"] / roof_batch,
+        "limit_single_cands_per_s": rate[best_single],
+        "limit_single_layout": best_single,
+        "limit_batch_cands_per_s": rate[best_batch],
+        "limit_batch_layout": best_batch,
+        "limit_by_layout": rate,
+        "coders": {},
     }
+    for name in kinds:
+        steps = sum(int(outs[f"{name}_single_{i}"].steps) for i in range(args.keys))
+        single = steps / sum(seconds[f"{name}_single_{i}"] for i in range(args.keys))
+        batch_steps = int(jnp.sum(outs[f"{name}_batch"].steps))
+        batch = batch_steps / seconds[f"{name}_batch"]
+        row["coders"][name] = {
+            "single_mean_steps": steps / args.keys,
+            "single_cands_per_s": single,
+            "single_over_limit": single / rate[best_single],
+            "batch_sum_steps": batch_steps,
+            "batch_cands_per_s": batch,
+            "batch_over_limit": batch / rate[best_batch],
+        }
+    for sp, plain in (("sp_pfr", "pfr"), ("sp_orc", "orc")):
+        if sp in row["coders"]:
+            c = row["coders"]
+            c[sp]["single_cost_over_plain"] = c[plain]["single_cands_per_s"] / c[sp]["single_cands_per_s"]
+            c[sp]["batch_cost_over_plain"] = c[plain]["batch_cands_per_s"] / c[sp]["batch_cands_per_s"]
+    return row
+
+
+def tables(rows: list[dict], header: str) -> str:
+    lines = [header, "", "Each encoder / bulk-normal limit (candidates per second, fastest of the rounds):", "",
+             ("| D | limit single cand/s | limit batch cand/s | coder | single cand/s | single / limit | batch cand/s "
+              "| batch / limit |"), "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for name, c in r["coders"].items():
+            lines.append(
+                f"| {r['D']} | {r['limit_single_cands_per_s']:.3g} | {r['limit_batch_cands_per_s']:.3g} | {name} "
+                f"| {c['single_cands_per_s']:.3g} | {c['single_over_limit']:.2f} | {c['batch_cands_per_s']:.3g} "
+                f"| {c['batch_over_limit']:.2f} |"
+            )
+    lines += ["", "Per-candidate cost, SP coder / plain coder (goal <= 1.5):", "",
+              "| D | SP-PFR / PFR single | SP-PFR / PFR batch | SP-ORC / ORC single | SP-ORC / ORC batch |",
+              "|---|---|---|---|---|"]
+    for r in rows:
+        c = r["coders"]
+        if "sp_pfr" in c:
+            lines.append(
+                f"| {r['D']} | {c['sp_pfr']['single_cost_over_plain']:.2f} | {c['sp_pfr']['batch_cost_over_plain']:.2f} "
+                f"| {c['sp_orc']['single_cost_over_plain']:.2f} | {c['sp_orc']['batch_cost_over_plain']:.2f} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smaller problems (smoke test)")
-    parser.add_argument("--chunk", type=int, default=1024, help="chunk size of the single-problem search")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    size.add_argument("--full", action="store_true", help="2^20 candidates per call, 8 rounds")
+    parser.add_argument("--device", default=None, help="JAX platform to run on (cpu, gpu, tpu; default: JAX's default)")
+    parser.add_argument("--dims", type=int, nargs="+", default=[5, 25, 64])
+    parser.add_argument("--chunk", type=int, default=1024, help="chunk size of the single-problem searches")
     parser.add_argument("--lane-chunk", type=int, default=DEFAULT_LANE_CHUNK, help="encode_batch lane width")
     parser.add_argument("--lanes", type=int, default=None, help="encode_batch lanes (default: its own)")
-    parser.add_argument("--dims", type=int, nargs="+", default=[5, 64])
-    parser.add_argument("--batch-bits", type=float, default=None, help="D_inf of the batch problems (default 10)")
-    parser.add_argument("--tag", default="", help="suffix of the JSON file name (for extra configurations)")
+    parser.add_argument("--batch", type=int, default=None, help="problems per batch (default 1024; quick 64)")
+    parser.add_argument("--batch-bits", type=float, default=10.0, help="D_inf of the PFR batch problems")
+    parser.add_argument("--tag", default="", help="suffix of the output file names")
+    add_update_flag(parser)
     args = parser.parse_args()
+    args.candidates = 2**20 if args.full else 2**12 if args.quick else 2**17
+    args.rounds = 8 if args.full else 1 if args.quick else 3
+    args.keys = 2 if args.quick else 4
+    args.batch = args.batch or (64 if args.quick else 1024)
+    if args.quick:
+        args.chunk, args.batch_bits = min(args.chunk, 256), min(args.batch_bits, 5.0)
     lanes = args.lanes or max(1, DEFAULT_CANDIDATES_IN_FLIGHT // args.lane_chunk)
-    backend = jax.default_backend()
-    single_bits = {5: 20.0, 64: 18.0} if not args.quick else {5: 14.0, 64: 12.0}
-    batch_bits = args.batch_bits or (10.0 if not args.quick else 7.0)
-    rows = [measure(dim, args, lanes, single_bits.get(dim, 16.0), batch_bits) for dim in args.dims]
+    device = jax.devices(args.device)[0] if args.device else jax.devices()[0]
+    with jax.default_device(device):
+        rows = [measure(dim, args, lanes) for dim in args.dims]
+    backend = device.platform
     header = (
-        f"backend: {backend} ({jax.devices()[0].device_kind}); single: chunk_size {args.chunk}; "
-        f"batch: {BATCH} problems, encode_batch on {lanes} lanes x {args.lane_chunk}, vmap(encode) with chunk_size {args.lane_chunk}"
+        f"backend: {backend} ({device.device_kind}); single: chunk_size {args.chunk}, {args.candidates} candidates "
+        f"per limit call (PFR at D_inf = log2 of that, ORC/SP-ORC N = that); batch: {args.batch} problems, "
+        f"encode_batch on {lanes} lanes x {args.lane_chunk} (PFR at D_inf = {args.batch_bits} bits, ORC N = 1024); "
+        f"SP coders: J_d = 2 per axis; {args.rounds} interleaved rounds, fastest counts"
     )
-    print(header)
-    print(
-        "| D | roofline cand/s | single cand/s | single/roof | batch roofline cand/s | batch vmap/roof "
-        "| batch encode_batch/roof | batch max/mean steps |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['D']} | {r['roofline_cands_per_s']:.3g} | {r['single_cands_per_s']:.3g} | {r['single_ratio']:.2f} "
-            f"| {r['batch_roofline_cands_per_s']:.3g} | {r['batch_vmap_ratio']:.2f} | {r['batch_queue_ratio']:.2f} "
-            f"| {r['max_steps'] / (r['sum_steps'] / r['batch']):.1f} |"
-        )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{backend}{'-quick' if args.quick else ''}{args.tag}.json"
-    out.write_text(json.dumps({"header": header, "rows": rows}, indent=2))
+    text = tables(rows, header)
+    print(text)
+    stem = f"{backend}{'-quick' if args.quick else '-full' if args.full else ''}{args.tag}"
+    out = save_json(NAME, f"{stem}.json", {"header": header, "rows": rows}, update=args.update, indent=2)
+    save_text(NAME, f"{stem}.md", text, update=args.update)
     print(f"wrote {out}")
 
 

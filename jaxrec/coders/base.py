@@ -205,7 +205,10 @@ def check_pair(target: Any, prior: Any) -> None:
         _refuse_support(target, prior, "")
     if any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((target, prior))):
         return
-    infinite = np.argwhere(~np.isfinite(np.atleast_1d(np.asarray(kl(target, prior, per_dim=True)))))
+    kl_bits = kl(target, prior, per_dim=True)
+    if isinstance(kl_bits, jax.core.Tracer):  # concrete parameters closed over by a jitted function
+        return
+    infinite = np.argwhere(~np.isfinite(np.atleast_1d(np.asarray(kl_bits))))
     if infinite.size:
         _refuse_support(target, prior, f" at index {tuple(int(i) for i in infinite[0])}")
 
