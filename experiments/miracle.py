@@ -164,7 +164,7 @@ def run_one(dataset: str, parameterization: str, bits: int, means: np.ndarray, t
     report = jaxrec.codec.compress_report(codec, jnp.zeros((1,), jnp.int32), key=args.seed, coder=coder, plan=plan,
                                           group_size=group)
     compress_seconds = time.perf_counter() - tic
-    container = report.files[0]
+    container = report.archive
     path = args.out_dir / f"{name}.jbnn"
     file_bytes = bnn.save_compressed(path, net, container)
 
@@ -178,7 +178,6 @@ def run_one(dataset: str, parameterization: str, bits: int, means: np.ndarray, t
 
     scale = np.asarray(prior.scale)
     pruning = [bnn.evaluate(bundle.network, *test, prune(bundle.network, z_file, p)) for p in SPARSITIES]
-    rate = report.rates[0]
     return {
         "dataset": dataset,
         "parameterization": parameterization,
@@ -200,9 +199,9 @@ def run_one(dataset: str, parameterization: str, bits: int, means: np.ndarray, t
         "file_bytes": file_bytes,
         "file_bytes_on_disk": path.stat().st_size,
         "container_bytes": len(container),
-        "container_header_bytes": rate.header_bytes,
-        "payload_bytes": rate.payload_bytes,
-        "index_bits": rate.index_bits,
+        "container_header_bytes": report.header_bytes,
+        "payload_bytes": report.payload_bytes,
+        "index_bits": float(report.index_bits.sum()),
         "pruning_error": dict(zip(map(str, SPARSITIES), pruning)),
         "decoded_kurtosis": excess_kurtosis(z_file / scale),
         "decoded_standardized": np.histogram(z_file / scale, bins=np.linspace(-6, 6, 61))[0].tolist(),

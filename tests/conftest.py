@@ -15,3 +15,19 @@ from hypothesis import settings  # noqa: E402
 # random search would otherwise appear on one run and not the next).
 settings.register_profile("jaxrec", derandomize=True, deadline=None)
 settings.load_profile("jaxrec")
+
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drops JAX's compilation caches after each test module.
+
+    The suite compiles a few thousand programs; keeping them all alive in one process grows its
+    memory for the whole run (and a crash inside XLA's compiler was seen late in a CI run).  No
+    test shares compiled functions across modules, so nothing is recompiled more than before.
+    """
+    yield
+    jax.clear_caches()

@@ -349,11 +349,11 @@ def test_container_round_trip_and_header_models(name):
     prior_blocks = plan.split(codec.prior(), codec.prior())[1]
     block_prior = jax.tree.map(lambda a: a[0], prior_blocks)
     block_coder = case.make(partition=case.partition) if case.partition is not None else case.make()
-    for i, data in enumerate(report.files):
-        header, _ = container.read(data)
-        assert header.coder_name == name
-        assert header.models == case.models(budget, plan), (name, header.models)
-        decoded = np.asarray(jaxrec.decompress(codec, data, plan=plan))
+    header = container.read(report.archive).header
+    assert header.coder_name == name and header.num_items == len(items)
+    assert all(models == case.models(budget, plan) for models in header.groups), (name, header.groups)
+    decoded_items = np.asarray(jaxrec.decompress_batch(codec, report.archive, plan=plan))
+    for i, decoded in enumerate(decoded_items):
         block_key = prng.fold_in_index(prng.fold_in_index(prng.as_key(SEED), i), 0)
         code = jax.tree.map(functools.partial(lambda i, a: a[i, 0], i), report.code)
         assert int(code.status) == 0, name
