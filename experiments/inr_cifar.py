@@ -54,7 +54,6 @@ import numpy as np
 from _results import (
     LATEST,
     add_update_flag,
-    output_paths,
     results_dir,
     save_figure,
     save_json,
@@ -301,8 +300,9 @@ def run_coder(bundle: inr.InrBundle, name: str, images: np.ndarray, size: RunSiz
         enc_s += seconds
         enc_compile += compile_s
     report = writer.report()
-    paths = output_paths(NAME, f"files/{label}.jxr", update=args.update)
+    paths = [results_dir(NAME) / folder / "files" / f"{label}.jxr" for folder in ([LATEST, ""] if args.update else [LATEST])]
     for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(report.archive)
     on_disk = paths[0].read_bytes()
     decoded, dec_s, dec_compile = clock.measure(jaxrec.decompress_batch, bundle.codec, on_disk, plan=plan)
