@@ -29,6 +29,7 @@ partition from the training statistics. For each model and target rate:
 
     python experiments/inr_cifar.py            # default: < 45 min on 2 CPU cores (reduced, see RunSize)
     python experiments/inr_cifar.py --full     # the papers' settings (accelerator: hours)
+    python experiments/inr_cifar.py --models COMBINER --coders orc sp_orc_20 --tag sp20   # larger SP blocks
 
 Writes ``results.json``, ``results.md``, ``rd.png`` (``*_full`` with ``--full``) and the archives
 ``files/<model>-<rate>bpp-<coder>.jxr`` to ``experiments/results/inr_cifar/latest/`` (git-ignored),
@@ -460,6 +461,7 @@ def main() -> None:
     parser.add_argument("--export-default", default=None, metavar="MODEL:RATE",
                         help="copy that prior file to jaxrec/models/weights/inr-cifar10.msgpack")
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--tag", default=None, help="suffix of the result file names (results_<tag>.json, ...)")
     add_update_flag(parser)
     args = parser.parse_args()
     size = FULL if args.full else SMOKE if args.smoke else DEFAULT
@@ -527,10 +529,11 @@ def main() -> None:
         "total_seconds": time.perf_counter() - started,
         "total_cpu_seconds": time.process_time(),
     }
-    where = save_json(NAME, f"results{args.suffix}.json", result, update=args.update).parent
-    save_text(NAME, f"results{args.suffix}.md", markdown(result), update=args.update)
-    save_figure(NAME, f"rd{args.suffix}.png", plot(result), update=args.update, dpi=120)
-    print(f"wrote {where}/results{args.suffix}.{{json,md}} and rd{args.suffix}.png in {result['total_seconds'] / 60:.1f} min "
+    out = args.suffix + (f"_{args.tag}" if args.tag else "")
+    where = save_json(NAME, f"results{out}.json", result, update=args.update).parent
+    save_text(NAME, f"results{out}.md", markdown(result), update=args.update)
+    save_figure(NAME, f"rd{out}.png", plot(result), update=args.update, dpi=120)
+    print(f"wrote {where}/results{out}.{{json,md}} and rd{out}.png in {result['total_seconds'] / 60:.1f} min "
           f"({result['total_cpu_seconds'] / 60:.1f} CPU min)")
 
 
