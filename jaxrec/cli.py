@@ -194,7 +194,10 @@ def _open_archive(path: str, model: str | None) -> tuple[ArchiveReader, Any]:
         data = Path(path).read_bytes()
     except OSError as err:
         raise CommandError(f"{path}: {err.strerror or err}") from None
-    header = container.read(data).header
+    try:
+        header = container.read(data).header
+    except FormatError as err:
+        raise CommandError(f"{path}: not a valid jaxrec archive: {err}") from None
     tag = _parse_tag(header.model)
     if model is None and "name" not in tag:
         raise CommandError(f"{path}: the archive does not name its model: pass --model")
@@ -255,6 +258,8 @@ def _info(args: argparse.Namespace) -> int:
                 info = describe(Path(path).read_bytes())
             except OSError as err:
                 raise CommandError(f"{path}: {err.strerror or err}") from None
+            except FormatError as err:
+                raise CommandError(f"{path}: not a valid jaxrec archive: {err}") from None
             info["ideal_bits"] = None
             if args.model or _parse_tag(info["model"]).get("name"):
                 reader, _ = _open_archive(path, args.model)

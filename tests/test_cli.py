@@ -127,6 +127,11 @@ def test_archive_errors_are_one_line_and_write_nothing(archive, tmp_path, capsys
     target = tmp_path / "out.npy"
     status, _, err = run(["decompress", corrupt, "-o", target], capsys)
     assert status == 1 and "checksum mismatch" in err and err.count("\n") == 1 and not target.exists()
+    cut = tmp_path / "cut.jxr"
+    cut.write_bytes(data[: len(data) // 2])
+    status, _, err = run(["decompress", cut, "-o", target], capsys)
+    assert status == 1 and err.startswith(f"jaxrec decompress: {cut}: not a valid jaxrec archive: truncated")
+    assert err.count("\n") == 1 and not target.exists()
     status, _, err = run(["decompress", archive, "-o", target, "--model", "fashion-mnist-vae"], capsys)
     assert status == 1 and "another block plan" in err and not target.exists()
     status, _, err = run(["decompress", tmp_path / "none.jxr", "-o", target], capsys)

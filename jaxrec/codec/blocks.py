@@ -1,8 +1,9 @@
 """Block plans: split a D-dimensional latent into blocks of bounded KL, as MIRACLE/COMBINER/RECOMBINER do.
 
 A REC coder's work grows like ``2^{KL}`` (``2^{D_inf}`` for exact coders), so a large latent is cut
-into blocks of about ``kappa`` bits each and every block is coded separately
-(applications.md §0, §1.5, §2.7). The plan is *shared side information*: it is computed once from
+into blocks of about ``kappa`` bits each and every block is coded separately (MIRACLE: Havasi,
+Peharz & Hernandez-Lobato, ICLR 2019; COMBINER: Guo et al., NeurIPS 2023;
+RECOMBINER: He et al., ICLR 2024). The plan is *shared side information*: it is computed once from
 statistics both sides know -- typically the mean KL per latent dimension over a training set,
 ``jaxrec.kl(targets, prior, per_dim=True).mean(0)`` -- and never from the item being coded.
 
@@ -239,7 +240,7 @@ def plan_blocks(
     max_block_size: int | None = None,
     shuffle: bool = True,
 ) -> BlockPlan:
-    """Greedy block packing to a KL budget (COMBINER ``partition.py``; applications.md §1.5).
+    """Greedy block packing to a KL budget (as COMBINER's reference code does: Guo et al., NeurIPS 2023).
 
     Args:
       kl_per_dim: ``float[D]``, shared per-dimension KL statistics in bits (>= 0, finite), e.g. the

@@ -409,6 +409,13 @@ class _Reader:
         """A count of items that take at least ``per_item`` bytes each: bounded by what is left."""
         return self.varint(what, self.left // per_item + 1)
 
+    def words(self, what: str) -> int:
+        """A stream length in 32-bit words: more words than the bytes left is truncation."""
+        value = self.varint(what)
+        if value > self.left // 4:
+            raise FormatError(f"truncated: a stream of {value} words is announced, {self.left} bytes are left")
+        return value
+
     def string(self, what: str, limit: int) -> str:
         raw = self.take(self.varint(f"{what} length", limit + 1), what)
         try:
@@ -516,8 +523,8 @@ def read(data: bytes) -> Archive:
     if num_chunks * streams_per_chunk > r.left:  # every length takes a byte
         raise FormatError(f"truncated: the item table of {num_chunks} chunks does not fit in {r.left} bytes")
     header_bytes = r.pos
-    group_words = r.varint("group stream length", r.left // 4 + 1) if several else 0
-    lengths = [r.varint("stream length", r.left // 4 + 1) for _ in range(num_chunks * streams_per_chunk)]
+    group_words = r.words("group stream length") if several else 0
+    lengths = [r.words("stream length") for _ in range(num_chunks * streams_per_chunk)]
     table_bytes = r.pos - header_bytes
     expected = r.pos + 4 * (group_words + sum(lengths)) + _CRC.size
     if len(data) < expected:
