@@ -128,7 +128,8 @@ def coder_settings(full: bool) -> dict[str, inr.CoderSetting]:
       ``log2 J = 4`` bin bits and ``log2 N = 12`` index bits (the best split at 16 bits in
       ``bench_sp``'s equal-rate study).
     * ``sp_orc_20``: SP-ORC with larger blocks at ORC's sample budget: 20-bit blocks, 4 + 16 bits
-      (about 8 GB of encoder memory per image on RECOMBINER's blocks: ``--full`` only).
+      (one image per call; not in the default coder list, for time: run it with ``--coders orc
+      sp_orc_20 --tag sp20``, about 10 min per model for 8 images and 2 rates on 2 busy cores).
     * ``sp_pfr``: SP-PFR on 16-bit blocks with ``log2 J = 12``, capped at ``2^12`` steps (``2^20``
       with ``--full``); posterior scales capped at 0.95 of the prior's (a bounded ratio). On these
       posteriors ``D_inf[Q||P']`` is hundreds of bits, so every block runs to the cap: the samples
