@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -52,20 +54,26 @@ def main() -> None:
     args = parser.parse_args()
     images, _ = data.load_mnist("test", directory=args.data_dir)
     digits = np.ascontiguousarray(images[: args.num])
-    archive = output_paths(NAME, "digits.jxr", update=False)[0]  # latest/ only: the archive is never committed
+    saved = output_paths(NAME, "digits.jxr", update=False)[0]  # latest/ only: the archive is never committed
+    home = Path.cwd()
     with tempfile.TemporaryDirectory() as tmp:
-        source, decoded_path = Path(tmp) / "digits.npy", Path(tmp) / "decoded.npy"
-        np.save(source, digits)
-        start = time.perf_counter()
-        jaxrec_command("compress", "--model", "mnist-vae", "--quiet", str(source), "-o", str(archive))
-        encode_s = time.perf_counter() - start
-        start = time.perf_counter()
-        info = _info(archive)
-        info_s = time.perf_counter() - start
-        start = time.perf_counter()
-        jaxrec_command("decompress", "--quiet", str(archive), "-o", str(decoded_path))
-        decode_s = time.perf_counter() - start
-        decoded = np.load(decoded_path)
+        os.chdir(tmp)  # the commands as a user types them, with short relative names
+        try:
+            archive = Path("digits.jxr")
+            np.save("digits.npy", digits)
+            start = time.perf_counter()
+            jaxrec_command("compress", "--model", "mnist-vae", "--quiet", "digits.npy", "-o", str(archive))
+            encode_s = time.perf_counter() - start
+            start = time.perf_counter()
+            info = _info(archive)
+            info_s = time.perf_counter() - start
+            start = time.perf_counter()
+            jaxrec_command("decompress", "--quiet", str(archive), "-o", "decoded.npy")
+            decode_s = time.perf_counter() - start
+            decoded = np.load("decoded.npy")
+            shutil.copyfile(archive, saved)
+        finally:
+            os.chdir(home)
     pixels = digits.size
     exact = decoded.dtype == digits.dtype and np.array_equal(decoded, digits)
     summary = {
@@ -83,7 +91,7 @@ def main() -> None:
         "info_seconds": info_s,
     }
     print(
-        f"\n{summary['digits']} MNIST test digits -> {archive.name}: {summary['archive_bytes']} bytes "
+        f"\n{summary['digits']} MNIST test digits -> {saved.name}: {summary['archive_bytes']} bytes "
         f"= {summary['bits_per_pixel_on_disk']:.4f} bits/pixel on disk; ideal {summary['ideal_bits']:.0f} bits "
         f"= {summary['bits_per_pixel_ideal']:.4f} bits/pixel ({summary['overhead_percent']:+.3f}%)\n"
         f"coder {summary['coder']} over {summary['blocks']} blocks; compress {encode_s:.1f} s, "
