@@ -354,16 +354,15 @@ def check_positive_int(name: str, value: Any, upper: int) -> int:
 
 
 @jax.jit
-def _candidate(key: Array, index: Array, prior: Distribution) -> Array:
-    return prng.candidates(key, jnp.asarray(index, jnp.int32)[None], prior)[0]
+def stream_candidate(key: Array, index: Array, prior: Distribution, stream: Array | int = 0) -> Array:
+    """Candidate ``index`` of shared stream ``stream`` (:func:`jaxrec.core.prng.candidates`): ``(D,)``,
+    O(D) work.  Always runs compiled, so an eager call returns the same bits as the encoder's
+    (compiled) search on the same backend; XLA's fusion of ``loc + scale * z`` can differ from
+    op-by-op evaluation in the last ulp."""
+    return prng.candidates(key, jnp.asarray(index, jnp.int32)[None], prior, stream)[0]
 
 
 def decode_candidate(key: Any, code: Code, prior: Distribution) -> Array:
-    """Rebuilds candidate ``code.index`` of the shared stream 0 (:func:`jaxrec.core.prng.candidates`):
-    ``(D,)``, O(D) work (no checks; the coder's ``decode`` checks the code first).
-
-    Always runs compiled, so an eager call returns the same bits as the encoder's (compiled)
-    search on the same backend; XLA's fusion of ``loc + scale * z`` can differ from op-by-op
-    evaluation in the last ulp.
-    """
-    return _candidate(prng.as_key(key), code.index, prior)
+    """Rebuilds candidate ``code.index`` of the shared stream 0 (:func:`stream_candidate`): ``(D,)``
+    (no checks; the coder's ``decode`` checks the code first)."""
+    return stream_candidate(prng.as_key(key), code.index, prior)

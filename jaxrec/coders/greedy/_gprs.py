@@ -42,6 +42,7 @@ from jaxrec.coders.base import (
     CoderSpec,
     check_bounded_ratio,
     check_positive_int,
+    stream_candidate,
 )
 from jaxrec.coders.greedy import widths
 from jaxrec.coders.scan import scan_coder
@@ -131,7 +132,7 @@ def gprs(num_streams: int = 1, chunk_size: int = 256, max_steps: int = 2**24) ->
 
     def decode(key: Any, code: Code, prior: Distribution) -> Array:
         index = jnp.asarray(code.index)
-        return prng.candidates(prng.as_key(key), (index // num_streams)[None], prior, index % num_streams)[0]
+        return stream_candidate(prng.as_key(key), index // num_streams, prior, index % num_streams)
 
     spec = CoderSpec(
         "gprs", (("num_streams", num_streams), ("chunk_size", chunk_size), ("max_steps", max_steps))
