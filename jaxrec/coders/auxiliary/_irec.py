@@ -207,7 +207,7 @@ def irec(
         )
         def run() -> tuple[Array, Array]:
             final, scored = lax.scan(step, init, _steps(dtype))
-            return final.history[0], jnp.sum(scored)
+            return final.history[0], jnp.sum(scored, dtype=jnp.int32)
 
         status = input_status(target, prior, bounded=False)  # invalid input: no step runs
         indices, steps = lax.cond(status == OK, run, lambda: (init.history[0], jnp.int32(0)))
