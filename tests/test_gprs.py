@@ -143,6 +143,7 @@ def test_bnb_steps_grow_linearly_in_kl_not_exponentially_in_dinf():
     assert float(np.mean(dyadic.steps)) < 2 * a[0] + 2
 
 
+@pytest.mark.slow  # 23 s in the fast tier (2 shared cores, load ~6)
 def test_bnb_depth_beyond_31():
     """KL = 39 bits: paths deeper than 31 levels (no int32 heap index) decode exactly.  The target
     sits at 0, where float32 resolves its scale 2^-40 (elsewhere use float64)."""

@@ -105,6 +105,7 @@ def test_agrs_decoder_uses_only_the_message(runs):
     assert np.mean(np.asarray(dec(keys, moved, prior)[:, 0]) != xs) > 0.9
 
 
+@pytest.mark.slow  # 90 s in the fast tier (2 shared cores, load ~6)
 def test_factorized_wrapper():
     d = 3
     prior = jaxrec.DiagGaussian(jnp.asarray([0.0, 1.0, 0.0]), jnp.asarray([1.0, 2.0, 1.0]))
