@@ -50,7 +50,7 @@ PUBLISHED = (
     "Published MNIST figures (bits per dimension): negative ELBO 1.39-1.43 (A* coding: 1.43 with 20 latents, "
     "1.40 with 50; greedy rejection coding: 1.391 with 20 latents); earlier REC schemes 1.47-1.66 "
     "(A* coding 1.53 / 1.66; greedy rejection coding 1.472 with zeta-coded indices).  The space-partitioning "
-    "paper's own Table 1 numbers were not available (reference notes, space-partitioning.md §7)."
+    "paper's own Table 1 numbers were not available."
 )
 
 
@@ -285,8 +285,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{PUBLISHED}",
         "",
         "Bits are per image (784 pixels) unless the column says bpd; *latent* = ideal index bits under the file's "
-        "entropy models, *pixel* = -log2 p(x|z) under the integer tables at the decoded z, *file* = whole file "
-        "(header + both ANS streams + CRC). *Latent excess* = latent bits - KL (index coding overhead); *bias* = pixel bits "
+        "entropy models, *pixel* = -log2 p(x|z) under the integer tables at the decoded z, *file* = archive bytes per image "
+        "(one archive per chunk of images: shared header, range-coded streams, item table, CRC). *Latent excess* = latent bits - KL (index coding overhead); *bias* = pixel bits "
         "- E_q[-log2 p(x|z)] under the same integer tables (the price of an approximate sample of q); "
         "gap = total bpd - float -ELBO bpd of the same subset.",
         "",

@@ -160,8 +160,8 @@ def decode_path(key: Array, code: TreeCode, prior: DiagGaussian, split: str) -> 
     uniform, same quantile), so the result is the encoder's sample bit for bit.
     """
     dtype = prior.dtype
-    depth = code.depth.astype(jnp.int32)
-    path = code.path.astype(jnp.uint32)
+    depth = jnp.asarray(code.depth, jnp.int32)  # codes with numpy leaves (read from a file) too
+    path = jnp.asarray(code.path, jnp.uint32)
     max_level = path.shape[0] * paths.WORD_BITS
 
     def child(lo: Array, hi: Array, cut: Array, level: Array) -> tuple[Array, Array]:
