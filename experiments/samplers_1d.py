@@ -7,7 +7,7 @@ per point, one jitted call per (coder, point):
   (mean steps) against ``D_inf`` and codelength against ``D_KL`` for every coder; the coders whose
   runtime is ``2^{D_inf}`` (PFR, global/parallel GPRS, GRS) stop at ``--max-dinf`` bits.
 * **fixed-KL sweep** (``D_KL = 3`` bits, ``D_inf`` from 4 to 40 bits): the tree searches and AGRS,
-  whose runtime should follow ``D_KL``, not ``D_inf`` (rec-algorithms.md §4.5).
+  whose runtime should follow ``D_KL``, not ``D_inf`` (Flamich, NeurIPS 2023).
 * **per-dimension wrapper** (``D = 8`` coordinates of about 1 bit each): ``jaxrec.factorized`` of
   sac GPRS and of GRS against joint PFR on the same 8-D problem -- runtime and codelength overhead.
 
@@ -24,7 +24,7 @@ deterministic, in a channel setting they are not; the universal column is the fa
 Writes ``results.json``, ``table.md`` and three PNGs to ``experiments/results/samplers_1d/latest/``
 (git-ignored: timings change from run to run); ``--update`` also rewrites the committed copies in
 ``experiments/results/samplers_1d/`` (``experiments/_results.py``).  The published points from the
-GPRS repository (rec-algorithms.md §4.5, channel setup not recovered) are listed next to ours in
+GPRS repository (channel setup not recovered) are listed next to ours in
 ``table.md``.
 
     python experiments/samplers_1d.py            # about 5 minutes on 2 CPU cores
@@ -51,7 +51,7 @@ from jaxrec.coders.tree import paths
 
 NAME = "samplers_1d"
 EXPONENTIAL = ("pfr", "gprs", "gprs_parallel", "grs")  # runtime 2^{D_inf}
-PUBLISHED = [  # rec-algorithms.md §4.5 (GPRS repo data/figure2): mean steps; codelength bits
+PUBLISHED = [  # the GPRS repository's data/figure2: mean steps; codelength bits
     ("gprs", "global GPRS mean steps at I = 6.00 bits", 40.1),
     ("gprs", "global GPRS mean codelength at I = 6.00 bits", 9.43),
     ("gprs_sac", "sac steps per bit (slope)", 1.38),

@@ -1,6 +1,6 @@
 """Toy 5-D Gaussian experiments of He, Flamich & Hernandez-Lobato (NeurIPS 2024), Fig. 2 and Fig. 7.
 
-Setup (reference space-partitioning.md §7; the paper's exact construction is not available): the
+Setup (He, Flamich & Hernández-Lobato, NeurIPS 2024, Fig. 2; the paper's exact construction is not available): the
 coding distribution is ``P = N(0, I_5)`` and targets are ``Q = N(mu, diag sigma^2)`` with
 ``mu_d ~ N(0, 1 - sigma_d^2)``, so ``P`` is the marginal and the mutual information is
 ``I_d = -log2 sigma_d``.  Each MI level ``I`` splits its bits over the axes with a Dirichlet(1)

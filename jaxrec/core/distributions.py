@@ -373,7 +373,7 @@ def _kl_gauss_gauss(target: DiagGaussian, prior: DiagGaussian) -> Array:
 
 
 def _log_sup_gauss_gauss(target: DiagGaussian, prior: DiagGaussian) -> Array:
-    # s < 1: ln r* = -ln s + mu^2 / (2 (1 - s^2))   (rec-algorithms.md §1.1)
+    # s < 1: ln r* = -ln s + mu^2 / (2 (1 - s^2))
     # s = 1, mu = 0: r = 1; otherwise r is unbounded.
     mu, s = _gaussian_standardized(target, prior)
     one_minus_s2 = -jnp.expm1(2.0 * jnp.log(s))

@@ -2,7 +2,7 @@
 
 Tree-search coders (split-on-sample / dyadic GPRS, AS*, AD*) and adaptive GRS draw from the prior
 restricted to an interval ``(lo, hi)`` and need its mass ``P((lo, hi))``.  The textbook inverse CDF
-``Phi^{-1}(Phi(lo) + U (Phi(hi) - Phi(lo)))`` fails twice (rec-algorithms.md §11): in the upper
+``Phi^{-1}(Phi(lo) + U (Phi(hi) - Phi(lo)))`` fails twice: in the upper
 tail ``Phi(lo)`` and ``Phi(hi)`` both round to 1, and on a narrow interval the difference cancels.
 Here, for the standard normal:
 

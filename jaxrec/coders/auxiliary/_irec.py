@@ -1,5 +1,5 @@
 """iREC: REC for VAEs with auxiliary variables and beam search (Flamich, Havasi & Hernandez-Lobato,
-NeurIPS 2020; rec-algorithms.md §7).  Approximate, fixed budget.
+NeurIPS 2020).  Approximate, fixed budget.
 
 The prior ``P = N(m, diag(s_p^2))`` of a block is split into ``K`` independent auxiliary variables
 ``z = m + a_1 + ... + a_K`` with ``a_k ~ N(0, f_k s_p^2)`` and ``sum_k f_k = 1`` (shared

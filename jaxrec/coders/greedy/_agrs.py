@@ -1,7 +1,7 @@
 """Adaptive greedy rejection sampling for 1-D Gaussians (after Flamich & Theis, ISIT 2023), exact.
 
 AGRS shrinks GRS's proposal after every rejection to a *bound* ``B_k`` that contains all the
-target mass not yet accepted (rec-algorithms.md §3.3).  The paper's exact bound schedule was not
+target mass not yet accepted (Flamich & Theis, ISIT 2023).  The paper's exact bound schedule was not
 available to us; this module implements the following variant and proves it exact.
 
 **Ladder with bounds.**  Let ``S(L) = {r > L}`` (for a Gaussian pair an interval
@@ -28,7 +28,7 @@ shared dither ``D_k ~ U(0, 1)`` and sends ``n = floor(M c + D_k)``.  The bound i
 
     B_k = Phi^{-1}([chat - 1/M, chat + 1/M] ∩ [0, 1]),    chat = (n - D_k + 1/2) / M,
 
-and ``|chat - c| <= 1/(2M)`` (the dithered-quantization identity of rec-algorithms.md §3.3:
+and ``|chat - c| <= 1/(2M)`` (the subtractive-dither identity, Schuchman, IEEE Trans. Commun. Technol. 1964:
 ``floor(x + D) - D`` is ``x`` plus a uniform offset), so ``B_k ⊇ S``; its prior mass is at most
 ``2/M < 4.3 P(S)``.  Step 1 uses ``B_1 = R``.  (Bounds in ``z`` itself would be useless when ``nu``
 lies far out in a tail: their prior mass would be dominated by the side facing the bulk.)  A

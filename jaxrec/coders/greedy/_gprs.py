@@ -5,7 +5,7 @@ Shared: a Poisson process ``{(T_n, X_n)}`` on ``R_+ x Omega`` with mean measure
 
     N = min{n : T_n <= sigma(r(X_n))},     sigma(h) = int_0^h d eta / (1 - W(eta)),
 
-and ``X_N ~ Q`` exactly (rec-algorithms.md §4.1-4.3).  ``E[N] = r* = 2^{D_inf}`` and the index
+and ``X_N ~ Q`` exactly (Flamich, "Greedy Poisson rejection sampling", NeurIPS 2023).  ``E[N] = r* = 2^{D_inf}`` and the index
 entropy satisfies ``D_CS <= H[N] <= D_CS + log2(e + 1)``.  The test is done in gap coordinates,
 ``ln sigma~(u(X_n)) >= ln T_n`` with ``u(x) = ln r* - ln r(x)`` (:mod:`jaxrec.widths`: no
 cancellation at the mode, ``sigma`` tabulated once per problem).

@@ -8,7 +8,7 @@ and step ``i`` draws ``X_i ~ P`` (shared) and ``U_i ~ U(0, 1)`` (encoder-private
 
     L_{i-1} + U_i (L_i - L_{i-1}) < r(X_i),
 
-so that after step ``i`` exactly ``min(q, L_i p)`` has been accepted (rec-algorithms.md §3.2).
+so that after step ``i`` exactly ``min(q, L_i p)`` has been accepted (Harsha, Jain, McAllester & Radhakrishnan, CCC 2007; Flamich & Theis, ISIT 2023).
 ``X_K ~ Q`` exactly, ``E[K + 1] = r* = 2^{D_inf}`` and the sent integer is the number of
 rejections ``K`` (``Code.index``, 0-based position of the accepted candidate).
 

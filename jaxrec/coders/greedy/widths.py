@@ -1,4 +1,4 @@
-"""Width functions of a (target Q, prior P) pair and the GPRS stretch function (rec-algorithms.md §1, §4.2, §8).
+"""Width functions of a (target Q, prior P) pair and the GPRS stretch function (Flamich, NeurIPS 2023).
 
 With ``r = dQ/dP`` and ``r* = ess sup r``:
 
@@ -34,7 +34,7 @@ at the mode (``-1/2`` for Gaussians) and ``sigma~ ~ h`` past ``u = 40`` (relativ
 
 Supported pairs (:func:`pair_widths`): a 1-D Gaussian target narrower than a 1-D Gaussian prior
 (bounded, unimodal ratio; ``nu = mu / (1 - s^2)``, ``kappa = s^2 / (1 - s^2)`` in the prior's
-standard coordinates, §1.1), and a uniform target inside a uniform prior (any ``D``).
+standard coordinates), and a uniform target inside a uniform prior (any ``D``).
 :class:`TriangularWidths` (triangular target on a uniform prior, closed-form ``sigma``) exists for
 tests.
 """
@@ -216,7 +216,7 @@ class TriangularWidths(NamedTuple):
     """Symmetric triangular target of base ``base`` centred at ``center`` on the prior ``U(0, 1)``.
 
     ``r* = 2 / base``; with ``e = e^{-u}``: ``w_P = base (1 - e)``, ``w_Q = 1 - e^2``,
-    ``1 - W = (1 - e)^2`` and ``sigma(h) = 2h / (2 - base h)`` (rec-algorithms.md §4.2).  For tests.
+    ``1 - W = (1 - e)^2`` and ``sigma(h) = 2h / (2 - base h)`` (Flamich, NeurIPS 2023).  For tests.
     """
 
     base: Array

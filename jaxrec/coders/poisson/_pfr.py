@@ -7,7 +7,7 @@ Shared: a Poisson process ``{(T_n, X_n)}`` with mean measure ``Lebesgue x P``.  
 and ``X_{N*} ~ Q`` exactly.  Since ``T_m / r(X_m) >= T_m / M`` (``M = ess sup r``), the search
 stops at the first ``n`` with ``log T_n - log M >= min_{m<n} log(T_m / r(X_m))``; the expected
 number of candidates examined is ``M = 2^{D_inf[Q||P]}`` and ``E log2(N*+1) <= D_KL + 1``
-(reference: space-partitioning.md §3).
+(Li & El Gamal, IEEE Trans. Inf. Theory 2018).
 
 ``X_n`` is candidate ``n`` of the shared stream (:func:`jaxrec.core.prng.candidates`); the arrival
 times come from the encoder-only stream (:mod:`jaxrec.core.arrivals`, exact and chunk-invariant),

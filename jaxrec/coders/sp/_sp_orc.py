@@ -1,6 +1,6 @@
 """SP-ORC: space-partitioning ORC, i.e. SP-PFR truncated at ``N`` candidates (fixed budget).
 
-Reference notes: space-partitioning.md §5.5.  Candidates, bins, arrival times and scores are those
+Candidates, bins, arrival times and scores are those
 of :mod:`jaxrec.coders.sp._sp_pfr`; the winner is the argmax over the first ``N`` candidates, which is
 ORC run on the search distribution ``P' = sum_j pi_j P(. | B_j)`` instead of ``P``.  Its bias is
 therefore governed by ``D_KL[Q||P']`` (:func:`jaxrec.coders.sp.partition.reweighted_kl`) rather than

@@ -1,6 +1,6 @@
 """SP-PFR: exact space-partitioning PFR (He, Flamich & Hernandez-Lobato, NeurIPS 2024).
 
-Reference notes: space-partitioning.md §5.3-5.4.  A :class:`~jaxrec.coders.sp.partition.Partition` cuts the
+A :class:`~jaxrec.coders.sp.partition.Partition` cuts the
 space into bins ``B_j`` of prior mass ``1/J``; the encoder searches bins in proportion to weights
 ``pi_j`` (:mod:`jaxrec.partition`), i.e. draws from ``P' = sum_j pi_j P(. | B_j)``, and sends the
 winner's bin ``j*`` and its index ``n*`` *within* the bin.

@@ -20,8 +20,7 @@ def sp_index_budget_bits(kl_budget_bits: Any, log2_num_bins: Any) -> Any:
     r"""KL budget for the within-bin index of a space-partitioning code: ``max(KL - log2 J, 0)``.
 
     The winner's within-bin index has :math:`\mathbb E\log_2(n^*+1) \le \mathbb E_Q\log_2(1 + r/J)
-    \le (\mathrm{KL} - \log_2 J) + \mathbb E_Q[(\log_2 J - \log_2 r)_+] + 1` (space-partitioning.md
-    §5.4), so ``zipf_exponent(sp_index_budget_bits(KL, log2 J))`` (``eta = budget + 1``) fits when
+    \le (\mathrm{KL} - \log_2 J) + \mathbb E_Q[(\log_2 J - \log_2 r)_+] + 1` (He, Flamich & Hernández-Lobato, NeurIPS 2024), so ``zipf_exponent(sp_index_budget_bits(KL, log2 J))`` (``eta = budget + 1``) fits when
     ``log2 J`` stays below the typical ``log2 r``.  Both sides derive it from shared statistics
     (e.g. the block's MI and its partition), never from the item's own KL.  Works on floats or arrays.
     """

@@ -1,7 +1,6 @@
 """Space partitions for REC: equal-prior-mass grids, MI-driven interval counts, bin weights.
 
-Space-partitioning REC (He, Flamich & Hernandez-Lobato, NeurIPS 2024; reference notes
-space-partitioning.md §5) searches a grid of bins ``B_j`` in proportion to weights ``pi_j``.
+Space-partitioning REC (He, Flamich & Hernandez-Lobato, NeurIPS 2024) searches a grid of bins ``B_j`` in proportion to weights ``pi_j``.
 
 **Grid.**  Axis ``d`` of a factorized prior ``P`` is cut into ``J_d`` intervals of equal prior mass,
 ``I_{d,k} = [F_d^{-1}(k / J_d), F_d^{-1}((k + 1) / J_d))``; a bin is a multi-index ``j = (k_1..k_D)``

@@ -40,7 +40,7 @@ layout, within a few ulps otherwise (XLA CPU rounds transcendentals differently 
 array sizes, and the node sample is a truncated-normal quantile).
 
 Scope: a **1-D** Gaussian target against a 1-D Gaussian prior with ``scale_q < scale_p`` (bounded
-unimodal ratio, rec-algorithms.md §1.1).  In the prior's standard coordinates
+unimodal ratio).  In the prior's standard coordinates
 ``z = (x - loc_p) / scale_p``, ``Q = N(mu, s^2)`` and ``ln r(z) = ln r* - (z - nu)^2 / (2 kappa)``
 with ``nu = mu / (1 - s^2)``, ``kappa = s^2 / (1 - s^2)``, so ``sup_(a,b) ln r = ln r(clip(nu, a, b))``.
 For ``D > 1`` apply the coder dimension by dimension with :func:`jaxrec.factorized`; each dimension

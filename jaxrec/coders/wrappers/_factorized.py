@@ -12,7 +12,7 @@ gives an exact sample of ``Q`` whenever the 1-D coder is exact::
 Dimension ``d`` uses the key ``fold_in(fold_in(key, 'DIMS'), d)``; its code is that of the 1-D
 coder on ``(Q_d, P_d)``.
 
-**Overhead** (rec-algorithms.md §11).  Runtime becomes a *sum*: ``sum_d E[steps_d]``, e.g.
+**Overhead.**  Runtime becomes a *sum*: ``sum_d E[steps_d]``, e.g.
 ``sum_d 2^{D_inf,d}`` for GPRS/GRS instead of ``2^{sum_d D_inf,d}`` for a joint search -- which is
 the point.  Codelength pays the per-index overhead in every dimension: about
 ``sum_d [D_KL,d + log2(D_KL,d + 1) + c]`` bits instead of ``D_KL + log2(D_KL + 1) + c`` (``c`` a
