@@ -48,6 +48,7 @@ def lossless():
 # Writing and reading
 
 
+@pytest.mark.slow  # 19 s in the fast tier (2 idle cores)
 def test_batches_make_the_archive_of_one_call(lossy, lossless):
     """Items keep their numbers, chunks their boundaries and likelihood batches their alignment
     whatever the batches: the bytes are those of one call."""

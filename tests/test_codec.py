@@ -163,6 +163,7 @@ def test_round_trip_through_bytes_rebuilds_the_encoders_candidates(batch, plan):
     np.testing.assert_array_equal(some, decoded[[60, 3, 25, 3]])
 
 
+@pytest.mark.slow  # 15 s in the fast tier (2 idle cores)
 def test_single_item_files_and_one_device_give_the_same_codes(batch, plan):
     """An item keeps its code whatever the archive: alone (``compress(item=i)``), or in a batch on
     one device rather than sharded over four."""
@@ -303,6 +304,7 @@ def test_register_coder_round_trip():
         jaxrec.decompress(codec, data)
 
 
+@pytest.mark.slow  # 11 s in the fast tier (2 idle cores)
 def test_space_partitioning_coder_with_per_block_partitions():
     codec = GaussianChannel(5)
     xs = channel_items(4, 5, seed=4)

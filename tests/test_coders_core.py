@@ -116,6 +116,7 @@ def test_decode_returns_the_encoders_candidate_bit_for_bit(pfr_run):
 SMALL_TARGET, SMALL_PRIOR = PAIRS["gauss-16d"]
 
 
+@pytest.mark.slow  # 19 s in the fast tier (2 idle cores)
 def test_codes_do_not_depend_on_chunk_size_jit_or_vmap():
     keys = _keys(99, 200)
     reference = encode_many(PFR, keys, SMALL_TARGET, SMALL_PRIOR)

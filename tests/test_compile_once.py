@@ -53,6 +53,7 @@ TARGETS = jaxrec.DiagGaussian(jnp.asarray(0.5 * RNG.normal(size=(B, D)), jnp.flo
 PRIOR = jaxrec.DiagGaussian(jnp.zeros(D), jnp.ones(D))
 
 
+@pytest.mark.slow  # 9 s in the fast tier (2 idle cores)
 def test_coder_encode_batch_compiles_once():
     coder = jaxrec.pfr(chunk_size=64)
     assert_compiled_once(lambda: jax.block_until_ready(coder.encode_batch(jnp.arange(B), TARGETS, PRIOR)))
@@ -87,6 +88,7 @@ def test_compress_and_decompress_compile_once(sp):
     assert_compiled_once(lambda: jcodec.compress_report(codec, xs, key=2, coder=coder(), plan=plan))
 
 
+@pytest.mark.slow  # 9 s in the fast tier (2 idle cores)
 def test_array_pytree_codecs_compile_once():
     """Flax NNX codecs are jit arguments: a new module of the same structure reuses the compiled code."""
     from flax import nnx

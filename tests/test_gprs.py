@@ -157,6 +157,7 @@ def test_bnb_depth_beyond_31():
     assert stats.kstest(xs / 2.0**-40, stats.norm().cdf).pvalue > 1e-3
 
 
+@pytest.mark.slow  # 18 s in the fast tier (2 idle cores)
 def test_limits_and_invalid_problems_are_flagged():
     target, prior = gaussian_pair(KS_PAIRS[2])
     keys = jax.random.split(jax.random.key(0), N)

@@ -142,6 +142,7 @@ def test_uniform_pair_grs():
     assert abs(steps.mean() - 4.0) < 4 * steps.std() / np.sqrt(N)
 
 
+@pytest.mark.slow  # 11 s in the fast tier (2 idle cores)
 def test_invalid_problems_and_bad_inputs():
     prior = jaxrec.DiagGaussian(0.0, 1.0)
     keys = jax.random.split(jax.random.key(0), N)

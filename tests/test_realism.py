@@ -160,6 +160,7 @@ def test_gaussian_channel_target_and_statistics():
             GaussianChannel(**bad)
 
 
+@pytest.mark.slow  # 13 s in the fast tier (2 idle cores)
 def test_rec_through_an_archive_samples_the_channel_exactly():
     """PFR on blocks of 4 coordinates: the decoded Xh is N(0, 1) (KS over 5120 coordinates and on
     projections), has correlation rho with X and the bound's MSE."""
@@ -323,6 +324,7 @@ def test_lossy_vae_reconstructions(small_vae):
     assert len(words) == 3
 
 
+@pytest.mark.slow  # 9 s in the fast tier (2 idle cores)
 def test_lossy_vae_round_trip_through_an_archive(small_vae):
     codec = LossyVAE(small_vae, reconstruction="sample", seed=1)
     images = np.random.default_rng(0).integers(0, 256, (5, 4, 3), dtype=np.uint8)

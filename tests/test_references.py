@@ -253,6 +253,7 @@ def _tree_keys(n: int, seed: int):
     return jax.random.split(prng.as_key(seed), n)
 
 
+@pytest.mark.slow  # 9 s in the fast tier (2 idle cores)
 def test_dadstar_returns_the_argmax_over_every_node_of_its_tree():
     depth, keys = 5, _tree_keys(400, 21)
     codes = jax.jit(jax.vmap(jaxrec.dadstar(depth).encode, in_axes=(0, None, None)))(keys, TREE_TARGET, TREE_PRIOR)

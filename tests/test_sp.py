@@ -154,6 +154,7 @@ def test_sp_pfr_codelength_bound():
     assert index_bits <= np.mean(np.log2(1.0 + 2.0 ** (log2_r - log2_j))) + 0.05
 
 
+@pytest.mark.slow  # 10 s in the fast tier (2 idle cores)
 def test_codes_round_trip_through_bytes():
     """SP codes -> bytes (uniform bins per axis, Zipf index) -> codes -> the same samples."""
     _, targets, prior, part, _, codes, xs = case_run("d5_sup")
@@ -235,6 +236,7 @@ def test_shared_visit_counters_keep_samples_exact_and_codes_chunk_invariant():
     np.testing.assert_array_equal(xs, other_xs)
 
 
+@pytest.mark.slow  # 13 s in the fast tier (2 idle cores)
 def test_padding_with_dead_axes_keeps_the_codes():
     """A block padded with coordinates where target == prior (one interval each) gives the code of
     the unpadded block: candidate words do not depend on the width (the codec pads blocks)."""
@@ -271,6 +273,7 @@ def test_traced_counts_above_the_table_width_are_invalid_input():
         np.testing.assert_array_equal(np.asarray(code.steps)[1:], 0)
 
 
+@pytest.mark.slow  # 24 s in the fast tier (2 idle cores)
 def test_sp_orc_encode_batch_equals_vmapped_encode():
     """SP-ORC on refilling lanes gives the codes of vmap(encode); indices are candidate numbers < N."""
     targets = target_rows(SIGMA5Q, _z(1, 5, 5, 0.5), 8)
@@ -285,6 +288,7 @@ def test_sp_orc_encode_batch_equals_vmapped_encode():
     assert np.all(np.asarray(plain.index) < 300) and np.all(np.asarray(plain.steps) <= 300)
 
 
+@pytest.mark.slow  # 17 s in the fast tier (2 idle cores)
 def test_encode_batch_equals_vmapped_encode():
     _, targets, prior, part, weights, codes, _ = case_run("d5_sup")
     every = slice(None, None, 25)  # 200 problems
@@ -349,6 +353,7 @@ def test_sp_pfr_float64_is_exact():
     assert stats.kstest(u, "uniform").pvalue > 1e-3
 
 
+@pytest.mark.slow  # 10 s in the fast tier (2 idle cores)
 def test_max_steps_sets_exhausted():
     target = jaxrec.DiagGaussian(jnp.array([2.0]), jnp.array([0.05]))
     coder = jaxrec.sp_pfr(Partition(np.array([8])), "q_mass", chunk_size=4, max_steps=8)
