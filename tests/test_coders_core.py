@@ -241,3 +241,15 @@ def test_orc_indices_are_in_range_and_match_pfr_when_the_budget_suffices():
 def test_bad_input_raises_clear_errors(call, match):
     with pytest.raises(InvalidArgumentError, match=match):
         call()
+
+
+def test_pfr_defaults_and_argument_names_in_errors():
+    """The documented defaults (they go into file headers), and errors that start with the name of
+    the argument at fault."""
+    assert jaxrec.pfr().spec.kwargs == {"chunk_size": 1024, "max_steps": 2**26}
+    assert jaxrec.orc(2**20).spec.kwargs == {"num_samples": 2**20, "chunk_size": 1024}
+    assert jaxrec.mrc(100).spec.kwargs == {"num_samples": 100, "chunk_size": 100}
+    for call, name in [(lambda: jaxrec.pfr(max_steps=0), "max_steps"), (lambda: jaxrec.orc(0), "num_samples"),
+                       (lambda: jaxrec.mrc(-3), "num_samples"), (lambda: jaxrec.pfr(chunk_size=0), "chunk_size")]:  # fmt: skip
+        with pytest.raises(InvalidArgumentError, match=rf"^{name} must be an int in \[1, "):
+            call()

@@ -355,3 +355,14 @@ def test_bit_flips_raise_only_format_error(specs, seed, data):
     bit = data.draw(st.integers(0, 8 * len(valid) - 1))
     valid[bit // 8] ^= 1 << (bit % 8)
     decode_or_format_error(bytes(valid), specs)
+
+
+def test_malformed_stream_lists_raise_naming_the_argument():
+    with pytest.raises(InvalidArgumentError, match=r"^streams must be a sequence of \(indices, model\) pairs, got "):
+        entropy.encode_streams(5)
+    with pytest.raises(InvalidArgumentError, match=r"^streams\[1\] must be an \(indices, model\) pair, got "):
+        entropy.encode_streams([([0], ZIPF), ([0], ZIPF, 3)])
+    with pytest.raises(InvalidArgumentError, match=r"^specs must be a sequence of \(model, count\) pairs, got "):
+        entropy.decode_streams(b"", 3)
+    with pytest.raises(InvalidArgumentError, match=r"^specs\[0\] must be an \(model, count\) pair, got "):
+        entropy.decode_streams(b"", [(ZIPF,)])

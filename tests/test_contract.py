@@ -406,3 +406,16 @@ def test_encode_batch_with_a_batched_prior_equals_vmap(name):
     vmapped = jax.jit(jax.vmap(coder.encode))(keys, targets, priors)
     for field, value in _fields(vmapped).items():
         np.testing.assert_array_equal(_fields(batched)[field], value, err_msg=f"{name} {field}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_spec_names_the_registry_entry_and_rebuilds_the_coder(name):
+    """A coder's spec (what a file header stores) carries its registered name and every parameter
+    the registry passes back to the factory, which rebuilds the same coder from it (what
+    ``decompress`` does; a space-partitioning coder also gets its partition)."""
+    case, entry = CASES[name], REGISTRY[name]
+    coder = case.make()
+    assert coder.spec.name == name
+    kwargs = {param: coder.spec.kwargs[param] for param in entry.params}
+    rebuilt = entry.factory(case.partition, **kwargs) if entry.partitioned else entry.factory(**kwargs)
+    assert rebuilt.spec == coder.spec

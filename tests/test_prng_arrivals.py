@@ -161,3 +161,14 @@ def test_arrival_times_stay_accurate_past_2_pow_24():
     with jax.enable_x64(True):
         t64 = np.asarray(arrivals.to_float(limbs, jnp.float64))
     np.testing.assert_array_equal(t64, exact)
+
+
+def test_increments_at_the_ends_of_the_word_range():
+    """``U = 1`` (top 24 bits all ones) gives ``E = 0``, rounded up to one tick so that ``T_n``
+    strictly increases; the smallest ``U = 2^-24`` gives the largest increment
+    ``ceil(24 ln 2 * 2^24)``, far below ``2^32``."""
+    words = jnp.array([0xFFFFFFFF, 0xFFFFFF00, 0x000000FF, 0, 0x80000000], jnp.uint32)
+    u = ((np.asarray(words) >> 8) + 1.0) * 2.0**-24
+    expected = np.maximum(np.ceil(-np.log(u) * 2**24), 1)  # float64 agrees with float32 at these words
+    assert expected[0] == expected[1] == 1 and expected[3] == np.ceil(24 * np.log(2) * 2**24) < 2**29
+    np.testing.assert_array_equal(np.asarray(arrivals.increments_from_words(words)), expected)

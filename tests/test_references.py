@@ -378,3 +378,48 @@ def test_arrival_sums_are_exact_for_the_largest_chunk_and_larger_chunks_are_refu
     jaxrec.pfr(chunk_size=size)
     with pytest.raises(jaxrec.InvalidArgumentError, match="chunk_size must be an int in"):
         jaxrec.pfr(chunk_size=size + 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# ORC and MRC: argmaxes over a fixed budget of candidates
+
+
+@functools.cache
+def _private_words(max_n: int):
+    """Jitted ``keys (P,) -> uint32 (P, max_n)``: word 0 of each index's encoder-only words."""
+    ns = jnp.arange(max_n, dtype=jnp.int32)
+    return jax.jit(jax.vmap(lambda k: prng.counter_words(prng.private_stream(k), ns, 1)[0]))
+
+
+def test_orc_and_mrc_equal_argmax_references_over_their_budget():
+    """ORC (Theis & Yosri 2022) is PFR cut at ``N`` candidates: the PFR reference's index and steps
+    while its stop rule fires within the budget, else the argmax of ``log r(X_n) - log T_n`` over
+    ``n < N`` and ``N`` steps.  MRC (Havasi et al. 2019) is ``argmax_{n<N} log r(X_n) + G_n`` with
+    ``G_n = -log(-log U_n)``, ``U_n = (m_n + 1/2) 2^-24`` from the top 24 bits of index ``n``'s
+    encoder-only word, always ``N`` steps.  Scores in float64 here, float32 in the library: the
+    seeds are fixed, and no winner of these problems is within rounding of the runner-up."""
+    target, prior = PFR_PAIRS["gauss-2d"]
+    keys = jax.random.split(prng.as_key(12), 48)
+    budget = 8
+    xs, increments = (np.asarray(a) for a in _shared_draws(1024)(keys, prior))
+    u = ((np.asarray(_private_words(budget)(keys)) >> 8) + 0.5) * 2.0**-24
+    gumbels = -np.log(-np.log(u))
+    for factory in (jaxrec.orc, jaxrec.mrc):
+        codes = jax.jit(jax.vmap(factory(budget, chunk_size=4).encode, in_axes=(0, None, None)))(keys, target, prior)
+        assert np.all(np.asarray(codes.status) == 0)
+        got = np.stack([np.asarray(codes.index), np.asarray(codes.steps)], axis=1)
+        want = []
+        for i in range(len(keys)):
+            log_r = log_density(target, xs[i, :budget].astype(np.float64)) - log_density(prior, xs[i, :budget].astype(np.float64))
+            if factory is jaxrec.mrc:
+                want.append((int(np.argmax(log_r + gumbels[i])), budget))
+                continue
+            index, steps = pfr_sequential(xs[i].astype(np.float64), increments[i], target, prior)
+            if steps > budget:
+                log_t = np.log(np.cumsum(increments[i, :budget].astype(np.int64)).astype(np.float64) * 2.0**-24)
+                index, steps = int(np.argmax(log_r - log_t)), budget
+            want.append((index, steps))
+        want = np.array(want)
+        np.testing.assert_array_equal(got, want, err_msg=factory.__name__)
+        if factory is jaxrec.orc:  # both branches of the reference are exercised
+            assert np.any(want[:, 1] == budget) and np.any(want[:, 1] < budget)
