@@ -25,6 +25,7 @@ import argparse
 import os
 import re
 import shlex
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -52,16 +53,35 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
     "coders/base": ("test_contract.py", "test_coders_core.py"),
     "coders/scan": ("test_contract.py", "test_coders_core.py"),
     "coders/registry": ("test_contract.py", "test_codec.py"),
-    "coders/poisson/_pfr": ("test_references.py", "test_coders_core.py", "test_contract.py"),
+    "coders/poisson/_pfr": (  # the fast tests that reach the coder (of 3 files)
+        "test_references.py::test_pfr_index_and_steps_equal_a_sequential_reference",
+        "test_coders_core.py::test_exhausted_flag_and_unbounded_ratio",
+        "test_coders_core.py::test_pfr_defaults_and_argument_names_in_errors",
+        "test_contract.py::test_every_registered_coder_has_a_contract_case",
+        "test_contract.py::test_spec_names_the_registry_entry_and_rebuilds_the_coder",
+        "test_coders_core.py::test_orc_indices_are_in_range_and_match_pfr_when_the_budget_suffices",
+        "test_coders_core.py::test_bad_input_raises_clear_errors",
+        "test_references.py::test_orc_and_mrc_equal_argmax_references_over_their_budget",
+        "test_references.py::test_arrival_sums_are_exact_for_the_largest_chunk_and_larger_chunks_are_refused",
+        "test_contract.py::test_bad_arguments_raise_invalid_argument_error[pfr]",
+    ),
     "coders/poisson/_orc": (
         "test_references.py::test_orc_and_mrc_equal_argmax_references_over_their_budget",
-        "test_coders_core.py",
-        "test_contract.py",
+        "test_coders_core.py::test_orc_indices_are_in_range_and_match_pfr_when_the_budget_suffices",
+        "test_contract.py::test_every_registered_coder_has_a_contract_case",
+        "test_contract.py::test_spec_names_the_registry_entry_and_rebuilds_the_coder",
+        "test_coders_core.py::test_pfr_defaults_and_argument_names_in_errors",
+        "test_coders_core.py::test_bad_input_raises_clear_errors",
+        "test_contract.py::test_bad_arguments_raise_invalid_argument_error[orc]",
     ),
     "coders/poisson/_mrc": (
         "test_references.py::test_orc_and_mrc_equal_argmax_references_over_their_budget",
-        "test_coders_core.py",
-        "test_contract.py",
+        "test_coders_core.py::test_orc_indices_are_in_range_and_match_pfr_when_the_budget_suffices",
+        "test_contract.py::test_every_registered_coder_has_a_contract_case",
+        "test_contract.py::test_spec_names_the_registry_entry_and_rebuilds_the_coder",
+        "test_coders_core.py::test_pfr_defaults_and_argument_names_in_errors",
+        "test_coders_core.py::test_bad_input_raises_clear_errors",
+        "test_contract.py::test_bad_arguments_raise_invalid_argument_error[mrc]",
     ),
     "coders/sp/partition": ("test_partition.py", "test_sp.py"),
     "coders/sp/message": ("test_sp.py", "test_contract.py"),
@@ -77,9 +97,17 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
     "coders/tree/_gprs_bnb": ("test_treesearch.py", "test_contract.py"),
     "coders/auxiliary/_irec": ("test_irec.py", "test_contract.py"),
     "coders/wrappers/_factorized": ("test_contract.py", "test_gprs.py"),
-    "entropy/bits": ("test_coding.py",),
+    "entropy/bits": (
+        "test_coding.py",
+        "test_invalid_arguments.py::test_ideal_codelengths",
+        "test_invalid_arguments.py::test_public_helpers_refuse_wrong_types",
+    ),
     "entropy/models": ("test_coding.py",),
-    "entropy/streams": ("test_coding.py",),
+    "entropy/streams": (
+        "test_coding.py",
+        "test_invalid_arguments.py::test_index_streams_round_trip",
+        "test_invalid_arguments.py::test_public_helpers_refuse_wrong_types",
+    ),
     "codec/container": ("test_container.py", "test_codec.py"),
 }
 
@@ -107,6 +135,7 @@ def _exists(clone: Path, name: str) -> bool:
     """Whether test file ``name`` (or test ``file::test``) exists at the clone's commit: pytest fails on
     a missing one, which mutmut would count as a kill of every mutant."""
     path, _, test = name.partition("::")
+    test = test.split("[")[0]  # a parametrized case: its function
     file = clone / "tests" / path
     return file.exists() and (not test or re.search(rf"^def {re.escape(test)}\(", file.read_text(), re.MULTILINE) is not None)
 
@@ -133,21 +162,10 @@ def environment(clone: Path) -> dict:
     return env
 
 
-def summary(clone: Path, env: dict) -> dict[str, int]:
-    """Counts per mutmut status from ``mutmut results`` (killed = mutants minus the listed ones)."""
-    text = _run([sys.executable, "-m", "mutmut", "results"], clone, env, check=False)
-    counts: dict[str, int] = {}
-    section = None
-    for line in text.splitlines():
-        head = re.match(r"^(Survived|Timed out|Suspicious|Untested|Skipped)", line.strip())
-        if head:
-            section = head.group(1)
-            counts.setdefault(section, 0)
-            continue
-        ids = re.findall(r"\b(\d+)(?:-(\d+))?\b", line) if section and line.startswith("    ") else []
-        for start, end in ids:
-            counts[section] += int(end) - int(start) + 1 if end else 1
-    return counts
+def summary(clone: Path) -> dict[str, int]:
+    """Mutants per mutmut status (``ok_killed``, ``bad_survived``, ``bad_timeout``, ...), read from the cache."""
+    with sqlite3.connect(f"file:{clone / '.mutmut-cache'}?mode=ro", uri=True) as db:
+        return dict(db.execute("SELECT status, COUNT(*) FROM Mutant GROUP BY status ORDER BY status").fetchall())
 
 
 def main() -> None:
@@ -175,7 +193,7 @@ def main() -> None:
         ]
         subprocess.run(cmd, check=False, cwd=clone, env=env)
     print(_run([sys.executable, "-m", "mutmut", "results"], clone, env, check=False))
-    print(args.module, summary(clone, env))
+    print(args.module, summary(clone))
 
 
 if __name__ == "__main__":
