@@ -160,11 +160,10 @@ def scan_coder(
                 stacklevel=3,
             )
 
-    def encode(key: Any, target: Distribution, prior: Distribution) -> Any:
-        key = prng.as_key(key)
-        check_single(target, prior)
-        validate(target, prior)
-        warn_if_hopeless(target, prior)
+    # Compiled once per coder and shapes: an eager encode call neither retraces nor recompiles the
+    # search loop (under an outer jit or vmap it is inlined).
+    @jax.jit
+    def search_one(key: Array, target: Distribution, prior: Distribution) -> Any:
         status0 = status_before_search(target, prior)
         problem = target if precompute is None else precompute(target, prior)
         chunk_fn, init_state = prepare(key, problem, prior)
@@ -172,7 +171,14 @@ def scan_coder(
             masked_chunk_fn(chunk_fn, status0 == OK), init_state, chunk_size=chunk_size, max_candidates=max_candidates,
             score_dtype=prior.dtype,
         )
-        code = make_code(res, status0, prior)
+        return make_code(res, status0, prior)
+
+    def encode(key: Any, target: Distribution, prior: Distribution) -> Any:
+        key = prng.as_key(key)
+        check_single(target, prior)
+        validate(target, prior)
+        warn_if_hopeless(target, prior)
+        code = search_one(key, target, prior)
         warn_status(code)
         return code
 
@@ -219,9 +225,11 @@ def scan_coder(
         )
         return jax.vmap(lambda r, s, p: make_code(r, s, p))(res, status0, priors)
 
+    compiled_decode = jax.jit(decode)  # once per coder, as search_one
+
     def checked_decode(key: Any, code: Any, prior: Distribution) -> Array:
         check_code(code, code_class, spec.name, prior)
-        return decode(key, code, prior)
+        return compiled_decode(prng.as_key(key), code, prior)
 
     return Coder(encode, checked_decode, spec, encode_batch)
 

@@ -172,7 +172,12 @@ def irec(
 
     def encode(key: Any, target: Distribution, prior: Distribution) -> IrecCode:
         _check_problem(target, prior)
-        key = prng.as_key(key)
+        code = search_beams(prng.as_key(key), target, prior)
+        warn_status(code)
+        return code
+
+    @jax.jit  # compiled once per coder and shapes: eager calls do not recompile the beam search
+    def search_beams(key: Array, target: Distribution, prior: Distribution) -> IrecCode:
         dtype = prior.dtype
         ns = jnp.arange(num_samples, dtype=jnp.int32)
         width = beam_width
@@ -211,9 +216,7 @@ def irec(
 
         status = input_status(target, prior, bounded=False)  # invalid input: no step runs
         indices, steps = lax.cond(status == OK, run, lambda: (init.history[0], jnp.int32(0)))
-        code = IrecCode(indices, steps, status, **origin("irec", prior))
-        warn_status(code)
-        return code
+        return IrecCode(indices, steps, status, **origin("irec", prior))
 
     def decode(key: Any, code: IrecCode, prior: Distribution) -> Array:
         check_code(code, IrecCode, "irec", prior)
@@ -222,7 +225,11 @@ def irec(
         indices = jnp.asarray(code.indices)
         if indices.shape != (num_aux,):
             raise InvalidArgumentError(f"code.indices must have shape ({num_aux},), got {indices.shape}")
-        key = prng.as_key(key)
+        return sum_indexed_candidates(prng.as_key(key), indices, prior)
+
+    @jax.jit
+    def sum_indexed_candidates(key: Array, indices: Array, prior: DiagGaussian) -> Array:
+        """``mu_P + sum_k a_k``: the auxiliary candidates the indices name, ``(D,)``."""
 
         def add(partial: Array, per_step: tuple[Array, Array, Array, Array, Array]) -> tuple[Array, None]:
             k, fraction, _, _, n = per_step

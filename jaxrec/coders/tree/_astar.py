@@ -176,15 +176,19 @@ def _tree_coder(name: str, split: str, *, capacity: int, max_steps: int, max_dep
     check_positive_int("max_steps", max_steps, 2**31 - 3)
     check_positive_int("max_depth" if exact else "depth", max_depth, paths.MAX_DEPTH)
 
-    def encode(key: Any, target: Distribution, prior: Distribution) -> TreeCode:
-        _check_problem(name, target, prior)
+    @jax.jit  # compiled once per coder and dtype: eager calls do not recompile the search
+    def search_tree(key: Array, target: Distribution, prior: Distribution) -> TreeCode:
         status0 = input_status(target, prior, bounded=True)
         depth, path, steps, exhausted = _search(
-            prng.as_key(key), gaussian_ratio(target, prior), prior.dtype, status0 == OK, split=split,
+            key, gaussian_ratio(target, prior), prior.dtype, status0 == OK, split=split,
             capacity=capacity, max_steps=max_steps, max_depth=max_depth, exact=exact,
         )
         status = search_status(status0, ~exhausted, exact=True)
-        code = TreeCode(depth, path, jnp.where(status0 == OK, steps, 0), status, **origin(name, prior))
+        return TreeCode(depth, path, jnp.where(status0 == OK, steps, 0), status, **origin(name, prior))
+
+    def encode(key: Any, target: Distribution, prior: Distribution) -> TreeCode:
+        _check_problem(name, target, prior)
+        code = search_tree(prng.as_key(key), target, prior)
         warn_status(code)
         return code
 

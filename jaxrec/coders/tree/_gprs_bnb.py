@@ -188,15 +188,19 @@ def gprs_bnb(split: str = "sample", capacity: int = 64, max_steps: int = 2**12, 
     check_positive_int("max_steps", max_steps, 2**31 - 3)
     check_positive_int("max_depth", max_depth, paths.MAX_DEPTH)
 
-    def encode(key: Any, target: Distribution, prior: Distribution) -> TreeCode:
-        _check_problem(target, prior)
+    @jax.jit  # compiled once per coder and dtype: eager calls do not recompile the search
+    def search_tree(key: Array, target: Distribution, prior: Distribution) -> TreeCode:
         status0 = input_status(target, prior, bounded=True)
         depth, path, steps, exhausted = _search(
-            prng.as_key(key), width_tables(target, prior), prior.dtype, status0 == OK, split=split,
+            key, width_tables(target, prior), prior.dtype, status0 == OK, split=split,
             capacity=capacity, max_steps=max_steps, max_depth=max_depth,
         )
         status = search_status(status0, ~exhausted, exact=True)
-        code = TreeCode(depth, path, jnp.where(status0 == OK, steps, 0), status, **origin("gprs_bnb", prior))
+        return TreeCode(depth, path, jnp.where(status0 == OK, steps, 0), status, **origin("gprs_bnb", prior))
+
+    def encode(key: Any, target: Distribution, prior: Distribution) -> TreeCode:
+        _check_problem(target, prior)
+        code = search_tree(prng.as_key(key), target, prior)
         warn_status(code)
         return code
 

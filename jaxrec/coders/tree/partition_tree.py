@@ -12,6 +12,7 @@ from the root and rebuilds the chosen node's sample bit for bit.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -186,9 +187,11 @@ def make_decoder(split: str, name: str) -> Callable[[Any, TreeCode, Distribution
     """The decoder of coder ``name`` on this tree with split rule ``split``: checks, then
     :func:`decode_path` (decoding depends only on the split rule, not on capacity, limits or ``W``)."""
 
+    compiled = jax.jit(functools.partial(decode_path, split=split))  # once per decoder and shapes
+
     def decode(key: Any, code: TreeCode, prior: Distribution) -> Array:
         check_tree_code(code, name, prior)
-        return decode_path(prng.as_key(key), code, prior, split)
+        return compiled(prng.as_key(key), code, prior)
 
     return decode
 

@@ -82,16 +82,22 @@ def factorized(coder: Coder) -> Coder:
     def encode(key: Any, target: Distribution, prior: Distribution) -> Any:
         check_single(target, prior)
         check_bounded_ratio(target, prior, per_dim=True)
+        return encode_dims(prng.as_key(key), target, prior).replace(coder=label, event_size=target.event_size)
+
+    @jax.jit  # compiled once per wrapper and shapes: eager calls do not recompile the inner searches
+    def encode_dims(key: Array, target: Distribution, prior: Distribution) -> Any:
         num_dims = target.event_size
         keys = dimension_keys(key, num_dims)
-        code = jax.vmap(coder.encode)(keys, _per_dim(target, num_dims), _per_dim(prior, num_dims))
-        return code.replace(coder=label, event_size=num_dims)
+        return jax.vmap(coder.encode)(keys, _per_dim(target, num_dims), _per_dim(prior, num_dims))
 
     def decode(key: Any, code: Any, prior: Distribution) -> Array:
         # one code per dimension: every leaf ends in the axis D (the code's event size, checked against the prior's)
         check_code(code, CodeBase, label, prior, code_batch=(code.event_size,) if isinstance(code, CodeBase) else ())
+        return decode_dims(prng.as_key(key), code.replace(coder=coder.spec.name, event_size=1), prior)
+
+    @jax.jit
+    def decode_dims(key: Array, inner: Any, prior: Distribution) -> Array:
         num_dims = prior.event_size
-        inner = code.replace(coder=coder.spec.name, event_size=1)
         xs = jax.vmap(coder.decode)(dimension_keys(key, num_dims), inner, _per_dim(prior, num_dims))
         return xs[..., 0]
 
