@@ -253,3 +253,17 @@ def test_pfr_defaults_and_argument_names_in_errors():
                        (lambda: jaxrec.mrc(-3), "num_samples"), (lambda: jaxrec.pfr(chunk_size=0), "chunk_size")]:  # fmt: skip
         with pytest.raises(InvalidArgumentError, match=rf"^{name} must be an int in \[1, "):
             call()
+
+
+@pytest.mark.parametrize("coder", [jaxrec.pfr(chunk_size=16), jaxrec.mrc(16)], ids=["pfr", "mrc"])
+def test_float32_codes_do_not_depend_on_the_x64_flag(coder):
+    """A float32 problem is computed in float32 whether or not x64 is enabled (the search state takes
+    the prior's dtype, not the default float), so the codes are the same (ORC shares PFR's scan)."""
+    target, prior = PAIRS["gauss-1d-offset-prior"]
+    keys = _keys(5, 16)
+    encode = lambda: jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None)))(keys, target, prior)  # noqa: E731
+    plain = encode()
+    with jax.enable_x64(True):
+        wide = encode()
+    for field in ("index", "steps", "status"):
+        np.testing.assert_array_equal(getattr(wide, field), getattr(plain, field))

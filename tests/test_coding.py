@@ -366,3 +366,28 @@ def test_malformed_stream_lists_raise_naming_the_argument():
         entropy.decode_streams(b"", 3)
     with pytest.raises(InvalidArgumentError, match=r"^specs\[0\] must be an \(model, count\) pair, got "):
         entropy.decode_streams(b"", [(ZIPF,)])
+
+
+def test_codelength_arguments_are_checked_and_the_message_names_the_first_bad_entry():
+    """Indices are whole numbers ``>= 0`` (floats only with integral values), ``alpha`` a finite real
+    ``> 1``, ``num_symbols`` whole ``>= 1``; messages start with the argument's name and show the
+    first bad entry and its position."""
+    cases = [
+        (lambda: entropy.zipf_bits(-1, 1.5), r"^index must be whole numbers >= 0, got -1$"),
+        (lambda: entropy.elias_gamma_bits(np.array([0.0, 1.5])), r"^index must be whole numbers >= 0, got 1\.5 at index \(1,\)$"),
+        (lambda: entropy.elias_delta_bits(np.array([[2.0, 1.0], [-1.0, 0.5]])), r"^index must be .* got -1\.0 at index \(1, 0\)$"),
+        (lambda: entropy.zipf_bits(np.array([np.nan]), 1.5), r"^index must be .* got nan at index \(0,\)$"),
+        (lambda: entropy.zipf_bits(np.array([3.0, np.inf]), 1.5), r"^index must be .* got inf at index \(1,\)$"),
+        (lambda: entropy.zipf_bits([[1, 2], [3]], 1.5), r"^index must be an array of whole numbers >= 0, got "),
+        (lambda: entropy.zipf_bits(0, np.inf), r"^alpha must be a finite real number > 1"),
+        (lambda: entropy.zipf_bits(0, [[1.5], [2.0, 3.0]]), r"^alpha must be a finite real number > 1"),
+        (lambda: entropy.zipf_bits(np.zeros(3, int), np.array([1.5, 2.0])), r"^index and alpha must broadcast together"),
+        (lambda: entropy.uniform_bits(np.array([4.0, 2.5])), r"^num_symbols must be whole numbers >= 1, got 2\.5 at index \(1,\)$"),
+    ]  # fmt: skip
+    for call, match in cases:
+        with pytest.raises(InvalidArgumentError, match=match):
+            call()
+    # accepted: integral floats, concrete scalars as Python floats, N far beyond float32's range
+    np.testing.assert_array_equal(entropy.elias_gamma_bits(np.array([2.0, 0.0])), [3, 1])
+    assert type(entropy.zipf_exponent(3)) is float and type(entropy.zipf_exponent(np.float32(1.0))) is float
+    assert float(entropy.uniform_bits(np.array([2.0**200]))[0]) == 200.0

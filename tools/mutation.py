@@ -56,6 +56,7 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
     "coders/poisson/_pfr": (  # the fast tests that reach the coder (of 3 files)
         "test_references.py::test_pfr_index_and_steps_equal_a_sequential_reference",
         "test_coders_core.py::test_exhausted_flag_and_unbounded_ratio",
+        "test_coders_core.py::test_float32_codes_do_not_depend_on_the_x64_flag",
         "test_coders_core.py::test_pfr_defaults_and_argument_names_in_errors",
         "test_contract.py::test_every_registered_coder_has_a_contract_case",
         "test_contract.py::test_spec_names_the_registry_entry_and_rebuilds_the_coder",
@@ -76,6 +77,7 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
     ),
     "coders/poisson/_mrc": (
         "test_references.py::test_orc_and_mrc_equal_argmax_references_over_their_budget",
+        "test_coders_core.py::test_float32_codes_do_not_depend_on_the_x64_flag",
         "test_coders_core.py::test_orc_indices_are_in_range_and_match_pfr_when_the_budget_suffices",
         "test_contract.py::test_every_registered_coder_has_a_contract_case",
         "test_contract.py::test_spec_names_the_registry_entry_and_rebuilds_the_coder",
