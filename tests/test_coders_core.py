@@ -261,7 +261,7 @@ def test_float32_codes_do_not_depend_on_the_x64_flag(coder):
     the prior's dtype, not the default float), so the codes are the same (ORC shares PFR's scan)."""
     target, prior = PAIRS["gauss-1d-offset-prior"]
     keys = _keys(5, 16)
-    encode = lambda: jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None)))(keys, target, prior)  # noqa: E731
+    encode = lambda: jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None)))(keys, target, prior)
     plain = encode()
     with jax.enable_x64(True):
         wide = encode()
