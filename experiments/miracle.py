@@ -23,8 +23,9 @@ penalty step scaled to ``exp(20 / steps)`` so that it spans the same factor ``e^
 200k steps, retraining 20 steps (Adam 1e-3, a fresh state per call) after each tenth of the blocks
 (100 steps after every block), budgets 6/10/14 bits on MNIST and 10 bits on Fashion-MNIST (6 to 16
 on both). Checkpoints go to
-``--workdir`` (runs resume from them); results to ``experiments/results/miracle/``: ``results.json``,
-``README.md``, the compressed networks ``*.jbnn`` and the plots.
+``--workdir`` (runs resume from them); results (``results.json``, ``README.md``, the compressed networks
+``*.jbnn`` and the plots) to ``experiments/results/miracle/latest/`` (git-ignored), and with ``--update``
+also to the committed ``experiments/results/miracle/``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import itertools
 import json
 import math
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _results import LATEST, add_update_flag, results_dir
 from flax import nnx
 from tqdm.auto import tqdm
 
@@ -48,7 +51,7 @@ import jaxrec
 from jaxrec import data
 from jaxrec.models import bnn
 
-RESULTS = Path(__file__).resolve().parent / "results" / "miracle"
+NAME = "miracle"
 PARAMETERIZATIONS = ("mean_var", "mean_kl")
 LABELS = {"mean_var": "Mean-Var", "mean_kl": "Mean-KL"}
 SPARSITIES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98)
@@ -397,8 +400,10 @@ def main() -> None:
     parser.add_argument("--eval-images", type=int, default=2000, help="test images of the training curves")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/jaxrec-miracle"), help="checkpoints (resumed)")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--out-dir", type=Path, default=results_dir(NAME) / LATEST,
+                        help="where this run writes its files (default: experiments/results/miracle/latest)")
     parser.add_argument("--no-progress", action="store_true")
+    add_update_flag(parser)
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -410,7 +415,11 @@ def main() -> None:
                                                            "published_miracle": PUBLISHED_MIRACLE}, indent=1))
     (args.out_dir / "README.md").write_text(markdown(results, s, args, seconds))
     plot(results, args.out_dir)
-    print(f"done in {seconds / 60:.1f} min: {args.out_dir}")
+    if args.update:  # the committed results: every file of this run
+        for path in args.out_dir.iterdir():
+            if path.is_file():
+                shutil.copy2(path, results_dir(NAME) / path.name)
+    print(f"done in {seconds / 60:.1f} min: {args.out_dir}" + (f" (and {results_dir(NAME)})" if args.update else ""))
 
 
 if __name__ == "__main__":
