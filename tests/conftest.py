@@ -4,7 +4,7 @@ Four virtual CPU devices, so that sharded (multi-device) code paths are exercise
 the flag must be set before JAX initialises its backends, hence here, before any test imports jax.
 
 Compiled programs are kept on disk between runs (JAX's persistent compilation cache, in
-``$JAXREC_TEST_CACHE``, default ``~/.cache/jaxrec-tests``, at most 1 GiB): compilation dominates the
+``$JAXREC_TEST_CACHE``, default ``~/.cache/jaxrec-tests``; tens of MB): compilation dominates the
 suite on CPU, so a rerun on the same machine takes less than half the time of the first run (the
 entries are keyed by the program, the JAX version and the XLA flags; delete the folder to start cold).
 """
@@ -19,7 +19,6 @@ os.environ.setdefault(
     os.environ.get("JAXREC_TEST_CACHE", str(Path.home() / ".cache" / "jaxrec-tests")),
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
-os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2**30))
 
 from hypothesis import settings  # noqa: E402
 
