@@ -259,7 +259,8 @@ def training_speed(runs: list[dict]) -> list[dict[str, Any]]:
 # Reporting
 
 
-def plot(results: list[dict], out_dir: Path) -> None:
+def plot(results: list[dict], out_dir: Path) -> list[str]:
+    """Writes the three figures to ``out_dir``; returns their file names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -324,6 +325,7 @@ def plot(results: list[dict], out_dir: Path) -> None:
     fig.tight_layout()
     fig.savefig(out_dir / "weights.png", dpi=120)
     plt.close(fig)
+    return ["size_vs_error.png", "training_and_pruning.png", "weights.png"]
 
 
 def _reached(row: dict, p: str) -> str:
@@ -414,11 +416,11 @@ def main() -> None:
     (args.out_dir / "results.json").write_text(json.dumps({"settings": s, "seconds": seconds, "results": results,
                                                            "published_miracle": PUBLISHED_MIRACLE}, indent=1))
     (args.out_dir / "README.md").write_text(markdown(results, s, args, seconds))
-    plot(results, args.out_dir)
-    if args.update:  # the committed results: every file of this run
-        for path in args.out_dir.iterdir():
-            if path.is_file():
-                shutil.copy2(path, results_dir(NAME) / path.name)
+    figures = plot(results, args.out_dir)
+    if args.update:  # the committed results: the files this run wrote (not older ones left in out_dir)
+        written = ["results.json", "README.md", *figures, *(r["file"] for res in results if res for r in res["runs"])]
+        for name in written:
+            shutil.copy2(args.out_dir / name, results_dir(NAME) / name)
     print(f"done in {seconds / 60:.1f} min: {args.out_dir}" + (f" (and {results_dir(NAME)})" if args.update else ""))
 
 
