@@ -64,6 +64,7 @@ __all__ = [
     "CoderSpec",
     "check_bounded_ratio",
     "check_code",
+    "compiled_encoder",
     "check_pair",
     "check_positive_int",
     "code_type",
@@ -305,6 +306,28 @@ def search_status(status0: Array, stopped: Array, *, exact: bool) -> Array:
     did not stop by its own rule, else ``OK``."""
     ran = jnp.where(stopped | (not exact), OK, EXHAUSTED)
     return jnp.where(status0 != OK, status0, ran).astype(jnp.int32)
+
+
+def compiled_encoder(search: Callable[[Array, Any, Any], Any], *checks: Callable[[Any, Any], None]) -> Callable[..., Any]:
+    """``encode(key, target, prior)`` from a traceable ``search(key, target, prior) -> code``.
+
+    The encoder converts the key (:func:`~jaxrec.core.prng.as_key`), runs each ``check(target, prior)``
+    on the arguments as given (errors and warnings at the API boundary), runs ``search`` jitted once
+    per encoder, and warns when a concrete code's status is not ``OK``.  Eager calls with the same
+    shapes reuse the compiled search (a ``lax.while_loop`` run eagerly recompiles on every call);
+    under an outer ``jit`` or ``vmap`` the search is inlined.
+    """
+    compiled = jax.jit(search)
+
+    def encode(key: Any, target: Any, prior: Any) -> Any:
+        key = prng.as_key(key)
+        for check in checks:
+            check(target, prior)
+        code = compiled(key, target, prior)
+        warn_status(code)
+        return code
+
+    return encode
 
 
 def warn_status(code: Any, stacklevel: int = 3) -> None:

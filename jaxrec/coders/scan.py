@@ -40,6 +40,7 @@ from jaxrec.coders.base import (
     check_code,
     check_pair,
     check_positive_int,
+    compiled_encoder,
     decode_candidate,
     input_status,
     search_status,
@@ -160,9 +161,6 @@ def scan_coder(
                 stacklevel=3,
             )
 
-    # Compiled once per coder and shapes: an eager encode call neither retraces nor recompiles the
-    # search loop (under an outer jit or vmap it is inlined).
-    @jax.jit
     def search_one(key: Array, target: Distribution, prior: Distribution) -> Any:
         status0 = status_before_search(target, prior)
         problem = target if precompute is None else precompute(target, prior)
@@ -173,14 +171,7 @@ def scan_coder(
         )
         return make_code(res, status0, prior)
 
-    def encode(key: Any, target: Distribution, prior: Distribution) -> Any:
-        key = prng.as_key(key)
-        check_single(target, prior)
-        validate(target, prior)
-        warn_if_hopeless(target, prior)
-        code = search_one(key, target, prior)
-        warn_status(code)
-        return code
+    encode = compiled_encoder(search_one, check_single, validate, warn_if_hopeless)
 
     def encode_batch(
         keys: Any, targets: Distribution, prior: Distribution, *, num_lanes: int | None = None,
@@ -225,7 +216,7 @@ def scan_coder(
         )
         return jax.vmap(lambda r, s, p: make_code(r, s, p))(res, status0, priors)
 
-    compiled_decode = jax.jit(decode)  # once per coder, as search_one
+    compiled_decode = jax.jit(decode)  # once per coder, as the encoder's search
 
     def checked_decode(key: Any, code: Any, prior: Distribution) -> Array:
         check_code(code, code_class, spec.name, prior)

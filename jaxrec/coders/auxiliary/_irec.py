@@ -58,10 +58,10 @@ from jaxrec.coders.base import (
     check_pair,
     check_positive_int,
     code_type,
+    compiled_encoder,
     input_status,
     origin,
     static_field,
-    warn_status,
 )
 from jaxrec.core import prng
 from jaxrec.core.checks import as_real_array
@@ -170,13 +170,6 @@ def irec(
             jnp.asarray(left_np, dtype),
         )
 
-    def encode(key: Any, target: Distribution, prior: Distribution) -> IrecCode:
-        _check_problem(target, prior)
-        code = search_beams(prng.as_key(key), target, prior)
-        warn_status(code)
-        return code
-
-    @jax.jit  # compiled once per coder and shapes: eager calls do not recompile the beam search
     def search_beams(key: Array, target: Distribution, prior: Distribution) -> IrecCode:
         dtype = prior.dtype
         ns = jnp.arange(num_samples, dtype=jnp.int32)
@@ -217,6 +210,8 @@ def irec(
         status = input_status(target, prior, bounded=False)  # invalid input: no step runs
         indices, steps = lax.cond(status == OK, run, lambda: (init.history[0], jnp.int32(0)))
         return IrecCode(indices, steps, status, **origin("irec", prior))
+
+    encode = compiled_encoder(search_beams, _check_problem)
 
     def decode(key: Any, code: IrecCode, prior: Distribution) -> Array:
         check_code(code, IrecCode, "irec", prior)

@@ -54,6 +54,7 @@ Message cost: the heap index, e.g. Elias-delta or Zipf coded; ``E[depth] = O(D_K
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -69,10 +70,10 @@ from jaxrec.coders.base import (
     check_bounded_ratio,
     check_pair,
     check_positive_int,
+    compiled_encoder,
     input_status,
     origin,
     search_status,
-    warn_status,
 )
 from jaxrec.coders.tree import paths
 from jaxrec.coders.tree.partition_tree import (
@@ -88,7 +89,6 @@ from jaxrec.coders.tree.partition_tree import (
     tree_unpack,
 )
 from jaxrec.coders.tree.paths import TreeCode
-from jaxrec.core import prng
 from jaxrec.core.distributions import DiagGaussian, Distribution
 from jaxrec.core.errors import InvalidArgumentError
 from jaxrec.search import heap as pq
@@ -176,7 +176,6 @@ def _tree_coder(name: str, split: str, *, capacity: int, max_steps: int, max_dep
     check_positive_int("max_steps", max_steps, 2**31 - 3)
     check_positive_int("max_depth" if exact else "depth", max_depth, paths.MAX_DEPTH)
 
-    @jax.jit  # compiled once per coder and dtype: eager calls do not recompile the search
     def search_tree(key: Array, target: Distribution, prior: Distribution) -> TreeCode:
         status0 = input_status(target, prior, bounded=True)
         depth, path, steps, exhausted = _search(
@@ -186,11 +185,7 @@ def _tree_coder(name: str, split: str, *, capacity: int, max_steps: int, max_dep
         status = search_status(status0, ~exhausted, exact=True)
         return TreeCode(depth, path, jnp.where(status0 == OK, steps, 0), status, **origin(name, prior))
 
-    def encode(key: Any, target: Distribution, prior: Distribution) -> TreeCode:
-        _check_problem(name, target, prior)
-        code = search_tree(prng.as_key(key), target, prior)
-        warn_status(code)
-        return code
+    encode = compiled_encoder(search_tree, functools.partial(_check_problem, name))
 
     depth_name = "max_depth" if exact else "depth"
     spec = CoderSpec(name, (("capacity", capacity), ("max_steps", max_steps), (depth_name, max_depth)))

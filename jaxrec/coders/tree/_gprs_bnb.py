@@ -53,10 +53,10 @@ from jaxrec.coders.base import (
     check_bounded_ratio,
     check_pair,
     check_positive_int,
+    compiled_encoder,
     input_status,
     origin,
     search_status,
-    warn_status,
 )
 from jaxrec.coders.greedy import widths
 from jaxrec.coders.greedy._gprs import WidthTables, width_tables
@@ -76,7 +76,6 @@ from jaxrec.coders.tree.partition_tree import (  # the A* partition tree (same n
     tree_unpack,
 )
 from jaxrec.coders.tree.paths import TreeCode
-from jaxrec.core import prng
 from jaxrec.core.distributions import DiagGaussian, Distribution
 from jaxrec.core.errors import InvalidArgumentError
 from jaxrec.search import heap as pq
@@ -188,7 +187,6 @@ def gprs_bnb(split: str = "sample", capacity: int = 64, max_steps: int = 2**12, 
     check_positive_int("max_steps", max_steps, 2**31 - 3)
     check_positive_int("max_depth", max_depth, paths.MAX_DEPTH)
 
-    @jax.jit  # compiled once per coder and dtype: eager calls do not recompile the search
     def search_tree(key: Array, target: Distribution, prior: Distribution) -> TreeCode:
         status0 = input_status(target, prior, bounded=True)
         depth, path, steps, exhausted = _search(
@@ -198,11 +196,7 @@ def gprs_bnb(split: str = "sample", capacity: int = 64, max_steps: int = 2**12, 
         status = search_status(status0, ~exhausted, exact=True)
         return TreeCode(depth, path, jnp.where(status0 == OK, steps, 0), status, **origin("gprs_bnb", prior))
 
-    def encode(key: Any, target: Distribution, prior: Distribution) -> TreeCode:
-        _check_problem(target, prior)
-        code = search_tree(prng.as_key(key), target, prior)
-        warn_status(code)
-        return code
+    encode = compiled_encoder(search_tree, _check_problem)
 
     spec = CoderSpec(
         "gprs_bnb", (("split", split), ("capacity", capacity), ("max_steps", max_steps), ("max_depth", max_depth))
