@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxrec.codec import container
@@ -240,10 +241,16 @@ def block_encoder(block_coder: BlockCoder, partitioned: bool, devices: tuple[Any
     """``(key_data [N,B,2], targets [N,B,S], priors [B,S], partitions [B,...]) -> (Code [N,B,...], kl [N,B])``."""
 
     def encode_items(key_data: Array, targets: Distribution, priors: Distribution, partitions: Any) -> tuple:
-        if partitioned:  # per block (its own partition), the N items on refilling lanes; vmapped over blocks
-            code = jax.vmap(
-                lambda k, t, p, part: encode_batch(block_coder(part), k, t, p), in_axes=(1, 1, 0, 0), out_axes=1
-            )(key_data, targets, priors, partitions)
+        if partitioned:
+            # per block (its own partition), the N items on refilling lanes; blocks one after the
+            # other: under vmap the batched search's lane-width switch and stop tests would run
+            # every branch for every block, 5x the work (measured: MNIST SP-PFR, 4 blocks)
+            blocks_first = lambda tree: jax.tree.map(lambda a: jnp.moveaxis(a, 1, 0), tree)
+            code = lax.map(
+                lambda args: encode_batch(block_coder(args[3]), *args[:3]),
+                (blocks_first(key_data), blocks_first(targets), priors, partitions),
+            )
+            code = jax.tree.map(lambda a: jnp.moveaxis(a, 0, 1), code)
         else:  # N * B independent problems on refilling lanes (same codes as vmap(encode))
             n, b = key_data.shape[:2]
             flat = lambda tree: jax.tree.map(lambda a: a.reshape((n * b,) + a.shape[2:]), tree)
