@@ -47,7 +47,11 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
         "test_prng_arrivals.py::test_golden_first_candidates",
         "test_prng_arrivals.py::test_exponential_increments_are_exponential",
     ),
-    "core/truncated": ("test_truncated.py", "test_references.py"),
+    "core/truncated": (  # test_truncated.py and the fast reference tests that reach the module
+        "test_truncated.py",
+        "test_references.py::test_sample_interval_follows_the_truncated_prior",
+        "test_references.py::test_tree_children_bounds_and_arrivals_match_closed_forms",
+    ),
     "search/chunked": ("test_references.py", "test_coders_core.py"),
     "search/heap": ("test_treesearch.py", "test_astar.py"),
     "coders/base": ("test_contract.py", "test_coders_core.py"),
