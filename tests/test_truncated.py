@@ -116,3 +116,45 @@ def test_distribution_helpers():
     assert float(median_u[0]) == pytest.approx(1.0)
     with pytest.raises(InvalidArgumentError, match="supports DiagGaussian and Uniform"):
         truncated.interval_log_mass(object(), 0.0, 1.0)
+
+
+def test_log1mexp_is_accurate_near_zero_and_far_below():
+    """``log(1 - e^x)`` in float32 against float64 (Maechler 2012): near 0 it needs ``expm1``
+    (``1 - e^x`` rounds to 0), far below it needs ``log1p`` (``1 - e^x`` rounds to 1), and between the
+    two the value stays finite (``log(-expm1(x))`` with ``-expm1(x) > 0``)."""
+    x = np.array([-1e-30, -1e-10, -1e-4, -0.3, -0.69, -0.7, -1.5, -20.0, -80.0])
+    near = x > -np.log(2.0)
+    want = np.empty_like(x)  # float64: exact to 1e-16
+    want[near], want[~near] = np.log(-np.expm1(x[near])), np.log1p(-np.exp(x[~near]))
+    got = np.asarray(jax.jit(truncated.log1mexp)(jnp.asarray(x, jnp.float32)), np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_ndtri_log_inverts_log_ndtr_down_past_the_float_tiny():
+    """``log Phi(ndtri_log(l)) = l`` (scipy's float64 ``log_ndtr``) from ``log(1/2)`` down to ``-1000``,
+    in float32 and float64, across the switch from ``ndtri(exp(l))`` to the asymptote just above the
+    float ``tiny`` (``exp(l)`` subnormal or flushed to 0 below it)."""
+    for dtype, rtol in ((np.float32, 2e-6), (np.float64, 1e-12)):
+        log_tiny = np.log(np.finfo(dtype).tiny)
+        log_p = np.array([np.log(0.5), -3.0, -40.0, log_tiny + 2.5, log_tiny + 1.0, log_tiny - 1.0,
+                          log_tiny - 3.0, -1000.0], dtype)
+        with jax.enable_x64(dtype == np.float64):
+            z = np.asarray(jax.jit(truncated.ndtri_log)(jnp.asarray(log_p)), np.float64)
+        np.testing.assert_allclose(special.log_ndtr(z), log_p.astype(np.float64), rtol=rtol)
+
+
+def test_upper_tail_quantiles_keep_their_relative_accuracy():
+    """Quantiles at ``u`` near 1 on intervals reaching into the upper tail (``(-inf, inf)``, ``(-6, 6)``)
+    against scipy's ``isf(1 - u)``: solved from the upper tail (``1 - F``), not from ``F`` near 1,
+    where float32 holds the tail probability to 6e-8 absolute (an error of 1e-2 at ``x = 5``).  Reuses
+    the compiled float32 quantile of ``test_quantile_inverts_the_interval_cdf`` (same shapes)."""
+    tails = np.array([2.0**-23, 2.0**-20, 1e-5, 1e-4, 1e-3])
+    u = np.float32(1.0) - tails.astype(np.float32)  # exact in float32
+    lo = np.where(np.arange(len(INTERVALS)) % 2 == 0, -np.inf, -6.0).astype(np.float32)[:, None]
+    hi = -lo
+    x = np.asarray(QUANTILE(jnp.asarray(lo), jnp.asarray(hi), jnp.asarray(u)[None, :]), np.float64)
+    tail = 1.0 - u.astype(np.float64)
+    mass = np.where(np.isinf(lo), 1.0, 1.0 - 2.0 * stats.norm.sf(6.0))
+    outside = np.where(np.isinf(lo), 0.0, stats.norm.sf(6.0))
+    want = stats.norm.isf(tail[None, :] * mass + outside)
+    np.testing.assert_allclose(x, want, rtol=2e-5)
