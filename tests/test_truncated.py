@@ -158,3 +158,15 @@ def test_upper_tail_quantiles_keep_their_relative_accuracy():
     outside = np.where(np.isinf(lo), 0.0, stats.norm.sf(6.0))
     want = stats.norm.isf(tail[None, :] * mass + outside)
     np.testing.assert_allclose(x, want, rtol=2e-5)
+
+
+def test_quantiles_at_u_0_and_1_are_the_interval_ends():
+    """``u = 0`` gives ``lo`` and ``u = 1`` gives ``hi``, infinite ends included (``ndtri_log(-inf) =
+    -inf``, not NaN), in both orientations of the reflection; same shapes as
+    ``test_quantile_inverts_the_interval_cdf``, so the compiled float32 quantile is reused."""
+    lo = jnp.asarray([iv[0] for iv in INTERVALS], jnp.float32)[:, None]
+    hi = jnp.asarray([iv[1] for iv in INTERVALS], jnp.float32)[:, None]
+    x = np.asarray(QUANTILE(lo, hi, jnp.asarray([[0.0, 1.0, 0.0, 1.0, 0.0]], jnp.float32)), np.float64)
+    lo, hi = np.asarray(lo, np.float64)[:, 0], np.asarray(hi, np.float64)[:, 0]
+    np.testing.assert_allclose(x[:, 0], lo, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(x[:, 1], hi, rtol=1e-6, atol=1e-6)
