@@ -38,7 +38,7 @@ from jaxrec.core import prng
 from jaxrec.entropy import PlanAlphabetModel, UniformModel, ZipfModel
 
 N_KS = 5000  # samples per exactness test
-N_CODES = 48  # problems per invariance test
+N_CODES = 48  # problems per compiled call: every vmapped call of a coder has this one shape
 SEED = 20261201
 
 
@@ -63,7 +63,8 @@ class Case(NamedTuple):
       make: ``make(**overrides) -> Coder``; ``make()`` is the coder under test.
       pair: ``(target, prior)``, a valid problem (no batch axes).
       exact: whether decoded samples must follow Q exactly (KS).
-      variants: overrides of ``make`` that change the schedule only (chunk sizes): same codes.
+      schedule: overrides of ``make`` that change the schedule only (chunk size, heap capacity):
+        the coder whose eager encoder must reproduce the default coder's vmapped codes.
       models: ``models(budget_bits, plan) -> tuple`` of the header's entropy models, written
         independently of the coder's ``message`` function.
       candidate: ``candidate(key, code, prior) -> x (D,)``, the encoder's candidate rebuilt from
@@ -74,7 +75,7 @@ class Case(NamedTuple):
     make: Callable[..., jaxrec.Coder]
     pair: tuple[Any, Any]
     exact: bool
-    variants: tuple[dict, ...]
+    schedule: dict
     models: Callable[[float, Any], tuple]
     candidate: Callable[[Any, Any, Any], Any] | None = None
     partition: Any = None
@@ -91,63 +92,63 @@ def _log2_j(plan) -> float:
 CASES: dict[str, Case] = {
     "pfr": Case(
         lambda chunk_size=256: jaxrec.pfr(chunk_size=chunk_size), (TARGET_3D, PRIOR_3D), True,
-        ({"chunk_size": 1}, {"chunk_size": 1024}), lambda b, plan: (zipf(b),), _stream0_candidate,
+        {"chunk_size": 1}, lambda b, plan: (zipf(b),), _stream0_candidate,
     ),
     "orc": Case(
         lambda chunk_size=None: jaxrec.orc(64, chunk_size=chunk_size), (TARGET_3D, PRIOR_3D), False,
-        ({"chunk_size": 1}, {"chunk_size": 7}), lambda b, plan: (UniformModel(64),), _stream0_candidate,
+        {"chunk_size": 1}, lambda b, plan: (UniformModel(64),), _stream0_candidate,
     ),
     "mrc": Case(
         lambda chunk_size=None: jaxrec.mrc(64, chunk_size=chunk_size), (TARGET_3D, PRIOR_3D), False,
-        ({"chunk_size": 1}, {"chunk_size": 7}), lambda b, plan: (UniformModel(64),), _stream0_candidate,
+        {"chunk_size": 1}, lambda b, plan: (UniformModel(64),), _stream0_candidate,
     ),
     "sp_pfr": Case(
         lambda partition=PARTITION_3D, chunk_size=64: jaxrec.sp_pfr(partition, chunk_size=chunk_size),
-        (TARGET_3D, PRIOR_3D), True, ({"chunk_size": 1}, {"chunk_size": 512}),
+        (TARGET_3D, PRIOR_3D), True, {"chunk_size": 1},
         # the within-bin index costs about KL - log2 J bits (He, Flamich & Hernandez-Lobato 2024, Sec. 3)
         lambda b, plan: (PlanAlphabetModel(), zipf(b - _log2_j(plan))), partition=PARTITION_3D,
     ),
     "sp_orc": Case(
         lambda partition=PARTITION_3D, chunk_size=None: jaxrec.sp_orc(partition, 32, chunk_size=chunk_size),
-        (TARGET_3D, PRIOR_3D), False, ({"chunk_size": 1}, {"chunk_size": 5}),
+        (TARGET_3D, PRIOR_3D), False, {"chunk_size": 1},
         lambda b, plan: (PlanAlphabetModel(), UniformModel(32)), partition=PARTITION_3D,
     ),
     "gprs": Case(
         lambda chunk_size=16: jaxrec.gprs(chunk_size=chunk_size), (TARGET_1D, PRIOR_1D), True,
-        ({"chunk_size": 1}, {"chunk_size": 256}), lambda b, plan: (zipf(b),), _stream0_candidate,
+        {"chunk_size": 1}, lambda b, plan: (zipf(b),), _stream0_candidate,
     ),
     "grs": Case(
         lambda chunk_size=8: jaxrec.grs(chunk_size=chunk_size), (TARGET_1D, PRIOR_1D), True,
-        ({"chunk_size": 1}, {"chunk_size": 64}), lambda b, plan: (zipf(b),), _stream0_candidate,
+        {"chunk_size": 1}, lambda b, plan: (zipf(b),), _stream0_candidate,
     ),
     "agrs": Case(
         lambda chunk_size=4: jaxrec.agrs(chunk_size=chunk_size), (TARGET_1D, PRIOR_1D), True,
-        ({"chunk_size": 1}, {"chunk_size": 16}),
+        {"chunk_size": 1},
         lambda b, plan: (zipf(b), zipf(math.log2(b + 2.0)), zipf(b)),
     ),
     "astar": Case(
-        lambda capacity=64: jaxrec.astar(capacity=capacity), (TARGET_1D, PRIOR_1D), True, ({"capacity": 128},),
+        lambda capacity=64: jaxrec.astar(capacity=capacity), (TARGET_1D, PRIOR_1D), True, {"capacity": 128},
         lambda b, plan: (zipf(b),),
     ),
     "adstar": Case(
-        lambda capacity=64: jaxrec.adstar(capacity=capacity), (TARGET_1D, PRIOR_1D), True, ({"capacity": 128},),
+        lambda capacity=64: jaxrec.adstar(capacity=capacity), (TARGET_1D, PRIOR_1D), True, {"capacity": 128},
         lambda b, plan: (zipf(b),),
     ),
     "dadstar": Case(
         lambda capacity=64: jaxrec.dadstar(6, capacity=capacity), (TARGET_1D, PRIOR_1D), False,
-        ({"capacity": 128},), lambda b, plan: (zipf(b),),
+        {"capacity": 128}, lambda b, plan: (zipf(b),),
     ),
     "gprs_bnb": Case(
-        lambda capacity=64: jaxrec.gprs_bnb(capacity=capacity), (TARGET_1D, PRIOR_1D), True, ({"capacity": 128},),
+        lambda capacity=64: jaxrec.gprs_bnb(capacity=capacity), (TARGET_1D, PRIOR_1D), True, {"capacity": 128},
         lambda b, plan: (zipf(b),),
     ),
     "irec": Case(
-        lambda beam_width=1: jaxrec.irec(16, 3, beam_width=beam_width), (TARGET_3D, PRIOR_3D), False, (),
+        lambda beam_width=1: jaxrec.irec(16, 3, beam_width=beam_width), (TARGET_3D, PRIOR_3D), False, {},
         lambda b, plan: (UniformModel(16),),
     ),
     "factorized": Case(
         lambda chunk_size=8: jaxrec.factorized(jaxrec.pfr(chunk_size=chunk_size)), (TARGET_3D, PRIOR_3D), True,
-        ({"chunk_size": 1}, {"chunk_size": 128}),
+        {"chunk_size": 1},
         # the inner coder's model with the block budget shared by the block's S dimensions
         lambda b, plan: (zipf(b / plan.max_size),),
     ),
@@ -167,12 +168,41 @@ def _batch(n: int, seed: int = SEED) -> jax.Array:
 
 
 @functools.cache
-def _compiled(name: str, overrides: tuple = ()):
-    """``(coder, encode_many, decode_many)``: jitted vmaps over keys, built once per configuration."""
-    coder = CASES[name].make(**dict(overrides))
+def _compiled(name: str):
+    """``(coder, encode_many, decode_many)``: jitted vmaps over keys, built once per coder (every
+    test calls them with ``N_CODES`` problems: one compilation each)."""
+    coder = CASES[name].make()
     enc = jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None)))
     dec = jax.jit(jax.vmap(coder.decode, in_axes=(0, 0, None)))
     return coder, enc, dec
+
+
+@functools.cache
+def _other_schedule(name: str) -> jaxrec.Coder:
+    """The coder with the case's other schedule; its eager encoder is compiled once and shared."""
+    return CASES[name].make(**CASES[name].schedule)
+
+
+def _in_batches(fn: Callable[..., Any], *batched: Any) -> Any:
+    """``fn(*slices)`` over the leading axis of ``batched`` in slices of ``N_CODES`` (the last one
+    padded by repeating its last row), concatenated and cut to the input's length: every test
+    reuses the one compiled ``N_CODES``-problem program of a coder, and a slow problem holds up
+    only its own slice of the ``vmap``."""
+    n = jax.tree.leaves(batched)[0].shape[0]
+    index = jnp.minimum(jnp.arange(n + (-n % N_CODES)), n - 1)
+    padded = jax.tree.map(lambda a: a[index], batched)
+    parts = [
+        fn(*jax.tree.map(lambda a: a[start : start + N_CODES], padded)) for start in range(0, index.shape[0], N_CODES)
+    ]
+    return jax.tree.map(lambda *leaves: jnp.concatenate(leaves)[:n], *parts)
+
+
+def _encode_batch(coder: jaxrec.Coder, keys: Any, targets: Any, prior: Any) -> Any:
+    """``jaxrec.encode_batch`` with the lane widening limited to one doubling where the coder has a
+    batch encoder: the widened path runs, and the program holds two copies of the search step
+    instead of four (half the compile time; wider levels are the same code)."""
+    options = {"max_widening": 1} if coder.encode_batch is not None else {}
+    return jaxrec.encode_batch(coder, keys, targets, prior, **options)
 
 
 def _fields(code) -> dict[str, np.ndarray]:
@@ -198,9 +228,9 @@ def test_exact_coders_pass_ks(name):
     # draw fails several tests at once (seen on the 1-D pair: p = 9e-4, 3e-4, 4e-4 for GRS, GPRS and PFR
     # with the same 5000 keys; 100,000 samples at another seed give p = 0.26 and 0.57).
     keys = _batch(N_KS, SEED + 1 + zlib.crc32(name.encode()) % 1000)
-    codes = enc(keys, target, prior)
+    codes = _in_batches(lambda k: enc(k, target, prior), keys)
     assert bool(np.all(np.asarray(codes.status) == 0)), f"{name}: some codes are not ok"
-    xs = np.asarray(dec(keys, codes, prior), np.float64)
+    xs = np.asarray(_in_batches(lambda k, c: dec(k, c, prior), keys, codes), np.float64)
     loc, scale = np.asarray(target.loc, np.float64), np.asarray(target.scale, np.float64)
     for d in range(target.event_size):
         p = stats.kstest(xs[:, d], stats.norm(loc[d], scale[d]).cdf).pvalue
@@ -218,18 +248,14 @@ def test_codes_do_not_depend_on_chunk_size_jit_or_vmap(name):
     target, prior = case.pair
     keys = _batch(N_CODES)
     coder, enc, _ = _compiled(name)
-    reference = _fields(enc(keys, target, prior))
+    reference = _fields(enc(keys, target, prior))  # default schedule, vmapped and jitted
     assert np.all(reference["status"] == 0), name
-    for overrides in case.variants:
-        _, other_enc, _ = _compiled(name, tuple(sorted(overrides.items())))
-        other = _fields(other_enc(keys, target, prior))
+    other = _other_schedule(name)
+    for i in range(4):  # the other schedule, eager, one problem at a time
+        eager = _fields(other.encode(keys[i], target, prior))
         for field, value in reference.items():
-            np.testing.assert_array_equal(other[field], value, err_msg=f"{name} {overrides} {field}")
-    for i in range(2):  # eager, one problem at a time
-        eager = _fields(coder.encode(keys[i], target, prior))
-        for field, value in reference.items():
-            np.testing.assert_array_equal(eager[field], value[i], err_msg=f"{name} eager {field}")
-    batched = jaxrec.encode_batch(coder, keys[:8], jax.tree.map(lambda a: jnp.broadcast_to(a, (8,) + a.shape), target), prior)
+            np.testing.assert_array_equal(eager[field], value[i], err_msg=f"{name} {case.schedule} eager {field}")
+    batched = _encode_batch(coder, keys[:8], jax.tree.map(lambda a: jnp.broadcast_to(a, (8,) + a.shape), target), prior)
     for field, value in _fields(batched).items():
         np.testing.assert_array_equal(value, reference[field][:8], err_msg=f"{name} encode_batch {field}")
 
@@ -244,10 +270,10 @@ def test_decode_returns_the_encoders_candidate(name):
     case = CASES[name]
     target, prior = case.pair
     coder, enc, dec = _compiled(name)
-    keys = _batch(4, SEED + 2)
+    keys = _batch(N_CODES, SEED + 2)
     codes = enc(keys, target, prior)
     xs = np.asarray(dec(keys, codes, prior))
-    assert xs.shape == (4, target.event_size) and np.all(np.isfinite(xs))
+    assert xs.shape == (N_CODES, target.event_size) and np.all(np.isfinite(xs))
     for i in range(2):
         code = _take(codes, i)
         eager = np.asarray(coder.decode(keys[i], code, prior))
@@ -379,9 +405,11 @@ def test_float64_problems_decode_in_float64(name):
     with jax.enable_x64(True):
         target, prior = (jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), d) for d in case.pair)
         coder = case.make()
-        keys = _batch(N_KS if case.exact else 64, SEED + 3)
-        codes = jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None)))(keys, target, prior)
-        xs = jax.jit(jax.vmap(coder.decode, in_axes=(0, 0, None)))(keys, codes, prior)
+        keys = _batch(N_KS if case.exact else N_CODES, SEED + 3)
+        enc = jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None)))
+        dec = jax.jit(jax.vmap(coder.decode, in_axes=(0, 0, None)))
+        codes = _in_batches(lambda k: enc(k, target, prior), keys)
+        xs = _in_batches(lambda k, c: dec(k, c, prior), keys, codes)
         assert xs.dtype == jnp.float64, name
         assert np.all(np.asarray(codes.status) == 0), name
         if case.exact:
@@ -395,17 +423,22 @@ def test_float64_problems_decode_in_float64(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_encode_batch_with_a_batched_prior_equals_vmap(name):
     """``jaxrec.encode_batch`` with one prior per problem (the coder's batch encoder, or the ``vmap``
-    fallback for coders without one) gives ``vmap(encode)``'s codes."""
+    fallback for coders without one) gives the codes of ``encode`` run on each problem alone.
+
+    Eight problems and the coders of the invariance test: a scan coder's batch encoder broadcasts a
+    shared prior, so this is the program that test compiled, and the eager encoder is compiled too."""
     target, prior = CASES[name].pair
-    coder = CASES[name].make()
-    keys = _batch(6, SEED + 4)
-    shift = jnp.linspace(-0.2, 0.2, 6)[:, None]
-    priors = jaxrec.DiagGaussian(prior.loc + shift, jnp.broadcast_to(prior.scale, (6, prior.event_size)))
-    targets = jaxrec.DiagGaussian(target.loc + shift, jnp.broadcast_to(target.scale, (6, target.event_size)))
-    batched = jax.jit(lambda k, t, p: jaxrec.encode_batch(coder, k, t, p))(keys, targets, priors)
-    vmapped = jax.jit(jax.vmap(coder.encode))(keys, targets, priors)
-    for field, value in _fields(vmapped).items():
-        np.testing.assert_array_equal(_fields(batched)[field], value, err_msg=f"{name} {field}")
+    coder = _compiled(name)[0]
+    alone_coder = _other_schedule(name)
+    keys = _batch(8, SEED + 4)
+    shift = jnp.linspace(-0.2, 0.2, 8)[:, None]
+    priors = jaxrec.DiagGaussian(prior.loc + shift, jnp.broadcast_to(prior.scale, (8, prior.event_size)))
+    targets = jaxrec.DiagGaussian(target.loc + shift, jnp.broadcast_to(target.scale, (8, target.event_size)))
+    batched = _fields(_encode_batch(coder, keys, targets, priors))
+    for i in range(8):
+        alone = _fields(alone_coder.encode(keys[i], *(jax.tree.map(lambda a: a[i], d) for d in (targets, priors))))
+        for field, value in alone.items():
+            np.testing.assert_array_equal(batched[field][i], value, err_msg=f"{name} problem {i} {field}")
 
 
 @pytest.mark.parametrize("name", NAMES)
