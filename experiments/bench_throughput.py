@@ -27,6 +27,7 @@ measurement.  Writes ``<backend>[-quick][<tag>].json`` and ``.md`` (``experiment
 
     python experiments/bench_throughput.py                 # CPU-sized default (2^17 candidates per call)
     python experiments/bench_throughput.py --quick         # smoke test (tiny sizes)
+    python experiments/bench_throughput.py --coders pfr sp_pfr --dims 5   # some encoders, some sizes
     python experiments/bench_throughput.py --full          # 2^20 candidates per call
     python experiments/bench_throughput.py --device gpu    # on an accelerator
 """
@@ -50,6 +51,8 @@ from jaxrec.core.distributions import log_ratio_by_axis
 
 NAME = "bench_throughput"
 SP_MAX_DIM = 25  # SP coders are benchmarked up to this event size (J_d = 2: 2^D bins)
+CODERS = ("pfr", "orc", "sp_pfr", "sp_orc")
+SP_PAIRS = (("sp_pfr", "pfr"), ("sp_orc", "orc"))  # (SP coder, the plain coder it is compared with)
 
 
 def problem(dim: int, dinf_bits: float, batch: int | None = None, seed: int = 0):
@@ -114,20 +117,21 @@ def limit_calls(dim: int, layouts: list[tuple[int, int]], candidates: int) -> di
 
 
 def coders(dim: int, args: argparse.Namespace) -> dict[str, tuple[jaxrec.Coder, str]]:
-    """``{name: (coder for one problem, coder for batches)}`` for the plain and SP coders."""
+    """``{name: (coder for one problem, coder for batches)}`` for the coders in ``args.coders``
+    (the SP coders only up to :data:`SP_MAX_DIM`)."""
     single_n, batch_n = args.candidates, 2**10
-    out = {
-        "pfr": (jaxrec.pfr(chunk_size=args.chunk), jaxrec.pfr(chunk_size=args.lane_chunk)),
-        "orc": (jaxrec.orc(single_n, chunk_size=args.chunk), jaxrec.orc(batch_n, chunk_size=args.lane_chunk)),
+    part = jaxrec.Partition(np.full(dim, 2))
+    make = {
+        "pfr": lambda chunk, n: jaxrec.pfr(chunk_size=chunk),
+        "orc": lambda chunk, n: jaxrec.orc(n, chunk_size=chunk),
+        "sp_pfr": lambda chunk, n: jaxrec.sp_pfr(part, chunk_size=chunk),
+        "sp_orc": lambda chunk, n: jaxrec.sp_orc(part, n, chunk_size=chunk),
     }
-    if dim <= SP_MAX_DIM:
-        part = jaxrec.Partition(np.full(dim, 2))
-        out["sp_pfr"] = (jaxrec.sp_pfr(part, chunk_size=args.chunk), jaxrec.sp_pfr(part, chunk_size=args.lane_chunk))
-        out["sp_orc"] = (
-            jaxrec.sp_orc(part, single_n, chunk_size=args.chunk),
-            jaxrec.sp_orc(part, batch_n, chunk_size=args.lane_chunk),
-        )
-    return out
+    return {
+        name: (make[name](args.chunk, single_n), make[name](args.lane_chunk, batch_n))
+        for name in args.coders
+        if dim <= SP_MAX_DIM or not name.startswith("sp_")
+    }
 
 
 def measure(dim: int, args: argparse.Namespace, lanes: int) -> dict:
@@ -180,9 +184,9 @@ def measure(dim: int, args: argparse.Namespace, lanes: int) -> dict:
             "batch_cands_per_s": batch,
             "batch_over_limit": batch / rate[best_batch],
         }
-    for sp, plain in (("sp_pfr", "pfr"), ("sp_orc", "orc")):
-        if sp in row["coders"]:
-            c = row["coders"]
+    for sp, plain in SP_PAIRS:
+        c = row["coders"]
+        if sp in c and plain in c:
             c[sp]["single_cost_over_plain"] = c[plain]["single_cands_per_s"] / c[sp]["single_cands_per_s"]
             c[sp]["batch_cost_over_plain"] = c[plain]["batch_cands_per_s"] / c[sp]["batch_cands_per_s"]
     return row
@@ -204,11 +208,13 @@ def tables(rows: list[dict], header: str) -> str:
               "|---|---|---|---|---|"]
     for r in rows:
         c = r["coders"]
-        if "sp_pfr" in c:
-            lines.append(
-                f"| {r['D']} | {c['sp_pfr']['single_cost_over_plain']:.2f} | {c['sp_pfr']['batch_cost_over_plain']:.2f} "
-                f"| {c['sp_orc']['single_cost_over_plain']:.2f} | {c['sp_orc']['batch_cost_over_plain']:.2f} |"
-            )
+        cells = [
+            f"{c[sp][f'{kind}_cost_over_plain']:.2f}" if "single_cost_over_plain" in c.get(sp, {}) else "–"
+            for sp, _ in SP_PAIRS
+            for kind in ("single", "batch")
+        ]
+        if any(cell != "–" for cell in cells):
+            lines.append(f"| {r['D']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -219,6 +225,8 @@ def main() -> None:
     size.add_argument("--full", action="store_true", help="2^20 candidates per call, 8 rounds")
     parser.add_argument("--device", default=None, help="JAX platform to run on (cpu, gpu, tpu; default: JAX's default)")
     parser.add_argument("--dims", type=int, nargs="+", default=[5, 25, 64])
+    parser.add_argument("--coders", nargs="+", choices=CODERS, default=list(CODERS),
+                        help="encoders to time (default: all; an SP/plain ratio needs both coders)")
     parser.add_argument("--chunk", type=int, default=1024, help="chunk size of the single-problem searches")
     parser.add_argument("--lane-chunk", type=int, default=DEFAULT_LANE_CHUNK, help="encode_batch lane width")
     parser.add_argument("--lanes", type=int, default=None, help="encode_batch lanes (default: its own)")

@@ -191,9 +191,8 @@ def _in_batches(fn: Callable[..., Any], *batched: Any) -> Any:
     n = jax.tree.leaves(batched)[0].shape[0]
     index = jnp.minimum(jnp.arange(n + (-n % N_CODES)), n - 1)
     padded = jax.tree.map(lambda a: a[index], batched)
-    parts = [
-        fn(*jax.tree.map(lambda a: a[start : start + N_CODES], padded)) for start in range(0, index.shape[0], N_CODES)
-    ]
+    starts = range(0, index.shape[0], N_CODES)
+    parts = [fn(*jax.tree.map(lambda a, s=s: a[s : s + N_CODES], padded)) for s in starts]
     return jax.tree.map(lambda *leaves: jnp.concatenate(leaves)[:n], *parts)
 
 
@@ -436,7 +435,7 @@ def test_encode_batch_with_a_batched_prior_equals_vmap(name):
     targets = jaxrec.DiagGaussian(target.loc + shift, jnp.broadcast_to(target.scale, (8, target.event_size)))
     batched = _fields(_encode_batch(coder, keys, targets, priors))
     for i in range(8):
-        alone = _fields(alone_coder.encode(keys[i], *(jax.tree.map(lambda a: a[i], d) for d in (targets, priors))))
+        alone = _fields(alone_coder.encode(keys[i], *(jax.tree.map(lambda a, i=i: a[i], d) for d in (targets, priors))))
         for field, value in alone.items():
             np.testing.assert_array_equal(batched[field][i], value, err_msg=f"{name} problem {i} {field}")
 
