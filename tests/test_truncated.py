@@ -170,3 +170,32 @@ def test_quantiles_at_u_0_and_1_are_the_interval_ends():
     lo, hi = np.asarray(lo, np.float64)[:, 0], np.asarray(hi, np.float64)[:, 0]
     np.testing.assert_allclose(x[:, 0], lo, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(x[:, 1], hi, rtol=1e-6, atol=1e-6)
+
+
+def test_results_keep_a_float_input_dtype_and_integers_become_the_default_float():
+    """float32 stays float32 under ``jax.enable_x64`` (no silent promotion), float64 stays float64,
+    integer ends become the default float (shapes and dtypes by tracing, nothing is compiled)."""
+    for x64 in (False, True):
+        with jax.enable_x64(x64):
+            default = jnp.float64 if x64 else jnp.float32
+            f32, i32 = jax.ShapeDtypeStruct((3,), jnp.float32), jax.ShapeDtypeStruct((3,), jnp.int32)
+            assert jax.eval_shape(truncated.log_mass, f32, f32).dtype == jnp.float32
+            assert jax.eval_shape(truncated.log_mass_around, f32, f32).dtype == jnp.float32
+            assert jax.eval_shape(truncated.quantile, f32, f32, f32).dtype == jnp.float32
+            assert jax.eval_shape(truncated.log_mass, i32, i32).dtype == default
+            assert jax.eval_shape(truncated.quantile, i32, i32, f32).dtype == jnp.float32  # int with float32
+            if x64:
+                f64 = jax.ShapeDtypeStruct((3,), jnp.float64)
+                assert jax.eval_shape(truncated.quantile, f64, f64, f32).dtype == jnp.float64
+
+
+def test_log_mass_around_matches_the_reference_in_the_tails_and_wide_and_narrow():
+    """``log_mass_around(c, h) = log P(c - h < Z < c + h)`` in float64 against the float64 reference,
+    for wide intervals (far in the upper tail, wider than the Gauss-Legendre rule can integrate) and
+    narrow ones above the float spacing (where ``Phi(b) - Phi(a)`` would cancel)."""
+    center = np.array([30.0, -30.0, -1.0, 0.0, 0.25, 5.0])
+    half = np.array([1.0, 1.0, 10.0, 3.0, 2.0**-30, 2.0**-23])  # c +- h exact in float64
+    with jax.enable_x64(True):
+        got = np.asarray(jax.jit(truncated.log_mass_around)(jnp.asarray(center), jnp.asarray(half)))
+    want = np.array([_reference_log_mass(c - h, c + h) for c, h in zip(center, half)])
+    np.testing.assert_allclose(got, want, rtol=1e-10)
