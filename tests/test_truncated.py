@@ -191,10 +191,11 @@ def test_results_keep_a_float_input_dtype_and_integers_become_the_default_float(
 
 def test_log_mass_around_matches_the_reference_in_the_tails_and_wide_and_narrow():
     """``log_mass_around(c, h) = log P(c - h < Z < c + h)`` in float64 against the float64 reference,
-    for wide intervals (far in the upper tail, wider than the Gauss-Legendre rule can integrate) and
-    narrow ones above the float spacing (where ``Phi(b) - Phi(a)`` would cancel)."""
-    center = np.array([30.0, -30.0, -1.0, 0.0, 0.25, 5.0])
-    half = np.array([1.0, 1.0, 10.0, 3.0, 2.0**-30, 2.0**-23])  # c +- h exact in float64
+    for wide intervals (in the upper tail, where ``log Phi`` near 0 would cancel, and wider than the
+    Gauss-Legendre rule can integrate) and narrow ones above the float spacing (where
+    ``Phi(b) - Phi(a)`` would cancel)."""
+    center = np.array([30.0, -30.0, 7.0, -1.0, 0.0, 0.25, 5.0])
+    half = np.array([1.0, 1.0, 0.5, 10.0, 3.0, 2.0**-30, 2.0**-23])  # c +- h exact in float64
     with jax.enable_x64(True):
         got = np.asarray(jax.jit(truncated.log_mass_around)(jnp.asarray(center), jnp.asarray(half)))
     want = np.array([_reference_log_mass(c - h, c + h) for c, h in zip(center, half)])
