@@ -391,3 +391,21 @@ def test_codelength_arguments_are_checked_and_the_message_names_the_first_bad_en
     np.testing.assert_array_equal(entropy.elias_gamma_bits(np.array([2.0, 0.0])), [3, 1])
     assert type(entropy.zipf_exponent(3)) is float and type(entropy.zipf_exponent(np.float32(1.0))) is float
     assert float(entropy.uniform_bits(np.array([2.0**200]))[0]) == 200.0
+
+
+def test_index_stream_bytes_are_pinned():
+    """The index streams are part of the file format: these bytes (written by this version with
+    constriction 0.5) must not change, or earlier archives stop decoding.  Indices past 2**16 and
+    2**32 exercise the raw-bit chunks of the Zipf tail and of a wide uniform model."""
+    zipf_bytes = entropy.encode_indices([0, 5, 2**20 + 3, 2**40 + 12345, 2**62 - 1], ZIPF)
+    assert zipf_bytes.hex() == "f3c89511df9bacb45e2d8b6e0000005a0000000000000000"
+    uniform_bytes = entropy.encode_indices([2**62 - 5, 3, 2**33 + 1], entropy.UniformModel(2**62))
+    assert uniform_bytes.hex() == "fffffefffe0001ff080100ff00f7feffebff0001400830ff"
+
+
+def test_zipf_index_limit_is_two_to_the_63_minus_2():
+    """``MAX_ZIPF_INDEX = 2**63 - 2`` (``index + 1`` fits an int64): that index round-trips, the
+    next one is refused naming the range."""
+    assert round_trip([2**63 - 2], ZIPF).hex() == "ffffffff100000fe01c0fbff"
+    with pytest.raises(InvalidArgumentError, match=r"outside \[0, 2\*\*63 - 1\) of ZipfModel"):
+        entropy.encode_indices([2**63 - 1], ZIPF)
