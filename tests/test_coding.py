@@ -409,3 +409,22 @@ def test_zipf_index_limit_is_two_to_the_63_minus_2():
     assert round_trip([2**63 - 2], ZIPF).hex() == "ffffffff100000fe01c0fbff"
     with pytest.raises(InvalidArgumentError, match=r"outside \[0, 2\*\*63 - 1\) of ZipfModel"):
         entropy.encode_indices([2**63 - 1], ZIPF)
+
+
+def test_model_limits_by_value():
+    """The documented limits, at and just past each boundary: ``2**16`` categorical symbols and
+    ``alpha >= 1 + 2**-30`` (entropy/models mutation survivors)."""
+    assert len(entropy.CategoricalModel(np.ones(2**16)).probs) == 2**16
+    with pytest.raises(InvalidArgumentError, match=r"1 to 2\*\*16 entries, got shape \(65537,\)"):
+        entropy.CategoricalModel(np.ones(2**16 + 1))
+    assert entropy.ZipfModel(1.0 + 2.0**-30).alpha == 1.0 + 2.0**-30
+    with pytest.raises(InvalidArgumentError, match=r"alpha must be finite and >= 1 \+ 2\*\*-30"):
+        entropy.ZipfModel(1.0 + 2.0**-31)
+
+
+def test_index_arrays_are_flattened_in_c_order_and_a_negative_index_is_named():
+    model = entropy.UniformModel(10)
+    data = entropy.encode_indices(np.array([[1, 2, 3], [4, 5, 6]]), model)
+    np.testing.assert_array_equal(entropy.decode_indices(data, model, 6), [1, 2, 3, 4, 5, 6])
+    with pytest.raises(InvalidArgumentError, match=r"indices must be >= 0, got -1 at position 2"):
+        entropy.encode_indices([3, 9, -1, 5, 0], model)
