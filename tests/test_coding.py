@@ -428,3 +428,16 @@ def test_index_arrays_are_flattened_in_c_order_and_a_negative_index_is_named():
     np.testing.assert_array_equal(entropy.decode_indices(data, model, 6), [1, 2, 3, 4, 5, 6])
     with pytest.raises(InvalidArgumentError, match=r"indices must be >= 0, got -1 at position 2"):
         entropy.encode_indices([3, 9, -1, 5, 0], model)
+
+
+def test_zipf_alpha_is_stored_as_a_python_float_and_its_cached_table_is_read_only():
+    """Models group items in a header by equality and hash: an exponent given as a numpy scalar or
+    an int is stored as a Python float, so equal exponents give equal models; the bucket table the
+    model caches per exponent is shared, so it is read-only."""
+    from_numpy = entropy.ZipfModel(np.float32(1.25))
+    assert type(from_numpy.alpha) is float and from_numpy == entropy.ZipfModel(1.25)
+    assert hash(entropy.ZipfModel(2)) == hash(entropy.ZipfModel(2.0)) and type(entropy.ZipfModel(2).alpha) is float
+    table = entropy_models._zipf_bucket_weights(1.25)
+    assert not table.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        table[0] = 0.0
