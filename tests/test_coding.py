@@ -441,3 +441,22 @@ def test_zipf_alpha_is_stored_as_a_python_float_and_its_cached_table_is_read_onl
     assert not table.flags.writeable
     with pytest.raises(ValueError, match="read-only"):
         table[0] = 0.0
+
+
+def test_more_stream_bytes_are_pinned_at_the_uniform_chunk_boundary_and_for_categoricals():
+    """Format bytes (see :func:`test_index_stream_bytes_are_pinned`) of a uniform model at the
+    raw-chunk boundary ``2**16`` and just past a power of two, and of a categorical model."""
+    assert entropy.encode_indices([65535, 0, 7], entropy.UniformModel(2**16)).hex() == "fffffeff000107ff"
+    assert entropy.encode_indices([2**20, 1, 5], entropy.UniformModel(2**20 + 1)).hex() == "ffff7fff6c1301ff"
+    assert entropy.encode_indices([2, 0, 1, 2], entropy.CategoricalModel((1.0, 2.0, 5.0))).hex() == "00006064"
+
+
+def test_models_normalize_their_fields_and_stay_frozen_and_uint64_indices_work():
+    uniform = entropy.UniformModel(np.int64(5))
+    assert type(uniform.num_symbols) is int and uniform == entropy.UniformModel(5)
+    for model in (uniform, entropy.CategoricalModel((1.0, 3.0)), entropy.PlanAlphabetModel()):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            model.extra = 1
+    assert round_trip(np.array([3, 0, 4], np.uint64), uniform)
+    # ideal bits normalize the weights: -log2(3/4) - log2(1/4)
+    assert entropy.ideal_bits([1, 0], entropy.CategoricalModel((1.0, 3.0))) == pytest.approx(2.0 - np.log2(3.0) + 2.0)
