@@ -267,6 +267,14 @@ def plot(results: list[dict], out_dir: Path) -> list[str]:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
+    written: list[str] = []
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=120)
+        plt.close(fig)
+        written.append(name)
+
     colors = {"mean_var": "tab:blue", "mean_kl": "tab:orange"}
     datasets = [r for r in results if r is not None]
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
@@ -287,9 +295,7 @@ def plot(results: list[dict], out_dir: Path) -> list[str]:
             axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
             axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "size_vs_error.png", dpi=120)
-    plt.close(fig)
+    save(fig, "size_vs_error.png")
 
     runs = [r for res in datasets for r in res["runs"]]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
@@ -308,9 +314,7 @@ def plot(results: list[dict], out_dir: Path) -> list[str]:
                 title="magnitude pruning of the decoded weights")
     for ax in axes:
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(out_dir / "training_and_pruning.png", dpi=120)
-    plt.close(fig)
+    save(fig, "training_and_pruning.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
     centers = np.linspace(-6, 6, 61)
@@ -322,10 +326,8 @@ def plot(results: list[dict], out_dir: Path) -> list[str]:
                     label=f"{r['dataset']} {LABELS[r['parameterization']]} (kurtosis {r['decoded_kurtosis']:.1f})")
     ax.set(yscale="log", xlabel="decoded weight / prior scale", ylabel="fraction", title="decoded weights, 10 bits per block")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "weights.png", dpi=120)
-    plt.close(fig)
-    return ["size_vs_error.png", "training_and_pruning.png", "weights.png"]
+    save(fig, "weights.png")
+    return written
 
 
 def _reached(row: dict, p: str) -> str:

@@ -435,7 +435,7 @@ def test_encode_batch_with_a_batched_prior_equals_vmap(name):
     targets = jaxrec.DiagGaussian(target.loc + shift, jnp.broadcast_to(target.scale, (8, target.event_size)))
     batched = _fields(_encode_batch(coder, keys, targets, priors))
     for i in range(8):
-        alone = _fields(alone_coder.encode(keys[i], *(jax.tree.map(lambda a, i=i: a[i], d) for d in (targets, priors))))
+        alone = _fields(alone_coder.encode(keys[i], _take(targets, i), _take(priors, i)))
         for field, value in alone.items():
             np.testing.assert_array_equal(batched[field][i], value, err_msg=f"{name} problem {i} {field}")
 

@@ -184,7 +184,8 @@ def scan_coder(
         ``lane_chunk_size`` (default ``min(chunk_size, 128)``), ``num_lanes`` (default
         ``2^13 // lane_chunk_size``) and ``max_widening`` (tail lanes up to ``2^max_widening``
         times wider, default 3; see :func:`jaxrec.search.search_batch`) set the schedule only,
-        never the result.
+        never the result.  Several batches run fastest one after another (``lax.map``), not
+        ``vmap``-ped (every widening level would then run at every step).
         """
         keys, batch = check_batch(keys, targets, prior)
         validate(targets, prior)
