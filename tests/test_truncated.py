@@ -200,3 +200,16 @@ def test_log_mass_around_matches_the_reference_in_the_tails_and_wide_and_narrow(
         got = np.asarray(jax.jit(truncated.log_mass_around)(jnp.asarray(center), jnp.asarray(half)))
     want = np.array([_reference_log_mass(c - h, c + h) for c, h in zip(center, half)])
     np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_uniform_helpers_on_partial_empty_and_shifted_intervals():
+    """Uniform on ``[1, 5)``: the mass of an interval clipped to the support (width below 1, where
+    ``log`` is negative), ``-inf`` for an interval outside it, and quantiles of an interval that
+    does not start at 0 (eager, elementwise; nothing is compiled)."""
+    u = jaxrec.Uniform(jnp.ones(1), jnp.full(1, 5.0))
+    lo, hi = jnp.asarray([2.0, 0.0, 6.0]), jnp.asarray([2.5, 1.5, 7.0])
+    got = np.asarray(truncated.interval_log_mass(u, lo, hi))
+    np.testing.assert_allclose(got[:2], np.log([0.125, 0.125]), rtol=1e-6)
+    assert got[2] == -np.inf
+    quantiles = truncated.interval_quantile(u, jnp.asarray([2.0, 0.0]), jnp.asarray([3.0, 3.0]), jnp.asarray([0.25, 0.5]))
+    np.testing.assert_allclose(np.asarray(quantiles), [2.25, 2.0], rtol=1e-6)
