@@ -172,3 +172,32 @@ def test_increments_at_the_ends_of_the_word_range():
     expected = np.maximum(np.ceil(-np.log(u) * 2**24), 1)  # float64 agrees with float32 at these words
     assert expected[0] == expected[1] == 1 and expected[3] == np.ceil(24 * np.log(2) * 2**24) < 2**29
     np.testing.assert_array_equal(np.asarray(arrivals.increments_from_words(words)), expected)
+
+
+def test_fold_in_keys_and_bin_streams_follow_their_documented_derivations():
+    """The per-draw keys (AGRS, iREC), the tree-node keys (A*, branch-and-bound GPRS) and the
+    space-partitioning bin streams, rebuilt from ``jax.random.fold_in`` and JAX's threefry primitive
+    with the ASCII tags written out (a changed tag or derivation would break stored files)."""
+    from jax.extend.random import threefry2x32_p
+
+    fold, data = jax.random.fold_in, jax.random.key_data
+    key = prng.as_key(20261124)
+    cand, time, bins, tree = (int.from_bytes(tag, "big") for tag in (b"CAND", b"TIME", b"BINS", b"TREE"))
+    big = jnp.uint32(0x80000001)  # above 2**31: folded in as uint32
+    pairs = [
+        (prng.candidate_key(key, big, stream=2), fold(fold(fold(key, cand), 2), big)),
+        (prng.candidate_key(key, jnp.int32(5)), fold(fold(fold(key, cand), 0), 5)),
+        (prng.arrival_key(key, jnp.int32(5), stream=3), fold(fold(fold(key, time), 3), 5)),
+        (prng.arrival_key(key, big), fold(fold(fold(key, time), 0), big)),
+        (prng.tree_node_key(key, jnp.int32(3), jnp.array([big, 6], jnp.uint32)), fold(fold(fold(fold(key, tree), 3), big), 6)),
+        (prng.node_location_key(key), fold(key, cand)),
+        (prng.node_private_key(key), fold(key, time)),
+    ]
+    for got, want in pairs:
+        np.testing.assert_array_equal(np.asarray(data(got)), np.asarray(data(want)))
+    np.testing.assert_array_equal(np.asarray(prng.private_stream(key, 4)), np.asarray(data(fold(fold(key, time), 4))))
+    np.testing.assert_array_equal(np.asarray(prng.key_to_words(key)), [0, 20261124])
+    s = np.asarray(data(fold(fold(key, bins), 0)))
+    hi, lo = jnp.array([0, 1, 7], jnp.uint32), jnp.array([5, 5, 0xFFFFFFFF], jnp.uint32)
+    want = threefry2x32_p.bind(*jnp.broadcast_arrays(jnp.uint32(s[0]), jnp.uint32(s[1]), hi, lo))
+    np.testing.assert_array_equal(np.asarray(prng.bin_stream(key, hi, lo)), np.stack([np.asarray(w) for w in want], axis=-1))

@@ -36,8 +36,34 @@ SCRATCH = ROOT / ".mutation"
 # module (relative to jaxrec/, without .py) -> the fast test files (or ``file::test`` ids) that guard
 # it, cheapest first
 MODULE_TESTS: dict[str, tuple[str, ...]] = {
-    "core/distributions": ("test_distributions.py", "test_references.py"),
-    "core/prng": ("test_prng_arrivals.py", "test_contract.py"),
+    "core/distributions": (  # test_distributions.py and the fast tests that reach the module (of 5 files)
+        "test_distributions.py",
+        "test_prng_arrivals.py::test_golden_first_candidates",
+        "test_references.py::test_uniform_against_gaussian_sup_ratio_and_kl_match_numerics",
+        "test_prng_arrivals.py::test_stream_log_ratio_matches_the_candidates",
+        "test_partition.py::test_interval_sup_ratio_gauss_gauss_matches_a_grid",
+        "test_partition.py::test_interval_sup_ratio_uniform_targets",
+        "test_references.py::test_mmd2_to_gaussian_matches_quadrature",
+        "test_invalid_arguments.py::test_kl_with_event_sizes_3_and_5_names_both",
+        "test_invalid_arguments.py::test_distribution_parameters_are_checked_at_construction",
+        "test_invalid_arguments.py::test_public_helpers_refuse_wrong_types",
+        "test_invalid_arguments.py::test_distribution_constructors",
+        "test_invalid_arguments.py::test_pair_quantities",
+    ),
+    "core/prng": (  # the fast tests that reach the module, the decisive ones first (test_contract.py is too slow per mutant)
+        "test_prng_arrivals.py::test_golden_first_candidates",
+        "test_prng_arrivals.py::test_fold_in_keys_and_bin_streams_follow_their_documented_derivations",
+        "test_prng_arrivals.py::test_threefry_matches_jax_primitive",
+        "test_prng_arrivals.py::test_counter_words_layout_and_sum_over_words",
+        "test_prng_arrivals.py::test_as_key_accepts_seeds_keys_and_key_data_and_refuses_the_rest",
+        "test_prng_arrivals.py::test_candidates_are_pure_functions_of_the_index",
+        "test_invalid_arguments.py::test_key_abc_or_none_is_refused_by_encode_decode_and_encode_batch",
+        "test_invalid_arguments.py::test_several_keys_where_one_is_expected",
+        "test_invalid_arguments.py::test_encode_refuses_a_batch_and_encode_batch_refuses_mismatched_sizes",
+        "test_invalid_arguments.py::test_encode_batch_takes_int_seeds_like_vmap_of_encode",
+        "test_prng_arrivals.py::test_candidate_stream_marginals_and_independence",
+        "test_prng_arrivals.py::test_stream_log_ratio_matches_the_candidates",
+    ),
     "core/arrivals": (  # every fast test that reaches the module, the decisive ones first
         "test_prng_arrivals.py::test_arrival_times_are_exact_and_chunk_invariant",
         "test_prng_arrivals.py::test_arrival_times_stay_accurate_past_2_pow_24",
