@@ -175,6 +175,7 @@ def test_expected_steps_linear_in_dinf(name):
     # An exact search also runs on any lane whose ratio turned out unbounded under jit: flagged.
 
 
+@pytest.mark.slow  # 7 s cold in the fast tier; test_invalid_arguments keeps a jitted status check
 def test_unbounded_ratio_under_jit_is_flagged():
     code = SINGLE_ASTAR(jax.random.key(0), jaxrec.DiagGaussian(0.5, 2.0), jaxrec.DiagGaussian(0.0, 1.0))
     assert int(code.status) == UNBOUNDED_RATIO and int(code.steps) == 0
@@ -184,7 +185,11 @@ def test_unbounded_ratio_under_jit_is_flagged():
     "coder",
     # AS* never queues more than one node on these problems (the child without the mode is bounded
     # by its parent's score), so the queue overflow is provoked with AD*.
-    [jaxrec.adstar(capacity=1), jaxrec.astar(max_steps=5), jaxrec.adstar(max_depth=3)],
+    [  # one compiled coder each (7 s cold): capacity and max_steps in the fast tier
+        jaxrec.adstar(capacity=1),
+        jaxrec.astar(max_steps=5),
+        pytest.param(jaxrec.adstar(max_depth=3), marks=pytest.mark.slow),
+    ],
     ids=["capacity", "max_steps", "max_depth"],
 )
 def test_limits_set_exhausted(coder):

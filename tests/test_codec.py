@@ -212,6 +212,7 @@ def test_rate_accounting(batch, plan):
     assert ideal.mean() <= (kl + np.log2(kl + 2) + 2).sum(axis=1).mean()
 
 
+@pytest.mark.slow  # 12 s cold in the fast tier; test_archive's lossless fixture round-trips integer items
 def test_lossless_round_trip_is_exact(plan):
     model = ToyLosslessVAE(rngs=nnx.Rngs(0), levels=LEVELS)
     xs = jax.random.randint(jax.random.key(3), (3, DATA_DIM), 0, LEVELS)
@@ -244,6 +245,7 @@ def test_float32_file_decodes_identically_under_x64(batch, plan):
     np.testing.assert_array_equal(again, z[7])
 
 
+@pytest.mark.slow  # 5 s cold in the fast tier
 def test_eager_decoding_matches_jitted_decoding(batch, plan):
     """The decoder's whole path (keys, split, candidate regeneration, merge) without jit gives the
     same latent bit for bit."""
@@ -253,6 +255,7 @@ def test_eager_decoding_matches_jitted_decoding(batch, plan):
     np.testing.assert_array_equal(eager, z[11])
 
 
+@pytest.mark.slow  # 10 s cold in the fast tier (its own float64 programs)
 def test_float64_round_trip_and_refusal_without_x64():
     plan = plan_blocks(np.full(4, 1.0), 2.5, shuffle=False)
     with jax.enable_x64(True):

@@ -67,7 +67,8 @@ def test_vmap_fallback_compiles_once():
     assert_compiled_once(lambda: jax.block_until_ready(jaxrec.encode_batch(plain, jnp.arange(B), TARGETS, PRIOR)))
 
 
-@pytest.mark.parametrize("sp", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["pfr", "sp_orc"])
+@pytest.mark.slow  # 21 s cold in the fast tier (two codec programs)
+@pytest.mark.parametrize("sp", [False, True], ids=["pfr", "sp_orc"])
 def test_compress_and_decompress_compile_once(sp):
     codec = GaussianChannel(D)
     xs = jnp.stack([TARGETS.loc, TARGETS.scale], axis=1)[:16]
@@ -100,7 +101,7 @@ def test_array_pytree_codecs_compile_once():
     assert_compiled_once(lambda: jaxrec.decompress_batch(ToyLosslessVAE(rngs=nnx.Rngs(0), levels=5), data, plan=plan))
 
 
-@pytest.mark.parametrize("make", [lambda: jaxrec.pfr(chunk_size=64), lambda: jaxrec.astar()], ids=["pfr", "astar"])
+@pytest.mark.parametrize("make", [lambda: jaxrec.pfr(chunk_size=64), pytest.param(lambda: jaxrec.astar(), marks=pytest.mark.slow)], ids=["pfr", "astar"])
 def test_eager_encode_and_decode_compile_once(make):
     """``coder.encode`` / ``coder.decode`` called eagerly in a loop: the search compiles once per coder
     (it used to recompile its while loop on every call, 1-3 s each)."""

@@ -399,7 +399,7 @@ def malformed_encode_batch(draw: Any, name: str) -> tuple[Callable[[], Any], str
     return (lambda: run(keys, targets, prior, **{option: value})), option
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "sp_pfr" else n for n in NAMES])  # sp_pfr: 9 s cold
 @settings(max_examples=20, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_coders_refuse_malformed_arguments(name, data):

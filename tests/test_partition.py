@@ -203,6 +203,7 @@ def _log_interval_mass(lo, hi, mu, s):
         return big + np.log1p(-np.exp(small - big))
 
 
+@pytest.mark.slow  # 8 s cold in the fast tier (float64 programs)
 def test_weights_and_reweighted_divergences_match_independent_float64_sums():
     prior = _std_normal(2)
     params = [(2.0, 0.05), (-0.4, 0.3)]

@@ -294,6 +294,7 @@ def small_vae():
     return vae.VAE(vae.VAEConfig(image_shape=(4, 3), latent_dim=3, hidden=(8,)), rngs=nnx.Rngs(0))
 
 
+@pytest.mark.slow  # statistical, 7 s cold in the fast tier
 def test_likelihood_samples_follow_the_beta_binomial(small_vae):
     z = jnp.array([0.3, -1.0, 0.5])
     draw = jax.jit(jax.vmap(lambda k: sample_likelihood(small_vae, k, z)))

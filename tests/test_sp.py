@@ -256,6 +256,7 @@ def test_padding_with_dead_axes_keeps_the_codes():
             np.testing.assert_array_equal(np.asarray(codes[0].bin), np.asarray(codes[1].bin)[:, :3])
 
 
+@pytest.mark.slow  # 12 s cold in the fast tier
 def test_traced_counts_above_the_table_width_are_invalid_input():
     """A partition built inside jit cannot be checked at construction: counts outside
     [1, max_intervals] give status INVALID_INPUT (no search), valid ones status OK."""
@@ -386,6 +387,13 @@ def test_errors_at_the_api_boundary():
         jaxrec.sp_orc(part, 16, weights="sup_ratio").encode(0, wide, prior)
     with pytest.raises(InvalidArgumentError, match="num_samples"):
         jaxrec.sp_orc(part, 0)
+
+
+@pytest.mark.slow  # 13 s cold in the fast tier (SP-ORC's encoder and decoder)
+def test_sp_orc_takes_a_target_wider_than_the_prior():
+    part = Partition(np.array([4, 4]))
+    prior = std_normal(2)
+    wide = jaxrec.DiagGaussian(jnp.zeros(2), jnp.array([1.5, 0.5]))
     code = jaxrec.sp_orc(part, 16).encode(0, wide, prior)  # ORC needs no bounded ratio
     assert 0 <= int(code.index) < 16 and np.all(np.isfinite(jaxrec.sp_orc(part, 16).decode(0, code, prior)))
 
@@ -402,7 +410,8 @@ def _inside(xs, box):
     return np.all((xs >= np.asarray(box.low) - 1e-6) & (xs <= np.asarray(box.high) + 1e-6), axis=1)
 
 
-@pytest.mark.parametrize("weights", ["sup_ratio", pytest.param("q_mass", marks=pytest.mark.slow)])
+@pytest.mark.slow  # 10 s cold per weighting
+@pytest.mark.parametrize("weights", ["sup_ratio", "q_mass"])
 def test_sp_coders_take_a_uniform_prior(weights):
     num = 256
     targets = broadcast_target(UNIFORM_TARGET, num)

@@ -36,8 +36,9 @@ def plan():
     return BlockPlan(order=np.array([2, 0, 3, 1]), sizes=np.array([2, 2]), budget_bits=8.0)
 
 
+@pytest.mark.slow  # 16 s cold in the fast tier
 @pytest.mark.parametrize(
-    "coder", [jaxrec.orc(2**6), pytest.param(jaxrec.pfr(chunk_size=64), marks=pytest.mark.slow)], ids=["orc", "pfr"]
+    "coder", [jaxrec.orc(2**6), jaxrec.pfr(chunk_size=64)], ids=["orc", "pfr"]
 )
 def test_exact_lossless_round_trip_through_bytes(model, images, plan, coder):
     report = codec.compress_report(model, images, key=7, coder=coder, plan=plan)
@@ -71,6 +72,7 @@ def decoded_latents(report, plan, coder, key, prior):
     return latents
 
 
+@pytest.mark.slow  # 15 s cold in the fast tier (the ORC codec program); test_codec covers compress in the fast tier
 def test_rate_accounting_sums(model, images, plan):
     coder = jaxrec.orc(2**6)
     report = codec.compress_report(model, images, key=1, coder=coder, plan=plan)
