@@ -201,3 +201,41 @@ def test_fold_in_keys_and_bin_streams_follow_their_documented_derivations():
     hi, lo = jnp.array([0, 1, 7], jnp.uint32), jnp.array([5, 5, 0xFFFFFFFF], jnp.uint32)
     want = threefry2x32_p.bind(*jnp.broadcast_arrays(jnp.uint32(s[0]), jnp.uint32(s[1]), hi, lo))
     np.testing.assert_array_equal(np.asarray(prng.bin_stream(key, hi, lo)), np.stack([np.asarray(w) for w in want], axis=-1))
+
+
+def test_each_seed_form_is_accepted_in_range_and_refused_outside_it():
+    """``as_key`` and ``as_keys`` on every form they take: Python, numpy 0-d and JAX seeds at 0 and
+    at ``2**32 - 1``, traced seeds, key data; refusals name the problem (a numpy ``int64`` seed of
+    ``2**32`` would wrap to 0 in JAX without x64; a bool or a numpy float is not a seed)."""
+    data = lambda k: np.asarray(jax.random.key_data(k))
+    for seed in (0, 100, 2**32 - 1):
+        want = [0, seed]
+        for form in (seed, np.array(seed), jnp.uint32(seed)):
+            np.testing.assert_array_equal(data(prng.as_key(form)), want)
+    np.testing.assert_array_equal(data(prng.as_key(jnp.int32(0))), [0, 0])
+    np.testing.assert_array_equal(data(jax.jit(prng.as_key)(jnp.int32(7))), [0, 7])
+    np.testing.assert_array_equal(data(prng.as_keys(np.array([0, 100]), 2)), [[0, 0], [0, 100]])
+    np.testing.assert_array_equal(data(prng.as_keys(jnp.array([0, 100]), 2)), [[0, 0], [0, 100]])
+    np.testing.assert_array_equal(data(jax.jit(lambda s: prng.as_keys(s, 3))(jnp.arange(3))), [[0, 0], [0, 1], [0, 2]])
+    key_data = jnp.array([[1, 2], [3, 4], [5, 6]], jnp.uint32)
+    np.testing.assert_array_equal(data(prng.as_keys(key_data, 3)), np.asarray(key_data))
+    for bad, match in [
+        (True, "got True"), (np.float32(-1.0), r"got float32\[\]"), ("abc", "an int seed in"),
+        (np.array(2**32), r"seeds must be in \[0, 2\*\*32\), got 4294967296"), (jnp.int32(-1), r"seed must be in \[0, 2\*\*32\)"),
+    ]:
+        with pytest.raises(InvalidArgumentError, match=match):
+            prng.as_key(bad)
+    with pytest.raises(InvalidArgumentError, match="keys must be 3 keys"):
+        prng.as_keys(5, 3)
+    with pytest.raises(InvalidArgumentError, match=r"seeds must be in \[0, 2\*\*32\)"):
+        prng.as_keys(jnp.array([0, -1]), 2)
+    with jax.enable_x64(True):
+        with pytest.raises(InvalidArgumentError, match="4294967296"):
+            prng.as_key(jnp.asarray(2**32, jnp.int64))
+        with pytest.raises(InvalidArgumentError, match="4294967296"):
+            prng.as_keys(jnp.asarray([0, 2**32], jnp.int64), 2)
+    key = prng.as_key(9)
+    np.testing.assert_array_equal(np.asarray(prng.candidate_stream(key)), np.asarray(prng.candidate_stream(key, 0)))
+    np.testing.assert_array_equal(np.asarray(prng.private_stream(key)), np.asarray(prng.private_stream(key, 0)))
+    hi, lo = jnp.array([[0, 1], [2, 3]], jnp.uint32), jnp.array([[4, 5], [6, 7]], jnp.uint32)
+    np.testing.assert_array_equal(np.asarray(prng.bin_stream(key, hi, lo))[1, 0], np.asarray(prng.bin_stream(key, hi[1, 0], lo[1, 0])))

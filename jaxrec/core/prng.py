@@ -96,17 +96,21 @@ def as_key(seed_or_key: Any) -> Array:
     return typed
 
 
-def _check_host_seeds(name: str, value: Any, ndim: int) -> None:
+def _check_host_seeds(name: str, value: Any, ndim: int) -> Any:
     """Refuses concrete integer seeds (``ndim`` dimensions) outside ``[0, 2^32)`` *before* JAX
-    converts them: without x64, JAX would wrap an ``int64`` seed such as ``2**32`` around silently."""
+    converts them, and returns the others as ``uint32``: without x64, JAX would wrap an ``int64``
+    seed such as ``2**32`` around silently (and ``2**31`` to a negative ``int32``)."""
     if isinstance(value, (jax.Array, jax.core.Tracer)):
-        return  # JAX arrays are checked after conversion (their values are what JAX would use)
+        return value  # JAX arrays are checked after conversion (their values are what JAX would use)
     try:
         host = np.asarray(value)
     except (TypeError, ValueError, OverflowError):
-        return  # not an array: the caller's conversion refuses it
-    if host.dtype.kind in "iu" and host.ndim == ndim and host.size and (host.min() < 0 or host.max() >= 2**32):
-        raise InvalidArgumentError(f"{name}: seeds must be in [0, 2**32), got {host.tolist()!r}")
+        return value  # not an array: the caller's conversion refuses it
+    if host.dtype.kind in "iu" and host.ndim == ndim and host.size:
+        if host.min() < 0 or host.max() >= 2**32:
+            raise InvalidArgumentError(f"{name}: seeds must be in [0, 2**32), got {host.tolist()!r}")
+        return host.astype(np.uint32)
+    return value
 
 
 def _typed_keys(seed_or_key: Any) -> Array:
@@ -125,7 +129,7 @@ def _typed_keys(seed_or_key: Any) -> Array:
         if PRNG_IMPL not in impl:
             raise InvalidArgumentError(f"key must use the {PRNG_IMPL} PRNG, got {impl}")
         return arr
-    _check_host_seeds("key", arr, ndim=0)
+    arr = _check_host_seeds("key", arr, ndim=0)
     try:
         arr = jnp.asarray(arr)
     except (TypeError, ValueError, OverflowError):
@@ -147,7 +151,7 @@ def as_keys(keys: Any, batch: int) -> Array:
     if isinstance(keys, (int, np.integer, str, bytes, float)) or keys is None:
         raise InvalidArgumentError(f"keys must be {batch} keys (one per problem), got {keys!r}")
     if not jnp.issubdtype(getattr(keys, "dtype", None), jax.dtypes.prng_key):
-        _check_host_seeds("keys", keys, ndim=1)
+        keys = _check_host_seeds("keys", keys, ndim=1)
         try:
             arr = jnp.asarray(keys)
         except (TypeError, ValueError, OverflowError):
