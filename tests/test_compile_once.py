@@ -9,6 +9,7 @@ Traces and compiles are counted with JAX's monitoring events.
 import collections
 import contextlib
 import functools
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -115,3 +116,20 @@ def test_eager_encode_and_decode_compile_once(make):
         jax.block_until_ready(coder.decode(seed, coder.encode(seed, target, prior), prior))
 
     assert_compiled_once(round_trip)
+
+
+def test_factories_return_one_coder_per_configuration():
+    """``jaxrec.pfr().encode(...)`` in a loop compiles once: equal arguments give the same coder
+    (keyed with their types, so a refused ``True`` is not answered by a cached ``1``); unhashable
+    arguments build a new coder."""
+    assert jaxrec.pfr(chunk_size=64) is jaxrec.pfr(chunk_size=64)
+    assert jaxrec.pfr(chunk_size=64) is not jaxrec.pfr(chunk_size=128)
+    assert jaxrec.orc(16) is jaxrec.orc(16) and jaxrec.factorized(jaxrec.orc(16)) is jaxrec.factorized(jaxrec.orc(16))
+    assert jaxrec.irec(8, 2, variance_fractions=[1.0, 2.0]) is not jaxrec.irec(8, 2, variance_fractions=[1.0, 2.0])
+    assert jaxrec.pfr.__name__ == "pfr" and "chunk_size" in str(inspect.signature(jaxrec.pfr))
+    jaxrec.grs(chunk_size=1)
+    with pytest.raises(jaxrec.InvalidArgumentError, match="chunk_size"):
+        jaxrec.grs(chunk_size=True)
+    target = jax.tree.map(lambda a: a[0], TARGETS)
+    seeds = iter(range(100))
+    assert_compiled_once(lambda: jax.block_until_ready(jaxrec.pfr(chunk_size=64).encode(next(seeds), target, PRIOR).index))

@@ -58,6 +58,7 @@ from jaxrec.coders.base import (
     check_pair,
     check_positive_int,
     code_type,
+    coder_factory,
     compiled_encoder,
     input_status,
     origin,
@@ -136,6 +137,7 @@ class _Beams(NamedTuple):
     live: Array  # [B] bool
 
 
+@coder_factory
 def irec(
     num_samples: int, num_aux: int, beam_width: int = 1, variance_fractions: Sequence[float] | None = None
 ) -> Coder:

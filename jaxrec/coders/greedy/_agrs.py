@@ -67,6 +67,7 @@ from jaxrec.coders.base import (
     check_bounded_ratio,
     check_positive_int,
     code_type,
+    coder_factory,
     static_field,
 )
 from jaxrec.coders.greedy import widths
@@ -181,6 +182,7 @@ def _check_gaussian(prior: Any) -> None:
         raise InvalidArgumentError(f"agrs supports DiagGaussian pairs only, got prior {type(prior).__name__}")
 
 
+@coder_factory
 def agrs(chunk_size: int = 4, max_steps: int = 2**20) -> Coder:
     """Exact adaptive greedy rejection sampling for a 1-D Gaussian pair (``scale_q < scale_p``).
 

@@ -42,6 +42,7 @@ from jaxrec.coders.base import (
     CoderSpec,
     check_bounded_ratio,
     check_positive_int,
+    coder_factory,
     stream_candidate,
 )
 from jaxrec.coders.greedy import widths
@@ -99,6 +100,7 @@ def gprs_chunk_fn(
     return chunk_fn
 
 
+@coder_factory
 def gprs(num_streams: int = 1, chunk_size: int = 256, max_steps: int = 2**24) -> Coder:
     """Exact (parallel) greedy Poisson rejection sampling.
 

@@ -41,6 +41,7 @@ from jaxrec.coders.base import (
     CoderSpec,
     check_bounded_ratio,
     check_positive_int,
+    coder_factory,
     decode_candidate,
 )
 from jaxrec.coders.greedy import widths
@@ -105,6 +106,7 @@ def grs_chunk_fn(key: Array, prior: Distribution, model: widths.Widths, table: w
     return chunk_fn
 
 
+@coder_factory
 def grs(chunk_size: int = 64, max_steps: int = 2**24) -> Coder:
     """Exact greedy rejection sampling (staircase form).
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from jaxrec import search
 from jaxrec.coders import registry
-from jaxrec.coders.base import Coder
+from jaxrec.coders.base import Coder, coder_factory
 from jaxrec.coders.scan import fixed_budget_coder
 from jaxrec.core import prng
 from jaxrec.core.distributions import Distribution, open_unit
@@ -36,6 +36,7 @@ def prepare_mrc(key: Array, target: Distribution, prior: Distribution) -> tuple[
     return chunk_fn, None
 
 
+@coder_factory
 def mrc(num_samples: int, chunk_size: int | None = None) -> Coder:
     """MRC coder over ``num_samples`` candidates (index in ``[0, num_samples)``).
 

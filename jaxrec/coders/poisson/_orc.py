@@ -11,11 +11,12 @@ later candidate can win, which leaves the result unchanged.
 from __future__ import annotations
 
 from jaxrec.coders import registry
-from jaxrec.coders.base import Coder
+from jaxrec.coders.base import Coder, coder_factory
 from jaxrec.coders.poisson._pfr import prepare_pfr
 from jaxrec.coders.scan import fixed_budget_coder
 
 
+@coder_factory
 def orc(num_samples: int, chunk_size: int | None = None) -> Coder:
     """ORC coder with a budget of ``num_samples`` candidates (index in ``[0, num_samples)``).
 

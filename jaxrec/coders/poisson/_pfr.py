@@ -20,7 +20,13 @@ import jax
 
 from jaxrec import search
 from jaxrec.coders import registry
-from jaxrec.coders.base import Coder, CoderSpec, check_bounded_ratio, check_positive_int
+from jaxrec.coders.base import (
+    Coder,
+    CoderSpec,
+    check_bounded_ratio,
+    check_positive_int,
+    coder_factory,
+)
 from jaxrec.coders.scan import scan_coder
 from jaxrec.core import arrivals, prng
 from jaxrec.core.distributions import Distribution, log_sup_ratio
@@ -52,6 +58,7 @@ def prepare_pfr(key: Array, target: Distribution, prior: Distribution) -> tuple[
     return pfr_chunk_fn(key, target, prior, log_sup_ratio(target, prior)), arrivals.zero_time()
 
 
+@coder_factory
 def pfr(chunk_size: int = 1024, max_steps: int = 2**26) -> Coder:
     """Exact PFR coder.
 

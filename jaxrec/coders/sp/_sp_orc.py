@@ -25,7 +25,7 @@ import jax
 
 from jaxrec import search
 from jaxrec.coders import registry
-from jaxrec.coders.base import Coder, CoderSpec, check_positive_int
+from jaxrec.coders.base import Coder, CoderSpec, check_positive_int, coder_factory
 from jaxrec.coders.scan import scan_coder
 from jaxrec.coders.sp._sp_pfr import (
     MAX_STEPS,
@@ -61,6 +61,7 @@ def candidate_numbers(state: tuple, packed: tuple[Array, Array], ns: Array) -> t
     return ns, state
 
 
+@coder_factory
 def sp_orc(
     partition: Partition,
     num_samples: int,

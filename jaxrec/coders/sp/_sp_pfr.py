@@ -70,6 +70,7 @@ from jaxrec.coders.base import (
     check_bounded_ratio,
     check_positive_int,
     code_type,
+    coder_factory,
     static_field,
 )
 from jaxrec.coders.scan import scan_coder
@@ -332,6 +333,7 @@ def finish_sp(res: search.SearchResult) -> dict[str, Array]:
     return {"bin": bins, "index": index}
 
 
+@coder_factory
 def sp_pfr(
     partition: Partition,
     weights: str | WeightPolicy = "sup_ratio",

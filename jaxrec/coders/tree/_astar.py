@@ -70,6 +70,7 @@ from jaxrec.coders.base import (
     check_bounded_ratio,
     check_pair,
     check_positive_int,
+    coder_factory,
     compiled_encoder,
     input_status,
     origin,
@@ -192,6 +193,7 @@ def _tree_coder(name: str, split: str, *, capacity: int, max_steps: int, max_dep
     return Coder(encode, make_decoder(split, name), spec)
 
 
+@coder_factory
 def astar(
     capacity: int = DEFAULT_CAPACITY, max_steps: int = DEFAULT_MAX_STEPS, max_depth: int = DEFAULT_MAX_DEPTH
 ) -> Coder:
@@ -211,6 +213,7 @@ def astar(
     return _tree_coder("astar", SAMPLE_SPLIT, capacity=capacity, max_steps=max_steps, max_depth=max_depth, exact=True)
 
 
+@coder_factory
 def adstar(
     capacity: int = DEFAULT_CAPACITY, max_steps: int = DEFAULT_MAX_STEPS, max_depth: int = DEFAULT_MAX_DEPTH
 ) -> Coder:
@@ -218,6 +221,7 @@ def adstar(
     return _tree_coder("adstar", DYADIC_SPLIT, capacity=capacity, max_steps=max_steps, max_depth=max_depth, exact=True)
 
 
+@coder_factory
 def dadstar(depth: int, capacity: int = DEFAULT_CAPACITY, max_steps: int = DEFAULT_MAX_STEPS) -> Coder:
     """DAD*: AD* on the dyadic tree cut at ``depth``, approximate (bias falls with ``depth``).
 

@@ -53,6 +53,7 @@ from jaxrec.coders.base import (
     check_bounded_ratio,
     check_pair,
     check_positive_int,
+    coder_factory,
     compiled_encoder,
     input_status,
     origin,
@@ -167,6 +168,7 @@ def _check_problem(target: Any, prior: Any) -> None:
     widths.check_pair(target, prior)
 
 
+@coder_factory
 def gprs_bnb(split: str = "sample", capacity: int = 64, max_steps: int = 2**12, max_depth: int = 128) -> Coder:
     """Exact branch-and-bound GPRS for one 1-D Gaussian pair (``scale_q < scale_p``).
 

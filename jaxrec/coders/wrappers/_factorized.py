@@ -40,6 +40,7 @@ from jaxrec.coders.base import (
     CoderSpec,
     check_bounded_ratio,
     check_code,
+    coder_factory,
 )
 from jaxrec.coders.scan import check_batch, check_single
 from jaxrec.coders.scan import encode_batch as _encode_batch
@@ -65,6 +66,7 @@ def _per_dim(dist: Distribution, num_dims: int) -> Distribution:
     return jax.tree.map(lambda a: jnp.broadcast_to(a, a.shape[:-1] + (num_dims,))[..., None], dist)
 
 
+@coder_factory
 def factorized(coder: Coder) -> Coder:
     """Wraps a 1-D ``coder`` to code each coordinate of a factorized problem separately.
 
