@@ -11,7 +11,12 @@ from scipy import stats
 import jaxrec
 from jaxrec import entropy
 from jaxrec.coders.base import INVALID_INPUT, OK
-from jaxrec.coders.sp._sp_pfr import VisitCounts, _fmix32, counter_slots
+from jaxrec.coders.sp._sp_pfr import (
+    VisitCounts,
+    _fmix32,
+    counter_slots,
+    fitted_table_size,
+)
 from jaxrec.coders.sp.message import sp_ideal_bits, sp_index_budget_bits
 from jaxrec.coders.sp.partition import Partition, partition_from_mi, reweighted_dinf
 from jaxrec.core.errors import InvalidArgumentError
@@ -219,6 +224,23 @@ def test_counter_slots_are_the_bins_when_the_grid_fits_else_hashed():
     hashed = np.asarray(counter_slots(small, packed, 16))
     want = np.asarray(_fmix32(packed[1] ^ (packed[0] * jnp.uint32(0x9E3779B9)))) & 15
     np.testing.assert_array_equal(hashed, want)
+
+
+def test_a_concrete_grid_that_fits_carries_only_its_counters_and_keeps_the_codes():
+    """A concrete partition whose packed grid fits in fewer than ``table_size`` counters carries
+    only those (smaller search state); a traced partition carries ``table_size``. Same slots, so
+    the same codes."""
+    for counts, want in (([2] * 5, 32), ([3, 5, 1], 32), ([1], 1), ([16, 16], 256), ([2] * 13, 4096)):
+        assert fitted_table_size(Partition(np.array(counts)), 4096) == want, counts
+    assert fitted_table_size(Partition(np.array([16, 16])), 64) == 64
+    part = Partition(np.array([4, 2, 1]))
+    target = jaxrec.DiagGaussian(jnp.array([0.5, -0.4, 0.0]), jnp.array([0.4, 0.6, 1.0]))
+    keys = jax.random.split(jax.random.key(5), 16)
+    concrete = jax.jit(jax.vmap(lambda k: jaxrec.sp_pfr(part, chunk_size=16).encode(k, target, std_normal(3))))(keys)
+    traced = jax.jit(jax.vmap(lambda k, p: jaxrec.sp_pfr(p, chunk_size=16).encode(k, target, std_normal(3)),
+                              in_axes=(0, None)))(keys, part)
+    for field in ("bin", "index", "steps", "status"):
+        np.testing.assert_array_equal(np.asarray(getattr(concrete, field)), np.asarray(getattr(traced, field)), field)
 
 
 @pytest.mark.slow

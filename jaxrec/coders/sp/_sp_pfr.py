@@ -176,6 +176,17 @@ def counter_slots(partition: Partition, packed: tuple[Array, Array], table_size:
     return (jnp.where(fits, lo, hashed) & jnp.uint32(table_size - 1)).astype(jnp.int32)
 
 
+def fitted_table_size(partition: Partition, table_size: int) -> int:
+    """The number of visit counters a search carries: ``table_size``, or fewer when the partition
+    is concrete and its packed grid fits in a smaller power of two.  The slots are the packed bin
+    indices either way (:func:`counter_slots`), so the codes are the same; the search state shrinks
+    (batch lanes select over it at every step)."""
+    if isinstance(partition.num_intervals, jax.core.Tracer):
+        return table_size
+    packed_bits = sum(int(count - 1).bit_length() for count in np.asarray(partition.num_intervals).tolist())
+    return min(table_size, 1 << packed_bits)  # the grid fits in 2^b counters iff b <= log2(table_size)
+
+
 def run_ranks(sorted_keys: Array) -> tuple[Array, Array]:
     """For sorted keys ``[K]``: each element's 0-based rank within its run of equal keys, and the
     position of its run's first element."""
@@ -354,7 +365,9 @@ def sp_pfr(
       table_size: visit counters (a power of two, at most 2^16): one per bin when the packed
         grid fits (``sum_d ceil(log2 J_d) <= log2 table_size``), else bins share counters by a
         hash (:func:`counter_slots`; exact samples still, slightly larger indices).  Per-chunk cost
-        is O(chunk_size log chunk_size) whatever the size; memory is 4 bytes a counter.
+        is O(chunk_size log chunk_size) whatever the size; memory is 4 bytes a counter, and a
+        concrete partition whose grid fits in fewer counters carries only those
+        (:func:`fitted_table_size`, same codes).
 
     Returns:
       A :class:`~jaxrec.Coder` with ``encode(key, target, prior) -> SPCode``,
@@ -373,13 +386,15 @@ def sp_pfr(
         check_bounded_ratio(target, prior)
         check_weights(target, prior, partition, weights)
 
+    counters = fitted_table_size(partition, table_size)
+
     def count_visits(counts: VisitCounts, packed: tuple[Array, Array], ns: Array) -> tuple[Array, VisitCounts]:
-        return counts.assign(counter_slots(partition, packed, table_size), ns)
+        return counts.assign(counter_slots(partition, packed, counters), ns)
 
     def prepare(key: Array, problem: tuple[Distribution, AxisTables], prior: Distribution) -> tuple[search.ChunkFn, Any]:
         target, tables = problem
         chunk_fn = sp_chunk_fn(key, target, prior, partition, count_visits)
-        return chunk_fn, (arrivals.zero_time(), VisitCounts.empty(table_size), tables)
+        return chunk_fn, (arrivals.zero_time(), VisitCounts.empty(counters), tables)
 
     spec = CoderSpec(
         "sp_pfr",
