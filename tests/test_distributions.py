@@ -107,3 +107,19 @@ def test_float64_path():
         expected = sum(-np.log(s) + (s * s + m * m - 1) / 2 for m, s in [(0.5, 0.2), (1.0, 0.9)]) / np.log(2)
         assert float(jaxrec.kl(target, prior)) == pytest.approx(expected, rel=1e-12)
         assert float(prior.icdf(jnp.float64(1e-300))[0]) == pytest.approx(stats.norm.ppf(1e-300), rel=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_tail_quantile_is_icdf_or_isf_bit_for_bit(dtype):
+    """The Gaussian's one-``ndtri`` tail quantile equals ``where(lower, icdf, isf)`` bit for bit
+    (space partitioning samples within bins with it; the decoder must rebuild the same points)."""
+    with jax.enable_x64(dtype == jnp.float64):
+        rng = np.random.default_rng(3)
+        t = jnp.asarray(np.concatenate([rng.uniform(0, 0.5, 500), 2.0 ** -rng.uniform(1, 120, 500)]), dtype)
+        lower = jnp.asarray(rng.integers(0, 2, t.shape).astype(bool))
+        for dist in (jaxrec.DiagGaussian(jnp.asarray(0.7, dtype), jnp.asarray(1.9, dtype)),
+                     jaxrec.Uniform(jnp.asarray(-1.0, dtype), jnp.asarray(2.5, dtype))):
+            want = jnp.where(lower, dist.icdf(t), dist.isf(t))
+            got = dist.tail_quantile(t, lower)
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))

@@ -177,6 +177,10 @@ class Distribution:
         """
         return self.icdf(open_unit(words).astype(self.dtype))
 
+    def tail_quantile(self, t: Array, lower: Array) -> Array:
+        """``icdf(t)`` where ``lower``, else ``isf(t)`` (``t`` a tail mass, so both are accurate)."""
+        return jnp.where(lower, self.icdf(t), self.isf(t))
+
 
 class DiagGaussian(Distribution):
     """Factorized Gaussian ``N(loc, diag(scale^2))``.
@@ -232,6 +236,11 @@ class DiagGaussian(Distribution):
     def isf(self, v: Array) -> Array:
         """Inverse survival ``F^{-1}(1 - v)``; accurate in the upper tail (small ``v``)."""
         return self.loc - self.scale * ndtri(v)
+
+    def tail_quantile(self, t: Array, lower: Array) -> Array:
+        """:meth:`Distribution.tail_quantile` bit for bit with one ``ndtri`` instead of two:
+        ``loc + (+-scale) ndtri(t)`` (negation is exact, so ``loc + (-scale) n == loc - scale n``)."""
+        return self.loc + jnp.where(lower, self.scale, -self.scale) * ndtri(t)
 
 
 class Uniform(Distribution):

@@ -185,8 +185,8 @@ class Partition:
         ``isf((J-1-k)/J + (1-u)/J)`` with ``1 - u = (~bits + 1/2) 2^-32`` formed from the bits,
         so no ``1 - eps`` rounding occurs in either tail (a middle interval, odd ``J``, picks its
         half with the top bit).  Resolution: 2^-32 of the bin's mass at its outer end.  Both
-        branches evaluate the prior's quantile at one argument ``t`` (``p`` or ``v``), so a prior
-        whose ``icdf`` and ``isf`` share their inverse CDF (the Gaussian's ``ndtri``) pays for one.
+        branches evaluate the prior's quantile at one argument ``t`` (``p`` or ``v``):
+        :meth:`~jaxrec.core.distributions.Distribution.tail_quantile`, one ``ndtri`` for a Gaussian.
 
         Args:
           prior: the prior, event size ``D``.
@@ -203,7 +203,7 @@ class Partition:
         p = bins.astype(dtype) / total + u / total
         v = (counts - 1 - bins).astype(dtype) / total + one_minus_u / total
         t = jnp.where(lower, p, v)
-        return jnp.where(lower, prior.icdf(t), prior.isf(t))
+        return prior.tail_quantile(t, lower)
 
     def stream_words(self, bins: Array) -> tuple[Array, Array]:
         """The bin multi-index packed into two ``uint32`` words ``(hi, lo)`` (bit fields of width
