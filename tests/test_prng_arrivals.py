@@ -215,6 +215,7 @@ def test_each_seed_form_is_accepted_in_range_and_refused_outside_it():
     np.testing.assert_array_equal(data(prng.as_key(jnp.int32(0))), [0, 0])
     np.testing.assert_array_equal(data(jax.jit(prng.as_key)(jnp.int32(7))), [0, 7])
     np.testing.assert_array_equal(data(prng.as_keys(np.array([0, 100]), 2)), [[0, 0], [0, 100]])
+    np.testing.assert_array_equal(data(prng.as_keys(np.array([0, 2**32 - 1]), 2)), [[0, 0], [0, 2**32 - 1]])
     np.testing.assert_array_equal(data(prng.as_keys(jnp.array([0, 100]), 2)), [[0, 0], [0, 100]])
     np.testing.assert_array_equal(data(jax.jit(lambda s: prng.as_keys(s, 3))(jnp.arange(3))), [[0, 0], [0, 1], [0, 2]])
     key_data = jnp.array([[1, 2], [3, 4], [5, 6]], jnp.uint32)
@@ -225,6 +226,8 @@ def test_each_seed_form_is_accepted_in_range_and_refused_outside_it():
     ]:
         with pytest.raises(InvalidArgumentError, match=match):
             prng.as_key(bad)
+    with pytest.raises(InvalidArgumentError, match=r"keys: seeds must be in \[0, 2\*\*32\), got \[0, 4294967296\]"):
+        prng.as_keys(np.array([0, 2**32]), 2)
     with pytest.raises(InvalidArgumentError, match="keys must be 3 keys"):
         prng.as_keys(5, 3)
     with pytest.raises(InvalidArgumentError, match=r"seeds must be in \[0, 2\*\*32\)"):
@@ -239,3 +242,13 @@ def test_each_seed_form_is_accepted_in_range_and_refused_outside_it():
     np.testing.assert_array_equal(np.asarray(prng.private_stream(key)), np.asarray(prng.private_stream(key, 0)))
     hi, lo = jnp.array([[0, 1], [2, 3]], jnp.uint32), jnp.array([[4, 5], [6, 7]], jnp.uint32)
     np.testing.assert_array_equal(np.asarray(prng.bin_stream(key, hi, lo))[1, 0], np.asarray(prng.bin_stream(key, hi[1, 0], lo[1, 0])))
+
+
+@pytest.mark.parametrize("width", [1, 5, 10, 17])
+def test_sum_over_words_passes_each_word_index_once(width):
+    """``term`` gets every word index ``0 .. width - 1`` once, on both code paths and for the last
+    word of an odd width (a term may use the index as a number, not only to index parameters)."""
+    stream = prng.candidate_stream(prng.as_key(5))
+    term = lambda w, y: (w + 1).astype(jnp.float32) * jnp.ones(y.shape, jnp.float32)
+    total = jax.jit(prng.sum_over_words, static_argnums=2, static_argnames="term")(stream, jnp.arange(3), width, term=term)
+    np.testing.assert_array_equal(np.asarray(total), np.full(3, width * (width + 1) / 2))

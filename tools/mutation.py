@@ -56,6 +56,7 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
         "test_prng_arrivals.py::test_each_seed_form_is_accepted_in_range_and_refused_outside_it",
         "test_prng_arrivals.py::test_threefry_matches_jax_primitive",
         "test_prng_arrivals.py::test_counter_words_layout_and_sum_over_words",
+        "test_prng_arrivals.py::test_sum_over_words_passes_each_word_index_once",
         "test_prng_arrivals.py::test_as_key_accepts_seeds_keys_and_key_data_and_refuses_the_rest",
         "test_prng_arrivals.py::test_candidate_stream_marginals_and_independence",
         "test_prng_arrivals.py::test_candidates_are_pure_functions_of_the_index",
