@@ -456,3 +456,15 @@ def test_sp_pfr_with_a_uniform_prior_is_exact_and_takes_two_to_the_reweighted_di
     want = 2.0 ** float(reweighted_dinf(UNIFORM_TARGET, UNIFORM_PRIOR, UNIFORM_PART, "sup_ratio"))
     assert abs(steps.mean() - want) < 4 * steps.std() / np.sqrt(NUM), (steps.mean(), want)
     assert want < 2.0 ** float(jaxrec.dinf(UNIFORM_TARGET, UNIFORM_PRIOR))  # the partition shortens the search
+
+
+def test_message_lengths_and_index_budget_are_pinned():
+    """The ideal SP code length is ``log2 J + zipf_bits(n, alpha)`` per item (``J = prod_d J_d``
+    over the last axis) and the index budget ``max(KL - log2 J, 0)``, in float64."""
+    budget = sp_index_budget_bits(np.array([5.0, 2.0, 7.5]), np.array([3.0, 4.0, 7.5]))
+    assert budget.dtype == np.float64
+    np.testing.assert_array_equal(budget, [2.0, 0.0, 0.0])
+    counts = np.array([[2, 4, 1], [8, 2, 1]])  # log2 J = 3 and 4
+    index, alpha = jnp.array([0, 5]), 1.7
+    want = np.array([3.0, 4.0]) + np.asarray(entropy.zipf_bits(index, alpha), np.float64)
+    np.testing.assert_allclose(np.asarray(sp_ideal_bits(index, counts, alpha)), want, rtol=1e-6)
