@@ -90,6 +90,20 @@ def test_heap_pop_empty_and_refill():
     assert sorted(np.asarray(heap2.slot).tolist()) == [0, 1, 2, 3]
 
 
+def test_heap_top_ties_and_the_capacity_limits():
+    """``heap_top`` of a one-item heap is its priority; a pushed item never moves above an equal
+    priority (equal priorities pop first-in first-out here); capacity ``2^20`` is accepted, one more refused."""
+    heap = ts.heap_push(ts.heap_init(4, ITEM), 2.5, {"id": jnp.int32(7), "pair": jnp.zeros(2)})
+    assert heap.size == 1 and float(ts.heap_top(heap)) == 2.5
+    for i in range(1, 3):
+        heap = ts.heap_push(heap, 2.5, {"id": jnp.int32(7 + i), "pair": jnp.zeros(2)})
+    top, item, heap = ts.heap_pop(heap)
+    assert float(top) == 2.5 and int(item["id"]) == 7  # the first of three equal priorities stayed on top
+    assert ts.heap_init(ts.MAX_CAPACITY, ITEM).priority.shape == (ts.MAX_CAPACITY,)
+    with pytest.raises(InvalidArgumentError, match="capacity must be an int"):
+        ts.heap_init(ts.MAX_CAPACITY + 1, ITEM)
+
+
 def test_heap_under_vmap():
     def fill(ps):
         heap = ts.heap_init(8, ITEM)
