@@ -104,6 +104,23 @@ def test_heap_top_ties_and_the_capacity_limits():
         ts.heap_init(ts.MAX_CAPACITY + 1, ITEM)
 
 
+@pytest.mark.parametrize("capacity", [127, 128])
+def test_full_deep_heaps_pop_in_order(capacity):
+    """Fill a heap of 7-8 levels to capacity, then pop it empty: priorities come out sorted with
+    their own items (the sift-down must reach the deepest level), then ``-inf``."""
+    rng = np.random.default_rng(capacity)
+    priorities = rng.permutation(capacity).astype(np.float32)
+    is_push = np.r_[np.ones(capacity, bool), np.zeros(capacity + 1, bool)]
+    ps = np.r_[priorities, np.zeros(capacity + 1, np.float32)]
+    ids = np.r_[np.arange(capacity), np.zeros(capacity + 1, int)].astype(np.int32)
+    out_p, out_id, size, overflow, pair_ok = (np.asarray(a) for a in _run_ops_jit(capacity, *map(jnp.asarray, (is_push, ps, ids))))
+    pops = slice(capacity, 2 * capacity)
+    np.testing.assert_array_equal(out_p[pops], np.sort(priorities)[::-1])
+    np.testing.assert_array_equal(priorities[out_id[pops]], out_p[pops])
+    assert out_p[-1] == -np.inf and size[capacity - 1] == capacity and size[-1] == 0
+    assert not overflow.any() and pair_ok.all()
+
+
 def test_heap_under_vmap():
     def fill(ps):
         heap = ts.heap_init(8, ITEM)
