@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxrec
 from jaxrec.coders.tree import paths
 from jaxrec.core import prng
 from jaxrec.core.errors import InvalidArgumentError
@@ -171,6 +172,30 @@ def test_from_heap_index_rejects_bad_input():
     with pytest.raises(InvalidArgumentError, match="depth 11 > max_depth 10"):
         paths.from_heap_index(2**11, 10)  # depth 11 > 10
     assert paths.path_words(1) == 1 and paths.path_words(32) == 1 and paths.path_words(33) == 2
+
+
+def test_prefix_clears_every_bit_below_the_ancestor():
+    """``prefix`` keeps the branch bits of levels ``<= depth`` and clears all others, in every word
+    (``heap_index`` reads only the kept levels, so it cannot see stray bits: compare the words)."""
+    words = np.random.default_rng(9).integers(0, 2**32, size=3, dtype=np.uint64)
+    full = sum(int(w) << (32 * i) for i, w in enumerate(words))
+    path = jnp.asarray(words.astype(np.uint32))
+    for d in [0, 1, 5, 31, 32, 33, 63, 64, 65, 95, 96]:
+        kept = full & ((1 << d) - 1)
+        want = [(kept >> (32 * i)) & 0xFFFFFFFF for i in range(3)]
+        assert np.asarray(paths.prefix(path, jnp.int32(d))).astype(np.int64).tolist() == want, d
+
+
+def test_depth_limits_are_inclusive():
+    depth, path = paths.from_heap_index(2**10 + 5, 10)  # depth == max_depth is allowed
+    assert int(depth) == 10 and paths.heap_index(depth, path) == 2**10 + 5
+    depth, path = paths.from_heap_index(1, 10)  # the root
+    assert int(depth) == 0 and not np.asarray(path).any()
+    with pytest.raises(InvalidArgumentError, match="heap index must be"):
+        paths.from_heap_index(True, 10)
+    jaxrec.astar(max_depth=paths.MAX_DEPTH)
+    with pytest.raises(InvalidArgumentError, match="max_depth"):
+        jaxrec.astar(max_depth=paths.MAX_DEPTH + 1)
 
 
 def test_node_keys_depend_on_depth_and_path_only():
