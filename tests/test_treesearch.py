@@ -198,6 +198,31 @@ def test_depth_limits_are_inclusive():
         jaxrec.astar(max_depth=paths.MAX_DEPTH + 1)
 
 
+def test_packed_heap_indices_match_the_host_heap_index_and_round_trip():
+    """``pack_heap_index`` gives the 0-based heap index ``heap_index - 1`` of every node of a batch
+    (int64, depths 0 to ``MAX_SENT_DEPTH``, across word boundaries), ``unpack_heap_index`` inverts
+    it; deeper nodes and depths beyond ``max_depth`` are refused."""
+    rng = np.random.default_rng(11)
+    depths = np.array([[0, 1, 5, 31], [32, 33, 40, paths.MAX_SENT_DEPTH]])
+    indices = [[(1 << int(d)) + int(rng.integers(0, 1 << int(d))) if d else 1 for d in row] for row in depths]
+    nodes = [[paths.from_heap_index(i, 64) for i in row] for row in indices]
+    depth = np.array([[int(n[0]) for n in row] for row in nodes])
+    path = np.array([[np.asarray(n[1]) for n in row] for row in nodes])
+    packed = paths.pack_heap_index(depth, path)
+    assert packed.dtype == np.int64 and packed.shape == (2, 4)
+    np.testing.assert_array_equal(packed, np.array(indices, dtype=object).astype(np.int64) - 1)
+    got_depth, got_path = paths.unpack_heap_index(packed, 64)
+    assert got_depth.dtype == np.int32 and got_path.dtype == np.uint32 and got_path.shape == (2, 4, 2)
+    np.testing.assert_array_equal(got_depth, depth)
+    np.testing.assert_array_equal(got_path, path)
+    assert paths.pack_heap_index(np.zeros((0,), int), np.zeros((0, 2), np.uint32)).shape == (0,)
+    with pytest.raises(InvalidArgumentError, match="depth 63 cannot be sent"):
+        paths.pack_heap_index(np.array([63]), np.zeros((1, 2), np.uint32))
+    np.testing.assert_array_equal(paths.unpack_heap_index(packed[0], 31)[0], depth[0])  # depth == max_depth
+    with pytest.raises(InvalidArgumentError, match="depth 62 exceeds max_depth 61"):
+        paths.unpack_heap_index(packed, 61)
+
+
 def test_node_keys_depend_on_depth_and_path_only():
     key = jax.random.key(3)
     d1, p1 = paths.from_heap_index(0b1011, 40)  # depth 3
