@@ -127,6 +127,10 @@ def test_factories_return_one_coder_per_configuration():
     assert jaxrec.orc(16) is jaxrec.orc(16) and jaxrec.factorized(jaxrec.orc(16)) is jaxrec.factorized(jaxrec.orc(16))
     assert jaxrec.irec(8, 2, variance_fractions=[1.0, 2.0]) is not jaxrec.irec(8, 2, variance_fractions=[1.0, 2.0])
     assert jaxrec.pfr.__name__ == "pfr" and "chunk_size" in str(inspect.signature(jaxrec.pfr))
+    part = jaxrec.Partition(np.array([2, 2]))
+    before = jaxrec.sp_orc.cache_info()
+    jax.eval_shape(lambda p: jaxrec.sp_orc(p, 8) and p.num_intervals, part)  # a traced partition: built, not kept
+    assert jaxrec.sp_orc.cache_info().currsize == before.currsize
     jaxrec.grs(chunk_size=1)
     with pytest.raises(jaxrec.InvalidArgumentError, match="chunk_size"):
         jaxrec.grs(chunk_size=True)

@@ -166,7 +166,9 @@ def coder_factory(factory: Factory) -> Factory:
     ...)`` in a loop, would trace and compile again every time (about 1 s per eager encode and 4 s
     per batch encoder on a CPU).  Arguments are keyed with their types (``1``, ``1.0`` and ``True``
     differ, so a refused ``True`` is never answered from the cache); calls with unhashable arguments
-    (arrays, lists) build a new coder; the last :data:`FACTORY_CACHE_SIZE` configurations are kept.
+    (arrays, lists) or traced ones (a partition traced inside ``jit``: a new object per trace, so
+    never hit again, and the cache would keep the trace alive) build a new coder; the last
+    :data:`FACTORY_CACHE_SIZE` configurations are kept (``factory.cache_info()``).
     """
     cached = functools.lru_cache(maxsize=FACTORY_CACHE_SIZE, typed=True)(factory)
 
@@ -176,8 +178,11 @@ def coder_factory(factory: Factory) -> Factory:
             hash((args, tuple(kwargs.items())))
         except TypeError:
             return factory(*args, **kwargs)
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((args, kwargs))):
+            return factory(*args, **kwargs)
         return cached(*args, **kwargs)
 
+    make.cache_info = cached.cache_info  # type: ignore[attr-defined]
     return make  # type: ignore[return-value]
 
 

@@ -183,8 +183,11 @@ def fitted_table_size(partition: Partition, table_size: int) -> int:
     (batch lanes select over it at every step)."""
     if isinstance(partition.num_intervals, jax.core.Tracer):
         return table_size
-    packed_bits = sum(int(count - 1).bit_length() for count in np.asarray(partition.num_intervals).tolist())
-    return min(table_size, 1 << packed_bits)  # the grid fits in 2^b counters iff b <= log2(table_size)
+    with jax.ensure_compile_time_eval():  # concrete even inside an outer trace
+        hi_max, lo_max = partition.stream_words(partition.num_intervals - 1)  # as counter_slots' test
+    if int(hi_max) != 0 or int(lo_max) >= table_size:
+        return table_size
+    return 1 << int(lo_max).bit_length()
 
 
 def run_ranks(sorted_keys: Array) -> tuple[Array, Array]:
