@@ -233,3 +233,47 @@ def test_node_keys_depend_on_depth_and_path_only():
     assert not (data(k1) == data(prng.tree_node_key(key, d2, p2))).all()
     assert not (data(prng.node_location_key(k1)) == data(prng.node_private_key(k1))).all()
     assert not (data(k1) == data(prng.tree_node_key(jax.random.key(4), d1, p1))).all()
+
+
+def test_packed_heap_indices_at_every_depth_and_with_the_fewest_words():
+    """Every depth 0 to ``MAX_SENT_DEPTH`` packs to ``heap_index - 1`` and unpacks back (the
+    ``floor(log2)`` search of ``unpack_heap_index`` is exact at each depth, not only at a few), and
+    paths of exactly ``path_words(max_depth)`` words are enough at a depth that fills its last word
+    (depth 32 in one word: no level past the deepest node is read or written)."""
+    rng = np.random.default_rng(12)
+    depths = np.arange(paths.MAX_SENT_DEPTH + 1)
+    indices = [(1 << int(d)) + int(rng.integers(0, 1 << int(d))) if d else 1 for d in depths]
+    nodes = [paths.from_heap_index(i, paths.MAX_SENT_DEPTH) for i in indices]
+    depth = np.array([int(n[0]) for n in nodes])
+    path = np.array([np.asarray(n[1]) for n in nodes])
+    packed = paths.pack_heap_index(depth, path)
+    np.testing.assert_array_equal(packed, np.array(indices, dtype=object).astype(np.int64) - 1)
+    got_depth, got_path = paths.unpack_heap_index(packed, paths.MAX_SENT_DEPTH)
+    np.testing.assert_array_equal(got_depth, depths)
+    np.testing.assert_array_equal(got_path, path)
+    index = (1 << 32) + 0x9E3779B9  # depth 32, every word bit used
+    depth32, path32 = paths.from_heap_index(index, 32)
+    assert np.asarray(path32).shape == (1,)
+    packed32 = paths.pack_heap_index(np.array([int(depth32)]), np.asarray(path32)[None])
+    assert packed32.tolist() == [index - 1]
+    got_depth, got_path = paths.unpack_heap_index(packed32, 32)
+    assert got_depth.tolist() == [32] and got_path.tolist() == [[int(path32[0])]]
+
+
+def test_tree_code_pytree_and_the_depth_limit():
+    """A ``TreeCode``'s leaves are its arrays (``coder`` and ``event_size`` are static metadata, kept
+    through flatten/unflatten), its message is ``(depth, path)``; the tree coders accept
+    ``max_depth`` up to 1024 (32 path words) and refuse 1025."""
+    code = jaxrec.TreeCode(
+        jnp.int32(3), jnp.zeros((2,), jnp.uint32), jnp.int32(4), jnp.int32(0), coder="astar", event_size=5
+    )
+    leaves, treedef = jax.tree.flatten(code)
+    assert len(leaves) == 4
+    rebuilt = jax.tree.unflatten(treedef, leaves)
+    assert rebuilt.event_size == 5 and rebuilt.coder == "astar"
+    assert list(code.message) == ["depth", "path"]
+    assert paths.path_words(1024) == 32
+    jaxrec.gprs_bnb(max_depth=1024)
+    for factory in (jaxrec.astar, jaxrec.gprs_bnb):
+        with pytest.raises(InvalidArgumentError, match="max_depth"):
+            factory(max_depth=1025)
