@@ -201,6 +201,30 @@ def summary(clone: Path) -> dict[str, int]:
         return dict(db.execute("SELECT status, COUNT(*) FROM Mutant GROUP BY status ORDER BY status").fetchall())
 
 
+def stale_duplicates(clone: Path) -> list[int]:
+    """Mutants that mutmut 2.5's ``run`` skipped: not killed, last tested against other tests, on a
+    line whose text occurs more than once in the file.
+
+    Before a run mutmut looks up each mutant's cached status keyed by its line's *text* only
+    (``get_cached_mutation_statuses``), so every copy of a repeated line (``word, shift =
+    divmod(level - 1, WORD_BITS)``, a decorator) reads the status of the first copy: once that one is
+    killed, the other copies' survivors are never retested and stay listed as surviving.  A run
+    by id (``mutmut run <id>``) looks the line up by text and number, so it retests them.
+    """
+    with sqlite3.connect(f"file:{clone / '.mutmut-cache'}?mode=ro", uri=True) as db:
+        current = db.execute("SELECT value FROM MiscData WHERE key = 'hash_of_tests'").fetchone()
+        if current is None:
+            return []
+        rows = db.execute(
+            "SELECT m.id FROM Mutant m JOIN Line l ON m.line = l.id "
+            "WHERE m.status != 'ok_killed' AND m.tested_against_hash != ? "
+            "AND (SELECT COUNT(*) FROM Line d WHERE d.sourcefile = l.sourcefile AND d.line = l.line) > 1 "
+            "ORDER BY m.id",
+            (current[0],),
+        ).fetchall()
+    return [pk for (pk,) in rows]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("module", nargs="?", help="e.g. core/prng (see --list)")
@@ -225,6 +249,9 @@ def main() -> None:
             "--disable-mutation-types", "fstring",
         ]
         subprocess.run(cmd, check=False, cwd=clone, env=env)
+        for pk in stale_duplicates(clone):  # see stale_duplicates: mutmut skipped them
+            print(f"retesting mutant {pk} (a repeated line: skipped by mutmut's run)", flush=True)
+            subprocess.run(cmd[:4] + [str(pk)] + cmd[4:], check=False, cwd=clone, env=env)
     print(_run([sys.executable, "-m", "mutmut", "results"], clone, env, check=False))
     print(args.module, summary(clone))
 
