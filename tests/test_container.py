@@ -407,3 +407,228 @@ def test_describe_reports_header_and_rate(archive):
     assert report.archive == data
     assert info["index_ideal_bits"] == pytest.approx(report.ideal_bits, rel=1e-9)
     assert info["index_ideal_bits"] <= 8 * info["payload_bytes"]
+
+
+# ------------------------------------------------------------------------------------------------
+# The layout written out by hand (no coder, no compilation: the container alone)
+
+
+def _leb(n: int) -> bytes:
+    """Unsigned LEB128, written out from its definition."""
+    out = b""
+    while n >= 0x80:
+        out += bytes([0x80 | (n & 0x7F)])
+        n >>= 7
+    return out + bytes([n])
+
+
+VALUE_BYTES = [  # (value, its typed encoding from the format's docstring)
+    (None, b"\x00"), (False, b"\x01"), (True, b"\x02"), (np.bool_(True), b"\x02"),
+    (0, b"\x03\x00"), (-1, b"\x03\x01"), (1, b"\x03\x02"), (-64, b"\x03\x7f"), (64, b"\x03\x80\x01"),
+    (np.int64(-3), b"\x03\x05"), (2**63 - 1, b"\x03" + _leb(2**64 - 2)), (-(2**63), b"\x03" + _leb(2**64 - 1)),
+    (1.5, b"\x04" + struct.pack("<f", 1.5)), (np.float32(-0.25), b"\x04" + struct.pack("<f", -0.25)),
+    (0.1, b"\x05" + struct.pack("<d", 0.1)), (1e39, b"\x05" + struct.pack("<d", 1e39)),
+    (float("inf"), b"\x04" + struct.pack("<f", float("inf"))), (float("nan"), b"\x04" + struct.pack("<f", float("nan"))),
+    ("", b"\x06\x00"), ("é", b"\x06\x02\xc3\xa9"), ((), b"\x07\x00"),
+    ((1, (2.5, "x")), b"\x07\x02\x03\x02\x07\x02\x04" + struct.pack("<f", 2.5) + b"\x06\x01x"),
+]
+
+
+def test_typed_values_have_the_documented_bytes_and_read_back():
+    """Each typed value (tag, zigzag varint, float32 when exact, else float64, UTF-8 strings,
+    tuples nested at most twice) has the bytes the format's docstring gives; the reader returns the
+    value and consumes exactly those bytes; values outside the format are refused on both sides."""
+    for value, raw in VALUE_BYTES:
+        assert container._value(value) == raw, value
+        reader = container._Reader(raw + b"\xff", 0, len(raw))
+        got = reader.value("v")
+        assert reader.left == 0, value
+        if isinstance(value, float) and np.isnan(value):
+            assert np.isnan(got)
+        else:
+            assert got == value and type(got) is type(value if not isinstance(value, np.generic) else value.item())
+    assert container._value("x" * 2**16)[:4] == b"\x06" + _leb(2**16)
+    for bad, message in [(2**63, "does not fit in 64 bits"), (-(2**63) - 1, "does not fit in 64 bits"),
+                         ("x" * (2**16 + 1), "longer than 65536 bytes"), ((((),),), "nested at most 2"),
+                         ([1], "header values"), (b"x", "header values")]:
+        with pytest.raises(InvalidArgumentError, match=message):
+            container._value(bad)
+    for raw, message in [(b"\x08", "unknown value tag 8"), (b"\x07\x01\x07\x01\x07\x00", "unknown value tag 7"),
+                         (b"\x04\x00\x00", "needs 4 bytes, 2 left"), (b"\x05" + bytes(7), "needs 8 bytes, 7 left"),
+                         (b"\x06\x03ab", "needs 3 bytes, 2 left"), (b"\x06\x02\xff\xfe", "not valid UTF-8"),
+                         (b"\x06" + _leb(2**16 + 1), "out of range"), (b"\x03" + b"\x80" * 10, "longer than 10 bytes"),
+                         (b"\x07\x04\x00\x00", "out of range"), (b"", "needs 1 bytes, 0 left")]:
+        with pytest.raises(FormatError, match=message):
+            container._Reader(raw, 0, len(raw)).value("v")
+    reader = container._Reader(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 0, 10)
+    assert reader.varint("v") == 2**64 - 1 and reader.left == 0
+    with pytest.raises(FormatError, match="out of range"):
+        container._Reader(b"\x80\x01", 0, 2).varint("v", 128)
+    assert container._Reader(b"\xff\x00", 0, 2).varint("v", 128) == 127
+
+
+def _header(**changes) -> Header:
+    """A header that uses every field: two groups of all four model kinds, lossless, float64,
+    multi-byte varints, a bfloat16 item of three axes."""
+    models = (ZipfModel(1.25), UniformModel(2**40), CategoricalModel((1.0, 3.0)), PlanAlphabetModel())
+    header = Header(
+        coder_name="gprs_bnb", coder_args=("sample", 64, None, 0.1), key_words=(0xFFFFFFFF, 1), first_item=300,
+        latent_size=300, latent_dtype="float64", num_blocks=2, plan_fingerprint=0xDEADBEEF, item_shape=(2, 0, 130),
+        item_dtype="bfloat16", lossless=True, num_items=5, chunk_items=2, groups=(models, models[::-1]),
+        group_counts=(2, 3), model="toy crc32=0",
+    )
+    return dataclasses.replace(header, **changes)
+
+
+def _streams(header: Header, words: int = 1) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    group = b"G" * 4 * words if len(header.groups) > 1 else b""
+    chunks = [(bytes([65 + c]) * 4 * (c + words), (bytes([97 + c]) * 4 * c if header.lossless else b""))
+              for c in range(header.num_chunks)]
+    return group, chunks
+
+
+def test_written_header_has_the_documented_layout():
+    """The bytes of a header that uses every field, built from the layout in the module's
+    docstring (magic, version, prng, flags, model, coder, args, key, first item, D, B, plan, shape,
+    dtype, N, C, groups of models, group counts, item table, payload, CRC32), and the parsed spans."""
+    header = _header()
+    group, chunks = _streams(header)
+    data = container.write(header, group, chunks)
+    models = (b"\x01\x04" + struct.pack("<f", 1.25) + b"\x02\x03" + _leb(2**41) + b"\x03\x07\x02\x04"
+              + struct.pack("<f", 1.0) + b"\x04" + struct.pack("<f", 3.0) + b"\x04")
+    reversed_models = (b"\x04\x03\x07\x02\x04" + struct.pack("<f", 1.0) + b"\x04" + struct.pack("<f", 3.0)
+                       + b"\x02\x03" + _leb(2**41) + b"\x01\x04" + struct.pack("<f", 1.25))
+    head = (MAGIC + bytes([2, 1, 0b11]) + b"\x0btoy crc32=0" + b"\x08gprs_bnb"
+            + b"\x04" + b"\x06\x06sample" + b"\x03\x80\x01" + b"\x00" + b"\x05" + struct.pack("<d", 0.1)
+            + _leb(0xFFFFFFFF) + b"\x01" + _leb(300) + _leb(300) + b"\x02" + struct.pack("<I", 0xDEADBEEF)
+            + b"\x03\x02\x00" + _leb(130) + bytes([ITEM_DTYPES.index("bfloat16")]) + b"\x05\x02"
+            + b"\x02" + b"\x04" + models + b"\x04" + reversed_models + b"\x02\x03")
+    table = b"\x01" + b"\x01\x00" + b"\x02\x01" + b"\x03\x02"
+    payload = group + b"".join(index + extra for index, extra in chunks)
+    assert data == head + table + payload + struct.pack("<I", zlib.crc32(head + table + payload))
+    archive = container.read(data)
+    assert archive.header == header
+    assert (archive.header_bytes, archive.table_bytes, archive.payload_bytes) == (len(head), len(table), len(payload))
+    start = len(head) + len(table)
+    assert archive.group_span == (start, start + 4)
+    assert archive.chunk_spans == ((((start + 4, start + 8), (start + 8, start + 8))),
+                                   ((start + 8, start + 16), (start + 16, start + 20)),
+                                   ((start + 20, start + 32), (start + 32, start + 40)))
+    assert [archive.index_stream(c) for c in range(3)] == [index for index, _ in chunks]
+    assert [archive.data_stream(c) for c in range(3)] == [extra for _, extra in chunks]
+    assert header.num_chunks == 3 and [header.chunk_of(i) for i in range(5)] == [0, 0, 1, 1, 2]
+    assert [list(header.chunk_range(c)) for c in range(3)] == [[0, 1], [2, 3], [4]]
+    # one group, lossy, float32: no group counts, no group stream length, no data stream lengths
+    one = _header(groups=(_header().groups[0],), group_counts=(5,), lossless=False, latent_dtype="float32")
+    group, chunks = _streams(one)
+    data = container.write(one, group, chunks)
+    assert data[6] == 0 and container.read(data).header == one
+    table = b"\x01\x02\x03"
+    assert data[-4 - 24 - len(table) : -4 - 24] == table and container.read(data).group_span[0] == container.read(data).group_span[1]
+
+
+def test_write_accepts_every_limit_and_refuses_one_past_it():
+    """Each bound of the header check, at the bound (written and read back) and one past it
+    (refused by name); then headers that skip the check (written anyway) are refused by ``read``."""
+    good = [
+        {"item_shape": (1,) * 32}, {"item_shape": ()}, {"num_blocks": 300}, {"num_blocks": 1},
+        {"chunk_items": MAX_CHUNK_ITEMS}, {"first_item": 2**32 - 5}, {"key_words": (0, 2**32 - 1)},
+        {"plan_fingerprint": 2**32 - 1}, {"coder_name": "x" * 64, "model": "é" * 128}, {"item_shape": (np.int64(3),)},
+        {"coder_args": (True, np.float64(0.5), np.int32(-7))}, {"num_items": 5, "chunk_items": 5},
+    ]
+    for changes in good:
+        header = _header(**changes)
+        group, chunks = _streams(header)
+        assert container.read(container.write(header, group, chunks)).header == header, changes
+    bad = [
+        ({"item_shape": (1,) * 33}, "more than 32 axes"), ({"num_blocks": 301}, "num_blocks"),
+        ({"num_blocks": 0}, "num_blocks"), ({"chunk_items": 0}, "chunk_items"),
+        ({"first_item": 2**32 - 4}, "first_item \\+ num_items"), ({"first_item": 2**32}, "first_item must be an int"),
+        ({"key_words": (1, 2, 3)}, "two uint32 words"), ({"key_words": (-1, 0)}, "key word"),
+        ({"plan_fingerprint": 2**32}, "plan_fingerprint"), ({"latent_size": True}, "latent_size"),
+        ({"coder_name": "x" * 65}, "longer than 64"), ({"model": "é" * 129}, "longer than 256"),
+        ({"coder_name": 3}, "coder_name must be a str"), ({"item_shape": (-1,)}, "item_shape"),
+        ({"item_shape": (2.0,)}, "item_shape"), ({"version": 3}, "format version 2"),
+        ({"prng_impl": "philox"}, "PRNG implementation"), ({"groups": (), "group_counts": ()}, "one or more groups"),
+        ({"group_counts": (2, 2)}, "sum to num_items"), ({"group_counts": (5,)}, "sum to num_items"),
+        ({"group_counts": (6, -1)}, "every group must hold an item"), ({"num_items": 2**32 + 1}, "num_items"),
+        ({"groups": ((ZipfModel(2.0),), ())}, "same number of models"), ({"latent_dtype": "float16"}, "latent_dtype"),
+    ]
+    for changes, message in bad:
+        header = _header(**changes)
+        group, chunks = _streams(_header())
+        with pytest.raises(InvalidArgumentError, match=message):
+            container.write(header, group, chunks)
+    header = _header(groups=(_header().groups[0],), group_counts=(5,))
+    with pytest.raises(InvalidArgumentError, match="several groups"):
+        container.write(header, b"G" * 4, _streams(header)[1])
+    with pytest.raises(InvalidArgumentError, match="32-bit words"):
+        container.write(_header(), b"G" * 3, _streams(_header())[1])
+
+
+def test_read_refuses_what_write_would_have_refused(monkeypatch):
+    """Headers that pass the byte-level parse but not the semantic checks, written with the writer's
+    own check switched off, behind a valid CRC: ``read`` raises FormatError naming the defect."""
+    monkeypatch.setattr(container, "_check_header", lambda *args: None)
+    cases = [
+        ({"num_blocks": 301}, "num blocks <= latent size"), ({"num_blocks": 0}, "num blocks <= latent size"),
+        ({"group_counts": (2, 2)}, "do not add up to 5"), ({"group_counts": (0, 5)}, "do not add up to 5"),
+        ({"groups": ((ZipfModel(2.0),), ())}, "different numbers of entropy models"),
+        ({"groups": (), "group_counts": ()}, "no group"), ({"chunk_items": 0, "num_items": 1}, "chunk items >= 1"),
+        ({"num_items": 0, "group_counts": (0,), "groups": ((ZipfModel(2.0),),)}, "num items >= 1"),
+        ({"item_shape": (1,) * 33}, "item ndim = 33 is out of range"),
+        ({"first_item": 2**32 - 4}, "num items = 5 is out of range"), ({"latent_dtype": "float16", "lossless": False}, None),
+    ]
+    for changes, message in cases:
+        header = _header(**changes)
+        group, chunks = _streams(header) if header.num_items and header.chunk_items else (b"", [])
+        if changes == {"groups": (), "group_counts": ()}:
+            group = b""
+        data = container.write(header, group, chunks)
+        if message is None:  # float16 is written as float32 (flags hold one bit)
+            assert container.read(data).header.latent_dtype == "float32"
+            continue
+        with pytest.raises(FormatError, match=message):
+            container.read(data)
+    data = container.write(_header(), *_streams(_header()))
+    at = data.index(b"\x03\x02\x00" + _leb(130)) + 5  # the item dtype byte
+    for dtype_id, message in [(len(ITEM_DTYPES), "unknown item dtype 13"), (255, "unknown item dtype 255")]:
+        with pytest.raises(FormatError, match=message):
+            container.read(_reframe(data[:at] + bytes([dtype_id]) + data[at + 1 : -4]))
+    assert container.read(_reframe(data[:at] + bytes([len(ITEM_DTYPES) - 1]) + data[at + 1 : -4])).header.item_dtype == "float64"
+    kind_at = at + 1 + 2 + 1 + 1  # N, C, the group count, the first group's model count
+    assert data[kind_at] == 1
+    with pytest.raises(FormatError, match="unknown entropy model kind 5"):
+        container.read(_reframe(data[:kind_at] + b"\x05" + data[kind_at + 1 : -4]))
+    with pytest.raises(FormatError, match="unknown entropy model kind 0"):
+        container.read(_reframe(data[:kind_at] + b"\x00" + data[kind_at + 1 : -4]))
+
+
+def test_read_names_each_defect_of_a_hand_built_archive():
+    """The framing checks on the hand-built archive (no coder involved): magic, version, PRNG id,
+    flags, truncation at every length, trailing bytes, the checksum, the item table's bounds;
+    bytearray and memoryview are read like bytes."""
+    data = container.write(_header(), *_streams(_header()))
+    body = data[:-4]
+    assert container.read(bytearray(data)).header == container.read(memoryview(data)).header == _header()
+    cases = {
+        b"\x89J": "truncated: 2 bytes, not even the magic", b"\x89JXQ" + data[4:]: "bad magic",
+        b"": "truncated: 0 bytes", MAGIC: "truncated: version needs 1 bytes, 0 left",
+        data[:4] + b"\x01" + data[5:]: "version-1", data[:4] + b"\x03" + data[5:]: "unknown format version 3",
+        data[:4] + b"\x00" + data[5:]: "unknown format version 0",
+        _reframe(body[:5] + b"\x00" + body[6:]): "unknown PRNG id 0", _reframe(body[:5] + b"\x02" + body[6:]): "unknown PRNG id 2",
+        _reframe(body[:6] + b"\x07" + body[7:]): "unknown flags 0x07", data + b"\0\0": "2 trailing bytes",
+        data[:-4] + bytes([data[-4] ^ 0x80]) + data[-3:]: "checksum mismatch",
+        data[:-9] + bytes([data[-9] ^ 1]) + data[-8:]: "checksum mismatch",
+    }
+    for bad, message in cases.items():
+        with pytest.raises(FormatError, match=message):
+            container.read(bad)
+    for n in range(len(data)):
+        with pytest.raises(FormatError, match="truncated|checksum|out of range"):
+            container.read(data[:n])
+    archive = container.read(data)
+    at = archive.header_bytes  # the item table: the group stream's length first
+    for words, message in [(b"\x7f", "a stream of 127 words is announced"), (b"\x02", "announces 189 bytes, got 185")]:
+        with pytest.raises(FormatError, match=message):
+            container.read(_reframe(body[:at] + words + body[at + 1 :]))
