@@ -14,6 +14,8 @@ from jaxrec.coders.base import INVALID_INPUT, OK
 from jaxrec.coders.sp._sp_pfr import (
     VisitCounts,
     _fmix32,
+    batch_reweighted_dinf,
+    check_weights,
     counter_slots,
     fitted_table_size,
 )
@@ -201,7 +203,7 @@ def sequential_visit_indices(slots):
     return np.array(out)
 
 
-@pytest.mark.parametrize("table_size", [16, 4096])
+@pytest.mark.parametrize("table_size", [16, 64, 128, 4096])  # per-block ranks up to 64 counters, a sort above
 def test_visit_counts_match_the_sequential_rule_for_any_chunking(table_size):
     rng = np.random.default_rng(table_size)
     slots = rng.choice(rng.integers(0, table_size, 120), 600)  # up to 120 distinct slots, revisited
@@ -409,6 +411,26 @@ def test_errors_at_the_api_boundary():
         jaxrec.sp_orc(part, 16, weights="sup_ratio").encode(0, wide, prior)
     with pytest.raises(InvalidArgumentError, match="num_samples"):
         jaxrec.sp_orc(part, 0)
+
+
+def test_weight_check_is_compiled_batched_and_silent_inside_jit():
+    """The boundary check of the bin weights runs one compiled program over a batch (one NaN bound
+    among good ones is found) and stays silent inside a trace, also when the target is a constant
+    of the traced function (the coder's in-search status flags it there)."""
+    part = Partition(np.array([4, 4]))
+    prior = std_normal(2)
+    batch = jaxrec.DiagGaussian(jnp.zeros((3, 2)), jnp.array([[0.5, 0.5], [1.5, 0.5], [0.3, 0.9]]))
+    bits = np.asarray(batch_reweighted_dinf(batch, prior, part, "sup_ratio"))
+    assert np.isnan(bits[1]) and np.isfinite(bits[[0, 2]]).all()
+    single = jax.jit(reweighted_dinf, static_argnums=3)
+    for i in (0, 2):
+        one = jax.tree.map(lambda a, i=i: a[i], batch)
+        np.testing.assert_allclose(bits[i], single(one, prior, part, "sup_ratio"), rtol=1e-6)
+    with pytest.raises(InvalidArgumentError, match="bin weights are undefined"):
+        check_weights(batch, prior, part, "sup_ratio")
+    check_weights(batch, prior, part, "q_mass")
+    jax.jit(lambda: check_weights(batch, prior, part, "sup_ratio"))()  # constants inside a trace
+    jax.jit(lambda loc: check_weights(jaxrec.DiagGaussian(loc, batch.scale), prior, part, "sup_ratio"))(batch.loc)
 
 
 @pytest.mark.slow  # 13 s cold in the fast tier (SP-ORC's encoder and decoder)
