@@ -632,3 +632,27 @@ def test_read_names_each_defect_of_a_hand_built_archive():
     for words, message in [(b"\x7f", "a stream of 127 words is announced"), (b"\x02", "announces 189 bytes, got 185")]:
         with pytest.raises(FormatError, match=message):
             container.read(_reframe(body[:at] + words + body[at + 1 :]))
+
+
+def test_item_dtypes_and_the_chunk_limit_are_fixed_by_the_format(monkeypatch):
+    """The item dtype byte is a position in a fixed list of numpy names (changing the list breaks
+    stored files), each name gives that numpy dtype; a chunk holds at most 2**16 items, on both sides."""
+    names = ("bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
+             "float16", "bfloat16", "float32", "float64")
+    assert ITEM_DTYPES == names
+    for position, name in enumerate(names):
+        assert container.item_dtype(name).name == name
+        header = _header(item_dtype=name)
+        data = container.write(header, *_streams(header))
+        assert data[data.index(b"\x03\x02\x00" + _leb(130)) + 5] == position
+        assert container.read(data).header.item_dtype == name
+    assert container.item_dtype("bfloat16") == np.dtype(jnp.bfloat16)
+    assert MAX_CHUNK_ITEMS == 2**16
+    header = _header(chunk_items=2**16)
+    assert container.read(container.write(header, *_streams(header))).header.chunk_items == 2**16
+    with pytest.raises(InvalidArgumentError, match="chunk_items must be in \\[1, 65536\\], got 65537"):
+        container.write(_header(chunk_items=2**16 + 1), *_streams(_header()))
+    monkeypatch.setattr(container, "_check_header", lambda *args: None)
+    header = _header(chunk_items=2**16 + 1)
+    with pytest.raises(FormatError, match="chunk items = 65537 is out of range"):
+        container.read(container.write(header, *_streams(header)))
