@@ -1,6 +1,7 @@
 """Space-partitioning coders: SP-PFR exactness, steps, code length, chunk invariance; SP-ORC."""
 
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +20,7 @@ from jaxrec.coders.sp._sp_pfr import (
     counter_slots,
     fitted_table_size,
 )
+from jaxrec.coders.sp._sp_orc import sp_orc_message
 from jaxrec.coders.sp.message import sp_ideal_bits, sp_index_budget_bits
 from jaxrec.coders.sp.partition import Partition, partition_from_mi, reweighted_dinf
 from jaxrec.core.errors import InvalidArgumentError
@@ -431,6 +433,26 @@ def test_weight_check_is_compiled_batched_and_silent_inside_jit():
     check_weights(batch, prior, part, "q_mass")
     jax.jit(lambda: check_weights(batch, prior, part, "sup_ratio"))()  # constants inside a trace
     jax.jit(lambda loc: check_weights(jaxrec.DiagGaussian(loc, batch.scale), prior, part, "sup_ratio"))(batch.loc)
+
+
+def test_sp_orc_factory_spec_message_and_status():
+    """One coder per configuration; the spec records the resolved chunk size (default min(N, 1024));
+    the header message is the bin (plan alphabet) and the index (uniform on [0, N)); SP-ORC is
+    not exact, so a search that scans all N candidates is ``ok``, not ``exhausted``, and no
+    warning says the expected steps exceed N (coders/sp/_sp_orc mutation survivors)."""
+    part = Partition(np.array([2, 2]))
+    assert jaxrec.sp_orc(part, 4096) is jaxrec.sp_orc(part, 4096)
+    assert jaxrec.sp_orc(part, 4096).spec.kwargs["chunk_size"] == 1024
+    assert jaxrec.sp_orc(part, 16).spec.kwargs["chunk_size"] == 16
+    spec = jaxrec.sp_orc(part, 16).spec
+    (bin_name, bin_model), (index_name, index_model) = sp_orc_message(spec, 5.0, None)
+    assert (bin_name, index_name) == ("bin", "index")
+    assert isinstance(bin_model, entropy.PlanAlphabetModel) and index_model == entropy.UniformModel(16)
+    narrow = jaxrec.DiagGaussian(jnp.array([0.5, -0.4]), jnp.array([0.02, 0.03]))  # D_inf about 11 bits > log2 16 + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        code = jaxrec.sp_orc(part, 16).encode(0, narrow, std_normal(2))
+    assert int(code.status) == OK and int(code.steps) == 16
 
 
 @pytest.mark.slow  # 13 s cold in the fast tier (SP-ORC's encoder and decoder)
