@@ -12,6 +12,7 @@ from scipy import stats
 import jaxrec
 from jaxrec import entropy
 from jaxrec.coders.base import INVALID_INPUT, OK
+from jaxrec.coders.sp._sp_orc import sp_orc_message
 from jaxrec.coders.sp._sp_pfr import (
     VisitCounts,
     _fmix32,
@@ -20,7 +21,6 @@ from jaxrec.coders.sp._sp_pfr import (
     counter_slots,
     fitted_table_size,
 )
-from jaxrec.coders.sp._sp_orc import sp_orc_message
 from jaxrec.coders.sp.message import sp_ideal_bits, sp_index_budget_bits
 from jaxrec.coders.sp.partition import Partition, partition_from_mi, reweighted_dinf
 from jaxrec.core.errors import InvalidArgumentError
