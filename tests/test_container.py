@@ -656,3 +656,64 @@ def test_item_dtypes_and_the_chunk_limit_are_fixed_by_the_format(monkeypatch):
     header = _header(chunk_items=2**16 + 1)
     with pytest.raises(FormatError, match="chunk items = 65537 is out of range"):
         container.read(container.write(header, *_streams(header)))
+
+
+def test_headers_and_archives_are_frozen_and_the_optional_fields_default_to_none_recorded():
+    """``Header`` and ``Archive`` are frozen (hashable, no field can be reassigned); a header built
+    without ``model``, ``prng_impl`` or ``version`` records no model (an empty string: one zero
+    byte), threefry2x32 and version 2."""
+    full = _header()
+    header = Header(**{f.name: getattr(full, f.name) for f in dataclasses.fields(Header)
+                       if f.name not in ("model", "prng_impl", "version")})
+    assert (header.model, header.prng_impl, header.version) == ("", "threefry2x32", 2)
+    data = container.write(header, *_streams(header))
+    assert data[4:8] == b"\x02\x01\x03\x00" and container.read(data).header == header
+    archive = container.read(data)
+    assert hash(header) == hash(container.read(data).header)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        header.num_items = 6
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        archive.header_bytes = 0
+
+
+def test_unsigned_header_fields_fit_the_64_bit_varints_read_accepts():
+    """Sizes are written as varints that ``read`` accepts only below 2**64: the writer refuses
+    2**64 (the file would be unreadable) and writes 2**64 - 1."""
+    for field in ("latent_size", "item_shape"):
+        value = (2**64 - 1,) if field == "item_shape" else 2**64 - 1
+        header = _header(**{field: value})
+        assert container.read(container.write(header, *_streams(header))).header == header
+        with pytest.raises(InvalidArgumentError, match=f"{field} must be an int in \\[0, 18446744073709551616\\)"):
+            container.write(_header(**{field: (2**64,) if field == "item_shape" else 2**64}), *_streams(header))
+
+
+def test_the_largest_item_numbers_an_archive_can_hold():
+    """Items are numbered below 2**32: an archive may hold 2**32 items from item 0 (65,536 full
+    chunks), or one item numbered 2**32 - 1; one more is refused by name."""
+    models = (ZipfModel(2.0),)
+    header = _header(first_item=0, num_items=2**32, chunk_items=2**16, groups=(models,), group_counts=(2**32,),
+                     lossless=False)
+    data = container.write(header, b"", [(b"", b"")] * 2**16)
+    assert container.read(data).header == header and len(container.read(data).chunk_spans) == 2**16
+    last = _header(first_item=2**32 - 1, num_items=1, groups=(models,), group_counts=(1,), lossless=False)
+    assert container.read(container.write(last, b"", [(b"", b"")])).header == last
+    for changes in ({"first_item": 1, "num_items": 2**32}, {"first_item": 0, "num_items": 2**32 + 1}):
+        bad = dataclasses.replace(header, group_counts=(changes["num_items"],), **changes)
+        with pytest.raises(InvalidArgumentError, match="first_item \\+ num_items <= 2\\*\\*32|num_items must be"):
+            container.write(bad, b"", [(b"", b"")] * 2**16)
+
+
+def test_counts_are_bounded_by_the_bytes_left_without_refusing_valid_files():
+    """``read`` bounds each count by the bytes that remain, at one byte per counted thing: a group
+    of many plan-alphabet models (one byte each: a kind without fields; ``read`` assumed two and
+    refused files that ``write`` had written) and many one-byte coder arguments read back; a count
+    one past the bytes left, or a varint of 2**64, is refused."""
+    header = _header(groups=((PlanAlphabetModel(),) * 80,), group_counts=(5,), coder_args=(None,) * 300,
+                     model="", lossless=False)
+    data = container.write(header, *_streams(header, 0))
+    assert container.read(data).header == header
+    with pytest.raises(FormatError, match="v = 18446744073709551616 is out of range"):
+        container._Reader(b"\x80" * 9 + b"\x02", 0, 10).varint("v")
+    assert container._Reader(b"\x04\x00\x00\x00", 0, 4).count("v") == 4  # the count's own byte is counted too
+    with pytest.raises(FormatError, match="v = 5 is out of range \\(limit 5\\)"):
+        container._Reader(b"\x05\x00\x00\x00", 0, 4).count("v")

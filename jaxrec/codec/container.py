@@ -444,7 +444,7 @@ class _Reader:
 
     def models(self) -> list[tuple[type, tuple]]:
         raw = []
-        for _ in range(self.count("model count", 2)):
+        for _ in range(self.count("model count")):
             kind = self.byte("model kind")
             cls = MODEL_KINDS.get(kind)
             if cls is None:
