@@ -9,10 +9,12 @@ from sampler_helpers import compiled, encode_decode, gaussian_pair
 from scipy import stats
 
 import jaxrec
-from jaxrec.coders.base import UNBOUNDED_RATIO
+from jaxrec.coders.base import EXHAUSTED, OK, UNBOUNDED_RATIO
 from jaxrec.coders.greedy import _grs as grs_mod
 from jaxrec.coders.greedy import widths
 from jaxrec.coders.wrappers import _factorized as factorized_mod
+from jaxrec.core import prng
+from jaxrec.core.distributions import open_unit
 from jaxrec.core.errors import InvalidArgumentError
 
 N = 5000
@@ -66,6 +68,74 @@ def test_grs_ladder_matches_reference():
     levels = np.exp(np.asarray(log_levels))
     np.testing.assert_allclose(levels[:4], [1.0, 1.720, 2.288, 2.752], atol=1e-3)
     assert np.all(np.diff(levels) > 0) and 6.5 < levels[-1] < float(np.exp(log_r_star))
+
+
+@jax.jit
+def _grs_randomness(keys, prior):
+    """The library's randomness a GRS search of each key reads: candidates ``(P, 400)`` of the shared
+    stream and the top 24 bits of private word ``i`` as ``U_i`` (float32 and exact)."""
+    ns = jnp.arange(400, dtype=jnp.int32)
+    draw = lambda key: (prng.candidates(key, ns, prior)[:, 0],
+                        open_unit(prng.counter_words(prng.private_stream(key), ns, 1)[0]))
+    return jax.vmap(draw)(keys)
+
+
+def _grs_reference(xs, us, row):
+    """Sequential GRS (Harsha et al. 2007) in float64 for a 1-D Gaussian pair ``row``, with its own
+    ladder: ``W(h) = int min(q, h p) = 1 - Q(r > h) + h P(r > h)``, where ``{r > h}`` is the interval
+    between the roots of the quadratic ``log r(x) = log h`` (``scale_q < scale_p``), then
+    ``L_i = L_{i-1} + 1 - W(L_{i-1})`` and step ``i`` accepts iff ``L_{i-1} + U_i (L_i - L_{i-1}) < r(X_i)``.
+    Only the randomness comes from the library (:func:`_grs_randomness`).  Returns ``(index, steps)``
+    (``(None, len(xs))`` if no candidate is accepted)."""
+    mq, sq, mp, sp = row
+    quad = 1 / (2 * sp**2) - 1 / (2 * sq**2)  # log r(x) = quad x^2 + lin x + const
+    lin = mq / sq**2 - mp / sp**2
+    const = -(mq**2) / (2 * sq**2) + mp**2 / (2 * sp**2) + np.log(sp / sq)
+
+    def w(h):
+        if h == 0.0:
+            return 0.0
+        disc = lin**2 - 4 * quad * (const - np.log(h))
+        if disc <= 0:  # h >= r*: min(q, h p) = q everywhere
+            return 1.0
+        lo, hi = sorted((-lin + s * np.sqrt(disc)) / (2 * quad) for s in (-1.0, 1.0))
+        q_in = stats.norm.cdf(hi, mq, sq) - stats.norm.cdf(lo, mq, sq)
+        p_in = stats.norm.cdf(hi, mp, sp) - stats.norm.cdf(lo, mp, sp)
+        return 1.0 - q_in + h * p_in
+
+    xs, us = np.asarray(xs, np.float64), np.asarray(us, np.float64)
+    ratios = np.exp(quad * xs**2 + lin * xs + const)
+    level = 0.0
+    for i in range(len(xs)):
+        new = level + 1.0 - w(level)
+        if level + us[i] * (new - level) < ratios[i]:
+            return i, i + 1
+        level = new
+    return None, len(xs)
+
+
+@pytest.mark.parametrize("row", [KS_PAIRS[0], KS_PAIRS[1]])  # r* = 6.8; a shifted prior of scale 2
+def test_grs_accepts_the_candidate_a_sequential_float64_reference_accepts(row):
+    """Index and steps equal the reference's on 24 keys; with ``max_steps = 8`` a key the reference
+    needs more steps for is ``EXHAUSTED`` at 8 steps, the others ``OK`` with the same index."""
+    target, prior = gaussian_pair(row)
+    keys = jax.random.split(jax.random.key(41), 24)
+    codes = compiled(CODERS["grs"])[0](keys, target, prior)
+    short = compiled(jaxrec.grs(chunk_size=4, max_steps=8))[0](keys, target, prior)
+    xs, us = _grs_randomness(keys, prior)
+    for i in range(len(keys)):
+        index, steps = _grs_reference(xs[i], us[i], row)
+        assert (int(codes.index[i]), int(codes.steps[i]), int(codes.status[i])) == (index, steps, OK), i
+        if steps <= 8:
+            assert (int(short.index[i]), int(short.steps[i]), int(short.status[i])) == (index, steps, OK), i
+        else:
+            assert (int(short.steps[i]), int(short.status[i])) == (8, EXHAUSTED), i
+    assert (np.asarray(short.status) == EXHAUSTED).any() and (np.asarray(short.status) == OK).any()
+
+
+def test_grs_factory_defaults():
+    assert jaxrec.grs() is jaxrec.grs()  # one coder per configuration
+    assert jaxrec.grs().spec.kwargs == {"chunk_size": 64, "max_steps": 2**24}
 
 
 @pytest.mark.slow
