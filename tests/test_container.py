@@ -717,3 +717,39 @@ def test_counts_are_bounded_by_the_bytes_left_without_refusing_valid_files():
     assert container._Reader(b"\x04\x00\x00\x00", 0, 4).count("v") == 4  # the count's own byte is counted too
     with pytest.raises(FormatError, match="v = 5 is out of range \\(limit 5\\)"):
         container._Reader(b"\x05\x00\x00\x00", 0, 4).count("v")
+
+
+def test_string_values_up_to_their_limit_read_back_and_a_bad_magic_is_quoted():
+    """A string value of 2**16 bytes (the limit) is read back, a longer one is refused by
+    ``read``; a file with a wrong magic number quotes exactly its first four bytes."""
+    for text in ("x" * 2**16, "é" * 2**15):
+        raw = container._value(text)
+        assert container._Reader(raw, 0, len(raw)).value("v") == text
+    raw = b"\x06" + _leb(2**16 + 1) + b"x" * (2**16 + 1)
+    with pytest.raises(FormatError, match="v length = 65537 is out of range"):
+        container._Reader(raw, 0, len(raw)).value("v")
+    with pytest.raises(FormatError, match=r"^bad magic b'PK\\x03\\x04': not a jaxrec file \(expected b'\\x89JXR'\)$"):
+        container.read(b"PK\x03\x04\x02\x01\x00")
+
+
+def test_corrupt_tables_and_counts_are_named_precisely(monkeypatch):
+    """Which check reports a corrupt header: trailing bytes counted exactly, a group item count
+    past ``num_items`` (before the sum is checked), groups that leave no room for their item
+    counts, a lossless item table with fewer bytes than its two lengths per chunk."""
+    data = container.write(_header(), *_streams(_header()))
+    with pytest.raises(FormatError, match="^2 trailing bytes after the checksum$"):
+        container.read(data + b"\0\0")
+    monkeypatch.setattr(container, "_check_header", lambda *args: None)
+    header = _header(group_counts=(6, 0))
+    with pytest.raises(FormatError, match="group item count = 6 is out of range \\(limit 6\\)"):
+        container.read(container.write(header, *_streams(header)))
+    header = _header(groups=((), (), ()), group_counts=(1, 2, 2))
+    archive = container.read(container.write(header, *_streams(header)))
+    body = archive.data[: archive.header_bytes - 3]  # the three empty groups, not their item counts
+    assert body[-4:] == b"\x03\x00\x00\x00"
+    with pytest.raises(FormatError, match="truncated: group item count needs 1 bytes, 0 left"):
+        container.read(_reframe(body))
+    archive = container.read(container.write(_header(), *_streams(_header())))
+    body = archive.data[: archive.header_bytes + 3]  # 3 of the 7 table bytes (group stream, 3 x 2 streams)
+    with pytest.raises(FormatError, match="the item table of 3 chunks does not fit in 3 bytes"):
+        container.read(_reframe(body))
