@@ -1,16 +1,24 @@
 """Tests for greedy Poisson rejection sampling: global, parallel and branch-and-bound (jaxrec.gprs, gprs_bnb)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sampler_helpers import compiled, encode_decode, gaussian_pair
-from scipy import stats
+from sampler_helpers import (
+    compiled,
+    encode_decode,
+    gaussian_log_ratio,
+    gaussian_pair,
+    gaussian_width,
+)
+from scipy import integrate, stats
 
 import jaxrec
-from jaxrec.coders.base import UNBOUNDED_RATIO
+from jaxrec.coders.base import EXHAUSTED, OK, UNBOUNDED_RATIO
 from jaxrec.coders.greedy import widths
-from jaxrec.core import prng
+from jaxrec.core import arrivals, prng
 from jaxrec.core.errors import InvalidArgumentError
 
 N = 5000
@@ -169,6 +177,68 @@ def test_limits_and_invalid_problems_are_flagged():
     for name in ("gprs", "sac"):
         codes = compiled(CODERS[name])[0](keys, jaxrec.DiagGaussian(0.0, 1.5), prior)
         assert np.all(np.asarray(codes.status) == UNBOUNDED_RATIO) and int(np.max(codes.steps)) == 0
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _gprs_randomness(keys, prior, num_streams, positions):
+    """The library's randomness a GPRS search of each key reads, per stream ``j``: candidates
+    ``X^j_n`` of shared stream ``j`` and the integer arrival increments (``Exp(1)`` on the 2^-24
+    grid), ``(P, J, positions)`` each."""
+    ns = jnp.arange(positions, dtype=jnp.int32)
+    streams = jnp.arange(num_streams, dtype=jnp.int32)
+    draw = lambda key, j: (prng.candidates(key, ns, prior, stream=j)[:, 0], arrivals.exponential_increments(key, ns, stream=j))
+    return jax.vmap(lambda key: jax.vmap(lambda j: draw(key, j))(streams))(keys)
+
+
+def _gprs_reference(xs, increments, row, num_streams):
+    """Sequential (parallel) GPRS (Flamich, NeurIPS 2023, Alg. 3 and 4) in float64 for a 1-D
+    Gaussian pair, with its own stretch function ``sigma(h) = int_0^h d eta / (1 - W(eta))`` (``W``
+    in closed form, :func:`sampler_helpers.gaussian_width`, integrated by quadrature): stream ``j``'s
+    times are ``T^j_n = J (E^j_1 + ... + E^j_n)`` (exact integer sums), point ``(j, n)`` is accepted
+    iff ``T^j_n <= sigma(r(X^j_n))``, and the streams advance in lockstep until the best accepted
+    time is at most every stream's current time.  Returns ``(index J n + j, positions examined)``,
+    ``(None, positions)`` without an acceptance."""
+    quad, lin, const = gaussian_log_ratio(row)
+    w = gaussian_width(row)
+    sigma = lambda h: integrate.quad(lambda eta: 1.0 / (1.0 - w(eta)), 0.0, h, epsrel=1e-10, limit=200)[0]
+    times = num_streams * np.cumsum(np.asarray(increments, np.float64), axis=1) / 2.0**24  # (J, positions)
+    ratios = np.exp(quad * np.asarray(xs, np.float64) ** 2 + lin * np.asarray(xs, np.float64) + const)
+    best, index = np.inf, None
+    for n in range(times.shape[1]):
+        if best <= times[:, n].min():
+            return index, n
+        for j in range(num_streams):
+            if times[j, n] < best and times[j, n] <= sigma(ratios[j, n]):
+                best, index = times[j, n], num_streams * n + j
+    return index, times.shape[1]
+
+
+@pytest.mark.parametrize("num_streams", [1, 3])
+def test_gprs_accepts_the_point_a_sequential_float64_reference_accepts(num_streams):
+    """Index, steps and status equal the reference's on 16 keys of a shifted, scale-2 prior (global
+    and 3 parallel streams); with ``max_steps = 4`` a key the reference needs more positions for is
+    ``EXHAUSTED`` at 4 (coders/greedy/_gprs mutation survivors: only bad inputs were fast-tested)."""
+    row = KS_PAIRS[1]
+    target, prior = gaussian_pair(row)
+    keys = jax.random.split(jax.random.key(43), 16)
+    codes = compiled(jaxrec.gprs(num_streams=num_streams, chunk_size=4))[0](keys, target, prior)
+    short = compiled(jaxrec.gprs(num_streams=num_streams, chunk_size=4, max_steps=4))[0](keys, target, prior)
+    xs, increments = _gprs_randomness(keys, prior, num_streams, 64)
+    for i in range(len(keys)):
+        index, steps = _gprs_reference(xs[i], increments[i], row, num_streams)
+        assert (int(codes.index[i]), int(codes.steps[i]), int(codes.status[i])) == (index, steps, OK), i
+        if steps <= 4:
+            assert (int(short.index[i]), int(short.steps[i]), int(short.status[i])) == (index, steps, OK), i
+        else:
+            assert (int(short.steps[i]), int(short.status[i])) == (4, EXHAUSTED), i
+
+
+def test_gprs_factory_defaults():
+    assert jaxrec.gprs() is jaxrec.gprs()  # one coder per configuration
+    assert jaxrec.gprs().spec.kwargs == {"num_streams": 1, "chunk_size": 256, "max_steps": 2**24}
+    jaxrec.gprs(num_streams=2**16, max_steps=2**14)  # J * max_steps = 2^30: the largest index fits
+    with pytest.raises(InvalidArgumentError, match="num_streams must be"):
+        jaxrec.gprs(num_streams=2**16 + 1, max_steps=1)
 
 
 def test_bad_inputs_raise():

@@ -5,7 +5,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sampler_helpers import compiled, encode_decode, gaussian_pair
+from sampler_helpers import (
+    compiled,
+    encode_decode,
+    gaussian_log_ratio,
+    gaussian_pair,
+    gaussian_width,
+)
 from scipy import stats
 
 import jaxrec
@@ -82,27 +88,12 @@ def _grs_randomness(keys, prior):
 
 def _grs_reference(xs, us, row):
     """Sequential GRS (Harsha et al. 2007) in float64 for a 1-D Gaussian pair ``row``, with its own
-    ladder: ``W(h) = int min(q, h p) = 1 - Q(r > h) + h P(r > h)``, where ``{r > h}`` is the interval
-    between the roots of the quadratic ``log r(x) = log h`` (``scale_q < scale_p``), then
-    ``L_i = L_{i-1} + 1 - W(L_{i-1})`` and step ``i`` accepts iff ``L_{i-1} + U_i (L_i - L_{i-1}) < r(X_i)``.
+    ladder from the closed-form ``W`` (:func:`sampler_helpers.gaussian_width`):
+    ``L_i = L_{i-1} + 1 - W(L_{i-1})``, and step ``i`` accepts iff ``L_{i-1} + U_i (L_i - L_{i-1}) < r(X_i)``.
     Only the randomness comes from the library (:func:`_grs_randomness`).  Returns ``(index, steps)``
     (``(None, len(xs))`` if no candidate is accepted)."""
-    mq, sq, mp, sp = row
-    quad = 1 / (2 * sp**2) - 1 / (2 * sq**2)  # log r(x) = quad x^2 + lin x + const
-    lin = mq / sq**2 - mp / sp**2
-    const = -(mq**2) / (2 * sq**2) + mp**2 / (2 * sp**2) + np.log(sp / sq)
-
-    def w(h):
-        if h == 0.0:
-            return 0.0
-        disc = lin**2 - 4 * quad * (const - np.log(h))
-        if disc <= 0:  # h >= r*: min(q, h p) = q everywhere
-            return 1.0
-        lo, hi = sorted((-lin + s * np.sqrt(disc)) / (2 * quad) for s in (-1.0, 1.0))
-        q_in = stats.norm.cdf(hi, mq, sq) - stats.norm.cdf(lo, mq, sq)
-        p_in = stats.norm.cdf(hi, mp, sp) - stats.norm.cdf(lo, mp, sp)
-        return 1.0 - q_in + h * p_in
-
+    quad, lin, const = gaussian_log_ratio(row)
+    w = gaussian_width(row)
     xs, us = np.asarray(xs, np.float64), np.asarray(us, np.float64)
     ratios = np.exp(quad * xs**2 + lin * xs + const)
     level = 0.0
