@@ -183,3 +183,21 @@ def test_bad_pairs_raise():
     # under jit an unbounded pair is NaN, not an exception
     log_r = jax.jit(lambda s: widths.pair_widths(jaxrec.DiagGaussian(0.0, s), p).log_r_star)(jnp.float32(1.5))
     assert np.isnan(float(log_r))
+
+
+def test_gaussian_level_gap_and_mode_match_the_density_ratio():
+    """``GaussianWidths``' level gap ``ln r* - ln r(x)`` against the log density ratio of the pair
+    computed directly (scipy), in original and standard coordinates, and ``mode`` is where the ratio
+    peaks (gap 0), on a shifted prior of scale 2."""
+    from scipy import stats
+
+    target, prior = jaxrec.DiagGaussian(1.3, 0.7), jaxrec.DiagGaussian(0.5, 2.0)
+    pair = widths.pair_widths(target, prior)
+    x = np.linspace(-4.0, 6.0, 41)
+    log_r = stats.norm.logpdf(x, 1.3, 0.7) - stats.norm.logpdf(x, 0.5, 2.0)
+    z_mode = (1.3 - 0.5) / 2.0 / (1 - (0.7 / 2.0) ** 2)
+    log_r_star = (stats.norm.logpdf(0.5 + 2.0 * z_mode, 1.3, 0.7) - stats.norm.logpdf(0.5 + 2.0 * z_mode, 0.5, 2.0))
+    np.testing.assert_allclose(float(pair.mode), 0.5 + 2.0 * z_mode, rtol=1e-6)
+    np.testing.assert_allclose(float(pair.log_r_star), log_r_star, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(pair.level_gap(jnp.asarray(x)[:, None])), log_r_star - log_r, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(pair.gap_of_z(jnp.asarray((x - 0.5) / 2.0))), log_r_star - log_r, rtol=1e-4, atol=1e-5)
