@@ -242,6 +242,23 @@ def stale_duplicates(clone: Path) -> list[int]:
     return [pk for (pk,) in rows]
 
 
+def active_mutmut(clone: Path) -> list[int]:
+    """PIDs of ``mutmut run`` processes working in ``clone`` (Linux ``/proc``; empty elsewhere).
+
+    mutmut edits the module in place and restores it after each mutant, so a run killed or left
+    running beside a new one leaves a mutant in the clone's file, and every later mutant is then
+    tested on top of it (seen: a whole module "killed" by a stale ``log_t = None``)."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"mutmut" in b" ".join(argv) and b"run" in argv and Path(os.readlink(proc / "cwd")) == clone:
+                pids.append(int(proc.name))
+        except OSError:  # a process that ended meanwhile, or one we may not inspect
+            continue
+    return pids
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("module", nargs="?", help="e.g. core/prng (see --list)")
@@ -255,7 +272,11 @@ def main() -> None:
         return
     if args.module not in MODULE_TESTS:
         sys.exit(f"unknown module {args.module!r}; see --list")
-    clone = scratch_clone(args.module, args.rev) if not args.report else SCRATCH / args.module.replace("/", "__")
+    clone = SCRATCH / args.module.replace("/", "__")
+    if not args.report and active_mutmut(clone.resolve()):
+        sys.exit(f"a mutmut run is still active in {clone} (pids {active_mutmut(clone.resolve())}): wait for it or kill it first")
+    if not args.report:
+        clone = scratch_clone(args.module, args.rev)  # a forced checkout also undoes a mutant a killed run left
     env = environment(clone)
     if not args.report:
         cmd = [
