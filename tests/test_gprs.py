@@ -16,6 +16,7 @@ from sampler_helpers import (
 from scipy import integrate, stats
 
 import jaxrec
+from jaxrec import search
 from jaxrec.coders.base import EXHAUSTED, OK, UNBOUNDED_RATIO
 from jaxrec.coders.greedy import widths
 from jaxrec.core import arrivals, prng
@@ -231,14 +232,33 @@ def test_gprs_accepts_the_point_a_sequential_float64_reference_accepts(num_strea
             assert (int(short.index[i]), int(short.steps[i]), int(short.status[i])) == (index, steps, OK), i
         else:
             assert (int(short.steps[i]), int(short.status[i])) == (4, EXHAUSTED), i
+    # the decoder rebuilds the accepted point: candidate n of stream j for index J n + j
+    decoded = np.asarray(compiled(jaxrec.gprs(num_streams=num_streams, chunk_size=4))[1](keys, codes, prior))[:, 0]
+    stream, position = np.asarray(codes.index) % num_streams, np.asarray(codes.index) // num_streams
+    np.testing.assert_array_equal(decoded, np.asarray(xs)[np.arange(len(keys)), stream, position])
 
 
 def test_gprs_factory_defaults():
     assert jaxrec.gprs() is jaxrec.gprs()  # one coder per configuration
     assert jaxrec.gprs().spec.kwargs == {"num_streams": 1, "chunk_size": 256, "max_steps": 2**24}
-    jaxrec.gprs(num_streams=2**16, max_steps=2**14)  # J * max_steps = 2^30: the largest index fits
+    jaxrec.gprs(max_steps=search.MAX_CANDIDATES)  # J * max_steps at the limit: the largest index fits
+    with pytest.raises(InvalidArgumentError, match="num_streams \\* max_steps must be"):
+        jaxrec.gprs(num_streams=2, max_steps=search.MAX_CANDIDATES // 2 + 1)
     with pytest.raises(InvalidArgumentError, match="num_streams must be"):
         jaxrec.gprs(num_streams=2**16 + 1, max_steps=1)
+
+
+def test_gprs_float32_codes_do_not_depend_on_the_x64_flag():
+    """A float32 pair gives the same codes with x64 on (the arrival times follow the prior's dtype)."""
+    target, prior = gaussian_pair(KS_PAIRS[1])
+    keys = jax.random.split(jax.random.key(44), 8)
+    want = compiled(jaxrec.gprs(num_streams=3, chunk_size=4))[0](keys, target, prior)
+    with jax.enable_x64(True):
+        f32 = lambda d: jaxrec.DiagGaussian(jnp.float32(d.loc), jnp.float32(d.scale))
+        got = jax.jit(jax.vmap(jaxrec.gprs(num_streams=3, chunk_size=4).encode, in_axes=(0, None, None)))(
+            keys, f32(target), f32(prior))
+    for field in ("index", "steps", "status"):
+        np.testing.assert_array_equal(np.asarray(getattr(got, field)), np.asarray(getattr(want, field)), field)
 
 
 def test_bad_inputs_raise():
