@@ -203,7 +203,8 @@ def _gprs_reference(xs, increments, row, num_streams):
     w = gaussian_width(row)
     sigma = lambda h: integrate.quad(lambda eta: 1.0 / (1.0 - w(eta)), 0.0, h, epsrel=1e-10, limit=200)[0]
     times = num_streams * np.cumsum(np.asarray(increments, np.float64), axis=1) / 2.0**24  # (J, positions)
-    ratios = np.exp(quad * np.asarray(xs, np.float64) ** 2 + lin * np.asarray(xs, np.float64) + const)
+    xs = np.asarray(xs, np.float64)
+    ratios = np.exp(quad * xs**2 + lin * xs + const)
     best, index = np.inf, None
     for n in range(times.shape[1]):
         if best <= times[:, n].min():

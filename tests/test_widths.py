@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import integrate
+from scipy import integrate, stats
 
 import jaxrec
 from jaxrec.coders.greedy import widths
@@ -189,8 +189,6 @@ def test_gaussian_level_gap_and_mode_match_the_density_ratio():
     """``GaussianWidths``' level gap ``ln r* - ln r(x)`` against the log density ratio of the pair
     computed directly (scipy), in original and standard coordinates, and ``mode`` is where the ratio
     peaks (gap 0), on a shifted prior of scale 2."""
-    from scipy import stats
-
     target, prior = jaxrec.DiagGaussian(1.3, 0.7), jaxrec.DiagGaussian(0.5, 2.0)
     pair = widths.pair_widths(target, prior)
     x = np.linspace(-4.0, 6.0, 41)

@@ -273,9 +273,10 @@ def main() -> None:
     if args.module not in MODULE_TESTS:
         sys.exit(f"unknown module {args.module!r}; see --list")
     clone = SCRATCH / args.module.replace("/", "__")
-    if not args.report and active_mutmut(clone.resolve()):
-        sys.exit(f"a mutmut run is still active in {clone} (pids {active_mutmut(clone.resolve())}): wait for it or kill it first")
     if not args.report:
+        active = active_mutmut(clone.resolve())
+        if active:
+            sys.exit(f"a mutmut run is still active in {clone} (pids {active}): wait for it or kill it first")
         clone = scratch_clone(args.module, args.rev)  # a forced checkout also undoes a mutant a killed run left
     env = environment(clone)
     if not args.report:
