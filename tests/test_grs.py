@@ -1,6 +1,8 @@
 """Tests for greedy rejection sampling, adaptive GRS and the per-dimension wrapper (jaxrec.grs, agrs, factorized)."""
 
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,12 +14,14 @@ from sampler_helpers import (
     gaussian_pair,
     gaussian_width,
 )
-from scipy import stats
+from scipy import integrate, stats
 
 import jaxrec
+from jaxrec import search
 from jaxrec.coders.base import EXHAUSTED, OK, UNBOUNDED_RATIO
 from jaxrec.coders.greedy import _grs as grs_mod
 from jaxrec.coders.greedy import widths
+from jaxrec.coders.registry import REGISTRY
 from jaxrec.coders.wrappers import _factorized as factorized_mod
 from jaxrec.core import prng
 from jaxrec.core.distributions import open_unit
@@ -224,3 +228,151 @@ def test_invalid_problems_and_bad_inputs():
         jaxrec.factorized(CODERS["grs"]).encode(0, wide, jaxrec.DiagGaussian(jnp.zeros(2), 1.0))
     with pytest.raises(InvalidArgumentError, match="Coder"):
         jaxrec.factorized(lambda key: key)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _agrs_randomness(keys, dtype):
+    """The library's randomness an AGRS search of each key reads at steps ``0..39`` (in ``dtype``):
+    the candidate's uniform ``candidate_key(key, k)``, the dither ``candidate_key(key, k, stream=1)``
+    and the acceptance uniform ``arrival_key(key, k)``, ``(P, 40)`` each."""
+    ns = jnp.arange(40, dtype=jnp.int32)
+    uniform = lambda key: jax.random.uniform(key, (), dtype)
+    draw = lambda key, n: (uniform(prng.candidate_key(key, n)), uniform(prng.candidate_key(key, n, stream=1)),
+                           uniform(prng.arrival_key(key, n)))
+    return jax.vmap(lambda key: jax.vmap(lambda n: draw(key, n))(ns))(keys)
+
+
+def _agrs_reference(us, dithers, vs, row, bits=21):
+    """Sequential AGRS (the module's variant of Flamich & Theis, ISIT 2023) in float64 for a 1-D
+    Gaussian pair ``row``, from the equations of the ``jaxrec.coders.greedy._agrs`` docstring with
+    its own geometry: in the prior's standard coordinate ``z`` the target is ``N(m, s^2)``,
+    ``r = q/p`` peaks at ``nu = m / (1 - s^2)``, ``S(L) = {r > L} = |z - nu| < rho(L)`` with
+    ``rho(L)^2 = 2 ln(r*/L) / (1/s^2 - 1)`` and ``W(L) = 1 - Q(S(L)) + L P(S(L))`` (prior masses of
+    narrow intervals by quadrature).  Step 1 proposes from ``P``; step ``k >= 2`` reflects
+    (``nu' = -|nu|``), takes ``M = 2^m``, ``m = floor(-log2 P(S) - 0.1)`` clipped to
+    ``[-1, bits - log2 c]`` (21 bits for float32, 29 for float64: ``n`` exact in the float and in
+    ``int32``), ``n = floor(M c + D)`` and the bound ``[chat - 1/M, chat + 1/M] ∩ [0, 1]`` in prior CDF
+    units, ``chat = (n - D + 1/2)/M``; ``L_k = L_{k-1} + (1 - W(L_{k-1})) / P(B_k)``; step ``k`` accepts iff
+    ``L_{k-1} + V (L_k - L_{k-1}) < r(z)`` for the prior quantile ``z`` at ``U`` within the bound.
+    Returns ``(K, m, n_sent, steps, z)`` of the accepted step (``n_sent = -1 - n`` when reflected),
+    or ``None`` if no step of ``us`` accepts."""
+    mq, sq, mp, sp = row
+    m, s = (mq - mp) / sp, sq / sp
+    nu = m / (1.0 - s**2)
+    log_r = lambda z: stats.norm.logpdf(z, m, s) - stats.norm.logpdf(z)
+    log_r_star = log_r(nu)
+    rho = lambda level: np.sqrt(max(2.0 * (log_r_star - np.log(level)), 0.0) / (1.0 / s**2 - 1.0))
+
+    def prior_mass(a, b):
+        if b - a > 1e-3:
+            return stats.norm.cdf(b) - stats.norm.cdf(a)
+        return integrate.quad(stats.norm.pdf, a, b, epsabs=0.0, epsrel=1e-13)[0]
+
+    def w(level):
+        if level == 0.0:
+            return 0.0
+        half = rho(level)
+        q_in = stats.norm.cdf((nu + half - m) / s) - stats.norm.cdf((nu - half - m) / s)
+        return 1.0 - q_in + level * prior_mass(nu - half, nu + half)
+
+    reflect, nu_r = nu > 0, -abs(nu)
+    level = 0.0
+    for k in range(len(us)):
+        u, d, v = (float(a) for a in (us[k], dithers[k], vs[k]))
+        if k == 0:
+            cdf_lo, cdf_hi, side, bound_level, sent = 0.0, 1.0, 1.0, 0, 0
+        else:
+            half = rho(level)
+            p_s = prior_mass(nu_r - half, nu_r + half)
+            c = stats.norm.cdf(nu_r - half) + p_s / 2.0
+            bound_level = int(np.clip(np.floor(-np.log2(p_s) - 0.1), -1.0, np.floor(bits - np.log2(c))))
+            n = int(np.floor(2.0**bound_level * c + d))
+            centre, width = (n - d + 0.5) / 2.0**bound_level, 2.0**-bound_level
+            cdf_lo, cdf_hi = max(centre - width, 0.0), min(centre + width, 1.0)
+            side, sent = (-1.0, -1 - n) if reflect else (1.0, n)
+        z = side * stats.norm.ppf(cdf_lo + u * (cdf_hi - cdf_lo))
+        new = level + (1.0 - w(level)) / (cdf_hi - cdf_lo)
+        if level + v * (new - level) < np.exp(log_r(z)):
+            return k, bound_level, sent, k + 1, z
+        level = new
+    return None
+
+
+# KS_PAIRS[1] (a shifted scale-2 prior, reflected bounds), a mode below the prior's (unreflected), D_KL = 8 bits
+AGRS_REFERENCE_PAIRS = [KS_PAIRS[1], KS_PAIRS[2], (-3.0, 0.01, 0.0, 1.0)]
+
+
+@pytest.mark.parametrize("row", AGRS_REFERENCE_PAIRS)
+def test_agrs_accepts_the_step_a_sequential_float64_reference_accepts(row):
+    """Index, bound level and index, steps and status equal the reference's on 16 keys, and the decoder
+    returns the reference's point; with ``max_steps = 2`` a key the reference needs more steps for is
+    ``EXHAUSTED`` at 2, the others ``OK`` with the same message (coders/greedy/_agrs mutation survivors:
+    the fast tier had no AGRS test of its own)."""
+    target, prior = gaussian_pair(row)
+    keys = jax.random.split(jax.random.key(47), 16)
+    enc, dec = compiled(jaxrec.agrs())
+    codes = enc(keys, target, prior)
+    short = compiled(jaxrec.agrs(chunk_size=2, max_steps=2))[0](keys, target, prior)
+    decoded = np.asarray(dec(keys, codes, prior)[:, 0], np.float64)
+    us, dithers, vs = (np.asarray(a, np.float64) for a in _agrs_randomness(keys, jnp.float32))
+    message = lambda c, i: tuple(int(getattr(c, f)[i]) for f in ("index", "bound_level", "bound_index", "steps", "status"))
+    for i in range(len(keys)):
+        k, level, sent, steps, z = _agrs_reference(us[i], dithers[i], vs[i], row)
+        assert message(codes, i) == (k, level, sent, steps, OK), i
+        assert abs(decoded[i] - (row[2] + row[3] * z)) <= 1e-3 * row[1] + 1e-6 * abs(decoded[i]), i
+        if steps <= 2:
+            assert message(short, i) == (k, level, sent, steps, OK), i
+        else:
+            assert (int(short.steps[i]), int(short.status[i])) == (2, EXHAUSTED), i
+
+
+def test_agrs_float64_codes_match_the_reference_where_the_level_cap_binds():
+    """With x64 a float64 pair is searched in float64: the reference's codes, with the level cap of
+    float64 (29 bits) binding for a target of scale 1e-10 near the prior's centre (``m`` stops at
+    ``floor(29 - log2 c)``), and on a shifted scale-2 prior; the codes are ``int32``."""
+    keys = jax.random.split(jax.random.key(48), 8)
+    with jax.enable_x64(True):
+        us, dithers, vs = (np.asarray(a) for a in _agrs_randomness(keys, jnp.float64))
+        for row in (KS_PAIRS[1], (0.1, 1e-10, 0.0, 1.0)):
+            target, prior = (jaxrec.DiagGaussian(jnp.float64(d.loc), jnp.float64(d.scale)) for d in gaussian_pair(row))
+            enc, dec = compiled(jaxrec.agrs())
+            codes, decoded = enc(keys, target, prior), np.asarray(dec(keys, enc(keys, target, prior), prior)[:, 0])
+            assert decoded.dtype == np.float64 and all(
+                getattr(codes, f).dtype == jnp.int32 for f in ("index", "bound_level", "bound_index"))
+            for i in range(len(keys)):
+                k, level, sent, steps, z = _agrs_reference(us[i], dithers[i], vs[i], row, bits=29)
+                got = tuple(int(getattr(codes, f)[i]) for f in ("index", "bound_level", "bound_index", "steps", "status"))
+                assert got == (k, level, sent, steps, OK), (row, i)
+                assert abs(decoded[i] - (row[2] + row[3] * z)) <= 1e-4 * row[1], (row, i)
+            if row[1] < 1e-9:
+                levels = np.asarray(codes.bound_level)[np.asarray(codes.index) > 0]
+                assert levels.size and np.all(levels == 30), levels  # the cap: floor(29 - log2 c), c ~ Phi(0.1)
+
+
+def test_agrs_factory_message_and_packing():
+    """Factory defaults and cache, the step limit, the header message written out (``K`` and the bound's
+    zigzagged index under the PFR Zipf model of the budget, the level ``m + 1`` under the model of
+    ``log2(budget + 2)``), the symbols of a step-1 code and of reflected and unreflected bounds, and
+    ``DiagGaussian`` required by every entry point."""
+    assert jaxrec.agrs() is jaxrec.agrs()  # one coder per configuration
+    assert jaxrec.agrs().spec.kwargs == {"chunk_size": 4, "max_steps": 2**20}
+    jaxrec.agrs(max_steps=search.MAX_CANDIDATES)
+    with pytest.raises(InvalidArgumentError, match="max_steps"):
+        jaxrec.agrs(max_steps=search.MAX_CANDIDATES + 1)
+    entry = REGISTRY["agrs"]
+    zipf = lambda bits: jaxrec.entropy.ZipfModel(float(np.float32(1.0 + 1.0 / (bits + 1.0))))
+    assert entry.params == ("chunk_size", "max_steps") and entry.check is not None
+    assert entry.message(jaxrec.agrs().spec, 6.0, None) == (
+        ("index", zipf(6.0)), ("bound_level", zipf(3.0)), ("bound_index", zipf(6.0)))
+    fields = {"index": np.array([0, 3, 5, 1]), "bound_level": np.array([0, -1, 7, 2]),
+              "bound_index": np.array([0, -3, 4, 0])}
+    symbols = entry.pack(jaxrec.agrs().spec, fields)
+    want = {"index": [0, 3, 5, 1], "bound_level": [0, 0, 8, 3], "bound_index": [0, 5, 8, 0]}
+    assert {k: v.tolist() for k, v in symbols.items()} == want
+    back = entry.unpack(jaxrec.agrs().spec, {k: np.asarray(v, np.int64) for k, v in want.items()})
+    assert {k: np.asarray(v).tolist() for k, v in back.items()} == {k: v.tolist() for k, v in fields.items()}
+    uniform, coder = (jaxrec.Uniform(0.2, 0.4), jaxrec.Uniform(0.0, 1.0)), jaxrec.agrs()
+    for call in (lambda: coder.encode(0, *uniform), lambda: coder.encode_batch(jnp.zeros((2, 2), jnp.uint32), *uniform),
+                 lambda: coder.decode(0, coder.encode(0, *gaussian_pair(KS_PAIRS[0])), uniform[1])):
+        with pytest.raises(InvalidArgumentError, match="agrs supports DiagGaussian pairs only, got prior Uniform"):
+            call()
