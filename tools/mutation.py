@@ -11,8 +11,9 @@ and it keeps its cache (``.mutmut-cache``) there, so a rerun only retests surviv
 mutants (mutmut assumes a killed mutant stays killed).  The clone holds the committed state of
 ``--rev`` (default ``HEAD``): commit the tests you want measured first.
 
-Every mutant runs ``pytest -x -m "not slow"`` on the module's test files (``MODULE_TESTS``), cheapest
-first, with a persistent JAX compilation cache so that functions the mutant does not change are not
+Every mutant runs ``pytest -x -m "not slow or mutation"`` (:data:`SELECTION`: the fast tier, and the
+slow tests marked ``mutation`` because they kill mutants no fast test kills) on the module's test
+files (``MODULE_TESTS``), cheapest first, with a persistent JAX compilation cache so that functions the mutant does not change are not
 recompiled.  mutmut's defaults come from ``[tool.mutmut]`` in ``pyproject.toml``; this script sets
 the file to mutate and the runner.  Expect minutes per module on an idle 2-core machine for the
 small modules and about an hour for the large ones: run it in the background before a release or
@@ -49,6 +50,10 @@ SCRATCH = ROOT / ".mutation"
 
 # module (relative to jaxrec/, without .py) -> the fast test files (or ``file::test`` ids) that guard
 # it, cheapest first
+# The tests each mutant runs: the fast tier, and the slow tests that mutation runs still need
+# (``@pytest.mark.mutation``: references that take seconds to compile, decisive for a module).
+SELECTION = "not slow or mutation"
+
 MODULE_TESTS: dict[str, tuple[str, ...]] = {
     "core/distributions": (  # test_distributions.py and the fast tests that reach the module (of 5 files)
         "test_distributions.py",
@@ -218,7 +223,7 @@ def runner(module: str, clone: Path) -> str:
     """
     tests = [f"tests/{name}" for name in MODULE_TESTS[module] if _exists(clone, name)]
     main = "import sys, pytest; sys.exit(min(int(pytest.main(sys.argv[1:])), 1))"
-    return shlex.join(["python", "-c", main, "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow", *tests])
+    return shlex.join(["python", "-c", main, "-x", "-q", "-p", "no:cacheprovider", "-m", SELECTION, *tests])
 
 
 def environment(clone: Path) -> dict:
@@ -359,7 +364,7 @@ def in_process_worker(module: str, tests: list[str], timeout: float) -> None:
                 del sys.modules[name]
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
-            return int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", "-m", "not slow", *tests]))
+            return int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", "-m", SELECTION, *tests]))
         except Timeout:
             return None
         finally:
