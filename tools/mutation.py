@@ -13,8 +13,8 @@ mutants (mutmut assumes a killed mutant stays killed).  The clone holds the comm
 
 Every mutant runs ``pytest -x -m "not slow or mutation"`` (:data:`SELECTION`: the fast tier, and the
 slow tests marked ``mutation`` because they kill mutants no fast test kills) on the module's test
-files (``MODULE_TESTS``), cheapest first, with a persistent JAX compilation cache so that functions the mutant does not change are not
-recompiled.  mutmut's defaults come from ``[tool.mutmut]`` in ``pyproject.toml``; this script sets
+files (``MODULE_TESTS``), cheapest first, with a persistent JAX compilation cache so that functions
+the mutant does not change are not recompiled.  mutmut's defaults come from ``[tool.mutmut]`` in ``pyproject.toml``; this script sets
 the file to mutate and the runner.  Expect minutes per module on an idle 2-core machine for the
 small modules and about an hour for the large ones: run it in the background before a release or
 after changing a core module, not in CI.
@@ -48,12 +48,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = ROOT / ".mutation"
 
-# module (relative to jaxrec/, without .py) -> the fast test files (or ``file::test`` ids) that guard
-# it, cheapest first
 # The tests each mutant runs: the fast tier, and the slow tests that mutation runs still need
 # (``@pytest.mark.mutation``: references that take seconds to compile, decisive for a module).
 SELECTION = "not slow or mutation"
 
+# module (relative to jaxrec/, without .py) -> the fast test files (or ``file::test`` ids) that guard
+# it, cheapest first
 MODULE_TESTS: dict[str, tuple[str, ...]] = {
     "core/distributions": (  # test_distributions.py and the fast tests that reach the module (of 5 files)
         "test_distributions.py",
