@@ -213,6 +213,8 @@ def test_fixed_budget_coders_approach_the_target(factory):
     assert distances[0] > 0.3 and distances[-1] < 0.05, distances
 
 
+@pytest.mark.slow  # 7 s cold in the fast tier (2 idle cores)
+@pytest.mark.mutation
 def test_orc_indices_are_in_range_and_match_pfr_when_the_budget_suffices():
     target, prior = PAIRS["gauss-1d-offset-prior"]
     keys = _keys(21, 500)

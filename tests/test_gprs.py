@@ -215,6 +215,8 @@ def _gprs_reference(xs, increments, row, num_streams):
     return index, times.shape[1]
 
 
+@pytest.mark.slow  # 8 s cold per case in the fast tier (2 idle cores)
+@pytest.mark.mutation
 @pytest.mark.parametrize("num_streams", [1, 3])
 def test_gprs_accepts_the_point_a_sequential_float64_reference_accepts(num_streams):
     """Index, steps and status equal the reference's on 16 keys of a shifted, scale-2 prior (global
@@ -249,6 +251,8 @@ def test_gprs_factory_defaults():
         jaxrec.gprs(num_streams=2**16 + 1, max_steps=1)
 
 
+@pytest.mark.slow  # 8 s cold in the fast tier (two programs)
+@pytest.mark.mutation
 def test_gprs_float32_codes_do_not_depend_on_the_x64_flag():
     """A float32 pair gives the same codes with x64 on (the arrival times follow the prior's dtype)."""
     target, prior = gaussian_pair(KS_PAIRS[1])

@@ -109,6 +109,8 @@ def _grs_reference(xs, us, row):
     return None, len(xs)
 
 
+@pytest.mark.slow  # 7 s cold in the fast tier (2 idle cores)
+@pytest.mark.mutation
 @pytest.mark.parametrize("row", [KS_PAIRS[0], KS_PAIRS[1]])  # r* = 6.8; a shifted prior of scale 2
 def test_grs_accepts_the_candidate_a_sequential_float64_reference_accepts(row):
     """Index and steps equal the reference's on 24 keys; with ``max_steps = 8`` a key the reference

@@ -230,13 +230,19 @@ def test_counter_slots_are_the_bins_when_the_grid_fits_else_hashed():
     np.testing.assert_array_equal(hashed, want)
 
 
-def test_a_concrete_grid_that_fits_carries_only_its_counters_and_keeps_the_codes():
+def test_a_concrete_grid_that_fits_carries_only_its_counters():
     """A concrete partition whose packed grid fits in fewer than ``table_size`` counters carries
-    only those (smaller search state); a traced partition carries ``table_size``. Same slots, so
-    the same codes."""
+    only those (smaller search state)."""
     for counts, want in (([2] * 5, 32), ([3, 5, 1], 32), ([1], 1), ([16, 16], 256), ([2] * 13, 4096)):
         assert fitted_table_size(Partition(np.array(counts)), 4096) == want, counts
     assert fitted_table_size(Partition(np.array([16, 16])), 64) == 64
+
+
+@pytest.mark.slow  # 10 s cold in the fast tier (two SP-PFR programs)
+@pytest.mark.mutation
+def test_fitted_and_full_counter_tables_give_the_same_codes():
+    """A traced partition carries ``table_size`` counters, a concrete one that fits only its own
+    (:func:`fitted_table_size`): same slots, so the same codes."""
     part = Partition(np.array([4, 2, 1]))
     target = jaxrec.DiagGaussian(jnp.array([0.5, -0.4, 0.0]), jnp.array([0.4, 0.6, 1.0]))
     keys = jax.random.split(jax.random.key(5), 16)
