@@ -304,6 +304,8 @@ def _agrs_reference(us, dithers, vs, row, bits=21):
 AGRS_REFERENCE_PAIRS = [KS_PAIRS[1], KS_PAIRS[2], (-3.0, 0.01, 0.0, 1.0)]
 
 
+@pytest.mark.slow  # 22 s cold in the fast tier (2 cores)
+@pytest.mark.mutation
 @pytest.mark.parametrize("row", AGRS_REFERENCE_PAIRS)
 def test_agrs_accepts_the_step_a_sequential_float64_reference_accepts(row):
     """Index, bound level and index, steps and status equal the reference's on 16 keys, and the decoder
@@ -328,6 +330,8 @@ def test_agrs_accepts_the_step_a_sequential_float64_reference_accepts(row):
             assert (int(short.steps[i]), int(short.status[i])) == (2, EXHAUSTED), i
 
 
+@pytest.mark.slow  # 13 s cold in the fast tier (float64 programs)
+@pytest.mark.mutation
 def test_agrs_float64_codes_match_the_reference_where_the_level_cap_binds():
     """With x64 a float64 pair is searched in float64: the reference's codes, with the level cap of
     float64 (29 bits) binding for a target of scale 1e-10 near the prior's centre (``m`` stops at
