@@ -176,6 +176,7 @@ def test_single_item_files_and_one_device_give_the_same_codes(batch, plan):
     np.testing.assert_array_equal(one_device.code.index, report.code.index[7:9])
 
 
+@pytest.mark.slow  # 5 s cold in the fast tier (per-block encoders of its own)
 def test_codes_match_plain_per_block_encoding(batch, plan):
     """The padded, batched (refilling lanes), sharded path gives the codes of ``coder.encode`` on
     the raw, unpadded blocks with the documented keys."""

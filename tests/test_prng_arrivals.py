@@ -73,6 +73,8 @@ def test_candidate_stream_marginals_and_independence():
         assert abs(stats.spearmanr(z[:, a], z[:, b]).statistic) < 4 / np.sqrt(len(ns))
 
 
+@pytest.mark.slow  # 6 s cold in the fast tier (2 cores)
+@pytest.mark.mutation
 def test_stream_log_ratio_matches_the_candidates():
     """The fused log ratio a search uses equals ``log_ratio`` at the materialized candidates, up
     to float rounding, for Gaussian and uniform pairs and widths on both code paths."""

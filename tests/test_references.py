@@ -277,6 +277,8 @@ def test_exact_astar_returns_the_global_argmax_where_a_shallow_tree_certifies_it
     np.testing.assert_array_equal(np.asarray(codes.path)[certified, 0], ref_word[certified])
 
 
+@pytest.mark.slow  # 6 s cold in the fast tier for both splits
+@pytest.mark.mutation
 @pytest.mark.parametrize("split", [tree.DYADIC_SPLIT, tree.SAMPLE_SPLIT])
 def test_tree_children_bounds_and_arrivals_match_closed_forms(split):
     """``child_nodes``: for random nodes, each child's bound is ``sup_C ln r - ln T_C`` and its score
