@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tree_reference
 from scipy import stats
 
 import jaxrec
@@ -298,3 +299,42 @@ def test_bad_inputs_raise():
         coder.decode(0, good.replace(path=jnp.zeros((3, 2), jnp.uint32)), p1)
     with pytest.raises(InvalidArgumentError, match="prior"):
         coder.decode(0, good, jaxrec.DiagGaussian(jnp.zeros(2), jnp.ones(2)))
+
+
+def _tree_search_reference(tree, limit=None):
+    """``(best position, steps)`` of A* on the float64 tree of :mod:`tree_reference`, without a queue:
+    the answer is the argmax of ``ln r(X_B) - ln T_B`` over the nodes (of depth ``<= limit`` for DAD*),
+    and A* expands exactly the nodes whose bound exceeds that best score (below ``limit``): each
+    such node's ancestors have larger bounds, so they are all popped before the search can stop, and
+    a node of smaller bound is never on top while an ancestor of the best node is queued.  ``steps``
+    counts node samples: the root and two per expanded node."""
+    deep = np.inf if limit is None else limit
+    scores = np.where(tree.depth <= deep, tree.score, -np.inf)
+    best = int(np.argmax(scores))
+    expanded = (tree.bound > scores[best]) & (tree.depth < deep)
+    return best, 1 + 2 * int(expanded.sum())
+
+
+@pytest.mark.parametrize("name", ["astar", "adstar", "dadstar"])
+def test_tree_coders_choose_and_decode_the_node_an_exhaustive_float64_tree_chooses(name):
+    """AS*, AD* and DAD* (depth 3) against the whole tree to depth 10 computed independently in float64
+    (:mod:`tree_reference`, only the node draws from the library) on 16 keys of a shifted, scale-2
+    prior: the chosen node (depth and path), ``steps`` and ``OK`` exactly, and the decoder's sample is
+    that node's.  Every key is certified: no node at depth 10 has a bound above the best score, so no
+    deeper node can beat it or be expanded (coders/tree mutation survivors: the searches were only
+    compared with a reference in the slow tier, and that reference used the coder's own node functions)."""
+    row, depth = KS_PAIRS[1], 10
+    coder = {"astar": jaxrec.astar(), "adstar": jaxrec.adstar(), "dadstar": jaxrec.dadstar(3)}[name]
+    keys = jax.random.split(jax.random.key(51), 16)
+    target, prior = jaxrec.DiagGaussian(row[0], row[1]), jaxrec.DiagGaussian(row[2], row[3])
+    codes = jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None)))(keys, target, prior)
+    xs = np.asarray(jax.jit(jax.vmap(coder.decode, in_axes=(0, 0, None)))(keys, codes, prior)[:, 0], np.float64)
+    got = np.stack([np.asarray(codes.depth), np.asarray(codes.path)[:, 0], np.asarray(codes.steps), np.asarray(codes.status)], 1)
+    u, e = tree_reference.node_randomness(keys, depth, np.asarray(codes.path).shape[-1])
+    for i in range(len(keys)):
+        nodes = tree_reference.Tree(u[i], e[i], row, SPLITS[name])
+        best, steps = _tree_search_reference(nodes, 3 if name == "dadstar" else None)
+        assert nodes.bound[nodes.levels(depth)].max() < nodes.score[best], i  # certified
+        assert got[i].tolist() == [nodes.depth[best], nodes.word[best], steps, 0], i
+        np.testing.assert_allclose(xs[i], row[2] + row[3] * nodes.z[best], rtol=1e-5, atol=1e-5 * row[1])
+    assert got[:, 0].max() >= 3  # a few levels deep, beyond the first path bits

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tree_reference
 from sampler_helpers import (
     compiled,
     encode_decode,
@@ -284,3 +285,67 @@ def test_bad_inputs_raise():
         CODERS["sac"].decode(0, jaxrec.Code(0, 1, 0, coder="pfr", event_size=1), prior)
     with pytest.raises(InvalidArgumentError, match="seed must be in"):
         CODERS["gprs"].encode(2**40, jaxrec.DiagGaussian(0.0, 0.5), prior)
+
+
+def _bnb_reference(tree, row):
+    """Branch-and-bound GPRS (Flamich, NeurIPS 2023, Alg. 5) replayed on the float64 tree of
+    :mod:`tree_reference` without a queue: the nodes are visited in increasing arrival time ``T_B``;
+    a node is popped iff its parent was popped (and not accepted) and, below the root, it is alive,
+    ``sigma(sup_B r) >= T_B``; the first popped node with ``T_B <= sigma(r(X_B))`` is accepted.
+    ``sigma(h) = int_0^h d eta / (1 - W(eta))`` by quadrature of the closed-form ``W``.  Returns
+    ``(accepted position, steps, largest queue)``: steps count the popped nodes, the queue holds the
+    alive children of popped nodes not yet popped."""
+    w = gaussian_width(row)
+    r_star = np.exp(tree.log_r_star)
+
+    def sigma(h):
+        if h >= r_star * (1.0 - 1e-9):  # the mode's node: sigma(r*) is infinite
+            return np.inf
+        return integrate.quad(lambda eta: 1.0 / (1.0 - w(eta)), 0.0, h, epsrel=1e-10, limit=200)[0]
+
+    def alive(pos):
+        return sigma(np.exp(tree.log_sup[pos])) >= tree.t[pos]
+
+    popped, queue, largest, steps = np.zeros(tree.t.size, bool), 1, 1, 0
+    for pos in np.argsort(tree.t):
+        if pos > 0 and not (popped[(pos + 1) // 2 - 1] and alive(pos)):
+            continue
+        assert 2 * pos + 2 < tree.t.size, "the reference tree is too shallow"
+        popped[pos], steps, queue = True, steps + 1, queue - 1
+        if tree.t[pos] <= sigma(np.exp(tree.log_r[pos])):
+            return pos, steps, largest
+        queue += int(alive(2 * pos + 1)) + int(alive(2 * pos + 2))
+        largest = max(largest, queue)
+    raise AssertionError("unreachable: the tree is too shallow")
+
+
+@pytest.mark.parametrize("split", ["sample", "dyadic"])
+def test_bnb_accepts_the_node_a_float64_tree_reference_accepts(split):
+    """Split-on-sample and dyadic branch-and-bound GPRS against :func:`_bnb_reference` on 16 keys of a
+    shifted, scale-2 prior (the tree to depth 10 computed independently in float64, only the node
+    draws from the library): the accepted node (depth and path), ``steps`` and ``OK`` exactly, and the
+    decoder's sample is that node's; with ``max_steps = 2`` a key the reference needs more pops for is
+    ``EXHAUSTED`` at 2, and with ``capacity = 1`` (dyadic) ``EXHAUSTED`` exactly where its queue holds 2
+    (coders/tree/_gprs_bnb mutation survivors: only bad inputs were fast-tested)."""
+    row, depth = KS_PAIRS[1], 10
+    target, prior = gaussian_pair(row)
+    keys = jax.random.split(jax.random.key(54), 16)  # the searches stay above depth 8
+    enc, dec = compiled(CODERS["sac" if split == "sample" else "dyadic"])
+    codes = enc(keys, target, prior)
+    xs = np.asarray(dec(keys, codes, prior)[:, 0], np.float64)
+    limited = jaxrec.gprs_bnb(split, max_steps=2) if split == "sample" else jaxrec.gprs_bnb(split, capacity=1)
+    short = compiled(limited)[0](keys, target, prior)
+    fields = lambda c: np.stack([np.asarray(c.depth), np.asarray(c.path)[:, 0], np.asarray(c.steps), np.asarray(c.status)], 1)
+    got, got_short = fields(codes), fields(short)
+    u, e = tree_reference.node_randomness(keys, depth, np.asarray(codes.path).shape[-1])
+    for i in range(len(keys)):
+        nodes = tree_reference.Tree(u[i], e[i], row, split)
+        best, steps, queue = _bnb_reference(nodes, row)
+        assert got[i].tolist() == [nodes.depth[best], nodes.word[best], steps, OK], i
+        np.testing.assert_allclose(xs[i], row[2] + row[3] * nodes.z[best], rtol=1e-5, atol=1e-5 * row[1])
+        fits = steps <= 2 if split == "sample" else queue <= 1
+        if fits:
+            assert got_short[i].tolist() == got[i].tolist(), i
+        else:
+            assert got_short[i, 3] == EXHAUSTED and (split == "dyadic" or got_short[i, 2] == 2), i
+    assert (got_short[:, 3] == EXHAUSTED).any() and (got_short[:, 3] == OK).any()
