@@ -382,3 +382,31 @@ def test_agrs_factory_message_and_packing():
                  lambda: coder.decode(0, coder.encode(0, *gaussian_pair(KS_PAIRS[0])), uniform[1])):
         with pytest.raises(InvalidArgumentError, match="agrs supports DiagGaussian pairs only, got prior Uniform"):
             call()
+
+
+def test_agrs_float32_bound_levels_stop_at_the_float32_caps():
+    """In float32 the bound's level ``m`` stops at ``floor(21 - log2 c)`` (``n`` exact in the float) for a
+    target of scale 2e-8 near the prior's centre (``c ~ Phi(-0.1)``: 22), and at 124 (``2^-m`` a normal
+    float: ``-minexp - 2``) for a target 13.5 prior standard deviations out, where the prior CDF
+    underflows (the bound then stops shrinking: sent as ``n = 0``, ``-1 - n`` when reflected); every
+    search still ends ``OK`` (coders/greedy/_agrs mutation survivors: neither cap was reached)."""
+    keys = jax.random.split(jax.random.key(47), 16)
+    enc = compiled(jaxrec.agrs())[0]
+    for row, level in (((0.1, 2e-8, 0.0, 1.0), 22), ((28.0, 0.1, 1.0, 2.0), 124), ((-26.0, 0.1, 1.0, 2.0), 124)):
+        codes = enc(keys, *gaussian_pair(row))
+        assert (np.asarray(codes.status) == OK).all() and (np.asarray(codes.index) > 0).all(), row
+        assert (np.asarray(codes.bound_level) == level).all(), (row, np.asarray(codes.bound_level))
+        if level == 124:
+            assert (np.asarray(codes.bound_index) == (-1 if row[0] > row[2] else 0)).all(), row
+
+
+def test_agrs_decodes_concrete_codes_with_negative_bound_fields():
+    """``bound_level = -1`` (the widest bound, ``M = 1/2``) and a reflected ``bound_index < 0`` are valid
+    message values: an eager ``decode`` of such concrete codes checks their signs and returns what the
+    jitted decoder returns."""
+    coder = jaxrec.agrs()
+    prior = jaxrec.DiagGaussian(1.0, 2.0)
+    code = jaxrec.AGRSCode(jnp.int32(3), jnp.int32(-1), jnp.int32(-2), jnp.int32(4), jnp.int32(OK), coder="agrs", event_size=1)
+    eager = np.asarray(coder.decode(7, code, prior))
+    assert np.isfinite(eager).all()
+    np.testing.assert_array_equal(eager, np.asarray(jax.jit(coder.decode)(prng.as_key(7), code, prior)))
