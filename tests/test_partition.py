@@ -111,6 +111,44 @@ def test_partition_validation():
     assert len(leaves) == 1 and jax.tree.unflatten(treedef, leaves).max_intervals == 16
 
 
+
+def test_partition_bounds_are_exact_and_each_defect_is_named():
+    """The per-axis range ``[1, 2^30]``, the 64-bit packing limit and ``max_intervals >= max J_d`` are
+    accepted exactly at their ends and refused one past them, each with its own message; traced
+    counts need an int array and an explicit ``max_intervals`` (coders/sp/partition mutation
+    survivors: only ``match="num_intervals"`` was asserted)."""
+    assert int(Partition(np.array([2**30])).num_intervals[0]) == 2**30
+    with pytest.raises(InvalidArgumentError, match=r"num_intervals must lie in \[1, 1073741824\], got 1073741825 at index 1"):
+        Partition(np.array([2, 2**30 + 1]))
+    with pytest.raises(InvalidArgumentError, match=r"num_intervals must lie in \[1, 1073741824\], got 0 at index 0"):
+        Partition(np.array([0, 4]))
+    for bad in ([[1, 2], [3]], np.array([], np.int32), np.array([[2, 2]]), np.array([True, False]), None):
+        with pytest.raises(InvalidArgumentError, match="num_intervals must be a non-empty 1-D int array"):
+            Partition(bad)
+    np.testing.assert_array_equal(Partition(np.array([5, 1], np.uint8)).num_intervals, [5, 1])
+    # packing: 30 + 30 + 4 = 64 bits fit; J = 2^4 + 1 needs 5 bits for that axis
+    assert Partition(np.array([2**30, 2**30, 16])).max_intervals == 2**30
+    with pytest.raises(InvalidArgumentError, match=r"sum ceil\(log2 J_d\) = 65 > 64 bits"):
+        Partition(np.array([2**30, 2**30, 17]))
+    assert Partition(np.array([8, 4]), max_intervals=8).max_intervals == 8
+    with pytest.raises(InvalidArgumentError, match="max_intervals must be"):
+        Partition(np.array([8, 4]), max_intervals=7)
+    np.testing.assert_array_equal(Partition.from_bits([30, 0]).num_intervals, [2**30, 1])
+    with pytest.raises(InvalidArgumentError, match=r"bits must lie in \[0, 30\], got 31 at index 0"):
+        Partition.from_bits([31])
+    with pytest.raises(InvalidArgumentError, match=r"bits must lie in \[0, 30\], got -1 at index 1"):
+        Partition.from_bits([2, -1])
+    # traced counts (a partition built inside jit): checked for type here, for range by Partition.valid
+    counts = jax.jit(lambda c: Partition(c, max_intervals=4).num_intervals)(jnp.array([4, 2], jnp.int32))
+    np.testing.assert_array_equal(counts, [4, 2])
+    with pytest.raises(InvalidArgumentError, match=r"num_intervals must be an int array \(\.\.\., D\)"):
+        jax.jit(lambda c: Partition(c, max_intervals=4).num_intervals)(jnp.array([4.0, 2.0]))
+    with pytest.raises(InvalidArgumentError, match=r"num_intervals must be an int array \(\.\.\., D\)"):
+        jax.jit(lambda c: Partition(c, max_intervals=4).num_intervals)(jnp.int32(4))
+    for max_intervals in (None, True, 4.0):
+        with pytest.raises(InvalidArgumentError, match=r"max_intervals must be given \(an int\) when num_intervals is traced"):
+            jax.jit(lambda c, m=max_intervals: Partition(c, max_intervals=m).num_intervals)(jnp.array([4, 2]))
+
 # ------------------------------------------------------------------------------------------------
 # Bits per axis
 
