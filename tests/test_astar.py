@@ -10,6 +10,7 @@ from scipy import stats
 
 import jaxrec
 from jaxrec.coders.base import UNBOUNDED_RATIO
+from jaxrec.coders.registry import REGISTRY
 from jaxrec.coders.tree import _astar as astar_mod
 from jaxrec.coders.tree import partition_tree as tree
 from jaxrec.coders.tree import paths as ts
@@ -338,3 +339,39 @@ def test_tree_coders_choose_and_decode_the_node_an_exhaustive_float64_tree_choos
         assert got[i].tolist() == [nodes.depth[best], nodes.word[best], steps, 0], i
         np.testing.assert_allclose(xs[i], row[2] + row[3] * nodes.z[best], rtol=1e-5, atol=1e-5 * row[1])
     assert got[:, 0].max() >= 3  # a few levels deep, beyond the first path bits
+
+
+def test_tree_coders_header_entries_and_the_gaussian_ratio():
+    """The tree coders' registry entries (parameters in header order; DAD* and branch-and-bound GPRS
+    name their depth limit ``depth`` and ``max_depth``), their message (the node's 0-based heap index
+    under the PFR Zipf model of the budget), ``(depth, path)`` packed to ``heap_index - 1`` and unpacked
+    with the spec's own depth limit; the factories' defaults and cache; ``gaussian_ratio`` against its
+    closed form in the prior's standard coordinates, unbounded for ``s >= 1``."""
+    zipf = lambda bits: jaxrec.entropy.ZipfModel(float(np.float32(1.0 + 1.0 / (bits + 1.0))))
+    coders = {"astar": jaxrec.astar(), "adstar": jaxrec.adstar(), "dadstar": jaxrec.dadstar(3), "gprs_bnb": jaxrec.gprs_bnb()}
+    assert coders["astar"].spec.kwargs == {"capacity": 256, "max_steps": 2**16, "max_depth": 64}
+    assert coders["adstar"].spec.kwargs == {"capacity": 256, "max_steps": 2**16, "max_depth": 64}
+    assert coders["dadstar"].spec.kwargs == {"capacity": 256, "max_steps": 2**16, "depth": 3}
+    assert coders["gprs_bnb"].spec.kwargs == {"split": "sample", "capacity": 64, "max_steps": 2**12, "max_depth": 128}
+    assert all(coders[name] is factory() for name, factory in (("astar", jaxrec.astar), ("adstar", jaxrec.adstar)))
+    depth = np.array([0, 2, 3])
+    path = np.array([[0], [0b10], [0b101]], np.uint32)
+    want = [ts.heap_index(int(d), p) - 1 for d, p in zip(depth, path)]
+    for name, coder in coders.items():
+        entry = REGISTRY[name]
+        limit = "depth" if name == "dadstar" else "max_depth"
+        assert entry.params == (("split",) if name == "gprs_bnb" else ()) + ("capacity", "max_steps", limit), name
+        assert entry.message(coder.spec, 5.0, None) == (("heap_index", zipf(5.0)),), name
+        words = ts.path_words(coder.spec.kwargs[limit])
+        symbols = entry.pack(coder.spec, {"depth": depth, "path": np.pad(path, ((0, 0), (0, words - 1)))})
+        assert symbols["heap_index"].tolist() == want, name
+        back = entry.unpack(coder.spec, symbols)
+        assert back["depth"].tolist() == depth.tolist() and back["path"][:, 0].tolist() == path[:, 0].tolist(), name
+        assert back["path"].shape == (3, words), name
+    with pytest.raises(InvalidArgumentError, match="depth 4 exceeds max_depth 3"):
+        REGISTRY["dadstar"].unpack(coders["dadstar"].spec, {"heap_index": np.array([2**4])})
+    mu, s = (0.9 - 0.4) / 1.5, 0.35 / 1.5
+    ratio = tree.gaussian_ratio(jaxrec.DiagGaussian(0.9, 0.35), jaxrec.DiagGaussian(0.4, 1.5))
+    np.testing.assert_allclose([float(ratio.mode), float(ratio.curvature), float(ratio.log_m)],
+                               [mu / (1 - s**2), (1 - s**2) / (2 * s**2), -np.log(s) + mu**2 / (2 * (1 - s**2))], rtol=1e-5)
+    assert bool(ratio.bounded) and not bool(tree.gaussian_ratio(jaxrec.DiagGaussian(0.5, 2.0), jaxrec.DiagGaussian(0.0, 1.5)).bounded)

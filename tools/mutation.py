@@ -165,6 +165,7 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
         "test_astar.py::test_tree_coders_choose_and_decode_the_node_an_exhaustive_float64_tree_chooses",
         "test_gprs.py::test_bnb_accepts_the_node_a_float64_tree_reference_accepts",
         "test_references.py::test_tree_children_bounds_and_arrivals_match_closed_forms",
+        "test_astar.py::test_tree_coders_header_entries_and_the_gaussian_ratio",
         "test_astar.py::test_bad_inputs_raise",
         "test_astar.py::test_limits_set_exhausted",
         "test_contract.py::test_bad_arguments_raise_invalid_argument_error[astar]",
@@ -173,6 +174,7 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
     "coders/tree/_astar": (  # the float64 tree reference first
         "test_astar.py::test_tree_coders_choose_and_decode_the_node_an_exhaustive_float64_tree_chooses",
         "test_astar.py::test_limits_set_exhausted",
+        "test_astar.py::test_tree_coders_header_entries_and_the_gaussian_ratio",
         "test_astar.py::test_bad_inputs_raise",
         "test_treesearch.py::test_depth_limits_are_inclusive",
         "test_treesearch.py::test_tree_code_pytree_and_the_depth_limit",
@@ -187,6 +189,7 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
     "coders/tree/_gprs_bnb": (  # the float64 tree reference first (the coder's tests live in test_gprs.py)
         "test_gprs.py::test_bnb_accepts_the_node_a_float64_tree_reference_accepts",
         "test_gprs.py::test_bad_inputs_raise",
+        "test_astar.py::test_tree_coders_header_entries_and_the_gaussian_ratio",
         "test_treesearch.py::test_tree_code_pytree_and_the_depth_limit",
         "test_contract.py::test_every_registered_coder_has_a_contract_case",
         "test_contract.py::test_bad_arguments_raise_invalid_argument_error[gprs_bnb]",
