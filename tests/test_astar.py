@@ -375,3 +375,17 @@ def test_tree_coders_header_entries_and_the_gaussian_ratio():
     np.testing.assert_allclose([float(ratio.mode), float(ratio.curvature), float(ratio.log_m)],
                                [mu / (1 - s**2), (1 - s**2) / (2 * s**2), -np.log(s) + mu**2 / (2 * (1 - s**2))], rtol=1e-5)
     assert bool(ratio.bounded) and not bool(tree.gaussian_ratio(jaxrec.DiagGaussian(0.5, 2.0), jaxrec.DiagGaussian(0.0, 1.5)).bounded)
+
+
+def test_tree_coder_limits_at_and_past_their_ends():
+    """Each tree coder accepts ``capacity`` up to the queue's ``2^20``, ``max_steps`` up to ``2^31 - 3`` and
+    its depth limit up to 1024, and refuses one more, naming the argument and its range (no coder is
+    compiled: the factories only check)."""
+    factories = {"astar": jaxrec.astar, "adstar": jaxrec.adstar, "gprs_bnb": jaxrec.gprs_bnb,
+                 "dadstar": lambda **kw: jaxrec.dadstar(kw.pop("max_depth", 3), **kw)}
+    for name, factory in factories.items():
+        for argument, limit in (("capacity", 2**20), ("max_steps", 2**31 - 3), ("max_depth", 1024)):
+            factory(**{argument: limit})
+            shown = "depth" if (name, argument) == ("dadstar", "max_depth") else argument
+            with pytest.raises(InvalidArgumentError, match=f"{shown} must be an int in \\[1, {limit}\\], got {limit + 1}"):
+                factory(**{argument: limit + 1})
