@@ -300,8 +300,9 @@ def _agrs_reference(us, dithers, vs, row, bits=21):
     return None
 
 
-# KS_PAIRS[1] (a shifted scale-2 prior, reflected bounds), a mode below the prior's (unreflected), D_KL = 8 bits
-AGRS_REFERENCE_PAIRS = [KS_PAIRS[1], KS_PAIRS[2], (-3.0, 0.01, 0.0, 1.0)]
+# KS_PAIRS[1] (a shifted scale-2 prior, reflected bounds), a mode below the prior's (unreflected), D_KL = 8 bits,
+# and the mode at the prior's mean (nu = 0: not reflected)
+AGRS_REFERENCE_PAIRS = [KS_PAIRS[1], KS_PAIRS[2], (-3.0, 0.01, 0.0, 1.0), (1.0, 0.3, 1.0, 2.0)]
 
 
 @pytest.mark.slow  # 22 s cold in the fast tier (2 cores)
