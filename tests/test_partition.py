@@ -188,6 +188,67 @@ def test_allocate_bits_validation():
         allocate_bits([1.0, np.nan], 3)
 
 
+def test_allocate_bits_limits_defaults_and_messages():
+    """Each limit at its end and one past it (30 bits per axis, the eligible-axis budget, the MI
+    threshold itself counting as MI ~ 0), the default seed, and the messages that name each defect
+    (coders/sp/partition mutation survivors)."""
+    np.testing.assert_array_equal(allocate_bits([1.0], 30), [30])
+    np.testing.assert_array_equal(allocate_bits([100.0, 1.0], 60), [30, 30])  # MI asks for 59 + 1: capped
+    for strategy in ("random", "random_informative"):
+        np.testing.assert_array_equal(allocate_bits([1.0, 1.0], 60, strategy, seed=5), [30, 30])
+        np.testing.assert_array_equal(allocate_bits([1.0, 2.0, 3.0], 9, strategy), allocate_bits([1.0, 2.0, 3.0], 9, strategy, seed=0))
+    mi = np.array([0.0, 1.0, 2.0])
+    assert partition_from_mi(mi, 9, "random").num_intervals.tolist() == partition_from_mi(mi, 9, "random", seed=0).num_intervals.tolist()
+    with pytest.raises(InvalidArgumentError, match=r"cannot place 31 bits on 1 eligible axes"):
+        allocate_bits([1.0], 31)
+    with pytest.raises(InvalidArgumentError, match=r"cannot place 1 bits on 0 eligible axes"):
+        allocate_bits([0.0, 0.05], 1)  # at the threshold counts as MI ~ 0
+    np.testing.assert_array_equal(allocate_bits([0.0, 0.0], 0), [0, 0])  # nothing to place: no axis needed
+    np.testing.assert_array_equal(allocate_bits([0.05, 0.06], 1), [0, 1])
+    np.testing.assert_array_equal(allocate_bits([0.05, 0.06], 3, "random_informative"), [0, 3])
+    np.testing.assert_array_equal(allocate_bits([1.0, 3.0], 1), [0, 1])
+    with pytest.raises(InvalidArgumentError, match=r"mi_bits must not be empty"):
+        allocate_bits([], 0)
+    with pytest.raises(InvalidArgumentError, match=r"mi_bits must be finite and >= 0, got inf at index 1"):
+        allocate_bits([1.0, np.inf], 2)
+    with pytest.raises(InvalidArgumentError, match=r"mi_bits must be finite and >= 0, got -1.0 at index 0"):
+        allocate_bits([-1.0, 2.0], 2)
+
+
+def test_traced_partitions_report_their_validity():
+    """:meth:`Partition.valid` for counts traced inside ``jit`` (the coders turn ``False`` into
+    ``INVALID_INPUT``): each count in ``[1, max_intervals]`` and at most 64 packed bits, checked at
+    both ends (coders/sp/partition mutation survivors)."""
+    valid = jax.jit(lambda c: Partition(c, max_intervals=2**30).valid())
+    cases = [([1], True), ([0], False), ([2**30], True), ([2**30 + 1], False), ([-3, 4], False),
+             ([2**30, 2**30, 16, 1], True), ([2**30, 2**30, 17, 1], False), ([2**30, 2**30, 16, 2], False)]
+    for counts, want in cases:
+        assert bool(valid(jnp.array(counts, jnp.int32))) is want, counts
+    small = jax.jit(lambda c: Partition(c, max_intervals=4).valid())
+    assert bool(small(jnp.array([4, 1]))) and not bool(small(jnp.array([5, 1])))
+
+
+def test_tables_edges_and_samples_keep_their_shapes_dtypes_and_tails():
+    """The tables are ``(D, max_intervals)``; float32 priors give float32 samples under x64 too; an
+    edge in the upper half of a grid whose ``k / J`` is not a float32 number comes from the upper
+    tail (``isf``), accurate to float32 (``icdf(1 - small)`` would lose the digits)."""
+    prior = _std_normal(2)
+    target = jaxrec.DiagGaussian(jnp.array([0.3, -0.2]), jnp.array([0.5, 0.8]))
+    tables = axis_tables(target, prior, Partition(np.array([3, 5]), max_intervals=6), "q_mass")
+    for name in ("log_weight", "log_q_mass", "log_sup", "lower_cum", "upper_cum"):
+        assert getattr(tables, name).shape == (2, 6), name
+    np.testing.assert_allclose(np.asarray(tables.upper_cum)[:, -1], 0.0)
+    with jax.enable_x64(True):
+        x = Partition(np.array([3])).sample_in_bin(_std_normal(1), jnp.array([2]), jnp.array([7], jnp.uint32))
+        assert x.dtype == jnp.float32
+    num = 3 * 2**20
+    edges = np.asarray(Partition(np.array([num])).edges(_std_normal(1)), np.float64)[0]
+    k = np.arange(num - 8, num)
+    np.testing.assert_allclose(edges[k], stats.norm.isf((num - k) / num), rtol=2e-6)
+    low = np.arange(1, 9)
+    np.testing.assert_allclose(edges[low], stats.norm.ppf(low / num), rtol=2e-6)
+
+
 # ------------------------------------------------------------------------------------------------
 # Per-axis closed forms and bin weights
 
@@ -242,6 +303,7 @@ def _log_interval_mass(lo, hi, mu, s):
 
 
 @pytest.mark.slow  # 8 s cold in the fast tier (float64 programs)
+@pytest.mark.mutation
 def test_weights_and_reweighted_divergences_match_independent_float64_sums():
     prior = _std_normal(2)
     params = [(2.0, 0.05), (-0.4, 0.3)]
