@@ -301,8 +301,8 @@ def _agrs_reference(us, dithers, vs, row, bits=21):
 
 
 # KS_PAIRS[1] (a shifted scale-2 prior, reflected bounds), a mode below the prior's (unreflected), D_KL = 8 bits,
-# and the mode at the prior's mean (nu = 0: not reflected)
-AGRS_REFERENCE_PAIRS = [KS_PAIRS[1], KS_PAIRS[2], (-3.0, 0.01, 0.0, 1.0), (1.0, 0.3, 1.0, 2.0)]
+# the mode at the prior's mean (nu = 0: not reflected), and a wide target (P(S) > 1/2 at step 2: level 0)
+AGRS_REFERENCE_PAIRS = [KS_PAIRS[1], KS_PAIRS[2], (-3.0, 0.01, 0.0, 1.0), (1.0, 0.3, 1.0, 2.0), (1.5, 1.6, 1.0, 2.0)]
 
 
 @pytest.mark.slow  # 22 s cold in the fast tier (2 cores)
