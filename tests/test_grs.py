@@ -463,3 +463,19 @@ def test_factorized_codes_each_dimension_with_its_own_key_and_the_inner_coders_h
                  lambda: coder.encode_batch(keys, jaxrec.DiagGaussian(jnp.zeros((2, 3)), jnp.full((2, 3), 2.5)), prior)):
         with pytest.raises(InvalidArgumentError, match="unbounded"):
             call()
+
+
+def test_agrs_decodes_float32_codes_the_same_with_x64_on():
+    """The decoder draws its uniforms in the prior's dtype: float32 codes decode to the same float32
+    samples with x64 on (coders/greedy/_agrs mutation survivor: ``dtype = None`` in ``decode`` draws
+    float64 uniforms under x64)."""
+    target, prior = gaussian_pair(KS_PAIRS[1])
+    keys = jax.random.split(jax.random.key(47), 16)
+    enc, dec = compiled(jaxrec.agrs(max_steps=2**10))
+    codes = enc(keys, target, prior)
+    want = np.asarray(dec(keys, codes, prior))
+    with jax.enable_x64(True):
+        f32 = jaxrec.DiagGaussian(jnp.float32(prior.loc), jnp.float32(prior.scale))
+        got = np.asarray(jax.jit(jax.vmap(jaxrec.agrs(max_steps=2**10).decode, in_axes=(0, 0, None)))(keys, codes, f32))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
