@@ -479,3 +479,14 @@ def test_agrs_decodes_float32_codes_the_same_with_x64_on():
         got = np.asarray(jax.jit(jax.vmap(jaxrec.agrs(max_steps=2**10).decode, in_axes=(0, 0, None)))(keys, codes, f32))
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
+
+
+def test_agrs_packed_symbols_and_unpacked_fields_are_integers():
+    """``pack``/``unpack`` keep integer dtypes (a float field would be refused by the decoder's code
+    check: coders/greedy/_agrs mutation survivor ``-(u + 1) / 2`` in the zigzag inverse)."""
+    entry, spec = REGISTRY["agrs"], jaxrec.agrs().spec
+    fields = {"index": np.array([0, 3, 5]), "bound_level": np.array([0, -1, 7]), "bound_index": np.array([0, -3, 4])}
+    symbols = entry.pack(spec, fields)
+    back = entry.unpack(spec, symbols)
+    assert all(v.dtype.kind == "i" for v in (*symbols.values(), *back.values())), (symbols, back)
+    assert {k: v.tolist() for k, v in back.items()} == {k: v.tolist() for k, v in fields.items()}
