@@ -374,3 +374,33 @@ def test_sample_bins_frequencies_and_tail_resolution():
     pick = lambda b: int(sample_bins(tiny, jnp.array([b], jnp.uint32))[0])
     assert pick(0) == 0 and pick(2**31) == 3
     assert pick(64) == 1 and pick(2**31 + 64) == 2  # w = 64.5 * 2^-32 > 1e-8
+
+
+def _sample_bins_rule(lower_cum, upper_cum, b):
+    """The documented rule in float32 arithmetic: ``w = (b' + 1/2) 2^-32`` with ``b'`` the low 31
+    bits (two roundings: ``b'`` to float32, then ``+ 1/2``); ``k = #{lower_cum <= w}`` from the low
+    end, ``#{upper_cum > w}`` from the high end."""
+    w = (np.float32(b & 0x7FFFFFFF) + np.float32(0.5)) * np.float32(2.0**-32)
+    return int(np.sum(upper_cum > w)) if b >= 2**31 else int(np.sum(lower_cum <= w))
+
+
+def test_sample_bins_follows_its_rule_bit_for_bit_at_the_table_values():
+    """Bit patterns next to a table value (``c 2^32``, where float32's rounding of ``b' + 1/2``
+    decides the bin) give the documented rule's bin exactly, and the same with x64 on: a float32
+    table is searched in float32 (coders/sp/partition mutation survivors: ``+ 1.5`` for ``+ 0.5``,
+    the dtype taken from the default float)."""
+    prior = _std_normal(1)
+    target = jaxrec.DiagGaussian(jnp.array([0.1]), jnp.array([0.7]))
+    tables = axis_tables(target, prior, Partition(np.array([3])), "q_mass")
+    lower, upper = np.asarray(tables.lower_cum[0]), np.asarray(tables.upper_cum[0])
+    assert lower.dtype == np.float32 and 0.0 < lower[0] < 0.5 and 0.0 < upper[1] < 0.5
+    near = lambda c, top: [top + int(c * 2.0**32) + i for i in range(-200, 201, 3)]
+    patterns = np.array(near(lower[0], 0) + near(upper[1], 2**31), np.uint32)
+    want = [_sample_bins_rule(lower, upper, int(b)) for b in patterns]
+    assert len(set(want[: len(want) // 2])) == 2 and len(set(want[len(want) // 2 :])) == 2  # both sides of each value
+    pick = jax.jit(jax.vmap(lambda b: sample_bins(tables, b[None])[0]))
+    np.testing.assert_array_equal(pick(jnp.asarray(patterns)), want)
+    with jax.enable_x64(True):
+        f32 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a, tables)
+        got = jax.vmap(lambda b: sample_bins(f32, b[None])[0])(jnp.asarray(patterns))
+    np.testing.assert_array_equal(got, want)
