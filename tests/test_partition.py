@@ -404,3 +404,8 @@ def test_sample_bins_follows_its_rule_bit_for_bit_at_the_table_values():
         f32 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a, tables)
         got = jax.vmap(lambda b: sample_bins(f32, b[None])[0])(jnp.asarray(patterns))
     np.testing.assert_array_equal(got, want)
+    # a table wider than 16 intervals is searched by scanning: the same rule
+    wide = axis_tables(target, prior, Partition(np.array([40])), "q_mass")
+    patterns = np.asarray(jax.random.bits(jax.random.key(7), (512,), jnp.uint32))
+    want = [_sample_bins_rule(np.asarray(wide.lower_cum[0]), np.asarray(wide.upper_cum[0]), int(b)) for b in patterns]
+    np.testing.assert_array_equal(jax.vmap(lambda b: sample_bins(wide, b[None])[0])(jnp.asarray(patterns)), want)
