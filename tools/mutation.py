@@ -30,7 +30,8 @@ table or a closure at import time, a ``jax.jit`` trace kept alive between test m
 the original code, so a survivor may be a mutant the tests never saw: every survivor is therefore
 retested with the normal runner (``mutmut run <id>``, one process per mutant) unless
 ``--no-confirm``.  A kill is not rechecked, but the unmutated module must pass before and after the
-pass.  A mutant that breaks the module's import counts as killed; one whose tests run past
+pass (the coder registry is restored after each mutant: a mutated ``register_coder`` call registers
+an entry under another name).  A mutant that breaks the module's import counts as killed; one whose tests run past
 ``--timeout`` seconds counts as timed out.
 """
 
@@ -440,6 +441,8 @@ def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[in
     install(code)
     if run_tests() != 0:
         sys.exit("the tests fail on the unmutated module: fix them first")
+    registry = importlib.import_module("jaxrec.coders.registry")
+    coders = dict(registry.REGISTRY)  # a mutant of a register_coder call leaves an entry under another name
     with db_session:
         rows = [(m.id, m.line.line, m.line.line_number, m.index, m.status, m.tested_against_hash)
                 for m in Mutant.select(lambda m: m.line.sourcefile.filename == filename)]
@@ -464,6 +467,8 @@ def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[in
         with db_session:
             mutant = Mutant[pk]
             mutant.status, mutant.tested_against_hash = status, tests_hash
+        registry.REGISTRY.clear()
+        registry.REGISTRY.update(coders)
         install(code)
     if run_tests() != 0:  # a mutant left something behind: its kills (and all later ones) are not to be trusted
         sys.exit("the tests fail on the restored module after the pass: discard its results")
