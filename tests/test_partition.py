@@ -404,6 +404,14 @@ def test_sample_bins_follows_its_rule_bit_for_bit_at_the_table_values():
         f32 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a, tables)
         got = jax.vmap(lambda b: sample_bins(f32, b[None])[0])(jnp.asarray(patterns))
     np.testing.assert_array_equal(got, want)
+    # a value below 2^-8, where b' + 1/2 is exact in float32 (above it b' is already rounded to a
+    # multiple of 4 or more, and adding a half moves nothing)
+    small = tables._replace(lower_cum=jnp.array([[1e-8, 0.5, 1.0]], jnp.float32),
+                            upper_cum=jnp.array([[1.0 - 1e-8, 1e-8, 0.0]], jnp.float32))
+    patterns = np.array([*range(30, 60), *range(2**31 + 30, 2**31 + 60)], np.uint32)
+    want = [_sample_bins_rule(np.asarray(small.lower_cum[0]), np.asarray(small.upper_cum[0]), int(b)) for b in patterns]
+    assert want[12:14] == [0, 1] and want[42:44] == [2, 1]  # 42.5 and 43.5 2^-32 around 1e-8 = 42.9 2^-32
+    np.testing.assert_array_equal(jax.vmap(lambda b: sample_bins(small, b[None])[0])(jnp.asarray(patterns)), want)
     # a table wider than 16 intervals is searched by scanning: the same rule
     wide = axis_tables(target, prior, Partition(np.array([40])), "q_mass")
     patterns = np.asarray(jax.random.bits(jax.random.key(7), (512,), jnp.uint32))
