@@ -349,3 +349,16 @@ def test_bnb_accepts_the_node_a_float64_tree_reference_accepts(split):
         else:
             assert got_short[i, 3] == EXHAUSTED and (split == "dyadic" or got_short[i, 2] == 2), i
     assert (got_short[:, 3] == EXHAUSTED).any() and (got_short[:, 3] == OK).any()
+
+
+@pytest.mark.slow  # 8-18 s cold (one more program)
+@pytest.mark.mutation
+def test_bnb_depth_limit_stops_the_search_when_the_queue_empties():
+    """With ``max_depth = 1`` at most the root and its two children are popped: a search whose queue
+    empties without an acceptance stops there ``EXHAUSTED`` instead of popping an empty queue up to
+    ``max_steps`` (coders/tree/_gprs_bnb mutation survivor ``heap.size >= 0``)."""
+    target, prior = gaussian_pair(KS_PAIRS[1])
+    keys = jax.random.split(jax.random.key(54), 16)
+    codes = compiled(jaxrec.gprs_bnb("sample", max_depth=1))[0](keys, target, prior)
+    steps, status = np.asarray(codes.steps), np.asarray(codes.status)
+    assert steps.max() <= 3 and (status == EXHAUSTED).any() and (status == OK).any(), (steps, status)

@@ -193,6 +193,7 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
     ),
     "coders/tree/_gprs_bnb": (  # the float64 tree reference first (the coder's tests live in test_gprs.py)
         "test_gprs.py::test_bnb_accepts_the_node_a_float64_tree_reference_accepts",
+        "test_gprs.py::test_bnb_depth_limit_stops_the_search_when_the_queue_empties",
         "test_gprs.py::test_bad_inputs_raise",
         "test_astar.py::test_tree_coders_header_entries_and_the_gaussian_ratio",
         "test_astar.py::test_tree_coder_limits_at_and_past_their_ends",
