@@ -356,9 +356,11 @@ def test_bnb_accepts_the_node_a_float64_tree_reference_accepts(split):
 def test_bnb_depth_limit_stops_the_search_when_the_queue_empties():
     """With ``max_depth = 1`` at most the root and its two children are popped: a search whose queue
     empties without an acceptance stops there ``EXHAUSTED`` instead of popping an empty queue up to
-    ``max_steps`` (coders/tree/_gprs_bnb mutation survivor ``heap.size >= 0``)."""
+    ``max_steps``; a node at depth 1 can still be accepted (coders/tree/_gprs_bnb mutation survivors
+    ``heap.size >= 0`` and ``depth >= max_depth``)."""
     target, prior = gaussian_pair(KS_PAIRS[1])
     keys = jax.random.split(jax.random.key(54), 16)
     codes = compiled(jaxrec.gprs_bnb("sample", max_depth=1))[0](keys, target, prior)
     steps, status = np.asarray(codes.steps), np.asarray(codes.status)
     assert steps.max() <= 3 and (status == EXHAUSTED).any() and (status == OK).any(), (steps, status)
+    assert ((np.asarray(codes.depth) == 1) & (status == OK)).any()  # depth 1 itself is allowed
