@@ -425,3 +425,103 @@ def test_orc_and_mrc_equal_argmax_references_over_their_budget():
         np.testing.assert_array_equal(got, want, err_msg=factory.__name__)
         if factory is jaxrec.orc:  # both branches of the reference are exercised
             assert np.any(want[:, 1] == budget) and np.any(want[:, 1] < budget)
+
+
+# ------------------------------------------------------------------------------------------------
+# The chunked search core against the sequential scan it implements
+
+
+def _sequential_search(scores, bounds, max_candidates):
+    """The one-candidate-at-a-time rule of :func:`jaxrec.search.search`: before candidate ``n`` the
+    search stops if the best score so far reaches ``bounds[n]`` (``stopped``, also at the limit)
+    or ``n`` reaches the limit; a NaN score counts as ``-inf``; ties keep the earlier candidate.  Returns
+    ``(index, score, steps, stopped)``."""
+    best, index = -np.inf, 0
+    for n in range(max_candidates + 1):
+        if best >= bounds[min(n, len(bounds) - 1)]:  # past the table: its last bound (the chunk function clips)
+            return index, best, n, True
+        if n == max_candidates:
+            return index, best, n, False
+        s = -np.inf if np.isnan(scores[n]) else scores[n]
+        if s > best:
+            best, index = s, n
+
+
+def _table_chunk_fn(scores, bounds):
+    """A chunk function reading candidate ``n``'s score and bound from tables (clipped past the
+    end), with payload ``3 n + 1`` and a state counting the chunks."""
+    scores, bounds = jnp.asarray(scores, jnp.float32), jnp.asarray(bounds, jnp.float32)
+
+    def chunk_fn(state, ns):
+        return jnp.take(scores, ns, mode="clip"), jnp.take(bounds, ns, mode="clip"), 3 * ns + 1, state + 1
+
+    return chunk_fn
+
+
+def _search_tables(seed, size=300):
+    """Scores with NaNs (one of them where the largest score would be) and falling bounds, so that
+    the stop rule fires somewhere inside the table."""
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=size).astype(np.float32)
+    scores[rng.choice(size, 20, replace=False)] = np.nan
+    scores[int(rng.integers(0, 40))] = np.nan
+    bounds = (4.0 - 0.02 * np.arange(size) + 0.1 * rng.normal(size=size)).astype(np.float32)
+    return scores, bounds
+
+
+def test_search_equals_the_sequential_rule_for_any_chunking_and_limit():
+    """Index, score, payload, steps and ``stopped`` of :func:`jaxrec.search.search` equal the
+    sequential rule's for chunk sizes 1 to 64 and limits below, at and past the stopping point;
+    NaN scores never win; the size checks accept their ends and refuse one past them
+    (search/chunked mutation survivors: nothing tested the core with its own tables)."""
+    from jaxrec import search
+
+    for seed in range(3):
+        scores, bounds = _search_tables(seed)
+        chunk_fn = _table_chunk_fn(scores, bounds)
+        stop = _sequential_search(scores, bounds, len(scores))[2]
+        for max_candidates in (1, stop, stop + 1, len(scores)):
+            want = _sequential_search(scores, bounds, max_candidates)
+            for chunk_size in (1, 7, 64):
+                res = jax.jit(functools.partial(search.search, chunk_fn, chunk_size=chunk_size,
+                                                max_candidates=max_candidates))(jnp.int32(0))
+                got = (int(res.index), float(res.score), int(res.steps), bool(res.stopped))
+                assert got == want, (seed, max_candidates, chunk_size)
+                assert int(res.payload) == 3 * want[0] + 1 or want[1] == -np.inf
+    search.validate_sizes(1, 1)
+    search.validate_sizes(arrivals.MAX_CHUNK, search.MAX_CANDIDATES)
+    assert search.MAX_CANDIDATES + arrivals.MAX_CHUNK == 2**31 - 1  # a last chunk's numbers fit int32
+    for bad in (0, arrivals.MAX_CHUNK + 1, True, 2.0):
+        with pytest.raises(jaxrec.InvalidArgumentError, match=r"chunk_size must be an int in \[1, 32768\]"):
+            search.validate_sizes(bad, 10)
+    for bad in (0, search.MAX_CANDIDATES + 1, True, 3.0):
+        with pytest.raises(jaxrec.InvalidArgumentError, match=r"the candidate limit must be an int in \[1, 2147450879\]"):
+            search.validate_sizes(8, bad)
+
+
+def test_search_batch_equals_the_sequential_rule_with_its_default_widening():
+    """:func:`jaxrec.search.search_batch` with its defaults (three widening levels) gives every
+    problem the sequential rule's result, whatever the lanes and their order."""
+    from jaxrec import search
+
+    tables = [_search_tables(seed, size=300) for seed in range(10, 19)]
+    scores = jnp.asarray(np.stack([t[0] for t in tables]))
+    bounds = jnp.asarray(np.stack([t[1] for t in tables]))
+    limits = jnp.asarray([300, 5, 300, 120, 300, 1, 300, 300, 64], jnp.int32)
+
+    def problem_fn(problem):
+        s, b, limit = problem
+        base = _table_chunk_fn(s, b)
+
+        def chunk_fn(state, ns):  # a per-problem limit through the bounds: past it nothing is searched
+            got_s, got_b, payload, state = base(state, ns)
+            return jnp.where(ns < limit, got_s, -jnp.inf), jnp.where(ns < limit, got_b, -jnp.inf), payload, state
+
+        return chunk_fn, jnp.int32(0)
+
+    res = jax.jit(lambda p: search.search_batch(problem_fn, p, chunk_size=4, max_candidates=300, num_lanes=8))(
+        (scores, bounds, limits))
+    for i, (s, b) in enumerate(tables):
+        index, score, steps, stopped = _sequential_search(np.where(np.arange(300) < int(limits[i]), s, -np.inf),
+                                                          np.where(np.arange(300) < int(limits[i]), b, -np.inf), 300)
+        assert (int(res.index[i]), float(res.score[i]), int(res.steps[i]), bool(res.stopped[i])) == (index, score, steps, stopped), i

@@ -97,6 +97,8 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
         "test_references.py::test_tree_children_bounds_and_arrivals_match_closed_forms",
     ),
     "search/chunked": (  # the tests that pin search results, steps, status and batch schedules (of 2 files)
+        "test_references.py::test_search_equals_the_sequential_rule_for_any_chunking_and_limit",
+        "test_references.py::test_search_batch_equals_the_sequential_rule_with_its_default_widening",
         "test_references.py::test_pfr_index_and_steps_equal_a_sequential_reference",
         "test_coders_core.py::test_codes_do_not_depend_on_chunk_size_jit_or_vmap",
         "test_coders_core.py::test_encode_batch_equals_vmap_and_accepts_batched_targets",
