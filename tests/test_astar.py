@@ -389,3 +389,17 @@ def test_tree_coder_limits_at_and_past_their_ends():
             shown = "depth" if (name, argument) == ("dadstar", "max_depth") else argument
             with pytest.raises(InvalidArgumentError, match=f"{shown} must be an int in \\[1, {limit}\\], got {limit + 1}"):
                 factory(**{argument: limit + 1})
+
+
+@pytest.mark.slow  # 5-10 s cold (one more program)
+@pytest.mark.mutation
+def test_exact_search_never_splits_a_node_at_max_depth():
+    """AD* with ``max_depth = 2`` never returns a node deeper than 2, and a search that needs to split a
+    node at depth 2 ends ``EXHAUSTED`` (coders/tree/_astar mutation survivor ``depth <= max_depth``)."""
+    row = KS_PAIRS[1]
+    coder = jaxrec.adstar(max_depth=2)
+    keys = jax.random.split(jax.random.key(51), 16)
+    codes = jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None)))(
+        keys, jaxrec.DiagGaussian(row[0], row[1]), jaxrec.DiagGaussian(row[2], row[3]))
+    depth, status = np.asarray(codes.depth), np.asarray(codes.status)
+    assert depth.max() <= 2 and (status == 1).any() and (status == 0).any(), (depth, status)

@@ -179,6 +179,7 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
     ),
     "coders/tree/_astar": (  # the float64 tree reference first
         "test_astar.py::test_tree_coders_choose_and_decode_the_node_an_exhaustive_float64_tree_chooses",
+        "test_astar.py::test_exact_search_never_splits_a_node_at_max_depth",
         "test_astar.py::test_limits_set_exhausted",
         "test_astar.py::test_tree_coders_header_entries_and_the_gaussian_ratio",
         "test_astar.py::test_tree_coder_limits_at_and_past_their_ends",
