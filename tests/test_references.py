@@ -488,6 +488,13 @@ def test_search_equals_the_sequential_rule_for_any_chunking_and_limit():
                 got = (int(res.index), float(res.score), int(res.steps), bool(res.stopped))
                 assert got == want, (seed, max_candidates, chunk_size)
                 assert int(res.payload) == 3 * want[0] + 1 or want[1] == -np.inf
+    # ties keep the earlier candidate, within a chunk and across chunks; no finite score: index 0
+    tied = np.tile(np.float32([0.0, 2.0, 1.0, 2.0, 2.0]), 20)
+    for chunk_size in (1, 2, 7):
+        res = search.search(_table_chunk_fn(tied, np.full(100, np.inf)), jnp.int32(0), chunk_size=chunk_size, max_candidates=100)
+        assert (int(res.index), int(res.steps), bool(res.stopped)) == (1, 100, False), chunk_size
+    res = search.search(_table_chunk_fn(np.full(9, -np.inf), np.full(9, np.inf)), jnp.int32(0), chunk_size=4, max_candidates=9)
+    assert (int(res.index), float(res.score), int(res.steps)) == (0, -np.inf, 9)
     search.validate_sizes(1, 1)
     search.validate_sizes(arrivals.MAX_CHUNK, search.MAX_CANDIDATES)
     assert search.MAX_CANDIDATES + arrivals.MAX_CHUNK == 2**31 - 1  # a last chunk's numbers fit int32
