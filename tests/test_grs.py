@@ -459,9 +459,10 @@ def test_factorized_codes_each_dimension_with_its_own_key_and_the_inner_coders_h
         with pytest.raises(InvalidArgumentError, match=message):
             entry.factory(bad)
     wide = jaxrec.DiagGaussian(jnp.array([0.0, 0.0, 0.0]), jnp.array([0.5, 2.5, 0.5]))
-    for call in (lambda: coder.encode(0, wide, prior), lambda: entry.check(wide, prior),
-                 lambda: coder.encode_batch(keys, jaxrec.DiagGaussian(jnp.zeros((2, 3)), jnp.full((2, 3), 2.5)), prior)):
-        with pytest.raises(InvalidArgumentError, match="unbounded"):
+    for call, where in ((lambda: coder.encode(0, wide, prior), "\\(1,\\)"), (lambda: entry.check(wide, prior), "\\(1,\\)"),
+                        (lambda: coder.encode_batch(keys, jaxrec.DiagGaussian(jnp.zeros((2, 3)), jnp.full((2, 3), 2.5)), prior),
+                         "\\(0, 0\\)")):
+        with pytest.raises(InvalidArgumentError, match=f"unbounded at index {where}"):  # per dimension
             call()
 
 
