@@ -453,7 +453,8 @@ def _table_chunk_fn(scores, bounds):
     scores, bounds = jnp.asarray(scores, jnp.float32), jnp.asarray(bounds, jnp.float32)
 
     def chunk_fn(state, ns):
-        return jnp.take(scores, ns, mode="clip"), jnp.take(bounds, ns, mode="clip"), 3 * ns + 1, state + 1
+        payload = (3 * ns + 1, jnp.stack([ns, -ns], axis=-1))  # a scalar and a vector per candidate
+        return jnp.take(scores, ns, mode="clip"), jnp.take(bounds, ns, mode="clip"), payload, state + 1
 
     return chunk_fn
 
@@ -480,14 +481,14 @@ def test_search_equals_the_sequential_rule_for_any_chunking_and_limit():
         scores, bounds = _search_tables(seed)
         chunk_fn = _table_chunk_fn(scores, bounds)
         stop = _sequential_search(scores, bounds, len(scores))[2]
-        for max_candidates in (1, stop, stop + 1, len(scores)):
+        for max_candidates in (1, 13, 20, stop, stop + 1, len(scores)):  # 13, 20: one short of a 7-chunk
             want = _sequential_search(scores, bounds, max_candidates)
             for chunk_size in (1, 7, 64):
                 res = jax.jit(functools.partial(search.search, chunk_fn, chunk_size=chunk_size,
                                                 max_candidates=max_candidates))(jnp.int32(0))
                 got = (int(res.index), float(res.score), int(res.steps), bool(res.stopped))
                 assert got == want, (seed, max_candidates, chunk_size)
-                assert int(res.payload) == 3 * want[0] + 1 or want[1] == -np.inf
+                assert int(res.payload[0]) == 3 * want[0] + 1 and res.payload[1].tolist() == [want[0], -want[0]]
     # ties keep the earlier candidate, within a chunk and across chunks; no finite score: index 0
     tied = np.tile(np.float32([0.0, 2.0, 1.0, 2.0, 2.0]), 20)
     for chunk_size in (1, 2, 7):
