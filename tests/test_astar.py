@@ -316,6 +316,8 @@ def _tree_search_reference(tree, limit=None):
     return best, 1 + 2 * int(expanded.sum())
 
 
+@pytest.mark.slow  # 3-5 s cold per coder in the fast tier
+@pytest.mark.mutation
 @pytest.mark.parametrize("name", ["astar", "adstar", "dadstar"])
 def test_tree_coders_choose_and_decode_the_node_an_exhaustive_float64_tree_chooses(name):
     """AS*, AD* and DAD* (depth 3) against the whole tree to depth 10 computed independently in float64

@@ -319,6 +319,8 @@ def _bnb_reference(tree, row):
     raise AssertionError("unreachable: the tree is too shallow")
 
 
+@pytest.mark.slow  # 8-10 s cold per split in the fast tier
+@pytest.mark.mutation
 @pytest.mark.parametrize("split", ["sample", "dyadic"])
 def test_bnb_accepts_the_node_a_float64_tree_reference_accepts(split):
     """Split-on-sample and dyadic branch-and-bound GPRS against :func:`_bnb_reference` on 16 keys of a

@@ -385,6 +385,8 @@ def test_agrs_factory_message_and_packing():
             call()
 
 
+@pytest.mark.slow  # 5 s in the fast tier
+@pytest.mark.mutation
 def test_agrs_float32_bound_levels_stop_at_the_float32_caps():
     """In float32 the bound's level ``m`` stops at ``floor(21 - log2 c)`` (``n`` exact in the float) for a
     target of scale 2e-8 near the prior's centre (``c ~ Phi(-0.1)``: 22), and at 124 (``2^-m`` a normal
@@ -413,6 +415,8 @@ def test_agrs_decodes_concrete_codes_with_negative_bound_fields():
     np.testing.assert_array_equal(eager, np.asarray(jax.jit(coder.decode)(prng.as_key(7), code, prior)))
 
 
+@pytest.mark.slow  # 15 s cold in the fast tier
+@pytest.mark.mutation
 def test_factorized_codes_each_dimension_with_its_own_key_and_the_inner_coders_header():
     """Dimension ``d`` of ``factorized(grs)`` is the 1-D coder's code under ``fold_in(fold_in(key, 'DIMS'),
     d)`` on ``(Q_d, P_d)`` (written out here, shifted priors of non-unit scale), decoded to ``(D,)``;
