@@ -533,3 +533,9 @@ def test_search_batch_equals_the_sequential_rule_with_its_default_widening():
         index, score, steps, stopped = _sequential_search(np.where(np.arange(300) < int(limits[i]), s, -np.inf),
                                                           np.where(np.arange(300) < int(limits[i]), b, -np.inf), 300)
         assert (int(res.index[i]), float(res.score[i]), int(res.steps[i]), bool(res.stopped[i])) == (index, score, steps, stopped), i
+    # problems given as one leaf (their numbers), the tables looked up by the problem function
+    by_number = jax.jit(lambda ids: search.search_batch(
+        lambda i: problem_fn((scores[i], bounds[i], limits[i])), ids, chunk_size=4, max_candidates=300, num_lanes=8))(
+        jnp.arange(9, dtype=jnp.int32))
+    for field in ("index", "score", "steps", "stopped"):
+        np.testing.assert_array_equal(getattr(by_number, field), getattr(res, field), field)
