@@ -470,6 +470,8 @@ def test_factorized_codes_each_dimension_with_its_own_key_and_the_inner_coders_h
             call()
 
 
+@pytest.mark.slow  # 14 s cold in the fast tier (x64 programs)
+@pytest.mark.mutation
 def test_agrs_decodes_float32_codes_the_same_with_x64_on():
     """The decoder draws its uniforms in the prior's dtype: float32 codes decode to the same float32
     samples with x64 on (coders/greedy/_agrs mutation survivor: ``dtype = None`` in ``decode`` draws

@@ -449,7 +449,7 @@ def _sequential_search(scores, bounds, max_candidates):
 
 def _table_chunk_fn(scores, bounds):
     """A chunk function reading candidate ``n``'s score and bound from tables (clipped past the
-    end), with payload ``3 n + 1`` and a state counting the chunks."""
+    end), with payloads ``3 n + 1`` and ``(n, -n)`` and a state counting the chunks."""
     scores, bounds = jnp.asarray(scores, jnp.float32), jnp.asarray(bounds, jnp.float32)
 
     def chunk_fn(state, ns):
@@ -457,6 +457,15 @@ def _table_chunk_fn(scores, bounds):
         return jnp.take(scores, ns, mode="clip"), jnp.take(bounds, ns, mode="clip"), payload, state + 1
 
     return chunk_fn
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _search_table(scores, bounds, chunk_size, max_candidates):
+    """:func:`jaxrec.search.search` over tables passed as arguments: one program per chunk size and
+    limit, whatever the tables."""
+    from jaxrec import search
+
+    return search.search(_table_chunk_fn(scores, bounds), jnp.int32(0), chunk_size=chunk_size, max_candidates=max_candidates)
 
 
 def _search_tables(seed, size=300):
@@ -479,23 +488,22 @@ def test_search_equals_the_sequential_rule_for_any_chunking_and_limit():
 
     for seed in range(3):
         scores, bounds = _search_tables(seed)
-        chunk_fn = _table_chunk_fn(scores, bounds)
         stop = _sequential_search(scores, bounds, len(scores))[2]
-        for max_candidates in (1, 13, 20, stop, stop + 1, len(scores)):  # 13, 20: one short of a 7-chunk
+        cases = [(7, 1), (7, 13), (7, 20), (1, 300), (7, 300), (64, 300)]  # 13, 20: one short of a 7-chunk
+        cases += [(1, stop), (7, stop), (7, stop + 1)] if seed == 0 else []
+        for chunk_size, max_candidates in cases:
             want = _sequential_search(scores, bounds, max_candidates)
-            for chunk_size in (1, 7, 64):
-                res = jax.jit(functools.partial(search.search, chunk_fn, chunk_size=chunk_size,
-                                                max_candidates=max_candidates))(jnp.int32(0))
-                got = (int(res.index), float(res.score), int(res.steps), bool(res.stopped))
-                assert got == want, (seed, max_candidates, chunk_size)
-                assert int(res.payload[0]) == 3 * want[0] + 1 and res.payload[1].tolist() == [want[0], -want[0]]
+            res = _search_table(scores, bounds, chunk_size, max_candidates)
+            got = (int(res.index), float(res.score), int(res.steps), bool(res.stopped))
+            assert got == want, (seed, max_candidates, chunk_size)
+            assert int(res.payload[0]) == 3 * want[0] + 1 and res.payload[1].tolist() == [want[0], -want[0]]
     # ties keep the earlier candidate, within a chunk and across chunks; no finite score: index 0
-    tied = np.tile(np.float32([0.0, 2.0, 1.0, 2.0, 2.0]), 20)
-    for chunk_size in (1, 2, 7):
-        res = search.search(_table_chunk_fn(tied, np.full(100, np.inf)), jnp.int32(0), chunk_size=chunk_size, max_candidates=100)
-        assert (int(res.index), int(res.steps), bool(res.stopped)) == (1, 100, False), chunk_size
-    res = search.search(_table_chunk_fn(np.full(9, -np.inf), np.full(9, np.inf)), jnp.int32(0), chunk_size=4, max_candidates=9)
-    assert (int(res.index), float(res.score), int(res.steps)) == (0, -np.inf, 9)
+    tied, never = np.tile(np.float32([0.0, 2.0, 1.0, 2.0, 2.0]), 60), np.full(300, np.inf, np.float32)
+    for chunk_size in (1, 7):
+        res = _search_table(tied, never, chunk_size, 300)
+        assert (int(res.index), int(res.steps), bool(res.stopped)) == (1, 300, False), chunk_size
+    res = _search_table(np.full(300, -np.inf, np.float32), never, 7, 300)
+    assert (int(res.index), float(res.score), int(res.steps)) == (0, -np.inf, 300)
     search.validate_sizes(1, 1)
     search.validate_sizes(arrivals.MAX_CHUNK, search.MAX_CANDIDATES)
     assert search.MAX_CANDIDATES + arrivals.MAX_CHUNK == 2**31 - 1  # a last chunk's numbers fit int32
