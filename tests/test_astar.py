@@ -187,9 +187,9 @@ def test_unbounded_ratio_under_jit_is_flagged():
     "coder",
     # AS* never queues more than one node on these problems (the child without the mode is bounded
     # by its parent's score), so the queue overflow is provoked with AD*.
-    [  # one compiled coder each (7 s cold): capacity and max_steps in the fast tier
+    [  # one compiled coder each (4-7 s cold): capacity in the fast tier
         jaxrec.adstar(capacity=1),
-        jaxrec.astar(max_steps=5),
+        pytest.param(jaxrec.astar(max_steps=5), marks=[pytest.mark.slow, pytest.mark.mutation]),  # 5 s cold
         pytest.param(jaxrec.adstar(max_depth=3), marks=pytest.mark.slow),
     ],
     ids=["capacity", "max_steps", "max_depth"],

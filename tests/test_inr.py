@@ -229,6 +229,7 @@ def test_beta_controller_holds_each_group_in_its_band():
 # Codec
 
 
+@pytest.mark.slow  # 6 s cold in the fast tier (the refine program)
 def test_refine_moves_only_free_coordinates_and_keeps_the_fixed_values(bundle, images):
     bundle.setup("orc")
     codec = bundle.codec

@@ -204,6 +204,8 @@ def _irec_reference(key, target, prior, num_samples, fractions, beam_width):
     return beams[0][3], steps
 
 
+@pytest.mark.slow  # 5 s cold in the fast tier
+@pytest.mark.mutation
 def test_beam_search_chooses_the_path_a_float64_reference_chooses():
     """K = 3 auxiliary variables of unequal variance fractions, N = 6 candidates, B = 4 beams, a 2-D
     block against a shifted prior of non-unit scales: the indices and ``steps`` equal the reference's on
