@@ -269,3 +269,29 @@ def test_float32_codes_do_not_depend_on_the_x64_flag(coder):
         wide = encode()
     for field in ("index", "steps", "status"):
         np.testing.assert_array_equal(getattr(wide, field), getattr(plain, field))
+
+
+def test_encode_batch_widens_lanes_by_default_only_when_the_batch_outgrows_them(monkeypatch):
+    """``max_widening`` defaults to ``search.MAX_WIDENING`` for a batch with more problems than
+    lanes and to 0 for one that fits in them (each level compiles another copy of the chunk step);
+    an explicit value is kept."""
+    from jaxrec import search
+
+    class Traced(Exception):
+        pass
+
+    seen = []
+
+    def spy(*args, **kwargs):  # records the schedule while the batch encoder is traced, compiles nothing
+        seen.append(kwargs["max_widening"])
+        raise Traced
+
+    monkeypatch.setattr(search, "search_batch", spy)
+    coder = jaxrec.pfr(chunk_size=8, max_steps=63)  # a configuration of its own: nothing cached is reused
+    targets = jaxrec.DiagGaussian(jnp.full((5, 2), 0.2), jnp.full((5, 2), 0.9))
+    prior = jaxrec.DiagGaussian(jnp.zeros(2), jnp.ones(2))
+    for lanes, widening, want in ((5, None, 0), (4, None, search.MAX_WIDENING), (5, 2, 2)):
+        options = {} if widening is None else {"max_widening": widening}
+        with pytest.raises(Traced):
+            jaxrec.encode_batch(coder, jnp.arange(5), targets, prior, num_lanes=lanes, lane_chunk_size=8, **options)
+        assert seen[-1] == want, (lanes, widening)
