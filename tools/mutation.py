@@ -52,6 +52,9 @@ SCRATCH = ROOT / ".mutation"
 # The tests each mutant runs: the fast tier, and the slow tests that mutation runs still need
 # (``@pytest.mark.mutation``: references that take seconds to compile, decisive for a module).
 SELECTION = "not slow or mutation"
+# f-strings here are error messages: mutmut wraps them in "XX...XX", which no test that matches a
+# message's content (``pytest.raises(..., match=...)``, a search) can see
+DISABLED_MUTATION_TYPES = ("fstring",)
 
 # module (relative to jaxrec/, without .py) -> the fast test files (or ``file::test`` ids) that guard
 # it, cheapest first
@@ -397,7 +400,7 @@ def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[in
     )
 
     filename = f"jaxrec/{module}.py"
-    types = set(mutations_by_type) - {"fstring"}  # as the normal run (--disable-mutation-types fstring)
+    types = set(mutations_by_type) - set(DISABLED_MUTATION_TYPES)  # as the normal run
     config = argparse.Namespace(covered_lines_by_filename=None, coverage_data=None, mutation_types_to_apply=types)
     update_line_numbers(filename)
     add_mutations_by_file({}, filename, [""], config)
@@ -480,6 +483,15 @@ def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[in
         get_or_create(MiscData, key="in_process_survivors").value = ",".join(map(str, survivors))
 
 
+def mutmut_run_command(module: str, clone: Path) -> list[str]:
+    """``mutmut run`` on ``module`` with its runner; ``cmd[:4] + [id] + cmd[4:]`` runs one mutant."""
+    return [
+        sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", f"jaxrec/{module}.py",
+        "--runner", runner(module, clone), "--tests-dir", "tests/", "--no-progress",
+        "--disable-mutation-types", ",".join(DISABLED_MUTATION_TYPES),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("module", nargs="?", help="e.g. core/prng (see --list)")
@@ -512,20 +524,12 @@ def main() -> None:
     if args.in_process and not args.report:
         subprocess.run([sys.executable, str(Path(__file__).resolve()), args.module, "--worker", "--timeout", str(args.timeout),
                         "--ids", args.ids], check=False, cwd=clone, env=in_process_environment(clone))
-        cmd = [sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", f"jaxrec/{args.module}.py",
-               "--runner", runner(args.module, clone), "--tests-dir", "tests/", "--no-progress",
-               "--disable-mutation-types", "fstring"]
+        cmd = mutmut_run_command(args.module, clone)
         for pk in [] if args.no_confirm else in_process_survivors(clone):  # confirmed one process per mutant (see the module docstring)
             print(f"retesting survivor {pk} with the normal runner", flush=True)
             subprocess.run(cmd[:4] + [str(pk)] + cmd[4:], check=False, cwd=clone, env=env)
     elif not args.report:
-        cmd = [
-            sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", f"jaxrec/{args.module}.py",
-            "--runner", runner(args.module, clone), "--tests-dir", "tests/", "--no-progress",
-            # f-strings here are error messages: mutmut wraps them in "XX...XX", which no test that
-            # matches a message's content (``pytest.raises(..., match=...)``, a search) can see
-            "--disable-mutation-types", "fstring",
-        ]
+        cmd = mutmut_run_command(args.module, clone)
         subprocess.run(cmd, check=False, cwd=clone, env=env)
         for pk in stale_duplicates(clone):  # see stale_duplicates: mutmut skipped them
             print(f"retesting mutant {pk} (a repeated line: skipped by mutmut's run)", flush=True)
