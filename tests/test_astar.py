@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tree_reference
+from sampler_helpers import compiled, gaussian_pair
 from scipy import stats
 
 import jaxrec
@@ -329,10 +330,11 @@ def test_tree_coders_choose_and_decode_the_node_an_exhaustive_float64_tree_choos
     row, depth = KS_PAIRS[1], 10
     coder = {"astar": jaxrec.astar(), "adstar": jaxrec.adstar(), "dadstar": jaxrec.dadstar(3)}[name]
     keys = jax.random.split(jax.random.key(51), 16)
-    target, prior = jaxrec.DiagGaussian(row[0], row[1]), jaxrec.DiagGaussian(row[2], row[3])
-    codes = jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None)))(keys, target, prior)
-    xs = np.asarray(jax.jit(jax.vmap(coder.decode, in_axes=(0, 0, None)))(keys, codes, prior)[:, 0], np.float64)
-    got = np.stack([np.asarray(codes.depth), np.asarray(codes.path)[:, 0], np.asarray(codes.steps), np.asarray(codes.status)], 1)
+    target, prior = gaussian_pair(row)
+    enc, dec = compiled(coder)
+    codes = enc(keys, target, prior)
+    xs = np.asarray(dec(keys, codes, prior)[:, 0], np.float64)
+    got = tree_reference.code_fields(codes)
     u, e = tree_reference.node_randomness(keys, depth, np.asarray(codes.path).shape[-1])
     for i in range(len(keys)):
         nodes = tree_reference.Tree(u[i], e[i], row, SPLITS[name])
@@ -349,7 +351,7 @@ def test_tree_coders_header_entries_and_the_gaussian_ratio():
     under the PFR Zipf model of the budget), ``(depth, path)`` packed to ``heap_index - 1`` and unpacked
     with the spec's own depth limit; the factories' defaults and cache; ``gaussian_ratio`` against its
     closed form in the prior's standard coordinates, unbounded for ``s >= 1``."""
-    zipf = lambda bits: jaxrec.entropy.ZipfModel(float(np.float32(1.0 + 1.0 / (bits + 1.0))))
+    zipf = lambda bits: jaxrec.entropy.ZipfModel(float(np.float32(jaxrec.entropy.zipf_exponent(bits))))
     coders = {"astar": jaxrec.astar(), "adstar": jaxrec.adstar(), "dadstar": jaxrec.dadstar(3), "gprs_bnb": jaxrec.gprs_bnb()}
     assert coders["astar"].spec.kwargs == {"capacity": 256, "max_steps": 2**16, "max_depth": 64}
     assert coders["adstar"].spec.kwargs == {"capacity": 256, "max_steps": 2**16, "max_depth": 64}
@@ -401,7 +403,6 @@ def test_exact_search_never_splits_a_node_at_max_depth():
     row = KS_PAIRS[1]
     coder = jaxrec.adstar(max_depth=2)
     keys = jax.random.split(jax.random.key(51), 16)
-    codes = jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None)))(
-        keys, jaxrec.DiagGaussian(row[0], row[1]), jaxrec.DiagGaussian(row[2], row[3]))
+    codes = compiled(coder)[0](keys, *gaussian_pair(row))
     depth, status = np.asarray(codes.depth), np.asarray(codes.status)
     assert depth.max() <= 2 and (status == 1).any() and (status == 0).any(), (depth, status)

@@ -337,8 +337,7 @@ def test_bnb_accepts_the_node_a_float64_tree_reference_accepts(split):
     xs = np.asarray(dec(keys, codes, prior)[:, 0], np.float64)
     limited = jaxrec.gprs_bnb(split, max_steps=2) if split == "sample" else jaxrec.gprs_bnb(split, capacity=1)
     short = compiled(limited)[0](keys, target, prior)
-    fields = lambda c: np.stack([np.asarray(c.depth), np.asarray(c.path)[:, 0], np.asarray(c.steps), np.asarray(c.status)], 1)
-    got, got_short = fields(codes), fields(short)
+    got, got_short = tree_reference.code_fields(codes), tree_reference.code_fields(short)
     u, e = tree_reference.node_randomness(keys, depth, np.asarray(codes.path).shape[-1])
     for i in range(len(keys)):
         nodes = tree_reference.Tree(u[i], e[i], row, split)

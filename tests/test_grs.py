@@ -300,6 +300,11 @@ def _agrs_reference(us, dithers, vs, row, bits=21):
     return None
 
 
+def _agrs_message(codes, i):
+    """``(index, bound_level, bound_index, steps, status)`` of problem ``i`` of a batch of AGRS codes."""
+    return tuple(int(getattr(codes, f)[i]) for f in ("index", "bound_level", "bound_index", "steps", "status"))
+
+
 # KS_PAIRS[1] (a shifted scale-2 prior, reflected bounds), a mode below the prior's (unreflected), D_KL = 8 bits,
 # the mode at the prior's mean (nu = 0: not reflected), and a wide target (P(S) > 1/2 at step 2: level 0)
 AGRS_REFERENCE_PAIRS = [KS_PAIRS[1], KS_PAIRS[2], (-3.0, 0.01, 0.0, 1.0), (1.0, 0.3, 1.0, 2.0), (1.5, 1.6, 1.0, 2.0)]
@@ -320,13 +325,12 @@ def test_agrs_accepts_the_step_a_sequential_float64_reference_accepts(row):
     short = compiled(jaxrec.agrs(chunk_size=2, max_steps=2))[0](keys, target, prior)
     decoded = np.asarray(dec(keys, codes, prior)[:, 0], np.float64)
     us, dithers, vs = (np.asarray(a, np.float64) for a in _agrs_randomness(keys, jnp.float32))
-    message = lambda c, i: tuple(int(getattr(c, f)[i]) for f in ("index", "bound_level", "bound_index", "steps", "status"))
     for i in range(len(keys)):
         k, level, sent, steps, z = _agrs_reference(us[i], dithers[i], vs[i], row)
-        assert message(codes, i) == (k, level, sent, steps, OK), i
+        assert _agrs_message(codes, i) == (k, level, sent, steps, OK), i
         assert abs(decoded[i] - (row[2] + row[3] * z)) <= 1e-3 * row[1] + 1e-6 * abs(decoded[i]), i
         if steps <= 2:
-            assert message(short, i) == (k, level, sent, steps, OK), i
+            assert _agrs_message(short, i) == (k, level, sent, steps, OK), i
         else:
             assert (int(short.steps[i]), int(short.status[i])) == (2, EXHAUSTED), i
 
@@ -340,16 +344,16 @@ def test_agrs_float64_codes_match_the_reference_where_the_level_cap_binds():
     keys = jax.random.split(jax.random.key(48), 8)
     with jax.enable_x64(True):
         us, dithers, vs = (np.asarray(a) for a in _agrs_randomness(keys, jnp.float64))
+        enc, dec = compiled(jaxrec.agrs(max_steps=2**10))
         for row in (KS_PAIRS[1], (0.1, 1e-10, 0.0, 1.0)):
             target, prior = (jaxrec.DiagGaussian(jnp.float64(d.loc), jnp.float64(d.scale)) for d in gaussian_pair(row))
-            enc, dec = compiled(jaxrec.agrs(max_steps=2**10))
-            codes, decoded = enc(keys, target, prior), np.asarray(dec(keys, enc(keys, target, prior), prior)[:, 0])
+            codes = enc(keys, target, prior)
+            decoded = np.asarray(dec(keys, codes, prior)[:, 0])
             assert decoded.dtype == np.float64 and all(
                 getattr(codes, f).dtype == jnp.int32 for f in ("index", "bound_level", "bound_index"))
             for i in range(len(keys)):
                 k, level, sent, steps, z = _agrs_reference(us[i], dithers[i], vs[i], row, bits=29)
-                got = tuple(int(getattr(codes, f)[i]) for f in ("index", "bound_level", "bound_index", "steps", "status"))
-                assert got == (k, level, sent, steps, OK), (row, i)
+                assert _agrs_message(codes, i) == (k, level, sent, steps, OK), (row, i)
                 assert abs(decoded[i] - (row[2] + row[3] * z)) <= 1e-4 * row[1], (row, i)
             if row[1] < 1e-9:
                 levels = np.asarray(codes.bound_level)[np.asarray(codes.index) > 0]
@@ -367,7 +371,7 @@ def test_agrs_factory_message_and_packing():
     with pytest.raises(InvalidArgumentError, match="max_steps"):
         jaxrec.agrs(max_steps=search.MAX_CANDIDATES + 1)
     entry = REGISTRY["agrs"]
-    zipf = lambda bits: jaxrec.entropy.ZipfModel(float(np.float32(1.0 + 1.0 / (bits + 1.0))))
+    zipf = lambda bits: jaxrec.entropy.ZipfModel(float(np.float32(jaxrec.entropy.zipf_exponent(bits))))
     assert entry.params == ("chunk_size", "max_steps") and entry.check is not None
     assert entry.message(jaxrec.agrs().spec, 6.0, None) == (
         ("index", zipf(6.0)), ("bound_level", zipf(3.0)), ("bound_index", zipf(6.0)))

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from sampler_helpers import compiled
 from scipy import stats
 
 import jaxrec
@@ -216,8 +217,9 @@ def test_beam_search_chooses_the_path_a_float64_reference_chooses():
     fractions = np.array([3.0, 2.0, 1.0]) / 6.0
     coder = jaxrec.irec(6, 3, 4, variance_fractions=[3.0, 2.0, 1.0])
     keys = jax.random.split(jax.random.key(61), 8)
-    codes = jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None)))(keys, target, prior)
-    xs = np.asarray(jax.jit(jax.vmap(coder.decode, in_axes=(0, 0, None)))(keys, codes, prior), np.float64)
+    enc, dec = compiled(coder)
+    codes = enc(keys, target, prior)
+    xs = np.asarray(dec(keys, codes, prior), np.float64)
     for i in range(len(keys)):
         indices, steps = _irec_reference(keys[i], target, prior, 6, fractions, 4)
         assert np.asarray(codes.indices[i]).tolist() == indices and int(codes.steps[i]) == steps, i

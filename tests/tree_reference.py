@@ -54,6 +54,12 @@ def node_randomness(keys, depth: int, num_words: int, dtype=jnp.float32) -> tupl
     return np.asarray(u, np.float64), np.asarray(e, np.float64)
 
 
+def code_fields(codes) -> np.ndarray:
+    """``int[P, 4]``: each tree code's ``(depth, first path word, steps, status)``, as a reference's
+    ``(Tree.depth[best], Tree.word[best], steps, status)`` lists them."""
+    return np.stack([np.asarray(codes.depth), np.asarray(codes.path)[:, 0], np.asarray(codes.steps), np.asarray(codes.status)], 1)
+
+
 class Tree:
     """The tree of one key's draws ``u, e`` (``float64[2^{D+1} - 1]``, heap order) for a 1-D Gaussian
     pair ``row = (loc_q, scale_q, loc_p, scale_p)`` and a split rule.
