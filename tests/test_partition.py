@@ -139,15 +139,15 @@ def test_partition_bounds_are_exact_and_each_defect_is_named():
     with pytest.raises(InvalidArgumentError, match=r"bits must lie in \[0, 30\], got -1 at index 1"):
         Partition.from_bits([2, -1])
     # traced counts (a partition built inside jit): checked for type here, for range by Partition.valid
-    counts = jax.jit(lambda c: Partition(c, max_intervals=4).num_intervals)(jnp.array([4, 2], jnp.int32))
-    np.testing.assert_array_equal(counts, [4, 2])
-    with pytest.raises(InvalidArgumentError, match=r"num_intervals must be an int array \(\.\.\., D\)"):
-        jax.jit(lambda c: Partition(c, max_intervals=4).num_intervals)(jnp.array([4.0, 2.0]))
-    with pytest.raises(InvalidArgumentError, match=r"num_intervals must be an int array \(\.\.\., D\)"):
-        jax.jit(lambda c: Partition(c, max_intervals=4).num_intervals)(jnp.int32(4))
+    traced_counts = jax.jit(lambda c: Partition(c, max_intervals=4).num_intervals)
+    np.testing.assert_array_equal(traced_counts(jnp.array([4, 2], jnp.int32)), [4, 2])
+    for bad in (jnp.array([4.0, 2.0]), jnp.int32(4)):
+        with pytest.raises(InvalidArgumentError, match=r"num_intervals must be an int array \(\.\.\., D\)"):
+            traced_counts(bad)
     for max_intervals in (None, True, 4.0):
         with pytest.raises(InvalidArgumentError, match=r"max_intervals must be given \(an int\) when num_intervals is traced"):
             jax.jit(lambda c, m=max_intervals: Partition(c, max_intervals=m).num_intervals)(jnp.array([4, 2]))
+
 
 # ------------------------------------------------------------------------------------------------
 # Bits per axis
@@ -384,6 +384,15 @@ def _sample_bins_rule(lower_cum, upper_cum, b):
     return int(np.sum(upper_cum > w)) if b >= 2**31 else int(np.sum(lower_cum <= w))
 
 
+def _assert_sample_bins_follow_the_rule(tables, patterns):
+    """``sample_bins`` of a one-axis table at each bit pattern equals :func:`_sample_bins_rule`'s bin;
+    returns those bins."""
+    lower, upper = np.asarray(tables.lower_cum[0]), np.asarray(tables.upper_cum[0])
+    want = [_sample_bins_rule(lower, upper, int(b)) for b in patterns]
+    np.testing.assert_array_equal(jax.vmap(lambda b: sample_bins(tables, b[None])[0])(jnp.asarray(patterns)), want)
+    return want
+
+
 def test_sample_bins_follows_its_rule_bit_for_bit_at_the_table_values():
     """Bit patterns next to a table value (``c 2^32``, where float32's rounding of ``b' + 1/2``
     decides the bin) give the documented rule's bin exactly, and the same with x64 on: a float32
@@ -396,24 +405,18 @@ def test_sample_bins_follows_its_rule_bit_for_bit_at_the_table_values():
     assert lower.dtype == np.float32 and 0.0 < lower[0] < 0.5 and 0.0 < upper[1] < 0.5
     near = lambda c, top: [top + int(c * 2.0**32) + i for i in range(-200, 201, 3)]
     patterns = np.array(near(lower[0], 0) + near(upper[1], 2**31), np.uint32)
-    want = [_sample_bins_rule(lower, upper, int(b)) for b in patterns]
+    want = _assert_sample_bins_follow_the_rule(tables, patterns)
     assert len(set(want[: len(want) // 2])) == 2 and len(set(want[len(want) // 2 :])) == 2  # both sides of each value
-    pick = jax.jit(jax.vmap(lambda b: sample_bins(tables, b[None])[0]))
-    np.testing.assert_array_equal(pick(jnp.asarray(patterns)), want)
     with jax.enable_x64(True):
         f32 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a, tables)
-        got = jax.vmap(lambda b: sample_bins(f32, b[None])[0])(jnp.asarray(patterns))
-    np.testing.assert_array_equal(got, want)
+        _assert_sample_bins_follow_the_rule(f32, patterns)
     # a value below 2^-8, where b' + 1/2 is exact in float32 (above it b' is already rounded to a
     # multiple of 4 or more, and adding a half moves nothing)
     small = tables._replace(lower_cum=jnp.array([[1e-8, 0.5, 1.0]], jnp.float32),
                             upper_cum=jnp.array([[1.0 - 1e-8, 1e-8, 0.0]], jnp.float32))
     patterns = np.array([*range(30, 60), *range(2**31 + 30, 2**31 + 60)], np.uint32)
-    want = [_sample_bins_rule(np.asarray(small.lower_cum[0]), np.asarray(small.upper_cum[0]), int(b)) for b in patterns]
+    want = _assert_sample_bins_follow_the_rule(small, patterns)
     assert want[12:14] == [0, 1] and want[42:44] == [2, 1]  # 42.5 and 43.5 2^-32 around 1e-8 = 42.9 2^-32
-    np.testing.assert_array_equal(jax.vmap(lambda b: sample_bins(small, b[None])[0])(jnp.asarray(patterns)), want)
     # a table wider than 16 intervals is searched by scanning: the same rule
     wide = axis_tables(target, prior, Partition(np.array([40])), "q_mass")
-    patterns = np.asarray(jax.random.bits(jax.random.key(7), (512,), jnp.uint32))
-    want = [_sample_bins_rule(np.asarray(wide.lower_cum[0]), np.asarray(wide.upper_cum[0]), int(b)) for b in patterns]
-    np.testing.assert_array_equal(jax.vmap(lambda b: sample_bins(wide, b[None])[0])(jnp.asarray(patterns)), want)
+    _assert_sample_bins_follow_the_rule(wide, np.asarray(jax.random.bits(jax.random.key(7), (512,), jnp.uint32)))

@@ -25,6 +25,7 @@ import pytest
 from scipy import integrate, special, stats
 
 import jaxrec
+from jaxrec import search
 from jaxrec.coders.tree import partition_tree as tree
 from jaxrec.core import arrivals, prng, truncated
 from jaxrec.core.distributions import mmd2_to_gaussian
@@ -463,8 +464,6 @@ def _table_chunk_fn(scores, bounds):
 def _search_table(scores, bounds, chunk_size, max_candidates):
     """:func:`jaxrec.search.search` over tables passed as arguments: one program per chunk size and
     limit, whatever the tables."""
-    from jaxrec import search
-
     return search.search(_table_chunk_fn(scores, bounds), jnp.int32(0), chunk_size=chunk_size, max_candidates=max_candidates)
 
 
@@ -484,8 +483,6 @@ def test_search_equals_the_sequential_rule_for_any_chunking_and_limit():
     sequential rule's for chunk sizes 1 to 64 and limits below, at and past the stopping point;
     NaN scores never win; the size checks accept their ends and refuse one past them
     (search/chunked mutation survivors: nothing tested the core with its own tables)."""
-    from jaxrec import search
-
     for seed in range(3):
         scores, bounds = _search_tables(seed)
         stop = _sequential_search(scores, bounds, len(scores))[2]
@@ -518,8 +515,6 @@ def test_search_equals_the_sequential_rule_for_any_chunking_and_limit():
 def test_search_batch_equals_the_sequential_rule_with_its_default_widening():
     """:func:`jaxrec.search.search_batch` with its defaults (three widening levels) gives every
     problem the sequential rule's result, whatever the lanes and their order."""
-    from jaxrec import search
-
     tables = [_search_tables(seed, size=300) for seed in range(10, 19)]
     scores = jnp.asarray(np.stack([t[0] for t in tables]))
     bounds = jnp.asarray(np.stack([t[1] for t in tables]))
@@ -538,8 +533,8 @@ def test_search_batch_equals_the_sequential_rule_with_its_default_widening():
     res = jax.jit(lambda p: search.search_batch(problem_fn, p, chunk_size=4, max_candidates=300, num_lanes=8))(
         (scores, bounds, limits))
     for i, (s, b) in enumerate(tables):
-        index, score, steps, stopped = _sequential_search(np.where(np.arange(300) < int(limits[i]), s, -np.inf),
-                                                          np.where(np.arange(300) < int(limits[i]), b, -np.inf), 300)
+        searched = np.arange(300) < int(limits[i])
+        index, score, steps, stopped = _sequential_search(np.where(searched, s, -np.inf), np.where(searched, b, -np.inf), 300)
         assert (int(res.index[i]), float(res.score[i]), int(res.steps[i]), bool(res.stopped[i])) == (index, score, steps, stopped), i
     # problems given as one leaf (their numbers), the tables looked up by the problem function
     by_number = jax.jit(lambda ids: search.search_batch(
