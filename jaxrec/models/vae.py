@@ -337,7 +337,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[VAE, dict[str, Any]]:
     if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
         raise FormatError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
     config = VAEConfig(**blob["config"])
-    model = VAE(config, rngs=nnx.Rngs(0))
+    # the layers' shapes only: no initializer runs (each would compile a random-number program)
+    model = nnx.eval_shape(lambda: VAE(config, rngs=nnx.Rngs(0)))
     state = nnx.state(model, nnx.Param)
     expected = jax.tree.map(np.shape, nnx.to_pure_dict(state))
     if jax.tree.map(np.shape, blob["params"]) != expected:

@@ -302,7 +302,7 @@ def load_bundle(path: str | os.PathLike) -> InrBundle:
     blob = _read(path)
     try:
         config = InrConfig.from_dict(blob["config"])
-        network = InrNetwork(config, rngs=nnx.Rngs(0))
+        network = nnx.eval_shape(lambda: InrNetwork(config, rngs=nnx.Rngs(0)))  # shapes only, no initializer runs
         state = nnx.state(network, nnx.Param)
         expected = jax.tree.map(np.shape, nnx.to_pure_dict(state))
         if jax.tree.map(np.shape, blob["network"]) != expected:
