@@ -123,3 +123,65 @@ def test_tail_quantile_is_icdf_or_isf_bit_for_bit(dtype):
             got = dist.tail_quantile(t, lower)
             assert got.dtype == dtype
             np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_parameters_share_one_shape_and_their_common_float_dtype():
+    """The constructor broadcasts the parameters to one shape (``(1,)`` for scalars) and casts them to
+    their common float type (``jnp.result_type``): float32 stays float32 under x64, float32 with float64
+    is float64, float16 stays float16, integers become the default float."""
+    with jax.enable_x64(True):
+        g = jaxrec.DiagGaussian(jnp.zeros((2, 1), jnp.float32), jnp.ones(3, jnp.float32))
+        assert g.loc.dtype == g.scale.dtype == g.dtype == jnp.float32
+        assert g.loc.shape == g.scale.shape == (2, 3) and g.batch_shape == (2,) and g.event_size == 3
+        u = jaxrec.Uniform(jnp.float32(0.0), jnp.float64(1.0))
+        assert u.low.dtype == u.high.dtype == jnp.float64 and u.low.shape == u.high.shape == (1,)
+        assert jaxrec.DiagGaussian(0, 1).dtype == jnp.float64
+    assert jaxrec.DiagGaussian(0, 1).dtype == jnp.float32
+    half = jaxrec.Uniform(jnp.zeros(2, jnp.float16), jnp.ones(2, jnp.float16))
+    assert half.low.dtype == half.high.dtype == jnp.float16
+
+
+def test_repr_and_the_broadcast_error_name_each_parameter():
+    """``repr`` lists the parameters in order, comma separated; shapes that do not broadcast are named
+    parameter by parameter."""
+    assert repr(jaxrec.DiagGaussian(0.0, 2.0)) == (
+        "DiagGaussian(loc=Array([0.], dtype=float32), scale=Array([2.], dtype=float32))"
+    )
+    assert repr(jaxrec.Uniform([0.0, 1.0], 2.0)) == (
+        "Uniform(low=Array([0., 1.], dtype=float32), high=Array([2., 2.], dtype=float32))"
+    )
+    with pytest.raises(InvalidArgumentError, match=r"must broadcast together, got loc \(3,\) and scale \(4,\)$"):
+        jaxrec.DiagGaussian(jnp.zeros(3), jnp.ones(4))
+
+
+def test_valid_flags_each_problem_of_traced_parameters():
+    """``valid()`` has the batch shape and is True iff every parameter of the problem is finite and
+    every scale > 0 (Gaussian) or high > low (uniform): checked under ``jit``, where the constructor
+    cannot check, for one problem and for a batch of five."""
+    gauss_valid = jax.jit(lambda loc, scale: jaxrec.DiagGaussian(loc, scale).valid())
+    loc = jnp.array([[0.0, 1.0], [jnp.nan, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    scale = jnp.array([[1.0, 0.5], [1.0, 1.0], [0.0, 1.0], [1.0, -2.0], [1.0, jnp.inf]])
+    np.testing.assert_array_equal(gauss_valid(loc, scale), [True, False, False, False, False])
+    assert gauss_valid(loc[0], scale[0]).shape == () and bool(gauss_valid(loc[0], scale[0]))
+    assert not bool(gauss_valid(loc[2], scale[2]))
+    unif_valid = jax.jit(lambda low, high: jaxrec.Uniform(low, high).valid())
+    low = jnp.array([[0.0, -1.0], [0.0, 0.0], [0.0, 0.0], [jnp.inf, 0.0]])
+    high = jnp.array([[0.5, 1.0], [1.0, 0.0], [1.0, jnp.nan], [1.0, 1.0]])
+    np.testing.assert_array_equal(unif_valid(low, high), [True, False, False, False])
+    assert unif_valid(low[0], high[0]).shape == () and bool(unif_valid(low[0], high[0]))
+    assert not bool(unif_valid(low[1], high[1]))
+
+
+def test_log_prob_sums_the_coordinates_log_densities():
+    """``log_prob`` is the sum over the event axis of the coordinates' log densities (scipy), for
+    points with two batch axes and for one point; the uniform box is half-open ``[low, high)``."""
+    g = jaxrec.DiagGaussian(jnp.array([0.5, -1.0]), jnp.array([2.0, 0.3]))
+    x = np.random.default_rng(0).normal(size=(4, 3, 2)).astype(np.float32)
+    want = stats.norm.logpdf(x, [0.5, -1.0], [2.0, 0.3]).sum(-1)
+    np.testing.assert_allclose(np.asarray(g.log_prob(jnp.asarray(x))), want, rtol=1e-5)
+    assert g.log_prob(jnp.asarray(x[0, 0])).shape == ()
+    assert float(g.log_prob(jnp.asarray(x[0, 0]))) == pytest.approx(want[0, 0], rel=1e-5)
+    u = jaxrec.Uniform(jnp.array([0.0, -1.0]), jnp.array([0.5, 3.0]))
+    pts = jnp.array([[0.0, -1.0], [0.25, 2.9], [0.5, 0.0], [0.1, 3.0], [-0.1, 0.0]])
+    np.testing.assert_allclose(np.asarray(u.log_prob(pts))[:2], np.log(1 / (0.5 * 4.0)), rtol=1e-6)
+    assert np.all(np.asarray(u.log_prob(pts))[2:] == -np.inf)
