@@ -185,3 +185,28 @@ def test_log_prob_sums_the_coordinates_log_densities():
     pts = jnp.array([[0.0, -1.0], [0.25, 2.9], [0.5, 0.0], [0.1, 3.0], [-0.1, 0.0]])
     np.testing.assert_allclose(np.asarray(u.log_prob(pts))[:2], np.log(1 / (0.5 * 4.0)), rtol=1e-6)
     assert np.all(np.asarray(u.log_prob(pts))[2:] == -np.inf)
+
+
+def test_uniform_elementwise_methods_match_scipy():
+    """The uniform's ``cdf``, ``log_cdf``, ``log_sf``, ``icdf`` and ``isf`` against ``scipy.stats.uniform``
+    on ``[-1, 3)`` and ``[2, 2.5)``, at points inside, at the ends and outside the box."""
+    low, high = np.array([-1.0, 2.0]), np.array([3.0, 2.5])
+    u = jaxrec.Uniform(jnp.asarray(low), jnp.asarray(high))
+    ref = stats.uniform(low, high - low)
+    x = np.array([[-2.0, 1.0], [-1.0, 2.0], [0.0, 2.1], [2.5, 2.4], [3.0, 2.5], [4.0, 3.0]], np.float32)
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(np.asarray(u.cdf(jnp.asarray(x))), ref.cdf(x), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(np.asarray(u.log_cdf(jnp.asarray(x))), ref.logcdf(x), rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(u.log_sf(jnp.asarray(x))), ref.logsf(x), rtol=1e-5)
+    t = np.array([[0.1, 0.3], [0.75, 1e-3]], np.float32)
+    np.testing.assert_allclose(np.asarray(u.icdf(jnp.asarray(t))), ref.ppf(t), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(u.isf(jnp.asarray(t))), ref.isf(t), rtol=1e-6)
+
+
+def test_pair_functions_name_the_argument_that_is_not_a_distribution():
+    """``kl`` (through ``check_pair``) names the target or the prior, whichever is not a distribution."""
+    g = jaxrec.DiagGaussian(0.0, 1.0)
+    with pytest.raises(InvalidArgumentError, match="^target must be a jaxrec distribution"):
+        jaxrec.kl(None, g)
+    with pytest.raises(InvalidArgumentError, match="^prior must be a jaxrec distribution"):
+        jaxrec.kl(g, "normal")
