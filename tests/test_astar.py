@@ -379,6 +379,8 @@ def test_tree_coders_header_entries_and_the_gaussian_ratio():
     np.testing.assert_allclose([float(ratio.mode), float(ratio.curvature), float(ratio.log_m)],
                                [mu / (1 - s**2), (1 - s**2) / (2 * s**2), -np.log(s) + mu**2 / (2 * (1 - s**2))], rtol=1e-5)
     assert bool(ratio.bounded) and not bool(tree.gaussian_ratio(jaxrec.DiagGaussian(0.5, 2.0), jaxrec.DiagGaussian(0.0, 1.5)).bounded)
+    # s = 1 exactly (equal scales) is unbounded too, also with equal means (where the closed form is 0/0)
+    assert not bool(tree.gaussian_ratio(jaxrec.DiagGaussian(0.4, 1.5), jaxrec.DiagGaussian(0.4, 1.5)).bounded)
 
 
 def test_tree_coder_limits_at_and_past_their_ends():
@@ -406,3 +408,49 @@ def test_exact_search_never_splits_a_node_at_max_depth():
     codes = compiled(coder)[0](keys, *gaussian_pair(row))
     depth, status = np.asarray(codes.depth), np.asarray(codes.status)
     assert depth.max() <= 2 and (status == 1).any() and (status == 0).any(), (depth, status)
+
+
+@pytest.mark.slow  # 3-6 s cold per coder (each compiles twice: without and with x64)
+@pytest.mark.mutation
+@pytest.mark.parametrize("name", ["astar", "adstar", "gprs_bnb"])
+def test_float32_tree_codes_and_samples_do_not_depend_on_the_x64_flag(name):
+    """A float32 problem is searched and decoded in float32 whether or not x64 is enabled (the node
+    uniforms take the prior's dtype, not the default float): the same nodes, steps and statuses, and
+    the same float32 samples bit for bit (coders/tree/partition_tree mutation survivors: ``dtype =
+    None`` in the search or the decoder)."""
+    coder = {"astar": jaxrec.astar(), "adstar": jaxrec.adstar(), "gprs_bnb": jaxrec.gprs_bnb()}[name]
+    keys = jax.random.split(jax.random.key(52), 8)
+    target, prior = gaussian_pair(KS_PAIRS[1])
+    enc, dec = compiled(coder)
+
+    def run():
+        codes = enc(keys, target, prior)
+        return tree_reference.code_fields(codes), np.asarray(dec(keys, codes, prior))
+
+    plain_fields, plain_xs = run()
+    with jax.enable_x64(True):
+        wide_fields, wide_xs = run()
+    np.testing.assert_array_equal(wide_fields, plain_fields)
+    assert plain_xs.dtype == wide_xs.dtype == np.float32
+    np.testing.assert_array_equal(wide_xs, plain_xs)
+    assert plain_fields[:, 0].max() >= 2  # nodes below the root, so the node draws matter
+
+
+def test_tree_nodes_of_zero_prior_mass_are_never_scored_or_queued():
+    """A split-on-sample node whose uniform is exactly 0 cuts at ``-inf``: its left child has prior mass
+    0 and gets score and bound ``-inf`` (never chosen, never queued), the right child keeps the parent's
+    interval and mass.  ``check_prior`` refuses every prior but one 1-D ``DiagGaussian`` without batch axes
+    (coders/tree/partition_tree mutation survivors)."""
+    ratio = tree.gaussian_ratio(jaxrec.DiagGaussian(0.3, 0.5), jaxrec.DiagGaussian(0.0, 1.0))
+    inf = jnp.float32(jnp.inf)
+    node = tree.Node(jnp.int32(0), jnp.zeros((1,), jnp.uint32), -inf, inf, jnp.float32(0.0), jnp.float32(0.0),
+                     jnp.float32(0.0), -inf)
+    kids, scores, bounds = tree.child_nodes(jax.random.key(3), ratio, node, tree.SAMPLE_SPLIT)
+    assert float(scores[0]) == float(bounds[0]) == float(kids.log_mass[0]) == -np.inf
+    assert np.isfinite(float(scores[1])) and np.isfinite(float(bounds[1])) and float(kids.log_mass[1]) == 0.0
+    assert [float(kids.lo[1]), float(kids.hi[1])] == [-np.inf, np.inf]
+    tree.check_prior(jaxrec.DiagGaussian(0.0, 1.0))
+    for prior in (jaxrec.Uniform(0.0, 1.0), jaxrec.DiagGaussian(jnp.zeros(2), jnp.ones(2)),
+                  jaxrec.DiagGaussian(jnp.zeros((3, 1)), jnp.ones((3, 1)))):
+        with pytest.raises(InvalidArgumentError, match="^prior must be a 1-D DiagGaussian without batch axes, got "):
+            tree.check_prior(prior)
