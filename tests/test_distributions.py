@@ -8,6 +8,7 @@ from scipy import stats
 
 import jaxrec
 from jaxrec import InvalidArgumentError
+from jaxrec.core.distributions import log_ratio_by_axis
 
 
 @pytest.mark.parametrize(
@@ -210,3 +211,37 @@ def test_pair_functions_name_the_argument_that_is_not_a_distribution():
         jaxrec.kl(None, g)
     with pytest.raises(InvalidArgumentError, match="^prior must be a jaxrec distribution"):
         jaxrec.kl(g, "normal")
+
+
+def test_log_ratio_of_one_point_of_many_points_and_by_axis():
+    """``log_ratio`` against scipy's log densities for one point ``(D,)`` and for points with two batch
+    axes, one of them broadcast against the pair's batch; ``log_ratio_by_axis`` of axis-major points
+    ``(D, K)`` is ``log_ratio`` of their transpose, with and without a batch axis."""
+    locs, scales = np.array([[0.3, -1.0, 2.0], [0.0, 0.5, -0.5]]), np.array([[0.5, 1.5, 0.2], [1.0, 0.7, 0.3]])
+    target = jaxrec.DiagGaussian(jnp.asarray(locs), jnp.asarray(scales))
+    prior = jaxrec.DiagGaussian(jnp.asarray([0.1, 0.0, 1.0]), jnp.asarray([1.0, 2.0, 1.5]))
+
+    def reference(x, batch):
+        return (stats.norm.logpdf(x, locs[batch], scales[batch]) - stats.norm.logpdf(x, [0.1, 0.0, 1.0], [1.0, 2.0, 1.5])).sum(-1)
+
+    x = np.random.default_rng(1).normal(size=(4, 2, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(jaxrec.log_ratio(target, prior, jnp.asarray(x))), reference(x, slice(None)), rtol=1e-4)
+    one = jaxrec.DiagGaussian(jnp.asarray(locs[1]), jnp.asarray(scales[1]))
+    single = jaxrec.log_ratio(one, prior, jnp.asarray(x[0, 0]))
+    assert single.shape == () and float(single) == pytest.approx(reference(x[0, 0], 1), rel=1e-4)
+    xs = jnp.asarray(x.reshape(8, 3).T)  # (D, K)
+    np.testing.assert_allclose(np.asarray(log_ratio_by_axis(one, prior, xs)), reference(x.reshape(8, 3), 1), rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(log_ratio_by_axis(target, prior, xs)),
+                               np.stack([reference(x.reshape(8, 3), b) for b in range(2)]), rtol=1e-4)
+
+
+def test_log_ratio_refuses_scalars_and_points_whose_batch_does_not_broadcast():
+    """A scalar ``x`` and points whose batch shape does not broadcast with the pair's are refused, the
+    latter naming the points' whole batch shape."""
+    target, prior = jaxrec.DiagGaussian(jnp.zeros((4, 2)), 0.5), jaxrec.DiagGaussian(0.0, jnp.ones(2))
+    with pytest.raises(InvalidArgumentError, match=r"x must be real points of shape \(\.\.\., 2\)"):
+        jaxrec.log_ratio(target, prior, 0.5)
+    with pytest.raises(InvalidArgumentError, match=r"x's batch shape \(3,\) does not broadcast with the target's \(4,\)"):
+        jaxrec.log_ratio(target, prior, jnp.zeros((3, 2)))
+    with pytest.raises(InvalidArgumentError, match=r"x's batch shape \(4, 3\) does not broadcast with the target's \(4,\)"):
+        jaxrec.log_ratio(target, prior, jnp.zeros((4, 3, 2)))

@@ -199,3 +199,86 @@ def test_gaussian_level_gap_and_mode_match_the_density_ratio():
     np.testing.assert_allclose(float(pair.log_r_star), log_r_star, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(pair.level_gap(jnp.asarray(x)[:, None])), log_r_star - log_r, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.asarray(pair.gap_of_z(jnp.asarray((x - 0.5) / 2.0))), log_r_star - log_r, rtol=1e-4, atol=1e-5)
+
+
+def _mp_residual(mu, s, u):
+    """``1 - W`` at gap ``u`` of ``Q = N(mu, s^2)`` against ``P = N(0, 1)``: ``w_Q - h w_P`` with both masses
+    taken on the superlevel interval ``|z - nu| <= sqrt(2 kappa u)``, in 50-digit arithmetic (no cancellation)."""
+    import mpmath as mp
+
+    with mp.workdps(50):
+        mu, s, u = mp.mpf(mu), mp.mpf(s), mp.mpf(u)
+        nu, kappa = mu / (1 - s * s), s * s / (1 - s * s)
+        rho = mp.sqrt(2 * kappa * u)
+        h = mp.exp(-mp.log(s) + mu * mu / (2 * (1 - s * s)) - u)
+        w_q = mp.ncdf((nu + rho - mu) / s) - mp.ncdf((nu - rho - mu) / s)
+        w_p = mp.ncdf(nu + rho) - mp.ncdf(nu - rho)
+        return float(w_q - h * w_p)
+
+
+@jax.jit
+def _residuals(target, u):
+    """``nu`` and ``ln(1 - W)`` at gaps ``u`` with ``near`` unknown, True and False, against ``N(0, 1)``."""
+    model = widths.pair_widths(target, jaxrec.DiagGaussian(jnp.zeros(1, target.dtype), jnp.ones(1, target.dtype)))
+    return model.nu, model.log_residual(u), model.log_residual(u, near=True), model.log_residual(u, near=False)
+
+
+def test_gaussian_log_residual_off_centre_and_far_from_the_mode():
+    """``GaussianWidths.log_residual`` against 50-digit ``w_Q - h w_P``: near the mode of a pair whose ratio
+    peaks 12 prior standard deviations out (``s = 0.995``: the superlevel interval is wider than where ``p``
+    is not negligible), with ``near=True`` and unknown, in float64 and float32, and ``-inf`` at gap 0;
+    far from the mode (gaps 0.7 to 40) with ``near=False`` and unknown, where the closed form is accurate
+    to a few ulp (float64)."""
+    near_gaps = np.asarray([0.0, 0.01, 0.1, 0.3, 0.49])
+    want = [_mp_residual(0.12, 0.995, u) for u in near_gaps[1:]]
+    for dtype, rtol in ((jnp.float64, 1e-10), (jnp.float32, 5e-4)):
+        with jax.enable_x64(dtype == jnp.float64):
+            nu, unknown, near, _ = _residuals(jaxrec.DiagGaussian(jnp.asarray(0.12, dtype), jnp.asarray(0.995, dtype)),
+                                              jnp.asarray(near_gaps, dtype))
+            assert float(nu) == pytest.approx(12.03, abs=0.01)
+            assert float(unknown[0]) == -np.inf
+            np.testing.assert_allclose(np.exp(np.asarray(unknown[1:], np.float64)), want, rtol=rtol)
+            np.testing.assert_allclose(np.exp(np.asarray(near[1:], np.float64)), want, rtol=rtol)
+    far_gaps = np.asarray([0.7, 3.0, 10.0, 20.0, 40.0])
+    with jax.enable_x64(True):
+        _, unknown, _, far = _residuals(jaxrec.DiagGaussian(jnp.float64(0.0), jnp.float64(0.5)), jnp.asarray(far_gaps))
+    want = [_mp_residual(0.0, 0.5, u) for u in far_gaps]
+    np.testing.assert_allclose(np.exp(np.asarray(unknown)), want, rtol=1e-12)
+    np.testing.assert_allclose(np.exp(np.asarray(far)), want, rtol=1e-12)
+
+
+def test_uniform_and_triangular_level_gaps_and_width_functions():
+    """``UniformWidths.level_gap`` is 0 on the half-open target box and ``+inf`` elsewhere (every coordinate
+    counts); ``TriangularWidths`` (default centre 1/2) against ``scipy.stats.triang`` on ``U(0, 1)``:
+    the gap ``ln(r* / r(x))`` with ``r = q``, and ``w_P``/``w_Q``, the prior and target masses of the
+    superlevel interval ``|x - c| <= (l / 2) (1 - e^{-u})``."""
+    uni = widths.pair_widths(jaxrec.Uniform([0.2, -1.0], [0.6, 0.0]), jaxrec.Uniform([0.0, -2.0], [1.0, 2.0]))
+    xs = jnp.asarray([[0.2, -1.0], [0.4, -0.01], [0.6, -0.5], [0.3, 0.0], [0.1, -0.5], [0.3, -3.0]])
+    np.testing.assert_array_equal(np.asarray(uni.level_gap(xs)), [0.0, 0.0, np.inf, np.inf, np.inf, np.inf])
+    assert uni.level_gap(xs[0]).shape == ()
+
+    base, center = 0.3, 0.5
+    tri = widths.TriangularWidths.create(base)
+    ref = stats.triang(0.5, loc=center - base / 2, scale=base)
+    x = np.asarray([0.36, 0.4, 0.5, 0.55, 0.64, 0.3, 0.7, 0.9])
+    with np.errstate(divide="ignore"):
+        want = np.log(2 / base) - ref.logpdf(x)
+    np.testing.assert_allclose(np.asarray(tri.level_gap(jnp.asarray(x)[:, None])), want, rtol=1e-5, atol=1e-6)
+    assert np.all(np.isinf(want[-3:]))
+    for x64 in (False, True):  # the ends of the support, where q = 0 exactly (float64: no flush of tiny floats)
+        with jax.enable_x64(x64):
+            edges = widths.TriangularWidths.create(0.5).level_gap(jnp.asarray([[0.25], [0.75]]))
+            np.testing.assert_array_equal(np.asarray(edges), [np.inf, np.inf])
+    u = np.asarray([0.01, 0.5, 2.0, 10.0])
+    half = base / 2 * (1 - np.exp(-u))
+    np.testing.assert_allclose(np.exp(np.asarray(tri.log_w_p(jnp.asarray(u)))), 2 * half, rtol=1e-6)
+    np.testing.assert_allclose(np.exp(np.asarray(tri.log_w_q(jnp.asarray(u)))), ref.cdf(center + half) - ref.cdf(center - half),
+                               rtol=1e-6)
+
+
+def test_gaussian_pairs_must_both_be_one_dimensional():
+    """A Gaussian pair is refused unless the target and the prior both have event size 1."""
+    one, two = jaxrec.DiagGaussian(0.0, 1.0), jaxrec.DiagGaussian(jnp.zeros(2), 1.0)
+    for target, prior in ((jaxrec.DiagGaussian(jnp.zeros(2), 0.5), one), (jaxrec.DiagGaussian(0.0, 0.5), two)):
+        with pytest.raises(InvalidArgumentError, match="Gaussian width functions are 1-D"):
+            widths.pair_widths(target, prior)
