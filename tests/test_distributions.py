@@ -245,3 +245,14 @@ def test_log_ratio_refuses_scalars_and_points_whose_batch_does_not_broadcast():
         jaxrec.log_ratio(target, prior, jnp.zeros((3, 2)))
     with pytest.raises(InvalidArgumentError, match=r"x's batch shape \(4, 3\) does not broadcast with the target's \(4,\)"):
         jaxrec.log_ratio(target, prior, jnp.zeros((4, 3, 2)))
+
+
+def test_uniform_pairs_share_an_end_or_stick_out_on_one_side():
+    """``D_KL = D_inf = log2(w_P / w_Q)`` bits for a uniform target inside a uniform prior, its ends included
+    (the box is half-open, so a shared end is inside), and ``+inf`` when the target sticks out at either end."""
+    prior = jaxrec.Uniform(jnp.zeros(4), jnp.ones(4))
+    target = jaxrec.Uniform(jnp.array([0.0, 0.75, -0.5, 0.5]), jnp.array([0.5, 1.0, 0.5, 1.5]))
+    want = [1.0, 2.0, np.inf, np.inf]
+    np.testing.assert_allclose(np.asarray(jaxrec.kl(target, prior, per_dim=True)), want, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(jaxrec.dinf(target, prior, per_dim=True)), want, rtol=1e-6)
+    assert float(jaxrec.kl(jaxrec.Uniform(0.0, 1.0), jaxrec.Uniform(0.0, 1.0))) == 0.0
