@@ -256,3 +256,11 @@ def test_uniform_pairs_share_an_end_or_stick_out_on_one_side():
     np.testing.assert_allclose(np.asarray(jaxrec.kl(target, prior, per_dim=True)), want, rtol=1e-6)
     np.testing.assert_allclose(np.asarray(jaxrec.dinf(target, prior, per_dim=True)), want, rtol=1e-6)
     assert float(jaxrec.kl(jaxrec.Uniform(0.0, 1.0), jaxrec.Uniform(0.0, 1.0))) == 0.0
+
+
+@pytest.mark.parametrize("fn", [jaxrec.kl, jaxrec.log_sup_ratio, jaxrec.dinf])
+def test_per_dim_must_be_a_bool_and_is_named(fn):
+    """``per_dim`` other than True/False is refused by a message that starts with the argument's name."""
+    g = jaxrec.DiagGaussian(0.0, 1.0)
+    with pytest.raises(InvalidArgumentError, match=r"^per_dim must be True or False, got 'yes'$"):
+        fn(g, g, per_dim="yes")
