@@ -8,7 +8,7 @@ from scipy import stats
 
 import jaxrec
 from jaxrec import InvalidArgumentError
-from jaxrec.core.distributions import log_ratio_by_axis
+from jaxrec.core.distributions import interval_log_sup_ratio, log_ratio_by_axis
 
 
 @pytest.mark.parametrize(
@@ -264,3 +264,18 @@ def test_per_dim_must_be_a_bool_and_is_named(fn):
     g = jaxrec.DiagGaussian(0.0, 1.0)
     with pytest.raises(InvalidArgumentError, match=r"^per_dim must be True or False, got 'yes'$"):
         fn(g, g, per_dim="yes")
+
+
+def test_interval_sup_of_equal_scales_on_unbounded_intervals():
+    """With equal scales ``log r`` is linear (constant 0 when the pair is identical): on an interval
+    unbounded on the side where it decreases, the sup is at the finite end (scipy log densities);
+    unbounded on the side where it increases, ``+inf``; for identical distributions 0 on any interval,
+    the whole line included."""
+    prior = jaxrec.DiagGaussian(jnp.full(4, 0.5), jnp.full(4, 2.0))
+    lo, hi = jnp.array([-jnp.inf, -1.0, -jnp.inf, 3.0]), jnp.array([0.5, jnp.inf, jnp.inf, 4.0])
+    np.testing.assert_array_equal(np.asarray(interval_log_sup_ratio(prior, prior, lo, hi)), [0.0, 0.0, 0.0, 0.0])
+    target = jaxrec.DiagGaussian(jnp.full(4, 1.5), jnp.full(4, 2.0))  # log r increases
+    got = np.asarray(interval_log_sup_ratio(target, prior, lo, hi))
+    log_r = lambda x: stats.norm.logpdf(x, 1.5, 2.0) - stats.norm.logpdf(x, 0.5, 2.0)
+    np.testing.assert_allclose(got[[0, 3]], [log_r(0.5), log_r(4.0)], rtol=1e-6)
+    assert got[1] == got[2] == np.inf
