@@ -8,7 +8,11 @@ from scipy import stats
 
 import jaxrec
 from jaxrec import InvalidArgumentError
-from jaxrec.core.distributions import interval_log_sup_ratio, log_ratio_by_axis
+from jaxrec.core.distributions import (
+    interval_log_sup_ratio,
+    log_ratio_by_axis,
+    mmd2_to_gaussian,
+)
 
 
 @pytest.mark.parametrize(
@@ -279,3 +283,38 @@ def test_interval_sup_of_equal_scales_on_unbounded_intervals():
     log_r = lambda x: stats.norm.logpdf(x, 1.5, 2.0) - stats.norm.logpdf(x, 0.5, 2.0)
     np.testing.assert_allclose(got[[0, 3]], [log_r(0.5), log_r(4.0)], rtol=1e-6)
     assert got[1] == got[2] == np.inf
+
+
+def test_interval_sups_of_empty_intervals_and_intervals_touching_the_support():
+    """An empty interval (``hi <= lo``), or one that meets a uniform target's support ``[low, high)``
+    in a single end point only, has sup ``-inf``: there is no point of it where the target has mass."""
+    prior_g, prior_u = jaxrec.DiagGaussian(0.0, 1.0), jaxrec.Uniform(-2.0, 2.0)
+    empty = interval_log_sup_ratio(jaxrec.DiagGaussian(0.3, 0.5), prior_g, jnp.array([1.0, 2.0]), jnp.array([1.0, 0.5]))
+    np.testing.assert_array_equal(np.asarray(empty), [-np.inf, -np.inf])
+    target = jaxrec.Uniform(-1.0, 1.0)
+    lo, hi = jnp.array([1.0, -3.0, 0.0]), jnp.array([2.0, -1.0, 0.5])
+    want = [-np.inf, -np.inf]
+    np.testing.assert_array_equal(np.asarray(interval_log_sup_ratio(target, prior_g, lo, hi))[:2], want)
+    np.testing.assert_array_equal(np.asarray(interval_log_sup_ratio(target, prior_u, lo, hi))[:2], want)
+    assert float(interval_log_sup_ratio(target, prior_u, lo, hi)[2]) == pytest.approx(np.log(2.0))
+
+
+def test_mmd2_default_lengthscale_and_target_checks():
+    """``mmd2_to_gaussian``'s default lengthscale is 1; a batched Gaussian or a uniform target is refused."""
+    samples = jnp.asarray(np.random.default_rng(2).normal(size=(6, 2)), jnp.float32)
+    target = jaxrec.DiagGaussian(jnp.array([0.2, -0.1]), jnp.array([1.0, 1.5]))
+    assert float(mmd2_to_gaussian(samples, target)) == float(mmd2_to_gaussian(samples, target, lengthscale=1.0))
+    assert float(mmd2_to_gaussian(samples, target)) != float(mmd2_to_gaussian(samples, target, lengthscale=2.0))
+    for bad in (jaxrec.DiagGaussian(jnp.zeros((3, 2)), 1.0), jaxrec.Uniform(jnp.zeros(2), 1.0)):
+        with pytest.raises(InvalidArgumentError, match=r"target must be one DiagGaussian \(batch shape \(\)\)"):
+            mmd2_to_gaussian(samples, bad)
+
+
+def test_mmd2_sample_checks():
+    """``samples`` must be a real ``(R, D)`` array with ``R >= 2``: two samples are accepted (the U-statistic
+    is defined), one sample and a string are refused by message."""
+    target = jaxrec.DiagGaussian(jnp.zeros(2), 1.0)
+    assert np.isfinite(float(mmd2_to_gaussian(jnp.array([[0.5, 0.0], [-0.3, 1.0]]), target)))
+    for bad in (jnp.zeros((1, 2)), "abc"):
+        with pytest.raises(InvalidArgumentError, match=r"samples must be a real array \(R, 2\) with R >= 2"):
+            mmd2_to_gaussian(bad, target)
