@@ -318,3 +318,14 @@ def test_mmd2_sample_checks():
     for bad in (jnp.zeros((1, 2)), "abc"):
         with pytest.raises(InvalidArgumentError, match=r"samples must be a real array \(R, 2\) with R >= 2"):
             mmd2_to_gaussian(bad, target)
+
+
+def test_mmd2_lengthscale_is_checked_when_concrete_and_traced_under_jit():
+    """A concrete lengthscale must be > 0 (0 is refused, message starting with the name); under ``jit`` a
+    traced lengthscale is not checked and gives the same value as the concrete one."""
+    samples, target = jnp.array([[0.5, 0.0], [-0.3, 1.0], [1.2, -0.4]]), jaxrec.DiagGaussian(jnp.zeros(2), 1.0)
+    for bad in (0.0, -1.0):
+        with pytest.raises(InvalidArgumentError, match=r"^lengthscale must be a finite real number > 0"):
+            mmd2_to_gaussian(samples, target, lengthscale=bad)
+    traced = jax.jit(lambda ell: mmd2_to_gaussian(samples, target, lengthscale=ell))(0.7)
+    assert float(traced) == pytest.approx(float(mmd2_to_gaussian(samples, target, lengthscale=0.7)), rel=1e-6)
