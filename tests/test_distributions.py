@@ -329,3 +329,23 @@ def test_mmd2_lengthscale_is_checked_when_concrete_and_traced_under_jit():
             mmd2_to_gaussian(samples, target, lengthscale=bad)
     traced = jax.jit(lambda ell: mmd2_to_gaussian(samples, target, lengthscale=ell))(0.7)
     assert float(traced) == pytest.approx(float(mmd2_to_gaussian(samples, target, lengthscale=0.7)), rel=1e-6)
+
+
+@pytest.mark.parametrize("dim", [1, 3])
+def test_mmd2_matches_quadrature_in_one_and_three_dimensions(dim):
+    """``mmd2_to_gaussian`` against the U-statistic with the target-side expectations by 80-point
+    Gauss-Hermite quadrature (the RBF kernel factorizes over coordinates), for event sizes other than 2."""
+    rng = np.random.default_rng(5)
+    loc, scale = rng.normal(size=dim), rng.uniform(0.5, 2.0, dim)
+    samples = loc + scale * (1.2 * rng.normal(size=(12, dim)) + 0.3)
+    ell = 0.9
+    z = (samples - loc) / scale
+    kern = lambda a, b: np.exp(-((a - b) ** 2) / (2 * ell**2))
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
+    weights = weights / np.sqrt(2 * np.pi)
+    xy = np.mean(np.prod(kern(z[:, :, None], nodes) @ weights, axis=1))
+    yy = (weights @ kern(nodes[:, None], nodes[None, :]) @ weights) ** dim
+    gram = np.exp(-np.sum((z[:, None, :] - z[None, :, :]) ** 2, axis=-1) / (2 * ell**2))
+    xx = (gram.sum() - np.trace(gram)) / (len(z) * (len(z) - 1))
+    got = mmd2_to_gaussian(jnp.asarray(samples, jnp.float32), jaxrec.DiagGaussian(jnp.asarray(loc), jnp.asarray(scale)), ell)
+    assert float(got) == pytest.approx(xx - 2 * xy + yy, rel=1e-3, abs=1e-5)
