@@ -557,8 +557,8 @@ def test_data_loaders_refuse_bad_arguments(split, dataset, directory):
 # Inside jit: bad values cannot raise, so the search stops at once and the status says why
 
 
-@pytest.mark.parametrize(  # one compile per coder: PFR in the fast tier, the others slow
-    "name", [n if n == "pfr" else pytest.param(n, marks=pytest.mark.slow) for n in NAMES]
+@pytest.mark.parametrize(  # one compile per coder: PFR in the fast tier, the others slow (mutation runs pick them by id)
+    "name", [n if n == "pfr" else pytest.param(n, marks=[pytest.mark.slow, pytest.mark.mutation]) for n in NAMES]
 )
 def test_invalid_values_under_jit_stop_at_once_with_a_status(name):
     d = CODERS[name][1]

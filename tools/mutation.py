@@ -199,6 +199,7 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
         "test_contract.py::test_spec_names_the_registry_entry_and_rebuilds_the_coder[astar]",
         "test_contract.py::test_spec_names_the_registry_entry_and_rebuilds_the_coder[adstar]",
         "test_contract.py::test_spec_names_the_registry_entry_and_rebuilds_the_coder[dadstar]",
+        "test_invalid_arguments.py::test_invalid_values_under_jit_stop_at_once_with_a_status[astar]",
     ),
     "coders/tree/_gprs_bnb": (  # the float64 tree reference first (the coder's tests live in test_gprs.py)
         "test_gprs.py::test_bnb_accepts_the_node_a_float64_tree_reference_accepts",
@@ -210,6 +211,7 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
         "test_contract.py::test_every_registered_coder_has_a_contract_case",
         "test_contract.py::test_bad_arguments_raise_invalid_argument_error[gprs_bnb]",
         "test_contract.py::test_spec_names_the_registry_entry_and_rebuilds_the_coder[gprs_bnb]",
+        "test_invalid_arguments.py::test_invalid_values_under_jit_stop_at_once_with_a_status[gprs_bnb]",
     ),
     "coders/auxiliary/_irec": (  # the float64 beam-search reference first
         "test_irec.py::test_beam_search_chooses_the_path_a_float64_reference_chooses",
