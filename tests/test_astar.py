@@ -357,7 +357,9 @@ def test_tree_coders_header_entries_and_the_gaussian_ratio():
     assert coders["adstar"].spec.kwargs == {"capacity": 256, "max_steps": 2**16, "max_depth": 64}
     assert coders["dadstar"].spec.kwargs == {"capacity": 256, "max_steps": 2**16, "depth": 3}
     assert coders["gprs_bnb"].spec.kwargs == {"split": "sample", "capacity": 64, "max_steps": 2**12, "max_depth": 128}
-    assert all(coders[name] is factory() for name, factory in (("astar", jaxrec.astar), ("adstar", jaxrec.adstar)))
+    assert all(coders[name] is factory() for name, factory in (("astar", jaxrec.astar), ("adstar", jaxrec.adstar),
+                                                                ("gprs_bnb", jaxrec.gprs_bnb)))
+    assert coders["dadstar"] is jaxrec.dadstar(3)  # every tree factory is cached (coder_factory)
     depth = np.array([0, 2, 3])
     path = np.array([[0], [0b10], [0b101]], np.uint32)
     want = [ts.heap_index(int(d), p) - 1 for d, p in zip(depth, path)]
