@@ -365,3 +365,20 @@ def test_bnb_depth_limit_stops_the_search_when_the_queue_empties():
     steps, status = np.asarray(codes.steps), np.asarray(codes.status)
     assert steps.max() <= 3 and (status == EXHAUSTED).any() and (status == OK).any(), (steps, status)
     assert ((np.asarray(codes.depth) == 1) & (status == OK)).any()  # depth 1 itself is allowed
+
+
+@pytest.mark.slow  # 9 s cold (two more programs)
+def test_bnb_under_a_depth_limit_is_ok_only_where_it_equals_the_unlimited_search():
+    """A node cut by the depth limit might have been accepted before the node the limited search
+    accepts, so a limited search that cut one ends ``EXHAUSTED`` even if it then accepts a node;
+    where it ends ``OK`` its node is the unlimited search's (with one path word, so the same tree).
+    Written for the mutation survivor ``depth_cut & ...`` (the cut not remembered), which it does not
+    kill: no search here accepts a node after a cut."""
+    target, prior = gaussian_pair(KS_PAIRS[1])
+    keys = jax.random.split(jax.random.key(55), 64)
+    limited = tree_reference.code_fields(compiled(jaxrec.gprs_bnb("sample", max_depth=1))[0](keys, target, prior))
+    # the same tree: node keys fold in the path words, one word up to depth 32
+    full = tree_reference.code_fields(compiled(jaxrec.gprs_bnb("sample", max_depth=32))[0](keys, target, prior))
+    ok = limited[:, 3] == OK
+    assert ok.any() and (~ok).any() and (full[:, 3] == OK).all()
+    np.testing.assert_array_equal(limited[ok, :2], full[ok, :2])
