@@ -281,6 +281,9 @@ def test_bad_inputs_raise():
         CODERS["gprs"].encode(0, jaxrec.DiagGaussian(jnp.zeros(2), 0.5), jaxrec.DiagGaussian(jnp.zeros(2), 1.0))
     with pytest.raises(InvalidArgumentError, match="DiagGaussian"):
         CODERS["sac"].encode(0, jaxrec.Uniform(0.2, 0.4), jaxrec.Uniform(0.0, 1.0))
+    # one Gaussian of the two is not enough (coders/tree/_gprs_bnb mutation survivor: the type check's ``and``)
+    with pytest.raises(InvalidArgumentError, match="^gprs_bnb supports DiagGaussian pairs, got Uniform and DiagGaussian$"):
+        CODERS["sac"].encode(0, jaxrec.Uniform(-0.5, 0.5), prior)
     with pytest.raises(InvalidArgumentError, match="made by"):
         CODERS["sac"].decode(0, jaxrec.Code(0, 1, 0, coder="pfr", event_size=1), prior)
     with pytest.raises(InvalidArgumentError, match="seed must be in"):
