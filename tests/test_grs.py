@@ -474,6 +474,24 @@ def test_factorized_codes_each_dimension_with_its_own_key_and_the_inner_coders_h
             call()
 
 
+@pytest.mark.slow  # 11 s cold: two tree-search programs
+@pytest.mark.mutation
+def test_factorized_batch_encodes_a_tree_coder_with_its_path_words():
+    """``factorized(astar)``'s ``encode_batch`` keeps the trailing axis of per-problem code arrays:
+    ``TreeCode.path`` is ``(B, D, W)``, leaf for leaf the codes of ``vmap(encode)`` (coders/wrappers/_factorized
+    mutant ``a.shape[2:]`` in the reshape: the scalar fields of the GRS test above cannot see it)."""
+    coder = jaxrec.factorized(jaxrec.astar(capacity=8, max_steps=64, max_depth=8))
+    prior = jaxrec.DiagGaussian(jnp.array([0.0, 0.5]), jnp.array([1.0, 1.5]))
+    targets = jaxrec.DiagGaussian(jnp.array([[0.3, 1.0], [-0.5, 0.2]]), jnp.array([[0.4, 0.6], [0.5, 0.3]]))
+    keys = jax.random.split(jax.random.key(3), 2)
+    batch = coder.encode_batch(keys, targets, prior)
+    assert batch.path.shape == (2, 2, 1) and (batch.coder, batch.event_size) == ("factorized(astar)", 2)
+    mapped = jax.vmap(coder.encode, in_axes=(0, 0, None))(keys, targets, prior)
+    for a, b in zip(jax.tree.leaves(batch), jax.tree.leaves(mapped), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert np.all(np.asarray(batch.status) == OK)  # the comparison is of real codes
+
+
 @pytest.mark.slow  # 14 s cold in the fast tier (x64 programs)
 @pytest.mark.mutation
 def test_agrs_decodes_float32_codes_the_same_with_x64_on():

@@ -224,6 +224,7 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
     ),
     "coders/wrappers/_factorized": (  # the wrapper against its inner coder dimension by dimension first
         "test_grs.py::test_factorized_codes_each_dimension_with_its_own_key_and_the_inner_coders_header",
+        "test_grs.py::test_factorized_batch_encodes_a_tree_coder_with_its_path_words",
         "test_contract.py::test_every_registered_coder_has_a_contract_case",
         "test_contract.py::test_bad_arguments_raise_invalid_argument_error[factorized]",
         "test_contract.py::test_spec_names_the_registry_entry_and_rebuilds_the_coder[factorized]",
