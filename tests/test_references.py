@@ -512,6 +512,23 @@ def test_search_equals_the_sequential_rule_for_any_chunking_and_limit():
             search.validate_sizes(8, bad)
 
 
+def test_widening_levels_are_the_most_doublings_the_lanes_and_the_chunk_limit_allow():
+    """``search_batch``'s tail widening: the largest ``j <= max_widening`` with ``L >> j >= 1`` and
+    ``K << j <= 2^15`` (``arrivals.MAX_CHUNK``), each limit reached exactly; a negative or non-int
+    ``max_widening`` is refused.  Widening never changes codes, so only this table can see a wrong
+    level count (search/chunked mutants of ``_widening_levels``)."""
+    assert arrivals.MAX_CHUNK == 2**15
+    cases = {  # (num_lanes, chunk_size, max_widening): levels
+        (8, 4, 3): 3, (8, 4, 2): 2, (8, 4, 0): 0, (8, 4, 5): 3, (7, 4, 5): 2, (1, 4, 3): 0,
+        (8, 2**14, 3): 1, (8, 2**13, 3): 2, (8, 2**15, 3): 0, (2**20, 1, 40): 15,
+    }
+    for args, levels in cases.items():
+        assert search.chunked._widening_levels(*args) == levels, args
+    for bad in (-1, 1.5, None):
+        with pytest.raises(jaxrec.InvalidArgumentError, match=f"max_widening must be a non-negative int, got {bad!r}"):
+            search.chunked._widening_levels(8, 4, bad)
+
+
 def test_search_batch_equals_the_sequential_rule_with_its_default_widening():
     """:func:`jaxrec.search.search_batch` with its defaults (three widening levels) gives every
     problem the sequential rule's result, whatever the lanes and their order."""
