@@ -10,8 +10,10 @@ from scipy import stats
 
 import jaxrec
 from jaxrec.coders.auxiliary import _irec as irec_mod
+from jaxrec.coders.registry import REGISTRY
 from jaxrec.core import prng
 from jaxrec.core.errors import InvalidArgumentError
+from jaxrec.entropy.models import UniformModel
 
 N = 5000
 P1 = jaxrec.DiagGaussian(0.0, 1.0)
@@ -229,3 +231,52 @@ def test_beam_search_chooses_the_path_a_float64_reference_chooses():
             for k, (n, f) in enumerate(zip(indices, fractions)))
         np.testing.assert_allclose(xs[i], np.asarray(prior.loc) + chosen, rtol=1e-5, atol=1e-5)
     assert int(codes.steps[0]) == 6 * (1 + 4 + 4) and (np.asarray(codes.status) == 0).all()
+    # more beams than candidates (B = 5 > N = 3): the first steps keep dead beams, which must neither
+    # count as scored nor win a later step
+    few = jaxrec.irec(3, 3, 5, variance_fractions=[3.0, 2.0, 1.0])
+    codes = compiled(few)[0](keys[:4], target, prior)
+    for i in range(4):
+        indices, steps = _irec_reference(keys[i], target, prior, 3, fractions, 5)
+        assert np.asarray(codes.indices[i]).tolist() == indices and int(codes.steps[i]) == steps == 3 * (1 + 3 + 5), i
+
+
+@pytest.mark.slow  # 4 s cold: two compiles
+@pytest.mark.mutation
+def test_irec_float32_codes_do_not_depend_on_the_x64_flag():
+    """A float32 problem is searched in float32 (Gumbels, partial sums, weights) with or without x64:
+    the same indices (coders/auxiliary/_irec mutant ``dtype = None``, the default float)."""
+    target = jaxrec.DiagGaussian(jnp.array([0.8, -0.9]), jnp.array([0.3, 0.6]))
+    prior = jaxrec.DiagGaussian(jnp.array([0.2, -0.5]), jnp.array([1.2, 2.0]))
+    keys = jax.random.split(jax.random.key(62), 16)
+    encode = lambda: jax.jit(jax.vmap(jaxrec.irec(6, 3, 4).encode, in_axes=(0, None, None)))(keys, target, prior)
+    plain = encode()
+    with jax.enable_x64(True):
+        wide = encode()
+    for field in ("indices", "steps", "status"):
+        np.testing.assert_array_equal(getattr(wide, field), getattr(plain, field), field)
+
+
+def test_irec_factory_limits_defaults_cache_and_message():
+    """The factory's limits at and one past each end, the default beam width, the factory cache, the
+    header message (``K`` indices uniform on ``[0, N)``), the fraction check naming its argument, and
+    ``log(1 - e^x)`` accurate next to 0 (coders/auxiliary/_irec mutation survivors; no compile)."""
+    for kwargs, argument in (({"num_samples": 2**31 - 1, "num_aux": 1}, None), ({"num_samples": 2**31, "num_aux": 1}, "num_samples"),
+                             ({"num_samples": 2, "num_aux": 4096}, None), ({"num_samples": 2, "num_aux": 4097}, "num_aux"),
+                             ({"num_samples": 2, "num_aux": 1, "beam_width": 2**16}, None),
+                             ({"num_samples": 2, "num_aux": 1, "beam_width": 2**16 + 1}, "beam_width")):
+        if argument is None:
+            assert isinstance(jaxrec.irec(**kwargs), jaxrec.Coder), kwargs
+        else:
+            with pytest.raises(InvalidArgumentError, match=f"^{argument} must be"):
+                jaxrec.irec(**kwargs)
+    assert irec_mod.MAX_SAMPLES == 2**31 - 1 and irec_mod.MAX_AUX == 4096 and irec_mod.MAX_BEAMS == 2**16
+    coder = jaxrec.irec(8, 2)
+    assert coder is jaxrec.irec(8, 2) and dict(coder.spec.params)["beam_width"] == 1
+    entry = REGISTRY["irec"]
+    assert entry.message(coder.spec, 6.0, None) == (("indices", UniformModel(8)),)
+    for bad in ("ab", [1.0, 0.0]):
+        with pytest.raises(InvalidArgumentError, match="^variance_fractions must be"):
+            jaxrec.irec(8, 2, variance_fractions=bad)
+    x = jnp.array([-1e-8, -1e-3, -0.6931471805599453, -0.7, -3.0, -40.0], jnp.float32)
+    exact = np.log(-np.expm1(np.asarray(x, np.float64)))
+    np.testing.assert_allclose(np.asarray(irec_mod._log1mexp(x), np.float64), exact, rtol=2e-6, atol=1e-12)

@@ -215,6 +215,7 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
         "test_invalid_arguments.py::test_invalid_values_under_jit_stop_at_once_with_a_status[gprs_bnb]",
     ),
     "coders/auxiliary/_irec": (  # the float64 beam-search reference first
+        "test_irec.py::test_irec_factory_limits_defaults_cache_and_message",
         "test_irec.py::test_beam_search_chooses_the_path_a_float64_reference_chooses",
         "test_irec.py::test_single_step_single_beam_is_gumbel_max_over_the_density_ratio",
         "test_irec.py::test_partial_sum_weights_match_the_density_ratio_at_the_end",
@@ -222,6 +223,8 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
         "test_contract.py::test_every_registered_coder_has_a_contract_case",
         "test_contract.py::test_bad_arguments_raise_invalid_argument_error[irec]",
         "test_contract.py::test_spec_names_the_registry_entry_and_rebuilds_the_coder[irec]",
+        "test_irec.py::test_irec_float32_codes_do_not_depend_on_the_x64_flag",
+        "test_invalid_arguments.py::test_invalid_values_under_jit_stop_at_once_with_a_status[irec]",
     ),
     "coders/wrappers/_factorized": (  # the wrapper against its inner coder dimension by dimension first
         "test_grs.py::test_factorized_codes_each_dimension_with_its_own_key_and_the_inner_coders_header",
