@@ -126,7 +126,7 @@ def test_block_of_several_dimensions():
     target = jaxrec.DiagGaussian(loc, scale)
     prior = jaxrec.DiagGaussian(jnp.zeros(3), jnp.ones(3))
     coder = jaxrec.irec(64, 2, 4, variance_fractions=[2.0, 1.0])  # 12 bits of budget
-    _, codes, xs = _run(coder, target, prior, seed=2)
+    _, _, xs = _run(coder, target, prior, seed=2)
     assert xs.shape == (N, 3)
     for d in range(3):
         assert stats.kstest(xs[:, d], stats.norm(loc[d], scale[d]).cdf).pvalue > 1e-3
