@@ -553,9 +553,11 @@ def test_search_batch_equals_the_sequential_rule_with_its_default_widening():
         searched = np.arange(300) < int(limits[i])
         index, score, steps, stopped = _sequential_search(np.where(searched, s, -np.inf), np.where(searched, b, -np.inf), 300)
         assert (int(res.index[i]), float(res.score[i]), int(res.steps[i]), bool(res.stopped[i])) == (index, score, steps, stopped), i
-    # problems given as one leaf (their numbers), the tables looked up by the problem function
+    # problems given as one leaf (their numbers, some repeated), the tables looked up by the problem
+    # function; 3 lanes that refill 3 at once (three 1-candidate problems), then 1 (a 5-candidate one):
+    # each refill must take the next problems in order, whatever the count that stopped before
+    ids = jnp.asarray([5, 5, 5, 1, 0, 2, 3, 4, 6, 7, 8, 1], jnp.int32)
     by_number = jax.jit(lambda ids: search.search_batch(
-        lambda i: problem_fn((scores[i], bounds[i], limits[i])), ids, chunk_size=4, max_candidates=300, num_lanes=8))(
-        jnp.arange(9, dtype=jnp.int32))
+        lambda i: problem_fn((scores[i], bounds[i], limits[i])), ids, chunk_size=4, max_candidates=300, num_lanes=3))(ids)
     for field in ("index", "score", "steps", "stopped"):
-        np.testing.assert_array_equal(getattr(by_number, field), getattr(res, field), field)
+        np.testing.assert_array_equal(getattr(by_number, field), np.asarray(getattr(res, field))[ids], field)
