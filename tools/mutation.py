@@ -378,6 +378,10 @@ def in_process_environment(clone: Path) -> dict:
     return env
 
 
+# Module state that other modules' imports filled and that re-executing the module would reset: the
+# coder registry is filled by the coder modules' ``register_coder`` calls, which a re-exec does not rerun
+# (a mutant of the registry's own initial value is then unseen in process: ``--confirm`` retests it).
+KEPT_STATE = {"coders/registry": ("REGISTRY",)}
 UNCONFIRMED = "in-process survivor, unconfirmed"  # the test hash the in-process pass gives a survivor
 
 
@@ -426,7 +430,9 @@ def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[in
         """Runs ``source_code`` in the live module and rebinds other modules' names of the functions and
         classes it defined (only those: ``Array = jax.Array`` is jax's object, bound in jax's modules too)."""
         before = {name: value for name, value in vars(live).items() if getattr(value, "__module__", None) == live.__name__}
+        kept = {name: vars(live)[name] for name in KEPT_STATE.get(module, ()) if name in vars(live)}
         exec(source_code, vars(live))  # noqa: S102 (the point of the option)
+        vars(live).update(kept)
         for other in list(sys.modules.values()):
             names = getattr(other, "__dict__", None)
             if other is live or not isinstance(names, dict):
