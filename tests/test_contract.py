@@ -157,6 +157,43 @@ NAMES = sorted(CASES)
 EXACT = [name for name in NAMES if CASES[name].exact]
 
 
+def test_register_coder_checks_each_argument_and_the_zipf_model_has_its_documented_ends():
+    """``register_coder`` refuses each malformed argument by name (a name of 1 to 64 ASCII characters,
+    callables, parameter names, the four optional hooks) and registers nothing then; ``zipf_model`` is
+    ``1 + 1/(budget + 1)`` with a negative budget taken as 0 and a float32 floor just above 1
+    (coders/registry mutation survivors; no compile)."""
+    from jaxrec.coders import registry
+
+    msg = registry.zipf_index_message
+    before = dict(REGISTRY)
+    try:
+        for name in ("t", "t" * 64):  # both ends of the name's length are accepted
+            jaxrec.register_coder(name, jaxrec.pfr, params=(), message=msg)
+            assert REGISTRY[name].factory is jaxrec.pfr and not REGISTRY[name].partitioned
+        for name in ("", "t" * 65, "tö", 3):
+            with pytest.raises(jaxrec.InvalidArgumentError, match="^coder name must be 1 to 64 ASCII characters"):
+                jaxrec.register_coder(name, jaxrec.pfr, params=(), message=msg)
+        for factory, message in ((3, msg), (jaxrec.pfr, 3)):
+            with pytest.raises(jaxrec.InvalidArgumentError, match="^factory and message must be callables$"):
+                jaxrec.register_coder("bad", factory, params=(), message=message)
+        for params in ("ab", (1,), 3):
+            with pytest.raises(jaxrec.InvalidArgumentError, match="^params must be a sequence of parameter names"):
+                jaxrec.register_coder("bad", jaxrec.pfr, params=params, message=msg)
+        for label in ("check", "alphabet", "pack", "unpack"):
+            with pytest.raises(jaxrec.InvalidArgumentError, match=f"^{label} must be a callable or None, got 3$"):
+                jaxrec.register_coder("bad", jaxrec.pfr, params=(), message=msg, **{label: 3})
+            jaxrec.register_coder("hooked", jaxrec.pfr, params=(), message=msg, **{label: print})
+            assert getattr(REGISTRY["hooked"], label) is print
+        assert "bad" not in REGISTRY
+    finally:
+        REGISTRY.clear()
+        REGISTRY.update(before)
+    floor = float(np.nextafter(np.float32(1.0), np.float32(2.0)))
+    for budget, alpha in ((0.0, 2.0), (-3.0, 2.0), (1.0, 1.5), (3.0, 1.25), (1e30, floor)):
+        assert registry.zipf_model(budget) == ZipfModel(alpha), budget
+    assert msg(None, 3.0, None) == (("index", ZipfModel(1.25)),)
+
+
 def test_every_registered_coder_has_a_contract_case():
     missing = sorted(set(REGISTRY) - set(CASES))
     assert not missing, f"registered coders without a contract case in tests/test_contract.py: {missing}"

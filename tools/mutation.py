@@ -118,7 +118,13 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
     "search/heap": ("test_treesearch.py", "test_astar.py"),
     "coders/base": ("test_contract.py", "test_coders_core.py"),
     "coders/scan": ("test_contract.py", "test_coders_core.py"),
-    "coders/registry": ("test_contract.py", "test_codec.py"),
+    "coders/registry": (  # the registry's own checks first, then the files that compress through it
+        "test_contract.py::test_register_coder_checks_each_argument_and_the_zipf_model_has_its_documented_ends",
+        "test_contract.py::test_every_registered_coder_has_a_contract_case",
+        "test_codec.py::test_register_coder_round_trip",
+        "test_contract.py",
+        "test_codec.py",
+    ),
     "coders/poisson/_pfr": (  # the fast tests that reach the coder (of 3 files)
         "test_references.py::test_pfr_index_and_steps_equal_a_sequential_reference",
         "test_coders_core.py::test_exhausted_flag_and_unbounded_ratio",
