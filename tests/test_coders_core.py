@@ -295,3 +295,54 @@ def test_encode_batch_widens_lanes_by_default_only_when_the_batch_outgrows_them(
         with pytest.raises(Traced):
             jaxrec.encode_batch(coder, jnp.arange(5), targets, prior, num_lanes=lanes, lane_chunk_size=8, **options)
         assert seen[-1] == want, (lanes, widening)
+
+
+def test_scan_coders_default_schedule_single_problem_check_and_hopeless_search_warning(monkeypatch):
+    """A scan coder's batch schedule defaults to lanes of ``min(chunk_size, 128)`` candidates, ``2^13``
+    candidates in flight, a shared prior broadcast to ``(B, D)``; ``encode`` refuses a batch on either
+    side; an eager exact ``encode`` warns (from the caller's line) when ``D_inf > log2(max_steps) + 1``
+    and not at or below it, a fixed-budget coder never.  The searches are replaced by spies, so nothing
+    compiles (coders/scan mutation survivors)."""
+    import math
+    import warnings
+
+    from jaxrec import search
+
+    class Traced(Exception):
+        pass
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append((args, kwargs))
+        raise Traced
+
+    monkeypatch.setattr(search, "search_batch", spy)
+    monkeypatch.setattr(search, "search", spy)
+    targets = jaxrec.DiagGaussian(jnp.full((5, 2), 0.2), jnp.full((5, 2), 0.9))
+    prior = jaxrec.DiagGaussian(jnp.array([0.0, 0.5]), jnp.array([1.0, 2.0]))
+    batched = jaxrec.DiagGaussian(jnp.zeros((5, 2)), jnp.ones((5, 2)))
+    for chunk, lane_chunk, lanes, shared in ((256, 128, 64, prior), (32, 32, 256, batched)):
+        with pytest.raises(Traced):
+            jaxrec.encode_batch(jaxrec.pfr(chunk_size=chunk, max_steps=2**12 + 1), jnp.arange(5), targets, shared)
+        args, kwargs = seen[-1]
+        assert (kwargs["chunk_size"], kwargs["num_lanes"]) == (lane_chunk, lanes), chunk
+        assert args[1][2].loc.shape == (5, 2) and args[1][2].scale.shape == (5, 2)  # the prior, once per problem
+    coder = jaxrec.pfr(chunk_size=8, max_steps=2**12 + 1)
+    for target, batch_prior in ((targets, prior), (jaxrec.DiagGaussian(jnp.zeros(2), jnp.ones(2)), batched)):
+        with pytest.raises(InvalidArgumentError, match="^encode codes one problem"):
+            coder.encode(0, target, batch_prior)
+    target = jaxrec.DiagGaussian(jnp.array([1.5, -1.0]), jnp.array([0.3, 0.6]))
+    d = float(jaxrec.dinf(target, prior))
+    assert 0.05 < d - math.floor(d) < 0.95, d  # away from the thresholds below
+    for log2_steps, warns in ((math.ceil(d - 1) - 1, True), (math.ceil(d - 1), False)):
+        for coder in (jaxrec.pfr(chunk_size=8, max_steps=2**log2_steps), jaxrec.orc(2**log2_steps, chunk_size=8)):
+            with warnings.catch_warnings(record=True) as caught, pytest.raises(Traced):
+                warnings.simplefilter("always")
+                coder.encode(0, target, prior)
+            hopeless = [w for w in caught if "expected number of steps" in str(w.message)]
+            assert len(hopeless) == (warns and coder.spec.name == "pfr"), (log2_steps, coder.spec.name)
+            for w in hopeless:
+                assert w.filename == __file__ and w.category is RuntimeWarning
+                assert f"2^{d:.1f}, exceeds the limit of {2**log2_steps} steps: the search will stop at the limit with " \
+                    "status 'exhausted' (use smaller blocks, a larger limit, or a space-partitioning coder)" in str(w.message)

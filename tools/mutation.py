@@ -117,7 +117,11 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
     ),
     "search/heap": ("test_treesearch.py", "test_astar.py"),
     "coders/base": ("test_contract.py", "test_coders_core.py"),
-    "coders/scan": ("test_contract.py", "test_coders_core.py"),
+    "coders/scan": (  # the schedule, single-problem check and warning (spies: no compile) first
+        "test_coders_core.py::test_scan_coders_default_schedule_single_problem_check_and_hopeless_search_warning",
+        "test_contract.py",
+        "test_coders_core.py",
+    ),
     "coders/registry": (  # the registry's own checks first, then the files that compress through it
         "test_contract.py::test_register_coder_checks_each_argument_and_the_zipf_model_has_its_documented_ends",
         "test_contract.py::test_every_registered_coder_has_a_contract_case",
