@@ -119,8 +119,10 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
     "coders/base": ("test_contract.py", "test_coders_core.py"),
     "coders/scan": (  # the schedule, single-problem check and warning (spies: no compile) first
         "test_coders_core.py::test_scan_coders_default_schedule_single_problem_check_and_hopeless_search_warning",
+        "test_codec.py",  # the fast tier decodes and batch-encodes scan coders only through the codec and the references
         "test_contract.py",
         "test_coders_core.py",
+        "test_references.py",
     ),
     "coders/registry": (  # the registry's own checks first, then the files that compress through it
         "test_contract.py::test_register_coder_checks_each_argument_and_the_zipf_model_has_its_documented_ends",
