@@ -329,6 +329,33 @@ def test_scan_coders_default_schedule_single_problem_check_and_hopeless_search_w
         assert (kwargs["chunk_size"], kwargs["num_lanes"]) == (lane_chunk, lanes), chunk
         assert args[1][2].loc.shape == (5, 2) and args[1][2].scale.shape == (5, 2)  # the prior, once per problem
     coder = jaxrec.pfr(chunk_size=8, max_steps=2**12 + 1)
+    for options, lanes in (({"lane_chunk_size": 2**13}, 1), ({"lane_chunk_size": 2**12}, 2), ({"num_lanes": 2**20}, 2**20)):
+        with pytest.raises(Traced):
+            jaxrec.encode_batch(coder, jnp.arange(5), targets, prior, **options)
+        assert seen[-1][1]["num_lanes"] == lanes, options
+    for options, message in (({"lane_chunk_size": 0}, "^lane_chunk_size must be"), ({"num_lanes": 2**20 + 1}, "^num_lanes must be"),
+                             ({"max_widening": -1}, "^max_widening must be"), ({"lanes": 4}, "^unknown encode_batch options \\['lanes'\\]")):
+        with pytest.raises(InvalidArgumentError, match=message):
+            jaxrec.encode_batch(coder, jnp.arange(5), targets, prior, **options)
+    # the batch's codes are checked for their status: a search that ran out of steps warns (the spy's results)
+    fake = lambda *args, **kwargs: search.SearchResult(jnp.zeros(5, jnp.int32), jnp.zeros(5), None, jnp.full(5, 4097, jnp.int32),
+                                                        jnp.zeros(5, bool))
+    monkeypatch.setattr(search, "search_batch", fake)
+    with pytest.warns(RuntimeWarning, match="exhausted"):
+        codes = jaxrec.encode_batch(coder, jnp.arange(5), targets, prior)
+    assert np.asarray(codes.status).tolist() == [EXHAUSTED] * 5
+    # a coder without a batch encoder: vmap(encode) over keys, targets and a shared or batched prior, its status checked
+    def encode(key, target, prior):
+        assert target.loc.shape == prior.loc.shape == (2,) and key.shape == ()
+        return jaxrec.Code(jnp.int32(0), jnp.int32(1), jnp.int32(EXHAUSTED), coder="pfr", event_size=2)
+
+    plain = jaxrec.Coder(encode, coder.decode, coder.spec)
+    for shared in (prior, batched):
+        with pytest.warns(RuntimeWarning, match="exhausted"):
+            codes = jaxrec.encode_batch(plain, jnp.arange(5), targets, shared)
+        assert np.asarray(codes.steps).tolist() == [1] * 5
+    with pytest.raises(InvalidArgumentError, match="no batch encoder"):
+        jaxrec.encode_batch(plain, jnp.arange(5), targets, prior, num_lanes=2)
     for target, batch_prior in ((targets, prior), (jaxrec.DiagGaussian(jnp.zeros(2), jnp.ones(2)), batched)):
         with pytest.raises(InvalidArgumentError, match="^encode codes one problem"):
             coder.encode(0, target, batch_prior)

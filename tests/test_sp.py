@@ -289,6 +289,7 @@ def test_padding_with_dead_axes_keeps_the_codes():
 
 
 @pytest.mark.slow  # 12 s cold in the fast tier
+@pytest.mark.mutation  # the only test of a coder's own input status combined with input_status's (coders/scan)
 def test_traced_counts_above_the_table_width_are_invalid_input():
     """A partition built inside jit cannot be checked at construction: counts outside
     [1, max_intervals] give status INVALID_INPUT (no search), valid ones status OK."""
