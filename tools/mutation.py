@@ -116,7 +116,13 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
         "test_references.py",
     ),
     "search/heap": ("test_treesearch.py", "test_astar.py"),
-    "coders/base": ("test_contract.py", "test_coders_core.py"),
+    "coders/base": (  # the boundary checks first; the codec and references decode and batch-encode (as for scan)
+        "test_invalid_arguments.py",
+        "test_contract.py",
+        "test_coders_core.py",
+        "test_codec.py",
+        "test_references.py",
+    ),
     "coders/scan": (  # the schedule, single-problem check and warning (spies: no compile) first
         "test_coders_core.py::test_scan_coders_default_schedule_single_problem_check_and_hopeless_search_warning",
         "test_codec.py",  # the fast tier decodes and batch-encodes scan coders only through the codec and the references
