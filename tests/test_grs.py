@@ -384,7 +384,8 @@ def test_agrs_factory_message_and_packing():
     assert {k: np.asarray(v).tolist() for k, v in back.items()} == {k: v.tolist() for k, v in fields.items()}
     uniform, coder = (jaxrec.Uniform(0.2, 0.4), jaxrec.Uniform(0.0, 1.0)), jaxrec.agrs()
     for call in (lambda: coder.encode(0, *uniform), lambda: coder.encode_batch(jnp.zeros((2, 2), jnp.uint32), *uniform),
-                 lambda: coder.decode(0, coder.encode(0, *gaussian_pair(KS_PAIRS[0])), uniform[1])):
+                 lambda: coder.decode(0, jaxrec.AGRSCode(*(jnp.int32(v) for v in (0, 0, 0, 1, 0)), coder="agrs", event_size=1),
+                                      uniform[1])):  # a code built by hand: no encoder compiles here
         with pytest.raises(InvalidArgumentError, match="agrs supports DiagGaussian pairs only, got prior Uniform"):
             call()
 
