@@ -417,6 +417,7 @@ def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[in
     import signal
     import time
 
+    import jax
     import pytest
     from mutmut import (
         Context,
@@ -459,6 +460,23 @@ def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[in
             for name, value in list(names.items()):
                 if name in before and value is before[name] and vars(live).get(name) is not value:
                     names[name] = vars(live)[name]
+        registry = sys.modules.get("jaxrec.coders.registry")
+        if registry is not None and registry is not live:  # its entries hold the module's factories and hooks
+            for coder, entry in list(registry.REGISTRY.items()):
+                registry.REGISTRY[coder] = entry._replace(**{
+                    field: vars(live)[value.__name__] for field, value in entry._asdict().items()
+                    if getattr(value, "__module__", None) == live.__name__
+                    and "." not in getattr(value, "__qualname__", ".") and value.__name__ in vars(live)})
+
+    def clear_library_caches() -> None:
+        """Empties every ``functools.lru_cache`` of the library (coder factories, compiled codecs), so no
+        test meets a coder or program an earlier run built from another version of the module."""
+        for name, mod in list(sys.modules.items()):
+            if name.split(".")[0] == "jaxrec":
+                for value in list(vars(mod).values()):
+                    if callable(getattr(value, "cache_clear", None)):
+                        value.cache_clear()
+        jax.clear_caches()
 
     class Timeout(Exception):
         pass
@@ -474,6 +492,7 @@ def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[in
         for name, mod in list(sys.modules.items()):  # the test modules and their helpers, imported afresh
             if (getattr(mod, "__file__", None) or "").startswith(tests_dir):
                 del sys.modules[name]
+        clear_library_caches()
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             return int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", "-m", SELECTION, *tests]))
