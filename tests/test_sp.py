@@ -1,6 +1,8 @@
 """Space-partitioning coders: SP-PFR exactness, steps, code length, chunk invariance; SP-ORC."""
 
 import functools
+import re
+import types
 import warnings
 
 import jax
@@ -12,17 +14,29 @@ from scipy import stats
 import jaxrec
 from jaxrec import entropy
 from jaxrec.coders.base import INVALID_INPUT, OK
+from jaxrec.coders.registry import REGISTRY
 from jaxrec.coders.sp._sp_orc import sp_orc_message
 from jaxrec.coders.sp._sp_pfr import (
+    SPCode,
     VisitCounts,
     _fmix32,
     batch_reweighted_dinf,
+    bin_candidate,
+    bin_log_ratios,
     check_weights,
     counter_slots,
     fitted_table_size,
+    sort_by_group,
 )
 from jaxrec.coders.sp.message import sp_ideal_bits, sp_index_budget_bits
-from jaxrec.coders.sp.partition import Partition, partition_from_mi, reweighted_dinf
+from jaxrec.coders.sp.partition import (
+    Partition,
+    axis_tables,
+    partition_from_mi,
+    reweighted_dinf,
+    sample_bins,
+)
+from jaxrec.core import arrivals, prng
 from jaxrec.core.errors import InvalidArgumentError
 
 NUM = 5000  # decoded samples per exactness test
@@ -211,13 +225,18 @@ def test_visit_counts_match_the_sequential_rule_for_any_chunking(table_size):
     slots = rng.choice(rng.integers(0, table_size, 120), 600)  # up to 120 distinct slots, revisited
     want = sequential_visit_indices(slots.tolist())
     assign = jax.jit(VisitCounts.assign)
-    for chunk in (1, 40, 600):
+    for chunk in (1, 40, 100, 600):  # 100: four rank blocks of 32 per chunk, then a short chunk
         counts, got = VisitCounts.empty(table_size), []
         for start in range(0, 600, chunk):
             ns = jnp.arange(start, min(start + chunk, 600), dtype=jnp.int32)
             index, counts = assign(counts, jnp.asarray(slots[start:start + chunk], jnp.int32), ns)
             got.append(np.asarray(index))
         np.testing.assert_array_equal(np.concatenate(got), want)
+        np.testing.assert_array_equal(counts.counts, np.bincount(slots, minlength=table_size))
+    # The sort key group * K + position is split exactly (integer division) even above 2^24, where
+    # a float32 quotient puts all four positions of group 10^9 + 63 into group 10^9 + 64.
+    groups, positions = sort_by_group(jnp.full(4, 10**9 + 63, jnp.int32))
+    assert np.asarray(groups).tolist() == [10**9 + 63] * 4 and np.asarray(positions).tolist() == [0, 1, 2, 3]
 
 
 def test_counter_slots_are_the_bins_when_the_grid_fits_else_hashed():
@@ -228,6 +247,18 @@ def test_counter_slots_are_the_bins_when_the_grid_fits_else_hashed():
     hashed = np.asarray(counter_slots(small, packed, 16))
     want = np.asarray(_fmix32(packed[1] ^ (packed[0] * jnp.uint32(0x9E3779B9)))) & 15
     np.testing.assert_array_equal(hashed, want)
+    # A 40-bit grid uses the high word too; the slots are pinned as numbers (the multiplier and the
+    # finalizer decide which bins share a counter, so they are part of the code: stored files).
+    big = Partition(np.array([16] * 10))
+    bins = jnp.array([[0] * 10, [3, 1, 4, 1, 5, 9, 2, 6, 5, 3], [15] * 10, [7, 9, 0, 0, 0, 0, 0, 0, 0, 1]], jnp.int32)
+    packed = big.stream_words(bins)
+    assert np.asarray(packed[0]).tolist() == [0, 0x35, 0xFF, 0x10]
+    assert np.asarray(counter_slots(big, packed, 4096)).tolist() == [0, 455, 882, 3983]
+    # At the boundary: 5 intervals pack into 3 bits (largest word 4), which fit 8 counters, not 4.
+    five = Partition(np.array([5]))
+    packed = five.stream_words(jnp.arange(5, dtype=jnp.int32)[:, None])
+    assert np.asarray(counter_slots(five, packed, 8)).tolist() == [0, 1, 2, 3, 4]
+    assert np.asarray(counter_slots(five, packed, 4)).tolist() == [0, 3, 2, 3, 1]
 
 
 def test_a_concrete_grid_that_fits_carries_only_its_counters():
@@ -236,6 +267,81 @@ def test_a_concrete_grid_that_fits_carries_only_its_counters():
     for counts, want in (([2] * 5, 32), ([3, 5, 1], 32), ([1], 1), ([16, 16], 256), ([2] * 13, 4096)):
         assert fitted_table_size(Partition(np.array(counts)), 4096) == want, counts
     assert fitted_table_size(Partition(np.array([16, 16])), 64) == 64
+    assert [fitted_table_size(Partition(np.array([5])), t) for t in (4, 8, 16)] == [4, 8, 8]  # largest word 4
+
+
+def test_bin_candidates_are_pinned_and_score_as_the_fused_log_ratio():
+    """A bin's candidate ``X^{(j)}_n`` (what the decoder returns) is pinned (stored files), lies in
+    its bin, and its log ratio is the one the search scores without materializing it."""
+    part = Partition(np.array([4, 2, 3]))
+    key = prng.as_key(9)
+    prior = jaxrec.DiagGaussian(jnp.array([0.5, -1.0, 0.0]), jnp.array([2.0, 0.5, 1.0]))
+    target = jaxrec.DiagGaussian(jnp.array([0.9, -1.2, 0.3]), jnp.array([0.7, 0.2, 0.4]))
+    bins, index = jnp.array([[0, 1, 2], [3, 0, 1]], jnp.int32), jnp.array([0, 5], jnp.int32)  # (K, D), (K,)
+    xs = jax.jit(jax.vmap(bin_candidate, in_axes=(None, None, None, 0, 0)))(key, prior, part, bins, index)
+    # (to float32 rounding: the in-bin quantile of a bin at the prior's mode loses a few ulps
+    # relative to x near 0, and XLA compiles it differently eagerly, jitted and vmapped)
+    np.testing.assert_allclose(xs, [[-1.4274535, -0.78507036, 2.1414299], [1.9384848, -1.3155258, -0.07432814]],
+                               rtol=1e-6, atol=1e-7)
+    edges = np.asarray(part.edges(prior))
+    for x, b in zip(np.asarray(xs), np.asarray(bins)):
+        assert np.all((edges[np.arange(3), b] < x) & (x < edges[np.arange(3), b + 1]))
+    fused = jax.jit(bin_log_ratios)(key, target, prior, part, bins.T, part.stream_words(bins), index)
+    np.testing.assert_allclose(fused, jaxrec.log_ratio(target, prior, xs), rtol=1e-6)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _sp_pfr_draws(keys, tables, part, num):
+    """The documented draws of candidates ``0..num-1`` for each key: private word 0 is the arrival
+    increment, word ``1 + d`` axis ``d``'s bin.  Returns ``(bins int32[B, num, D], increments [B, num])``."""
+    def draws(key):
+        words = prng.counter_words(prng.private_stream(key), jnp.arange(num, dtype=jnp.int32), part.event_size + 1)
+        return sample_bins(tables, words[1:]).T, arrivals.increments_from_words(words[0])
+    return jax.vmap(draws)(keys)
+
+
+def sp_pfr_sequential(key, bins, increments, target, prior, part, tables):
+    """SP-PFR one candidate at a time in float64 (He, Flamich & Hernandez-Lobato, NeurIPS 2024, Alg. 2):
+    ``(bin, index, steps)``.  It shares with the coder only the documented draws (:func:`_sp_pfr_draws`,
+    the bin tables and the in-bin candidate, each tested on its own); the arrival times, the visit
+    counts, the log ratios, the scores ``log r - log(J pi) - log T_n`` and the stop rule
+    ``best >= log_bound - log T_n`` are its own."""
+    bins, num = np.asarray(bins), len(bins)
+    log_t = np.log(np.cumsum(np.asarray(increments, np.float64)) / 2**24)
+    visits, index = {}, np.zeros(num, np.int32)
+    for n, b in enumerate(map(tuple, bins)):
+        index[n] = visits.get(b, 0)
+        visits[b] = index[n] + 1
+    xs = np.asarray(jax.jit(jax.vmap(bin_candidate, in_axes=(None, None, None, 0, 0)))(key, prior, part, bins, index), np.float64)
+    (mq, sq), (mp, sp) = ((np.asarray(d.loc, np.float64), np.asarray(d.scale, np.float64)) for d in (target, prior))
+    log_r = np.sum(np.log(sp / sq) - 0.5 * ((xs - mq) / sq) ** 2 + 0.5 * ((xs - mp) / sp) ** 2, axis=1)
+    log_pi = np.asarray(tables.log_weight, np.float64)[np.arange(part.event_size), bins]
+    scores = log_r - np.sum(np.log(np.asarray(part.num_intervals, np.float64)) + log_pi, axis=1) - log_t
+    log_bound, best, winner = float(tables.log_bound), -np.inf, 0
+    for n in range(num):
+        if best >= log_bound - log_t[n]:
+            return bins[winner].tolist(), int(index[winner]), n
+        if scores[n] > best:
+            best, winner = scores[n], n
+    raise AssertionError(f"the reference did not stop within {num} candidates")
+
+
+@pytest.mark.slow  # one SP-PFR search program (5 s cold)
+@pytest.mark.mutation
+@pytest.mark.parametrize("weights", ["sup_ratio", "q_mass"])
+def test_sp_pfr_codes_equal_a_sequential_float64_reference(weights):
+    part = Partition(np.array([4, 2, 3]))
+    prior = jaxrec.DiagGaussian(jnp.array([0.5, -1.0, 0.0]), jnp.array([2.0, 0.5, 1.0]))
+    target = jaxrec.DiagGaussian(jnp.array([0.9, -1.2, 0.3]), jnp.array([0.7, 0.2, 0.4]))
+    keys = jax.random.split(prng.as_key(21), 32)
+    codes = jax.jit(jax.vmap(jaxrec.sp_pfr(part, weights, chunk_size=16).encode, in_axes=(0, None, None)))(keys, target, prior)
+    assert np.all(np.asarray(codes.status) == OK)
+    num = 1 << int(np.max(np.asarray(codes.steps)) + 16).bit_length()
+    tables = axis_tables(target, prior, part, weights)
+    bins, increments = _sp_pfr_draws(keys, tables, part, num)
+    for i, key in enumerate(keys):
+        want = sp_pfr_sequential(key, bins[i], increments[i], target, prior, part, tables)
+        assert (np.asarray(codes.bin[i]).tolist(), int(codes.index[i]), int(codes.steps[i])) == want, (weights, i)
 
 
 @pytest.mark.slow  # 10 s cold in the fast tier (two SP-PFR programs)
@@ -392,14 +498,24 @@ def test_sp_pfr_float64_is_exact():
 
 
 @pytest.mark.slow  # 10 s in the fast tier (2 idle cores)
+@pytest.mark.mutation
 def test_max_steps_sets_exhausted():
+    """SP-PFR is exact, so a search stopped by the step limit is ``exhausted``; an eager encode warns
+    beforehand when ``D_inf[Q || P'] = 9.6`` bits exceeds ``log2(max_steps) + 1``."""
     target = jaxrec.DiagGaussian(jnp.array([2.0]), jnp.array([0.05]))
     coder = jaxrec.sp_pfr(Partition(np.array([8])), "q_mass", chunk_size=4, max_steps=8)
-    codes = jax.vmap(coder.encode, in_axes=(0, None, None))(jax.random.split(jax.random.key(0), 64), target, std_normal(1))
+    keys = jax.random.split(jax.random.key(0), 64)
+    hopeless = r"^sp_pfr: the expected number of steps, 2\^9\.6, exceeds the limit of 8 "
+    with pytest.warns(RuntimeWarning, match=hopeless):  # the target is not traced by this vmap
+        codes = jax.vmap(coder.encode, in_axes=(0, None, None))(keys, target, std_normal(1))
     steps, exhausted = np.asarray(codes.steps), np.asarray(codes.exhausted)
     assert np.all(steps <= 8) and np.any(exhausted)
     # exhausted only at the limit; a search that stopped before it stopped by its rule
     assert np.all(steps[exhausted] == 8) and not np.any(exhausted[steps < 8])
+    with pytest.warns(RuntimeWarning, match=r"^\{'exhausted': 1\} of 1 code\(s\) are not ok"), \
+            pytest.warns(RuntimeWarning, match=hopeless):
+        code = coder.encode(keys[int(np.flatnonzero(exhausted)[0])], target, std_normal(1))
+    assert bool(code.exhausted) and int(code.steps) == 8
 
 
 def test_errors_at_the_api_boundary():
@@ -412,10 +528,15 @@ def test_errors_at_the_api_boundary():
         jaxrec.sp_pfr(part).encode(0, jaxrec.DiagGaussian(jnp.zeros(3), jnp.ones(3)), std_normal(3))
     with pytest.raises(InvalidArgumentError, match="bounded"):
         jaxrec.sp_pfr(part).encode(0, wide, prior)
-    with pytest.raises(InvalidArgumentError, match="max_steps"):
+    with pytest.raises(InvalidArgumentError, match=r"^max_steps must be an int in \[1, 1073741824\], got 1073741825$"):
         jaxrec.sp_pfr(part, max_steps=2**30 + 1)
     with pytest.raises(InvalidArgumentError, match="table_size"):
         jaxrec.sp_pfr(part, table_size=0)
+    with pytest.raises(InvalidArgumentError, match=r"^table_size must be an int in \[1, 65536\], got 131072$"):
+        jaxrec.sp_pfr(part, table_size=2**17)  # above MAX_TABLE_SIZE = 2^16, a power of two
+    with pytest.raises(InvalidArgumentError, match="^table_size must be a power of two, got 48$"):
+        jaxrec.sp_pfr(part, table_size=48)
+    assert [jaxrec.sp_pfr(part, table_size=t).spec.kwargs["table_size"] for t in (1, 2, 2**16)] == [1, 2, 2**16]
     with pytest.raises(InvalidArgumentError, match="weights"):
         jaxrec.sp_orc(part, 16, weights="sup_ratio").encode(0, wide, prior)
     with pytest.raises(InvalidArgumentError, match="num_samples"):
@@ -435,11 +556,37 @@ def test_weight_check_is_compiled_batched_and_silent_inside_jit():
     for i in (0, 2):
         one = jax.tree.map(lambda a, i=i: a[i], batch)
         np.testing.assert_allclose(bits[i], single(one, prior, part, "sup_ratio"), rtol=1e-6)
-    with pytest.raises(InvalidArgumentError, match="bin weights are undefined"):
+    message = ("the bin weights are undefined for this target (e.g. 'sup_ratio' with an unbounded density "
+               "ratio); use weights='q_mass'")
+    with pytest.raises(InvalidArgumentError, match=f"^{re.escape(message)}$"):
         check_weights(batch, prior, part, "sup_ratio")
+    priors = jaxrec.DiagGaussian(jnp.zeros((3, 2)), jnp.array([[1.0, 1.0], [2.0, 1.0], [1.0, 0.2]]))  # one per problem
+    per_item = [float(single(jax.tree.map(lambda a, i=i: a[i], batch), jax.tree.map(lambda a, i=i: a[i], priors),
+                             part, "q_mass")) for i in range(3)]
+    np.testing.assert_allclose(batch_reweighted_dinf(batch, priors, part, "q_mass"), per_item, rtol=1e-6)
     check_weights(batch, prior, part, "q_mass")
     jax.jit(lambda: check_weights(batch, prior, part, "sup_ratio"))()  # constants inside a trace
     jax.jit(lambda loc: check_weights(jaxrec.DiagGaussian(loc, batch.scale), prior, part, "sup_ratio"))(batch.loc)
+
+
+def test_sp_pfr_factory_spec_header_message_and_code_message():
+    """One coder per configuration with its documented defaults; the header message is the bin (plan
+    alphabet) and the within-bin index under the Zipf model of ``KL - mean_b log2 J_b`` (He, Flamich &
+    Hernandez-Lobato, NeurIPS 2024, Sec. 3); a code's own message carries the same two fields. No
+    search compiles here (coders/sp/_sp_pfr mutation survivors)."""
+    part = Partition(np.array([2, 2]))
+    assert jaxrec.sp_pfr(part) is jaxrec.sp_pfr(part)
+    assert jaxrec.sp_pfr(part).spec.kwargs == {"num_intervals": (2, 2), "max_intervals": 2, "chunk_size": 256,
+                                               "max_steps": 2**26, "table_size": 4096}
+    counts = np.array([[2, 2], [4, 2], [8, 8]])  # three blocks of two axes: log2 J = 2, 3, 6
+    plan = types.SimpleNamespace(partitions=types.SimpleNamespace(num_intervals=counts))
+    names, models = zip(*REGISTRY["sp_pfr"].message(jaxrec.sp_pfr(part).spec, 7.5, plan))
+    assert names == ("bin", "index") and isinstance(models[0], entropy.PlanAlphabetModel)
+    assert models[1] == jaxrec.entropy.ZipfModel(float(np.float32(jaxrec.entropy.zipf_exponent(7.5 - 11 / 3))))
+    assert REGISTRY["sp_pfr"].alphabet(plan, "bin").tolist() == counts.tolist()
+    code = SPCode(bin=jnp.array([1, 0], jnp.int32), index=jnp.int32(3), steps=jnp.int32(9), status=jnp.int32(OK),
+                  coder="sp_pfr", event_size=2)
+    assert {k: np.asarray(v).tolist() for k, v in code.message.items()} == {"bin": [1, 0], "index": 3}
 
 
 def test_sp_orc_factory_spec_message_and_status():
