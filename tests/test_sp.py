@@ -330,12 +330,18 @@ def sp_pfr_sequential(key, bins, increments, target, prior, part, tables):
 @pytest.mark.mutation
 @pytest.mark.parametrize("weights", ["sup_ratio", "q_mass"])
 def test_sp_pfr_codes_equal_a_sequential_float64_reference(weights):
+    """32 codes of shifted, scaled Gaussian pairs equal :func:`sp_pfr_sequential`'s; the first four are pinned."""
     part = Partition(np.array([4, 2, 3]))
     prior = jaxrec.DiagGaussian(jnp.array([0.5, -1.0, 0.0]), jnp.array([2.0, 0.5, 1.0]))
     target = jaxrec.DiagGaussian(jnp.array([0.9, -1.2, 0.3]), jnp.array([0.7, 0.2, 0.4]))
     keys = jax.random.split(prng.as_key(21), 32)
     codes = jax.jit(jax.vmap(jaxrec.sp_pfr(part, weights, chunk_size=16).encode, in_axes=(0, None, None)))(keys, target, prior)
     assert np.all(np.asarray(codes.status) == OK)
+    golden = {  # the first four codes as numbers (a change here breaks stored files: bump FORMAT_VERSION)
+        "sup_ratio": ([[2, 1, 1], [2, 0, 2], [2, 1, 1], [2, 0, 2]], [1, 0, 0, 0], [8, 8, 9, 1]),
+        "q_mass": ([[2, 1, 1], [2, 0, 2], [2, 0, 2], [2, 0, 1]], [0, 0, 1, 0], [62, 261, 470, 140]),
+    }[weights]
+    assert tuple(np.asarray(f[:4]).tolist() for f in (codes.bin, codes.index, codes.steps)) == golden
     num = 1 << int(np.max(np.asarray(codes.steps)) + 16).bit_length()
     tables = axis_tables(target, prior, part, weights)
     bins, increments = _sp_pfr_draws(keys, tables, part, num)
