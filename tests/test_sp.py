@@ -270,6 +270,10 @@ def test_a_concrete_grid_that_fits_carries_only_its_counters():
     assert [fitted_table_size(Partition(np.array([5])), t) for t in (4, 8, 16)] == [4, 8, 8]  # largest word 4
 
 
+# ``X^{(j_k)}_{n_k}`` of K (bin, index) pairs: bins ``int32[K, D]``, indices ``int32[K]`` -> ``(K, D)``.
+bin_candidates = jax.jit(jax.vmap(bin_candidate, in_axes=(None, None, None, 0, 0)))
+
+
 def test_bin_candidates_are_pinned_and_score_as_the_fused_log_ratio():
     """A bin's candidate ``X^{(j)}_n`` (what the decoder returns) is pinned (stored files), lies in
     its bin, and its log ratio is the one the search scores without materializing it."""
@@ -278,7 +282,7 @@ def test_bin_candidates_are_pinned_and_score_as_the_fused_log_ratio():
     prior = jaxrec.DiagGaussian(jnp.array([0.5, -1.0, 0.0]), jnp.array([2.0, 0.5, 1.0]))
     target = jaxrec.DiagGaussian(jnp.array([0.9, -1.2, 0.3]), jnp.array([0.7, 0.2, 0.4]))
     bins, index = jnp.array([[0, 1, 2], [3, 0, 1]], jnp.int32), jnp.array([0, 5], jnp.int32)  # (K, D), (K,)
-    xs = jax.jit(jax.vmap(bin_candidate, in_axes=(None, None, None, 0, 0)))(key, prior, part, bins, index)
+    xs = bin_candidates(key, prior, part, bins, index)
     # (to float32 rounding: the in-bin quantile of a bin at the prior's mode loses a few ulps
     # relative to x near 0, and XLA compiles it differently eagerly, jitted and vmapped)
     np.testing.assert_allclose(xs, [[-1.4274535, -0.78507036, 2.1414299], [1.9384848, -1.3155258, -0.07432814]],
@@ -312,7 +316,7 @@ def sp_pfr_sequential(key, bins, increments, target, prior, part, tables):
     for n, b in enumerate(map(tuple, bins)):
         index[n] = visits.get(b, 0)
         visits[b] = index[n] + 1
-    xs = np.asarray(jax.jit(jax.vmap(bin_candidate, in_axes=(None, None, None, 0, 0)))(key, prior, part, bins, index), np.float64)
+    xs = np.asarray(bin_candidates(key, prior, part, bins, index), np.float64)
     (mq, sq), (mp, sp) = ((np.asarray(d.loc, np.float64), np.asarray(d.scale, np.float64)) for d in (target, prior))
     log_r = np.sum(np.log(sp / sq) - 0.5 * ((xs - mq) / sq) ** 2 + 0.5 * ((xs - mp) / sp) ** 2, axis=1)
     log_pi = np.asarray(tables.log_weight, np.float64)[np.arange(part.event_size), bins]
@@ -559,16 +563,15 @@ def test_weight_check_is_compiled_batched_and_silent_inside_jit():
     bits = np.asarray(batch_reweighted_dinf(batch, prior, part, "sup_ratio"))
     assert np.isnan(bits[1]) and np.isfinite(bits[[0, 2]]).all()
     single = jax.jit(reweighted_dinf, static_argnums=3)
+    item = lambda tree, i: jax.tree.map(lambda a: a[i], tree)
     for i in (0, 2):
-        one = jax.tree.map(lambda a, i=i: a[i], batch)
-        np.testing.assert_allclose(bits[i], single(one, prior, part, "sup_ratio"), rtol=1e-6)
+        np.testing.assert_allclose(bits[i], single(item(batch, i), prior, part, "sup_ratio"), rtol=1e-6)
     message = ("the bin weights are undefined for this target (e.g. 'sup_ratio' with an unbounded density "
                "ratio); use weights='q_mass'")
     with pytest.raises(InvalidArgumentError, match=f"^{re.escape(message)}$"):
         check_weights(batch, prior, part, "sup_ratio")
     priors = jaxrec.DiagGaussian(jnp.zeros((3, 2)), jnp.array([[1.0, 1.0], [2.0, 1.0], [1.0, 0.2]]))  # one per problem
-    per_item = [float(single(jax.tree.map(lambda a, i=i: a[i], batch), jax.tree.map(lambda a, i=i: a[i], priors),
-                             part, "q_mass")) for i in range(3)]
+    per_item = [float(single(item(batch, i), item(priors, i), part, "q_mass")) for i in range(3)]
     np.testing.assert_allclose(batch_reweighted_dinf(batch, priors, part, "q_mass"), per_item, rtol=1e-6)
     check_weights(batch, prior, part, "q_mass")
     jax.jit(lambda: check_weights(batch, prior, part, "sup_ratio"))()  # constants inside a trace
