@@ -117,7 +117,9 @@ def test_float64_path():
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_tail_quantile_is_icdf_or_isf_bit_for_bit(dtype):
     """The Gaussian's one-``ndtri`` tail quantile equals ``where(lower, icdf, isf)`` bit for bit
-    (space partitioning samples within bins with it; the decoder must rebuild the same points)."""
+    (space partitioning samples within bins with it; the decoder must rebuild the same points), and
+    so does the uniform's one multiply-add (the methods are compiled programs: the form of each
+    decides whether XLA contracts it into an FMA)."""
     with jax.enable_x64(dtype == jnp.float64):
         rng = np.random.default_rng(3)
         t = jnp.asarray(np.concatenate([rng.uniform(0, 0.5, 500), 2.0 ** -rng.uniform(1, 120, 500)]), dtype)

@@ -15,6 +15,12 @@ Pair quantities for a target ``Q`` and a coding distribution (prior) ``P``, with
 * :func:`log_sup_ratio` -- ``log ess sup r`` in nats (``+inf`` when unbounded);
 * :func:`dinf` -- the same in bits, ``D_inf[Q||P]``.
 
+The elementwise methods, ``log_prob``, ``valid``, the log ratios and the pair quantities are
+compiled functions (``jax.jit``; inside another ``jit`` they are inlined): called eagerly, each is
+one program instead of one per operation (a first call for new shapes about 3 times faster on CPU),
+and it computes as compiled code does (XLA may contract a multiply and an add into one FMA inside a
+program, never across eager operations, so the last ulp can differ from an op-by-op evaluation).
+
 Parameters are validated at construction when they are concrete (outside ``jit``):
 non-finite values or non-positive scales raise :class:`~jaxrec.core.errors.InvalidArgumentError`.
 Under ``jit``/``vmap`` the pytree is rebuilt without validation.
@@ -148,6 +154,7 @@ class Distribution:
     def dtype(self) -> jnp.dtype:
         return getattr(self, self._params[0]).dtype
 
+    @jax.jit
     def valid(self) -> Array:
         """``bool`` with the batch shape: every parameter finite and the family's constraints met
         (traceable; the constructor raises on concrete bad parameters, this flags traced ones)."""
@@ -157,6 +164,7 @@ class Distribution:
     def _constraint(self) -> Array:
         return jnp.ones(getattr(self, self._params[0]).shape, bool)
 
+    @jax.jit
     def log_prob(self, x: Array) -> Array:
         """``sum_d log p_d(x_d)``; ``x`` is ``(..., D)``, the result ``(...,)``."""
         return jnp.sum(self.log_prob_per_dim(x), axis=-1)
@@ -168,6 +176,7 @@ class Distribution:
     def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         raise NotImplementedError
 
+    @jax.jit
     def from_words(self, words: Array) -> Array:
         """A sample from 32 random bits per coordinate (``uint32``, broadcast against the
         parameters): ``F^{-1}(U)`` with ``U = (m + 1/2) 2^-24``, ``m`` the top 24 bits.
@@ -177,6 +186,7 @@ class Distribution:
         """
         return self.icdf(open_unit(words).astype(self.dtype))
 
+    @jax.jit
     def tail_quantile(self, t: Array, lower: Array) -> Array:
         """``icdf(t)`` where ``lower``, else ``isf(t)`` (``t`` a tail mass, so both are accurate)."""
         return jnp.where(lower, self.icdf(t), self.isf(t))
@@ -205,6 +215,7 @@ class DiagGaussian(Distribution):
         shape = tuple(sample_shape) + self.loc.shape
         return _affine(self.loc, self.scale, jax.random.normal(key, shape, self.dtype))
 
+    @jax.jit
     def from_words(self, words: Array) -> Array:
         """``loc + scale * sqrt(2) erfinv(2U - 1)`` with ``U`` as in :meth:`Distribution.from_words`
         (``2U - 1 = (2m + 1 - 2^24) 2^-24``, formed exactly): the inverse CDF of ``jax.random.normal``."""
@@ -212,31 +223,39 @@ class DiagGaussian(Distribution):
         z = jnp.asarray(math.sqrt(2.0), self.dtype) * lax.erf_inv(v.astype(self.dtype))
         return _affine(self.loc, self.scale, z)
 
+    @jax.jit
     def standardize(self, x: Array) -> Array:
         return (x - self.loc) / self.scale
 
+    @jax.jit
     def log_prob_per_dim(self, x: Array) -> Array:
         z = self.standardize(x)
         return -0.5 * z * z - jnp.log(self.scale) - _HALF_LOG_2PI
 
+    @jax.jit
     def cdf(self, x: Array) -> Array:
         return ndtr(self.standardize(x))
 
+    @jax.jit
     def log_cdf(self, x: Array) -> Array:
         return log_ndtr(self.standardize(x))
 
+    @jax.jit
     def log_sf(self, x: Array) -> Array:
         """``log(1 - cdf(x))``, accurate in the upper tail (by symmetry)."""
         return log_ndtr(-self.standardize(x))
 
+    @jax.jit
     def icdf(self, u: Array) -> Array:
         """Quantile ``F^{-1}(u)``; accurate in the lower tail (small ``u``)."""
         return self.loc + self.scale * ndtri(u)
 
+    @jax.jit
     def isf(self, v: Array) -> Array:
         """Inverse survival ``F^{-1}(1 - v)``; accurate in the upper tail (small ``v``)."""
         return self.loc - self.scale * ndtri(v)
 
+    @jax.jit
     def tail_quantile(self, t: Array, lower: Array) -> Array:
         """:meth:`Distribution.tail_quantile` bit for bit with one ``ndtri`` instead of two:
         ``loc + (+-scale) ndtri(t)`` (negation is exact, so ``loc + (-scale) n == loc - scale n``)."""
@@ -270,27 +289,41 @@ class Uniform(Distribution):
         shape = tuple(sample_shape) + self.low.shape
         return _affine(self.low, self.width, jax.random.uniform(key, shape, self.dtype))
 
+    @jax.jit
     def from_words(self, words: Array) -> Array:
         return _affine(self.low, self.width, open_unit(words).astype(self.dtype))
 
+    @jax.jit
     def log_prob_per_dim(self, x: Array) -> Array:
         inside = (x >= self.low) & (x < self.high)
         return jnp.where(inside, -jnp.log(self.width), -jnp.inf)
 
+    @jax.jit
     def cdf(self, x: Array) -> Array:
         return jnp.clip((x - self.low) / self.width, 0.0, 1.0)
 
+    @jax.jit
     def log_cdf(self, x: Array) -> Array:
         return jnp.log(self.cdf(x))
 
+    @jax.jit
     def log_sf(self, x: Array) -> Array:
         return jnp.log(jnp.clip((self.high - x) / self.width, 0.0, 1.0))
 
+    @jax.jit
     def icdf(self, u: Array) -> Array:
         return self.low + self.width * u
 
+    @jax.jit
     def isf(self, v: Array) -> Array:
         return self.high - self.width * v
+
+    @jax.jit
+    def tail_quantile(self, t: Array, lower: Array) -> Array:
+        """:meth:`Distribution.tail_quantile` as one multiply-add, ``low + width t`` or
+        ``high + (-width) t``: the form of :meth:`icdf` and :meth:`isf`, so that the compiled
+        programs agree bit for bit whether or not XLA contracts them into an FMA."""
+        return jnp.where(lower, self.low, self.high) + jnp.where(lower, self.width, -self.width) * t
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,6 +373,7 @@ def _check_points(target: Distribution, prior: Distribution, x: Any) -> Array:
     return x
 
 
+@jax.jit
 def log_ratio_per_dim(target: Distribution, prior: Distribution, x: Array) -> Array:
     """``log q_d(x_d) - log p_d(x_d)`` in nats, ``(..., D)``; elementwise with numpy broadcasting
     and no checks (the search kernels call it on reshaped parameters; :func:`log_ratio` checks)."""
@@ -352,7 +386,11 @@ def log_ratio(target: Distribution, prior: Distribution, x: Array) -> Array:
     Raises :class:`InvalidArgumentError` unless ``x`` is a real array whose last axis is the event
     size and whose batch shape broadcasts with the pair's (static checks, also under ``jit``).
     """
-    x = _check_points(target, prior, x)
+    return _summed_log_ratio(target, prior, _check_points(target, prior, x))
+
+
+@jax.jit
+def _summed_log_ratio(target: Distribution, prior: Distribution, x: Array) -> Array:
     return jnp.sum(log_ratio_per_dim(target, prior, x), axis=-1)
 
 
@@ -363,6 +401,7 @@ def columns(dist: Distribution) -> Distribution:
     return jax.tree.map(lambda a: a[..., None], dist)
 
 
+@jax.jit
 def log_ratio_by_axis(target: Distribution, prior: Distribution, xs: Array) -> Array:
     """``log dQ/dP`` in nats at axis-major points ``xs`` ``(D, K)``: ``(K,)``."""
     return jnp.sum(log_ratio_per_dim(columns(target), columns(prior), xs), axis=-2)
@@ -425,14 +464,12 @@ _PAIRS: dict[tuple[type, type], tuple[Callable, Callable]] = {
 }
 
 
-def _pair(target: Distribution, prior: Distribution) -> tuple[Callable, Callable]:
+def _check_closed_forms(target: Distribution, prior: Distribution) -> None:
     check_pair(target, prior)
-    try:
-        return _PAIRS[(type(target), type(prior))]
-    except KeyError:
+    if (type(target), type(prior)) not in _PAIRS:
         raise InvalidArgumentError(
             f"no closed forms for target {type(target).__name__} against prior {type(prior).__name__}"
-        ) from None
+        )
 
 
 def kl(target: Distribution, prior: Distribution, per_dim: bool = False) -> Array:
@@ -444,8 +481,8 @@ def kl(target: Distribution, prior: Distribution, per_dim: bool = False) -> Arra
     broadcast (as do :func:`log_sup_ratio`, :func:`dinf` and :func:`log_ratio`).
     """
     as_bool("per_dim", per_dim)
-    kl_nats = _pair(target, prior)[0](target, prior) / LN2
-    return kl_nats if per_dim else jnp.sum(kl_nats, axis=-1)
+    _check_closed_forms(target, prior)
+    return _pair_quantity(target, prior, quantity="kl", per_dim=bool(per_dim))
 
 
 def log_sup_ratio(target: Distribution, prior: Distribution, per_dim: bool = False) -> Array:
@@ -454,13 +491,28 @@ def log_sup_ratio(target: Distribution, prior: Distribution, per_dim: bool = Fal
     For factorized pairs the supremum factorizes, so the total is the sum over coordinates.
     """
     as_bool("per_dim", per_dim)
-    per = _pair(target, prior)[1](target, prior)
-    return per if per_dim else jnp.sum(per, axis=-1)
+    _check_closed_forms(target, prior)
+    return _pair_quantity(target, prior, quantity="log_sup_ratio", per_dim=bool(per_dim))
 
 
 def dinf(target: Distribution, prior: Distribution, per_dim: bool = False) -> Array:
     """``D_inf[Q||P]`` in bits (see :func:`log_sup_ratio`)."""
-    return log_sup_ratio(target, prior, per_dim) / LN2
+    as_bool("per_dim", per_dim)
+    _check_closed_forms(target, prior)
+    return _pair_quantity(target, prior, quantity="dinf", per_dim=bool(per_dim))
+
+
+@functools.partial(jax.jit, static_argnames=("quantity", "per_dim"))
+def _pair_quantity(target: Distribution, prior: Distribution, *, quantity: str, per_dim: bool) -> Array:
+    """The checked pair's ``kl`` (bits: per coordinate, then summed), ``log_sup_ratio`` (nats) or
+    ``dinf`` (the nats total / ln 2), as one compiled program (each eager operation would be one)."""
+    kl_form, sup_form = _PAIRS[(type(target), type(prior))]
+    if quantity == "kl":
+        per = kl_form(target, prior) / LN2
+        return per if per_dim else jnp.sum(per, axis=-1)
+    per = sup_form(target, prior)
+    total = per if per_dim else jnp.sum(per, axis=-1)
+    return total / LN2 if quantity == "dinf" else total
 
 
 # ---------------------------------------------------------------------------------------------
@@ -514,10 +566,11 @@ def _interval_sup_unif_unif(target: Uniform, prior: Uniform, lo: Array, hi: Arra
     return jnp.where(a < b, _kl_unif_unif(target, prior), -jnp.inf)
 
 
+# compiled: one program per call outside jit, not one per operation
 _INTERVAL_SUPS: dict[tuple[type, type], Callable] = {
-    (DiagGaussian, DiagGaussian): _interval_sup_gauss_gauss,
-    (Uniform, DiagGaussian): _interval_sup_unif_gauss,
-    (Uniform, Uniform): _interval_sup_unif_unif,
+    (DiagGaussian, DiagGaussian): jax.jit(_interval_sup_gauss_gauss),
+    (Uniform, DiagGaussian): jax.jit(_interval_sup_unif_gauss),
+    (Uniform, Uniform): jax.jit(_interval_sup_unif_unif),
 }
 
 

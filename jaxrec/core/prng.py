@@ -33,6 +33,7 @@ branch-and-bound GPRS) and AGRS keep ``fold_in`` chains (:func:`tree_node_key`,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -157,7 +158,7 @@ def as_keys(keys: Any, batch: int) -> Array:
         except (TypeError, ValueError, OverflowError):
             raise InvalidArgumentError(f"keys must be {batch} keys ({_KEY_FORMS} each); got {keys!r}") from None
         if jnp.issubdtype(arr.dtype, jnp.integer) and arr.ndim == 1:  # int seeds
-            if not isinstance(arr, jax.core.Tracer) and arr.size and (int(arr.min()) < 0 or int(arr.max()) >= 2**32):
+            if not isinstance(arr, jax.core.Tracer) and arr.size and not np.all((np.asarray(arr) >= 0) & (np.asarray(arr) < 2**32)):
                 raise InvalidArgumentError(f"keys: seeds must be in [0, 2**32), got {np.asarray(arr)!r}")
             keys = jax.vmap(lambda seed: jax.random.key(seed, impl=PRNG_IMPL))(arr)
         else:
@@ -198,7 +199,12 @@ def threefry2x32(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Arr
     rounds unrolled so that XLA fuses the whole hash into the loop that consumes it.
     """
     u32 = lambda v: jnp.asarray(v, jnp.uint32)
-    k0, k1, x0, x1 = u32(k0), u32(k1), u32(x0), u32(x1)
+    return _threefry2x32_rounds(u32(k0), u32(k1), u32(x0), u32(x1))
+
+
+@jax.jit
+def _threefry2x32_rounds(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
+    """:func:`threefry2x32` of ``uint32`` arguments (one compiled program when called outside ``jit``)."""
     ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(_KS_PARITY))
     x0, x1 = x0 + ks[0], x1 + ks[1]
     for i in range(5):
@@ -227,6 +233,7 @@ def private_stream(key: Array, stream: Array | int = 0) -> Array:
     return stream_words(key, ARRIVAL_TAG, stream)
 
 
+@functools.partial(jax.jit, static_argnames="width")
 def counter_words(stream: Array, ns: Array, width: int) -> Array:
     """``uint32[width, K]``: the ``width`` words of the items ``ns`` (``int32[K]``) of a stream.
 

@@ -87,9 +87,15 @@ def _check_alpha(alpha: Any) -> None:
         raise InvalidArgumentError(f"alpha must be a finite real number > 1 (e.g. zipf_exponent(kl)), got {describe(alpha)}")
 
 
-def _index_plus_one(index: Any) -> jax.Array:
-    """``index + 1`` as the default float dtype (conversion first: no int64 -> int32 wrap-around)."""
+def _checked_index(index: Any) -> Any:
+    """``index`` checked; a host value (Python, numpy) converted to the default float dtype here,
+    before it reaches a compiled program (which would wrap an int64 around to int32)."""
     _check_whole("index", index, 0)
+    return index if isinstance(index, jax.Array) else jnp.asarray(index, dtype=float)
+
+
+def _plus_one(index: jax.Array) -> jax.Array:
+    """``index + 1`` as the default float dtype."""
     return jnp.asarray(index, dtype=float) + 1.0
 
 
@@ -130,7 +136,7 @@ def zipf_bits(index: Any, alpha: Any) -> jax.Array:
         ``alpha <= 1`` or non-finite, or shapes that do not broadcast.
     """
     _check_alpha(alpha)
-    plus_one = _index_plus_one(index)
+    index = _checked_index(index)
     if not is_traced(index, alpha):
         try:
             np.broadcast_shapes(np.shape(index), np.shape(alpha))
@@ -138,9 +144,13 @@ def zipf_bits(index: Any, alpha: Any) -> jax.Array:
             raise InvalidArgumentError(
                 f"index and alpha must broadcast together, got shapes {np.shape(index)} and {np.shape(alpha)}"
             ) from None
-    alpha = jnp.asarray(alpha, dtype=float)
+    return _zipf_bits(index, jnp.asarray(alpha, dtype=float))
+
+
+@jax.jit
+def _zipf_bits(index: jax.Array, alpha: jax.Array) -> jax.Array:
     # zeta(alpha) - 1 < 2^(1 - alpha): below 2^-63 it is 1 in float64, and zeta returns NaN for very large alpha
-    return alpha * jnp.log2(plus_one) + jnp.log2(_jax_zeta(jnp.minimum(alpha, _ZETA_CAP), 1.0))
+    return alpha * jnp.log2(_plus_one(index)) + jnp.log2(_jax_zeta(jnp.minimum(alpha, _ZETA_CAP), 1.0))
 
 
 def uniform_bits(num_symbols: Any) -> jax.Array:
@@ -156,7 +166,12 @@ def elias_gamma_bits(index: Any) -> jax.Array:
 
     Any shape, float; exact for ``index < 2**24`` (``2**53`` with x64).
     """
-    return 2.0 * _floor_log2(_index_plus_one(index)) + 1.0
+    return _elias_gamma_bits(_checked_index(index))
+
+
+@jax.jit
+def _elias_gamma_bits(index: jax.Array) -> jax.Array:
+    return 2.0 * _floor_log2(_plus_one(index)) + 1.0
 
 
 def elias_delta_bits(index: Any) -> jax.Array:
@@ -166,5 +181,10 @@ def elias_delta_bits(index: Any) -> jax.Array:
     code of the bit length :math:`k+1`, then the :math:`k` bits below the leading one). Any shape,
     float; exact for ``index < 2**24`` (``2**53`` with x64).
     """
-    k = _floor_log2(_index_plus_one(index))
+    return _elias_delta_bits(_checked_index(index))
+
+
+@jax.jit
+def _elias_delta_bits(index: jax.Array) -> jax.Array:
+    k = _floor_log2(_plus_one(index))
     return k + 2.0 * _floor_log2(k + 1.0) + 1.0
