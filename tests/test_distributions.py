@@ -241,6 +241,25 @@ def test_log_ratio_of_one_point_of_many_points_and_by_axis():
                                np.stack([reference(x.reshape(8, 3), b) for b in range(2)]), rtol=1e-4)
 
 
+@pytest.mark.parametrize("method", ["cdf", "log_cdf", "log_sf", "icdf", "isf", "log_prob", "log_prob_per_dim"])
+def test_methods_take_lists_and_name_a_bad_argument(method):
+    """The compiled methods take what numpy takes (a list of numbers is an array; a Python float keeps
+    the distribution's dtype) and refuse anything else with InvalidArgumentError naming the argument."""
+    arg = {"icdf": "u", "isf": "v"}.get(method, "x")
+    for dist in (jaxrec.DiagGaussian([0.5, -1.0], [2.0, 0.5]), jaxrec.Uniform([0.0, -2.0], [1.0, 0.0])):
+        fn = getattr(dist, method)
+        np.testing.assert_array_equal(fn([0.25, -0.5]), fn(jnp.array([0.25, -0.5])))
+        np.testing.assert_array_equal(fn(**{arg: [0.25, -0.5]}), fn(jnp.array([0.25, -0.5])))
+        if arg == "x":  # (icdf and isf go through ndtri, which promotes a Python float to float64 under x64)
+            with jax.enable_x64(True):
+                assert fn(0.25).dtype == jnp.float32
+        for bad in ("a", None, [0.1, "b"], {"x": 1}, 1j):
+            with pytest.raises(InvalidArgumentError, match=f"^{arg} must be a real number or array, got "):
+                fn(bad)
+    with pytest.raises(InvalidArgumentError, match="^lower must be a real number or array, got 'yes'$"):
+        jaxrec.DiagGaussian(0.0, 1.0).tail_quantile(0.1, "yes")
+
+
 def test_log_ratio_refuses_scalars_and_points_whose_batch_does_not_broadcast():
     """A scalar ``x`` and points whose batch shape does not broadcast with the pair's are refused, the
     latter naming the points' whole batch shape."""

@@ -29,8 +29,10 @@ Under ``jit``/``vmap`` the pytree is rebuilt without validation.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -46,18 +48,18 @@ LN2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 __all__ = [
-    "Distribution",
     "DiagGaussian",
+    "Distribution",
     "Uniform",
     "check_pair",
     "columns",
+    "dinf",
+    "interval_log_sup_ratio",
+    "kl",
     "log_ratio",
     "log_ratio_by_axis",
     "log_ratio_per_dim",
-    "kl",
     "log_sup_ratio",
-    "dinf",
-    "interval_log_sup_ratio",
     "mmd2_to_gaussian",
     "open_unit",
 ]
@@ -97,6 +99,35 @@ def _as_float_array(name: str, value: Any) -> Array:
     return arr
 
 
+def _as_real_array(name: str, value: Any) -> Any:
+    """``value`` unchanged if it is a JAX array or tracer or a Python number (weakly typed: it takes the
+    distribution's dtype), else as a numpy array of numbers (a list of floats is an array, as in
+    numpy); :class:`InvalidArgumentError` naming ``name`` otherwise."""
+    if isinstance(value, (jax.Array, bool, int, float)):
+        return value
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.dtype.kind not in "biuf":
+        raise InvalidArgumentError(f"{name} must be a real number or array, got {describe(value)}")
+    return arr
+
+
+def _compiled_method(method: Callable) -> Callable:
+    """``method(self, *arrays)`` compiled with ``jax.jit`` (the distribution is a pytree argument),
+    each array argument checked by :func:`_as_real_array` under its parameter name first."""
+    compiled = jax.jit(method)
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def checked(self: Distribution, *args: Any, **kwargs: Any) -> Array:
+        arrays = list(signature.bind(self, *args, **kwargs).arguments.items())[1:]
+        return compiled(self, *(_as_real_array(name, value) for name, value in arrays))
+
+    return checked
+
+
 class Distribution:
     """Base class: a factorized distribution whose parameters are the pytree leaves.
 
@@ -115,7 +146,7 @@ class Distribution:
         return tuple(getattr(self, p) for p in self._params), None
 
     @classmethod
-    def _unflatten(cls, _aux: None, leaves: tuple[Array, ...]) -> "Distribution":
+    def _unflatten(cls, _aux: None, leaves: tuple[Array, ...]) -> Distribution:
         obj = object.__new__(cls)
         for name, leaf in zip(cls._params, leaves):
             object.__setattr__(obj, name, leaf)
@@ -164,7 +195,7 @@ class Distribution:
     def _constraint(self) -> Array:
         return jnp.ones(getattr(self, self._params[0]).shape, bool)
 
-    @jax.jit
+    @_compiled_method
     def log_prob(self, x: Array) -> Array:
         """``sum_d log p_d(x_d)``; ``x`` is ``(..., D)``, the result ``(...,)``."""
         return jnp.sum(self.log_prob_per_dim(x), axis=-1)
@@ -176,7 +207,7 @@ class Distribution:
     def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         raise NotImplementedError
 
-    @jax.jit
+    @_compiled_method
     def from_words(self, words: Array) -> Array:
         """A sample from 32 random bits per coordinate (``uint32``, broadcast against the
         parameters): ``F^{-1}(U)`` with ``U = (m + 1/2) 2^-24``, ``m`` the top 24 bits.
@@ -186,7 +217,7 @@ class Distribution:
         """
         return self.icdf(open_unit(words).astype(self.dtype))
 
-    @jax.jit
+    @_compiled_method
     def tail_quantile(self, t: Array, lower: Array) -> Array:
         """``icdf(t)`` where ``lower``, else ``isf(t)`` (``t`` a tail mass, so both are accurate)."""
         return jnp.where(lower, self.icdf(t), self.isf(t))
@@ -215,7 +246,7 @@ class DiagGaussian(Distribution):
         shape = tuple(sample_shape) + self.loc.shape
         return _affine(self.loc, self.scale, jax.random.normal(key, shape, self.dtype))
 
-    @jax.jit
+    @_compiled_method
     def from_words(self, words: Array) -> Array:
         """``loc + scale * sqrt(2) erfinv(2U - 1)`` with ``U`` as in :meth:`Distribution.from_words`
         (``2U - 1 = (2m + 1 - 2^24) 2^-24``, formed exactly): the inverse CDF of ``jax.random.normal``."""
@@ -223,39 +254,39 @@ class DiagGaussian(Distribution):
         z = jnp.asarray(math.sqrt(2.0), self.dtype) * lax.erf_inv(v.astype(self.dtype))
         return _affine(self.loc, self.scale, z)
 
-    @jax.jit
+    @_compiled_method
     def standardize(self, x: Array) -> Array:
         return (x - self.loc) / self.scale
 
-    @jax.jit
+    @_compiled_method
     def log_prob_per_dim(self, x: Array) -> Array:
         z = self.standardize(x)
         return -0.5 * z * z - jnp.log(self.scale) - _HALF_LOG_2PI
 
-    @jax.jit
+    @_compiled_method
     def cdf(self, x: Array) -> Array:
         return ndtr(self.standardize(x))
 
-    @jax.jit
+    @_compiled_method
     def log_cdf(self, x: Array) -> Array:
         return log_ndtr(self.standardize(x))
 
-    @jax.jit
+    @_compiled_method
     def log_sf(self, x: Array) -> Array:
         """``log(1 - cdf(x))``, accurate in the upper tail (by symmetry)."""
         return log_ndtr(-self.standardize(x))
 
-    @jax.jit
+    @_compiled_method
     def icdf(self, u: Array) -> Array:
         """Quantile ``F^{-1}(u)``; accurate in the lower tail (small ``u``)."""
         return self.loc + self.scale * ndtri(u)
 
-    @jax.jit
+    @_compiled_method
     def isf(self, v: Array) -> Array:
         """Inverse survival ``F^{-1}(1 - v)``; accurate in the upper tail (small ``v``)."""
         return self.loc - self.scale * ndtri(v)
 
-    @jax.jit
+    @_compiled_method
     def tail_quantile(self, t: Array, lower: Array) -> Array:
         """:meth:`Distribution.tail_quantile` bit for bit with one ``ndtri`` instead of two:
         ``loc + (+-scale) ndtri(t)`` (negation is exact, so ``loc + (-scale) n == loc - scale n``)."""
@@ -289,36 +320,36 @@ class Uniform(Distribution):
         shape = tuple(sample_shape) + self.low.shape
         return _affine(self.low, self.width, jax.random.uniform(key, shape, self.dtype))
 
-    @jax.jit
+    @_compiled_method
     def from_words(self, words: Array) -> Array:
         return _affine(self.low, self.width, open_unit(words).astype(self.dtype))
 
-    @jax.jit
+    @_compiled_method
     def log_prob_per_dim(self, x: Array) -> Array:
         inside = (x >= self.low) & (x < self.high)
         return jnp.where(inside, -jnp.log(self.width), -jnp.inf)
 
-    @jax.jit
+    @_compiled_method
     def cdf(self, x: Array) -> Array:
         return jnp.clip((x - self.low) / self.width, 0.0, 1.0)
 
-    @jax.jit
+    @_compiled_method
     def log_cdf(self, x: Array) -> Array:
         return jnp.log(self.cdf(x))
 
-    @jax.jit
+    @_compiled_method
     def log_sf(self, x: Array) -> Array:
         return jnp.log(jnp.clip((self.high - x) / self.width, 0.0, 1.0))
 
-    @jax.jit
+    @_compiled_method
     def icdf(self, u: Array) -> Array:
         return self.low + self.width * u
 
-    @jax.jit
+    @_compiled_method
     def isf(self, v: Array) -> Array:
         return self.high - self.width * v
 
-    @jax.jit
+    @_compiled_method
     def tail_quantile(self, t: Array, lower: Array) -> Array:
         """:meth:`Distribution.tail_quantile` as one multiply-add, ``low + width t`` or
         ``high + (-width) t``: the form of :meth:`icdf` and :meth:`isf`, so that the compiled
