@@ -176,13 +176,29 @@ def test_bad_pairs_raise():
         widths.pair_widths(jaxrec.DiagGaussian(jnp.zeros(2), 0.5), jaxrec.DiagGaussian(jnp.zeros(2), 1.0))
     with pytest.raises(InvalidArgumentError, match="inside"):
         widths.pair_widths(jaxrec.Uniform(-0.5, 0.5), jaxrec.Uniform(0.0, 1.0))
-    with pytest.raises(InvalidArgumentError, match="no width functions"):
+    with pytest.raises(InvalidArgumentError, match=r"^no width functions for target Uniform against prior DiagGaussian "
+                       r"\(supported: 1-D DiagGaussian pairs and Uniform pairs\)$"):
         widths.pair_widths(jaxrec.Uniform(-0.5, 0.5), p)
     with pytest.raises(InvalidArgumentError, match="batch"):
         widths.pair_widths(jaxrec.DiagGaussian(jnp.zeros((2, 1)), 0.5), p)
     # under jit an unbounded pair is NaN, not an exception
     log_r = jax.jit(lambda s: widths.pair_widths(jaxrec.DiagGaussian(0.0, s), p).log_r_star)(jnp.float32(1.5))
     assert np.isnan(float(log_r))
+    # equal scales too (1 - s^2 = 0), shifted or not: NaN, not +inf or a finite bound
+    shifted = jax.jit(lambda m, s: widths.pair_widths(jaxrec.DiagGaussian(m, s), p).log_r_star)
+    assert np.isnan(float(shifted(jnp.float32(0.5), jnp.float32(1.0))))
+    assert np.isnan(float(shifted(jnp.float32(0.0), jnp.float32(1.0))))
+
+
+def test_uniform_targets_may_share_the_priors_ends_and_traced_pairs_pass_the_static_checks():
+    """The box is half-open, so a uniform target sharing an end with its prior lies inside it; under
+    ``jit`` (traced bounds) only the static checks run and the model is built."""
+    prior = jaxrec.Uniform(0.0, 1.0)
+    for low, high in ((0.0, 0.5), (0.5, 1.0), (0.0, 1.0)):
+        model = widths.pair_widths(jaxrec.Uniform(low, high), prior)
+        np.testing.assert_allclose(float(model.log_r_star), -np.log(high - low), rtol=1e-6)
+    traced = jax.jit(lambda low: widths.pair_widths(jaxrec.Uniform(low, 0.6), prior).log_r_star)(jnp.float32(0.2))
+    np.testing.assert_allclose(float(traced), -np.log(0.4), rtol=1e-6)
 
 
 def test_gaussian_level_gap_and_mode_match_the_density_ratio():
