@@ -192,13 +192,17 @@ def test_bad_pairs_raise():
 
 def test_uniform_targets_may_share_the_priors_ends_and_traced_pairs_pass_the_static_checks():
     """The box is half-open, so a uniform target sharing an end with its prior lies inside it; under
-    ``jit`` (traced bounds) only the static checks run and the model is built."""
+    ``jit`` (traced bounds) only the static checks run and the model is built, NaN if the target is not inside."""
     prior = jaxrec.Uniform(0.0, 1.0)
     for low, high in ((0.0, 0.5), (0.5, 1.0), (0.0, 1.0)):
         model = widths.pair_widths(jaxrec.Uniform(low, high), prior)
         np.testing.assert_allclose(float(model.log_r_star), -np.log(high - low), rtol=1e-6)
-    traced = jax.jit(lambda low: widths.pair_widths(jaxrec.Uniform(low, 0.6), prior).log_r_star)(jnp.float32(0.2))
-    np.testing.assert_allclose(float(traced), -np.log(0.4), rtol=1e-6)
+    traced = jax.jit(lambda low, high: widths.pair_widths(jaxrec.Uniform(low, high), prior).log_r_star)
+    for low, high in ((0.2, 0.6), (0.0, 0.5), (0.5, 1.0)):
+        np.testing.assert_allclose(float(traced(jnp.float32(low), jnp.float32(high))), -np.log(high - low), rtol=1e-6)
+    # a traced target sticking out at either end is flagged NaN (the coders then report exhausted)
+    for low, high in ((-0.5, 0.5), (0.5, 1.5)):
+        assert np.isnan(float(traced(jnp.float32(low), jnp.float32(high))))
 
 
 def test_gaussian_level_gap_and_mode_match_the_density_ratio():
