@@ -198,10 +198,10 @@ def test_uniform_targets_may_share_the_priors_ends_and_traced_pairs_pass_the_sta
         model = widths.pair_widths(jaxrec.Uniform(low, high), prior)
         np.testing.assert_allclose(float(model.log_r_star), -np.log(high - low), rtol=1e-6)
     # r = r* = 2 on the whole support of Q = U[0, 1/2): at h = r* (ln 2 - ln h = 0 exactly) w_P is P[r >= 2] = 1/2
-    # and w_Q is 1; above r* both are 0
+    # and w_Q is 1; above r* both are 0; at h = 0 both are 1
     half = widths.pair_widths(jaxrec.Uniform(0.0, 0.5), prior)
-    np.testing.assert_allclose(widths.w_p(half, jnp.float32([2.0, 2.001])), [0.5, 0.0], rtol=1e-6)
-    np.testing.assert_allclose(widths.w_q(half, jnp.float32([2.0, 2.001])), [1.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(widths.w_p(half, jnp.float32([0.0, 2.0, 2.001])), [1.0, 0.5, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(widths.w_q(half, jnp.float32([0.0, 2.0, 2.001])), [1.0, 1.0, 0.0], rtol=1e-6)
     traced = jax.jit(lambda low, high: widths.pair_widths(jaxrec.Uniform(low, high), prior).log_r_star)
     for low, high in ((0.2, 0.6), (0.0, 0.5), (0.5, 1.0)):
         np.testing.assert_allclose(float(traced(jnp.float32(low), jnp.float32(high))), -np.log(high - low), rtol=1e-6)
