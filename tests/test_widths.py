@@ -202,12 +202,29 @@ def test_uniform_targets_may_share_the_priors_ends_and_traced_pairs_pass_the_sta
     half = widths.pair_widths(jaxrec.Uniform(0.0, 0.5), prior)
     np.testing.assert_allclose(widths.w_p(half, jnp.float32([0.0, 2.0, 2.001])), [1.0, 0.5, 0.0], rtol=1e-6)
     np.testing.assert_allclose(widths.w_q(half, jnp.float32([0.0, 2.0, 2.001])), [1.0, 1.0, 0.0], rtol=1e-6)
+    # 1 - W(h) = w_Q - h w_P: 1 at h = 0, exactly 0 at and above r* (W = 1 there)
+    np.testing.assert_array_equal(widths.one_minus_w(half, jnp.float32([0.0, 2.0, 2.001])), [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(widths.one_minus_w(half, jnp.float32(1.0)), 0.5, rtol=1e-6)
     traced = jax.jit(lambda low, high: widths.pair_widths(jaxrec.Uniform(low, high), prior).log_r_star)
     for low, high in ((0.2, 0.6), (0.0, 0.5), (0.5, 1.0)):
         np.testing.assert_allclose(float(traced(jnp.float32(low), jnp.float32(high))), -np.log(high - low), rtol=1e-6)
     # a traced target sticking out at either end is flagged NaN (the coders then report exhausted)
     for low, high in ((-0.5, 0.5), (0.5, 1.5)):
         assert np.isnan(float(traced(jnp.float32(low), jnp.float32(high))))
+
+
+def test_stretch_grid_is_the_documented_one():
+    """The stretch table's nodes in ``zeta = ln u + u``: ``zeta(1e-12)`` (in place of -27.5), then step 1/2 up to -8, 1/4 on
+    ``[-8, 10)``, 1 up to ``zeta(_GAP_MAX)`` (the last node), as its docstring says."""
+    zeta = widths._ZETA
+    zeta0, zeta_max = np.log(1e-12) + 1e-12, np.log(widths._GAP_MAX) + widths._GAP_MAX
+    assert zeta[0] == zeta0 and zeta[-1] == zeta_max
+    steps = np.diff(zeta[1:-1])
+    np.testing.assert_array_equal(zeta[1:np.searchsorted(zeta, -8.0) + 1], np.arange(-27.0, -7.5, 0.5))
+    np.testing.assert_array_equal(zeta[np.searchsorted(zeta, -8.0):np.searchsorted(zeta, 10.0)], np.arange(-8.0, 10.0, 0.25))
+    np.testing.assert_array_equal(zeta[np.searchsorted(zeta, 10.0):-1], np.arange(10.0, np.floor(zeta_max) + 1.0))
+    assert 0 < zeta[1] - zeta0 < 1.0 and 0 < zeta_max - zeta[-2] < 1.0 and np.all(steps > 0)
+    np.testing.assert_allclose(np.log(widths._U) + widths._U, zeta, rtol=1e-12, atol=1e-12)
 
 
 def test_gaussian_level_gap_and_mode_match_the_density_ratio():
