@@ -213,6 +213,24 @@ def test_uniform_targets_may_share_the_priors_ends_and_traced_pairs_pass_the_sta
         assert np.isnan(float(traced(jnp.float32(low), jnp.float32(high))))
 
 
+def test_stretch_table_residuals_tail_node_and_dtype():
+    """The table's ``ln(1 - W)`` at its nodes is the model's own (quadrature near the mode, closed form
+    beyond: within 1e-12 of ``log_residual``'s choice in float64; the quadrature alone is off by up to 1e-8
+    at the far nodes), its last ``ln sigma~`` is the tail ``ln r* - u_max`` exactly, and a float32 pair
+    gets a float32 table under x64."""
+    with jax.enable_x64(True):
+        for (tm, ts), (pm, ps) in (((0.3, 0.5), (0.0, 1.0)), ((-1.0, 0.2), (0.5, 2.0))):
+            model = widths.pair_widths(jaxrec.DiagGaussian(jnp.float64(tm), jnp.float64(ts)),
+                                       jaxrec.DiagGaussian(jnp.float64(pm), jnp.float64(ps)))
+            table = jax.jit(widths.stretch_table)(model)
+            direct = jax.jit(lambda m: m.log_residual(jnp.asarray(widths._U)))(model)
+            np.testing.assert_allclose(table.log_residual, direct, rtol=0, atol=1e-12)
+            assert float(table.log_sigma[-1]) == float(model.log_r_star) - widths._U[-1]
+        single = widths.pair_widths(jaxrec.DiagGaussian(jnp.float32(0.3), jnp.float32(0.5)),
+                                    jaxrec.DiagGaussian(jnp.float32(0.0), jnp.float32(1.0)))
+        assert all(leaf.dtype == jnp.float32 for leaf in jax.jit(widths.stretch_table)(single))
+
+
 def test_stretch_grid_is_the_documented_one():
     """The stretch table's nodes in ``zeta = ln u + u``: ``zeta(1e-12)`` (in place of -27.5), then step 1/2 up to -8, 1/4 on
     ``[-8, 10)``, 1 up to ``zeta(_GAP_MAX)`` (the last node), as its docstring says."""
