@@ -216,8 +216,8 @@ def test_uniform_targets_may_share_the_priors_ends_and_traced_pairs_pass_the_sta
 def test_stretch_table_residuals_tail_node_and_dtype():
     """The table's ``ln(1 - W)`` at its nodes is the model's own (quadrature near the mode, closed form
     beyond: within 1e-12 of ``log_residual``'s choice in float64; the quadrature alone is off by up to 1e-8
-    at the far nodes), its last ``ln sigma~`` is the tail ``ln r* - u_max`` exactly, and a float32 pair
-    gets a float32 table under x64."""
+    at the far nodes), its last ``ln sigma~`` is the tail ``ln r* - u_max`` exactly, the interpolants
+    pass through the nodes, and a float32 pair gets a float32 table under x64."""
     with jax.enable_x64(True):
         for (tm, ts), (pm, ps) in (((0.3, 0.5), (0.0, 1.0)), ((-1.0, 0.2), (0.5, 2.0))):
             model = widths.pair_widths(jaxrec.DiagGaussian(jnp.float64(tm), jnp.float64(ts)),
@@ -226,6 +226,11 @@ def test_stretch_table_residuals_tail_node_and_dtype():
             direct = jax.jit(lambda m: m.log_residual(jnp.asarray(widths._U)))(model)
             np.testing.assert_allclose(table.log_residual, direct, rtol=0, atol=1e-12)
             assert float(table.log_sigma[-1]) == float(model.log_r_star) - widths._U[-1]
+            # the Hermite interpolants pass through the nodes, the first and the last included
+            at_nodes = jax.jit(lambda t, u: (widths.log_stretch_at_gap(t, u), widths.log_residual_at_gap(t, u)))
+            stretch, residual = at_nodes(table, jnp.asarray(widths._U))
+            np.testing.assert_allclose(stretch, table.log_sigma, rtol=1e-12)
+            np.testing.assert_allclose(residual, table.log_residual, rtol=1e-12)
         single = widths.pair_widths(jaxrec.DiagGaussian(jnp.float32(0.3), jnp.float32(0.5)),
                                     jaxrec.DiagGaussian(jnp.float32(0.0), jnp.float32(1.0)))
         assert all(leaf.dtype == jnp.float32 for leaf in jax.jit(widths.stretch_table)(single))
