@@ -236,6 +236,27 @@ def test_stretch_table_residuals_tail_node_and_dtype():
         assert all(leaf.dtype == jnp.float32 for leaf in jax.jit(widths.stretch_table)(single))
 
 
+def test_interpolants_continue_below_and_above_the_grid():
+    """Below the first node (``u < 1e-12``) both interpolants continue as power laws in ``u`` and above
+    the last (``u > 41``) as ``sigma~ ~ h = r* e^-u`` and ``ln(1 - W) ~ -c h``: the residual matches the
+    model's direct ``log_residual`` there (float64), the stretch is ``ln r* - u`` above the grid and
+    linear in ``ln u`` below it."""
+    with jax.enable_x64(True):
+        model = widths.pair_widths(jaxrec.DiagGaussian(jnp.float64(0.3), jnp.float64(0.5)),
+                                   jaxrec.DiagGaussian(jnp.float64(0.0), jnp.float64(1.0)))
+        table = jax.jit(widths.stretch_table)(model)
+        below, above = jnp.asarray([1e-15, 1e-14, 1e-13, 5e-13]), jnp.asarray([45.0, 60.0, 100.0])
+        at_gaps = jax.jit(lambda t, u: (widths.log_stretch_at_gap(t, u), widths.log_residual_at_gap(t, u)))
+        stretch, residual = at_gaps(table, below)
+        np.testing.assert_allclose(residual, model.log_residual(below), rtol=1e-12)
+        stretch = np.asarray(stretch)  # a decade apart: equal steps
+        np.testing.assert_allclose(stretch[1] - stretch[0], stretch[2] - stretch[1], rtol=1e-12)
+        assert np.all(np.asarray(stretch) > float(table.log_sigma[0]))
+        stretch, residual = at_gaps(table, above)
+        np.testing.assert_allclose(residual, model.log_residual(above), rtol=1e-5)
+        np.testing.assert_allclose(stretch, float(model.log_r_star) - np.asarray(above), rtol=1e-12)
+
+
 def test_stretch_grid_is_the_documented_one():
     """The stretch table's nodes in ``zeta = ln u + u``: ``zeta(1e-12)`` (in place of -27.5), then step 1/2 up to -8, 1/4 on
     ``[-8, 10)``, 1 up to ``zeta(_GAP_MAX)`` (the last node), as its docstring says."""
