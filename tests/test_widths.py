@@ -257,6 +257,26 @@ def test_interpolants_continue_below_and_above_the_grid():
         np.testing.assert_allclose(stretch, float(model.log_r_star) - np.asarray(above), rtol=1e-12)
 
 
+def test_inverse_stretch_round_trips_in_every_panel_and_the_ends_are_exact():
+    """``_gap_of_log_stretch`` inverts ``log_stretch_at_gap`` to 1e-12 in the first and last panels of the grid,
+    below and above it (float64); at ``u = 0`` and ``u = inf`` the interpolants take their limits exactly;
+    ``sigma_inv`` of a float32 table is float32 under x64."""
+    with jax.enable_x64(True):
+        model = widths.pair_widths(jaxrec.DiagGaussian(jnp.float64(0.3), jnp.float64(0.5)),
+                                   jaxrec.DiagGaussian(jnp.float64(0.0), jnp.float64(1.0)))
+        table = jax.jit(widths.stretch_table)(model)
+        mids = np.sqrt(widths._U[:-1] * widths._U[1:])  # a point inside each panel
+        u = np.concatenate([mids[:3], mids[-3:], [1e-14, 1e-13, 50.0]])
+        back = jax.jit(lambda t, u: widths._gap_of_log_stretch(t, widths.log_stretch_at_gap(t, u)))(table, jnp.asarray(u))
+        np.testing.assert_allclose(back, u, rtol=1e-12)
+        ends = jnp.asarray([0.0, jnp.inf])
+        np.testing.assert_array_equal(widths.log_stretch_at_gap(table, ends), [np.inf, -np.inf])
+        np.testing.assert_array_equal(widths.log_residual_at_gap(table, ends), [-np.inf, 0.0])
+        single = widths.pair_widths(jaxrec.DiagGaussian(jnp.float32(0.3), jnp.float32(0.5)),
+                                    jaxrec.DiagGaussian(jnp.float32(0.0), jnp.float32(1.0)))
+        assert widths.sigma_inv(jax.jit(widths.stretch_table)(single), jnp.float32(0.5)).dtype == jnp.float32
+
+
 def test_stretch_grid_is_the_documented_one():
     """The stretch table's nodes in ``zeta = ln u + u``: ``zeta(1e-12)`` (in place of -27.5), then step 1/2 up to -8, 1/4 on
     ``[-8, 10)``, 1 up to ``zeta(_GAP_MAX)`` (the last node), as its docstring says."""
