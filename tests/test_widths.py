@@ -259,8 +259,8 @@ def test_interpolants_continue_below_and_above_the_grid():
 
 def test_inverse_stretch_round_trips_in_every_panel_and_the_ends_are_exact():
     """``_gap_of_log_stretch`` inverts ``log_stretch_at_gap`` to 1e-12 in the first and last panels of the grid,
-    below and above it (float64); at ``u = 0`` and ``u = inf`` the interpolants take their limits exactly;
-    ``sigma_inv`` of a float32 table is float32 under x64."""
+    below and above it (float64); at ``u = 0`` and ``u = inf`` the interpolants take their limits exactly,
+    and ``sigma`` and ``sigma_inv`` are 0 at 0; ``sigma_inv`` and ``d_cs`` keep float32 under x64."""
     with jax.enable_x64(True):
         model = widths.pair_widths(jaxrec.DiagGaussian(jnp.float64(0.3), jnp.float64(0.5)),
                                    jaxrec.DiagGaussian(jnp.float64(0.0), jnp.float64(1.0)))
@@ -275,6 +275,10 @@ def test_inverse_stretch_round_trips_in_every_panel_and_the_ends_are_exact():
         single = widths.pair_widths(jaxrec.DiagGaussian(jnp.float32(0.3), jnp.float32(0.5)),
                                     jaxrec.DiagGaussian(jnp.float32(0.0), jnp.float32(1.0)))
         assert widths.sigma_inv(jax.jit(widths.stretch_table)(single), jnp.float32(0.5)).dtype == jnp.float32
+        assert widths.d_cs(single).dtype == jnp.float32
+        # sigma(0) = sigma^-1(0) = 0 exactly (not the value at the 1e-38 floor)
+        np.testing.assert_array_equal(widths.sigma_inv(table, jnp.asarray([0.0, -1.0])), [0.0, 0.0])
+        np.testing.assert_array_equal(widths.sigma(table, jnp.asarray([0.0, -1.0])), [0.0, 0.0])
 
 
 def test_stretch_grid_is_the_documented_one():
