@@ -213,6 +213,8 @@ def test_uniform_targets_may_share_the_priors_ends_and_traced_pairs_pass_the_sta
         assert np.isnan(float(traced(jnp.float32(low), jnp.float32(high))))
 
 
+@pytest.mark.slow  # 5 s cold (float64 stretch tables compiled); kills widths mutants, hence `mutation`
+@pytest.mark.mutation
 def test_stretch_table_residuals_tail_node_and_dtype():
     """The table's ``ln(1 - W)`` at its nodes is the model's own (quadrature near the mode, closed form
     beyond: within 1e-12 of ``log_residual``'s choice in float64; the quadrature alone is off by up to 1e-8
@@ -236,6 +238,8 @@ def test_stretch_table_residuals_tail_node_and_dtype():
         assert all(leaf.dtype == jnp.float32 for leaf in jax.jit(widths.stretch_table)(single))
 
 
+@pytest.mark.slow  # 8 s cold (float64 stretch tables compiled); kills widths mutants, hence `mutation`
+@pytest.mark.mutation
 def test_interpolants_continue_below_and_above_the_grid():
     """Below the first node (``u < 1e-12``) both interpolants continue as power laws in ``u`` and above
     the last (``u > 41``) as ``sigma~ ~ h = r* e^-u`` and ``ln(1 - W) ~ -c h``: the residual matches the
@@ -257,6 +261,8 @@ def test_interpolants_continue_below_and_above_the_grid():
         np.testing.assert_allclose(stretch, float(model.log_r_star) - np.asarray(above), rtol=1e-12)
 
 
+@pytest.mark.slow  # 8 s cold (float64 stretch tables compiled); kills widths mutants, hence `mutation`
+@pytest.mark.mutation
 def test_inverse_stretch_round_trips_in_every_panel_and_the_ends_are_exact():
     """``_gap_of_log_stretch`` inverts ``log_stretch_at_gap`` to 1e-12 in the first and last panels of the grid,
     below and above it (float64); at ``u = 0`` and ``u = inf`` the interpolants take their limits exactly,
