@@ -109,7 +109,7 @@ def _as_real_array(name: str, value: Any) -> Any:
         arr = np.asarray(value)
     except (TypeError, ValueError):
         arr = None
-    if arr is None or arr.dtype.kind not in "biuf":
+    if arr is None or not (arr.dtype == np.bool_ or jnp.issubdtype(arr.dtype, jnp.integer) or jnp.issubdtype(arr.dtype, jnp.floating)):
         raise InvalidArgumentError(f"{name} must be a real number or array, got {describe(value)}")
     return arr
 
