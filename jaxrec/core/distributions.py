@@ -511,9 +511,7 @@ def kl(target: Distribution, prior: Distribution, per_dim: bool = False) -> Arra
     arguments that are not distributions, event sizes that differ or batch shapes that do not
     broadcast (as do :func:`log_sup_ratio`, :func:`dinf` and :func:`log_ratio`).
     """
-    as_bool("per_dim", per_dim)
-    _check_closed_forms(target, prior)
-    return _pair_quantity(target, prior, quantity="kl", per_dim=bool(per_dim))
+    return _checked_pair_quantity(target, prior, "kl", per_dim)
 
 
 def log_sup_ratio(target: Distribution, prior: Distribution, per_dim: bool = False) -> Array:
@@ -521,16 +519,19 @@ def log_sup_ratio(target: Distribution, prior: Distribution, per_dim: bool = Fal
 
     For factorized pairs the supremum factorizes, so the total is the sum over coordinates.
     """
-    as_bool("per_dim", per_dim)
-    _check_closed_forms(target, prior)
-    return _pair_quantity(target, prior, quantity="log_sup_ratio", per_dim=bool(per_dim))
+    return _checked_pair_quantity(target, prior, "log_sup_ratio", per_dim)
 
 
 def dinf(target: Distribution, prior: Distribution, per_dim: bool = False) -> Array:
     """``D_inf[Q||P]`` in bits (see :func:`log_sup_ratio`)."""
+    return _checked_pair_quantity(target, prior, "dinf", per_dim)
+
+
+def _checked_pair_quantity(target: Distribution, prior: Distribution, quantity: str, per_dim: Any) -> Array:
+    """:func:`_pair_quantity` after the checks shared by :func:`kl`, :func:`log_sup_ratio` and :func:`dinf`."""
     as_bool("per_dim", per_dim)
     _check_closed_forms(target, prior)
-    return _pair_quantity(target, prior, quantity="dinf", per_dim=bool(per_dim))
+    return _pair_quantity(target, prior, quantity=quantity, per_dim=bool(per_dim))
 
 
 @functools.partial(jax.jit, static_argnames=("quantity", "per_dim"))
