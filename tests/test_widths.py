@@ -281,6 +281,10 @@ def test_inverse_stretch_round_trips_in_every_panel_and_the_ends_are_exact():
         single = widths.pair_widths(jaxrec.DiagGaussian(jnp.float32(0.3), jnp.float32(0.5)),
                                     jaxrec.DiagGaussian(jnp.float32(0.0), jnp.float32(1.0)))
         assert widths.sigma_inv(jax.jit(widths.stretch_table)(single), jnp.float32(0.5)).dtype == jnp.float32
+        # JAX 0.10 keeps the float32 conversion of a numpy constant that a jit traced with x64 off and
+        # hands it back to an eager jnp.asarray(constant) under x64: an earlier test's float32 d_cs would
+        # otherwise hide a d_cs that forgets its dtype (widths mutant 588 survived the module's run)
+        jax.clear_caches()
         assert widths.d_cs(single).dtype == jnp.float32
         # sigma(0) = sigma^-1(0) = 0 exactly (not the value at the 1e-38 floor)
         np.testing.assert_array_equal(widths.sigma_inv(table, jnp.asarray([0.0, -1.0])), [0.0, 0.0])

@@ -4,6 +4,7 @@
     python tools/mutation.py core/prng                   # mutate jaxrec/core/prng.py, run its fast tests
     python tools/mutation.py core/prng --rev HEAD~5      # the same against an older commit's tests and code
     python tools/mutation.py core/prng --report          # the table of an earlier run; survivors with diffs
+    python tools/mutation.py core/prng --ids 12,40       # retest these mutants (after new tests), whatever their status
 
 Each module runs in its own scratch clone under ``.mutation/<module>/`` (git-ignored): mutmut edits
 the file it mutates in place, so it never touches the working tree (or anyone's uncommitted work),
@@ -541,6 +542,15 @@ def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[in
         get_or_create(MiscData, key="in_process_survivors").value = ",".join(map(str, survivors))
 
 
+def forget(clone: Path, ids: list[int]) -> None:
+    """Marks mutants ``ids`` untested in the clone's cache.  ``mutmut run <id>`` skips a mutant whose
+    result was recorded against the current tests (a survivor or a timeout stays one), so a retest
+    by id would otherwise silently do nothing."""
+    with sqlite3.connect(clone / ".mutmut-cache") as db:
+        db.executemany("UPDATE Mutant SET status = 'untested', tested_against_hash = '' WHERE id = ?",
+                       [(pk,) for pk in ids])
+
+
 def mutmut_run_command(module: str, clone: Path) -> list[str]:
     """``mutmut run`` on ``module`` with its runner; ``cmd[:4] + [id] + cmd[4:]`` runs one mutant."""
     return [
@@ -561,7 +571,9 @@ def main() -> None:
     parser.add_argument("--no-confirm", action="store_true", help="with --in-process: leave survivors unconfirmed")
     parser.add_argument("--confirm", action="store_true",
                         help="retest the survivors of the last --in-process --no-confirm pass with the normal runner only")
-    parser.add_argument("--ids", default="", help="with --in-process: test only these mutants (comma-separated ids), whatever their status")
+    parser.add_argument("--ids", default="",
+                        help="test only these mutants (comma-separated ids), whatever their status: in process with "
+                             "--in-process, else one normal-runner process per mutant")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # the --in-process child
     args = parser.parse_args()
     if args.worker:
@@ -581,13 +593,17 @@ def main() -> None:
             sys.exit(f"a mutmut run is still active in {clone} (pids {active}): wait for it or kill it first")
         clone = scratch_clone(args.module, args.rev)  # a forced checkout also undoes a mutant a killed run left
     env = environment(clone)
-    if (args.in_process or args.confirm) and not args.report:
-        if not args.confirm:
-            subprocess.run([sys.executable, str(Path(__file__).resolve()), args.module, "--worker", "--timeout",
-                            str(args.timeout), "--ids", args.ids], check=False, cwd=clone, env=in_process_environment(clone))
+    ids = [int(pk) for pk in args.ids.split(",") if pk]
+    if args.in_process and not args.confirm and not args.report:
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), args.module, "--worker", "--timeout",
+                        str(args.timeout), "--ids", args.ids], check=False, cwd=clone, env=in_process_environment(clone))
+    if (args.in_process or args.confirm or ids) and not args.report:
+        # confirmed one process per mutant (see the module docstring): the in-process survivors, or ``--ids``
+        retest = [] if args.no_confirm else in_process_survivors(clone) if args.in_process or not ids else ids
+        forget(clone, retest)
         cmd = mutmut_run_command(args.module, clone)
-        for pk in [] if args.no_confirm else in_process_survivors(clone):  # confirmed one process per mutant (see the module docstring)
-            print(f"retesting survivor {pk} with the normal runner", flush=True)
+        for pk in retest:
+            print(f"retesting mutant {pk} with the normal runner", flush=True)
             subprocess.run(cmd[:4] + [str(pk)] + cmd[4:], check=False, cwd=clone, env=env)
     elif not args.report:
         cmd = mutmut_run_command(args.module, clone)
