@@ -3,7 +3,9 @@
 Compiled encoders are module-level ``jax.jit`` objects so that every test reuses them.
 """
 
+import dataclasses
 import functools
+import re
 import zlib
 
 import jax
@@ -14,6 +16,7 @@ from scipy import stats
 
 import jaxrec
 from jaxrec import InvalidArgumentError, entropy
+from jaxrec.coders import base
 from jaxrec.coders.base import EXHAUSTED, UNBOUNDED_RATIO
 from jaxrec.core import prng
 
@@ -375,3 +378,30 @@ def test_scan_coders_default_schedule_single_problem_check_and_hopeless_search_w
                 assert w.filename == __file__ and w.category is RuntimeWarning
                 assert f"2^{d:.1f}, exceeds the limit of {2**log2_steps} steps: the search will stop at the limit with " \
                     "status 'exhausted' (use smaller blocks, a larger limit, or a space-partitioning coder)" in str(w.message)
+
+
+def test_status_values_names_warning_and_code_dataclasses():
+    """The documented status values (0-3, distinct) and their names; ``warn_status`` counts each bad
+    status by name with its hint; a code is a frozen dataclass whose ``message``, ``ok`` and
+    ``exhausted`` are properties and whose static fields are keyword-only (coders/base mutation
+    survivors: a status equal to another, a renamed status, ``frozen=False``, ``kw_only=False``, a
+    lost ``@property``)."""
+    assert (base.OK, base.EXHAUSTED, base.INVALID_INPUT, base.UNBOUNDED_RATIO) == (0, 1, 2, 3)
+    assert base.STATUS_NAMES == ("ok", "exhausted", "invalid_input", "unbounded_ratio")
+    status = jnp.int32([0, 2, 1, 3, 2])
+    code = base.Code(index=jnp.arange(5, dtype=jnp.int32), steps=jnp.ones(5, jnp.int32), status=status,
+                     coder="pfr", event_size=1)
+    expected = (r"{'exhausted': 1, 'invalid_input': 2, 'unbounded_ratio': 1} of 5 code(s) are not ok "
+                r"(exhausted: the samples are the best candidates found, not exact samples (raise the step limit or use "
+                r"smaller blocks); invalid_input: a target or prior parameter was NaN/inf, a scale was not positive, or "
+                r"the target has mass outside the prior's support; unbounded_ratio: D_inf[Q||P] is infinite (a target at "
+                r"least as wide as the prior))")
+    with pytest.warns(RuntimeWarning, match=f"^{re.escape(expected)}$"):
+        base.warn_status(code)
+    assert list(code.message) == ["index"] and code.message["index"] is code.index
+    np.testing.assert_array_equal(code.ok, [True, False, False, False, False])
+    np.testing.assert_array_equal(code.exhausted, [False, False, True, False, False])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        code.index = jnp.int32(7)
+    with pytest.raises(TypeError, match="positional"):
+        base.Code(code.index, code.steps, code.status, "pfr", 1)
