@@ -405,3 +405,20 @@ def test_status_values_names_warning_and_code_dataclasses():
         code.index = jnp.int32(7)
     with pytest.raises(TypeError, match="positional"):
         base.Code(code.index, code.steps, code.status, "pfr", 1)
+
+
+def test_coder_factories_cache_by_typed_arguments_in_a_bounded_cache():
+    """A factory returns one coder per configuration, keyed with the arguments' types (a refused
+    ``64.0`` or ``True`` is never answered with the coder of ``64`` or ``1``), from a cache of the last
+    128 configurations that ``cache_info()`` reports; the wrapper keeps the factory's name and
+    docstring (coders/base mutation survivors: ``typed=False``, an unbounded cache, a lost
+    ``functools.wraps`` or ``cache_info``)."""
+    assert jaxrec.orc(64) is jaxrec.orc(64)
+    with pytest.raises(InvalidArgumentError, match="num_samples"):
+        jaxrec.orc(64.0)
+    assert jaxrec.pfr(chunk_size=1) is jaxrec.pfr(chunk_size=1)
+    with pytest.raises(InvalidArgumentError, match="chunk_size"):
+        jaxrec.pfr(chunk_size=True)
+    info = jaxrec.pfr.cache_info()
+    assert base.FACTORY_CACHE_SIZE == info.maxsize == 128 and info.currsize >= 1
+    assert jaxrec.pfr.__name__ == "pfr" and jaxrec.pfr.__doc__.startswith("Exact PFR coder.")
