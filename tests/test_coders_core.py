@@ -422,3 +422,21 @@ def test_coder_factories_cache_by_typed_arguments_in_a_bounded_cache():
     info = jaxrec.pfr.cache_info()
     assert base.FACTORY_CACHE_SIZE == info.maxsize == 128 and info.currsize >= 1
     assert jaxrec.pfr.__name__ == "pfr" and jaxrec.pfr.__doc__.startswith("Exact PFR coder.")
+
+
+def test_check_pair_names_where_the_target_leaves_the_priors_support():
+    """``check_pair``'s whole message for a Gaussian target against a uniform prior (refused from the
+    types) and for a uniform box that leaves the prior's box on one axis (the first offending
+    (batch..., dim) index; coders/base mutation survivors: ``per_dim=False``, the message's parts)."""
+    tail = ("; no coder can encode it: use a prior whose support covers the target's (e.g. a DiagGaussian prior)")
+    box = jaxrec.Uniform(jnp.zeros(2), jnp.ones(2))
+    gaussian = ("the target has mass outside the prior's support (D_KL[Q||P] = inf: a DiagGaussian target against a "
+                "Uniform prior)" + tail)
+    with pytest.raises(InvalidArgumentError, match=f"^{re.escape(gaussian)}$"):
+        base.check_pair(jaxrec.DiagGaussian(jnp.zeros(2), jnp.ones(2)), box)
+    for lo, hi, where in (([0.2, 0.5], [0.4, 1.5], "(1,)"), ([[0.2, 0.1], [0.2, 0.5]], [[0.4, 0.9], [0.4, 1.5]], "(1, 1)")):
+        uniform = (f"the target has mass outside the prior's support at index {where} (D_KL[Q||P] = inf: a Uniform "
+                   "target against a Uniform prior, the target box not inside the prior box)" + tail)
+        with pytest.raises(InvalidArgumentError, match=f"^{re.escape(uniform)}$"):
+            base.check_pair(jaxrec.Uniform(jnp.array(lo), jnp.array(hi)), box)
+    base.check_pair(jaxrec.Uniform(jnp.array([0.2, 0.5]), jnp.array([0.4, 1.0])), box)  # a shared end is inside
