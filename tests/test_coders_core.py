@@ -440,3 +440,21 @@ def test_check_pair_names_where_the_target_leaves_the_priors_support():
         with pytest.raises(InvalidArgumentError, match=f"^{re.escape(uniform)}$"):
             base.check_pair(jaxrec.Uniform(jnp.array(lo), jnp.array(hi)), box)
     base.check_pair(jaxrec.Uniform(jnp.array([0.2, 0.5]), jnp.array([0.4, 1.0])), box)  # a shared end is inside
+
+
+def test_check_code_messages_name_the_type_the_maker_and_the_batch():
+    """``check_code``'s whole messages for a non-code, a code of another coder and a batch of codes
+    (coders/base mutation survivors: the messages' parts)."""
+    prior = jaxrec.DiagGaussian(jnp.zeros(3), jnp.ones(3))
+    made_by_orc = base.Code(index=jnp.int32(1), steps=jnp.int32(2), status=jnp.int32(0), coder="orc", event_size=3)
+    batch = base.Code(index=jnp.int32([1, 2]), steps=jnp.int32([2, 2]), status=jnp.int32([0, 0]), coder="pfr",
+                      event_size=3)
+    for code, message in (
+        ((1, 2), "code must be a Code made by pfr, got tuple"),
+        (made_by_orc, "this code was made by 'orc'; the 'pfr' decoder cannot decode it (decode with the coder that "
+                      "encoded it)"),
+        (batch, "decode takes one code, got a code whose status has shape (2,) (expected ()); use "
+                "jax.vmap(coder.decode) for a batch of codes"),
+    ):
+        with pytest.raises(InvalidArgumentError, match=f"^{re.escape(message)}$"):
+            base.check_code(code, base.Code, "pfr", prior)
