@@ -458,3 +458,21 @@ def test_check_code_messages_name_the_type_the_maker_and_the_batch():
     ):
         with pytest.raises(InvalidArgumentError, match=f"^{re.escape(message)}$"):
             base.check_code(code, base.Code, "pfr", prior)
+
+
+def test_compiled_encoder_warns_from_the_callers_line_when_a_code_is_not_ok():
+    """An encoder from ``compiled_encoder`` runs its checks, then warns once about a code whose
+    status is not ``OK``, attributed to the line that called ``encode`` (coders/base mutation
+    survivors: the warning dropped, ``stacklevel`` 4)."""
+    checked = []
+
+    def search(key, target, prior):
+        return base.Code(index=jnp.int32(0), steps=jnp.int32(1), status=jnp.int32(EXHAUSTED), coder="pfr",
+                         event_size=prior.event_size)
+
+    encode = base.compiled_encoder(search, lambda target, prior: checked.append(prior.event_size))
+    prior = jaxrec.DiagGaussian(jnp.zeros(2), jnp.ones(2))
+    with pytest.warns(RuntimeWarning, match=r"^\{'exhausted': 1\} of 1 code\(s\) are not ok") as record:
+        code = encode(0, prior, prior)
+    assert int(code.status) == EXHAUSTED and checked == [2]
+    assert len(record) == 1 and record[0].filename == __file__
