@@ -476,3 +476,20 @@ def test_compiled_encoder_warns_from_the_callers_line_when_a_code_is_not_ok():
         code = encode(0, prior, prior)
     assert int(code.status) == EXHAUSTED and checked == [2]
     assert len(record) == 1 and record[0].filename == __file__
+
+
+def test_check_bounded_ratio_names_the_coordinate_that_is_too_wide():
+    """The unbounded-ratio error names the first offending (batch..., dim) index, also for a joint
+    coder's single problem (it said ``(0,)`` for any unbatched target before: coders/base mutant 129,
+    ``per_dim`` defaulting to ``True``, was a fix)."""
+    prior = jaxrec.DiagGaussian(jnp.zeros(3), jnp.ones(3))
+    message = ("this coder needs a bounded density ratio (D_inf[Q||P] < inf), but it is unbounded at index {} (a target "
+               "at least as wide as the prior); use a wider prior or a fixed-budget coder (orc/mrc)")
+    wide = jaxrec.DiagGaussian(jnp.zeros(3), jnp.array([0.5, 2.0, 0.5]))
+    batch = jaxrec.DiagGaussian(jnp.zeros((2, 3)), jnp.array([[0.5, 0.5, 0.5], [0.5, 0.5, 1.5]]))
+    for target, where in ((wide, "(1,)"), (batch, "(1, 2)")):
+        with pytest.raises(InvalidArgumentError, match=f"^{re.escape(message.format(where))}$"):
+            base.check_bounded_ratio(target, prior)
+    with pytest.raises(InvalidArgumentError, match=re.escape("unbounded at index (1,)")):
+        jaxrec.pfr().encode(0, wide, prior)
+    base.check_bounded_ratio(jaxrec.DiagGaussian(jnp.zeros(3), jnp.full(3, 0.9)), prior)

@@ -385,14 +385,12 @@ def warn_status(code: Any, stacklevel: int = 3) -> None:
         warnings.warn(f"{counts} of {status.size} code(s) are not ok ({detail})", RuntimeWarning, stacklevel=stacklevel)
 
 
-def check_bounded_ratio(target: Any, prior: Any, per_dim: bool = False) -> None:
+def check_bounded_ratio(target: Any, prior: Any) -> None:
     """Raises :class:`InvalidArgumentError` where ``D_inf[Q||P] = inf`` (a PFR-type search would never
-    stop); skipped when the parameters are traced.  Names the first offending (batch..., dim) index.
-
-    Args:
-      per_dim: check every coordinate on its own (for coders applied dimension by dimension).
-    """
-    log_m = log_sup_ratio(target, prior, per_dim=per_dim)
+    stop); skipped when the parameters are traced.  Names the first offending (batch..., dim) index:
+    the ratio of a diagonal pair is unbounded exactly where one coordinate's is, so the check runs
+    per coordinate (for the joint coders and the per-dimension wrapper alike)."""
+    log_m = log_sup_ratio(target, prior, per_dim=True)
     if isinstance(log_m, jax.core.Tracer):
         return
     bad = np.argwhere(~np.isfinite(np.atleast_1d(np.asarray(log_m))))

@@ -83,7 +83,7 @@ def factorized(coder: Coder) -> Coder:
 
     def encode(key: Any, target: Distribution, prior: Distribution) -> Any:
         check_single(target, prior)
-        check_bounded_ratio(target, prior, per_dim=True)
+        check_bounded_ratio(target, prior)
         return encode_dims(prng.as_key(key), target, prior).replace(coder=label, event_size=target.event_size)
 
     @jax.jit  # compiled once per wrapper and shapes: eager calls do not recompile the inner searches
@@ -106,7 +106,7 @@ def factorized(coder: Coder) -> Coder:
     def encode_batch(keys: Any, targets: Distribution, prior: Distribution, **options: Any) -> Any:
         """``B`` problems: keys ``(B,)``, targets batch ``(B,)``; codes get leaves ``(B, D)``."""
         keys, batch = check_batch(keys, targets, prior)
-        check_bounded_ratio(targets, prior, per_dim=True)
+        check_bounded_ratio(targets, prior)
         num_dims = targets.event_size
         flat_keys = jax.vmap(lambda k: dimension_keys(k, num_dims))(keys).reshape(batch * num_dims)
         flatten = lambda dist: jax.tree.map(
@@ -154,5 +154,5 @@ def _unpack(spec: CoderSpec, symbols: dict[str, np.ndarray]) -> dict[str, np.nda
 
 registry.register_coder(
     "factorized", _factorized_from_args, params=("coder",), message=_message,
-    check=lambda target, prior: check_bounded_ratio(target, prior, per_dim=True), pack=_pack, unpack=_unpack,
+    check=check_bounded_ratio, pack=_pack, unpack=_unpack,
 )
