@@ -440,6 +440,11 @@ def test_check_pair_names_where_the_target_leaves_the_priors_support():
         with pytest.raises(InvalidArgumentError, match=f"^{re.escape(uniform)}$"):
             base.check_pair(jaxrec.Uniform(jnp.array(lo), jnp.array(hi)), box)
     base.check_pair(jaxrec.Uniform(jnp.array([0.2, 0.5]), jnp.array([0.4, 1.0])), box)  # a shared end is inside
+    half = jaxrec.DiagGaussian(jnp.zeros(2, jnp.float16), jnp.ones(2, jnp.float16))
+    full = jaxrec.DiagGaussian(jnp.zeros(2), jnp.ones(2))
+    for target, prior, name in ((half, full, "target"), (full, half, "prior")):
+        with pytest.raises(InvalidArgumentError, match=f"^{name} parameters must be float32 or float64, got float16$"):
+            base.check_pair(target, prior)
 
 
 def test_check_code_messages_name_the_type_the_maker_and_the_batch():
