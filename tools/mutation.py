@@ -551,6 +551,16 @@ def forget(clone: Path, ids: list[int]) -> None:
                        [(pk,) for pk in ids])
 
 
+def retest(module: str, clone: Path, env: dict, ids: list[int], why: str) -> None:
+    """Runs mutants ``ids`` one process each with the normal runner (``mutmut run <id>``), after
+    :func:`forget`-ting their recorded results."""
+    forget(clone, ids)
+    cmd = mutmut_run_command(module, clone)
+    for pk in ids:
+        print(f"retesting mutant {pk} with the normal runner ({why})", flush=True)
+        subprocess.run(cmd[:4] + [str(pk)] + cmd[4:], check=False, cwd=clone, env=env)
+
+
 def mutmut_run_command(module: str, clone: Path) -> list[str]:
     """``mutmut run`` on ``module`` with its runner; ``cmd[:4] + [id] + cmd[4:]`` runs one mutant."""
     return [
@@ -576,9 +586,10 @@ def main() -> None:
                              "--in-process, else one normal-runner process per mutant")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # the --in-process child
     args = parser.parse_args()
+    ids = [int(pk) for pk in args.ids.split(",") if pk]
     if args.worker:
         in_process_worker(args.module, [f"tests/{name}" for name in MODULE_TESTS[args.module] if _exists(Path.cwd(), name)],
-                          args.timeout, {int(pk) for pk in args.ids.split(",") if pk})
+                          args.timeout, set(ids))
         return
     if args.list or not args.module:
         for module, tests in MODULE_TESTS.items():
@@ -593,24 +604,21 @@ def main() -> None:
             sys.exit(f"a mutmut run is still active in {clone} (pids {active}): wait for it or kill it first")
         clone = scratch_clone(args.module, args.rev)  # a forced checkout also undoes a mutant a killed run left
     env = environment(clone)
-    ids = [int(pk) for pk in args.ids.split(",") if pk]
-    if args.in_process and not args.confirm and not args.report:
-        subprocess.run([sys.executable, str(Path(__file__).resolve()), args.module, "--worker", "--timeout",
-                        str(args.timeout), "--ids", args.ids], check=False, cwd=clone, env=in_process_environment(clone))
-    if (args.in_process or args.confirm or ids) and not args.report:
-        # confirmed one process per mutant (see the module docstring): the in-process survivors, or ``--ids``
-        retest = [] if args.no_confirm else in_process_survivors(clone) if args.in_process or not ids else ids
-        forget(clone, retest)
-        cmd = mutmut_run_command(args.module, clone)
-        for pk in retest:
-            print(f"retesting mutant {pk} with the normal runner", flush=True)
-            subprocess.run(cmd[:4] + [str(pk)] + cmd[4:], check=False, cwd=clone, env=env)
-    elif not args.report:
-        cmd = mutmut_run_command(args.module, clone)
-        subprocess.run(cmd, check=False, cwd=clone, env=env)
-        for pk in stale_duplicates(clone):  # see stale_duplicates: mutmut skipped them
-            print(f"retesting mutant {pk} (a repeated line: skipped by mutmut's run)", flush=True)
-            subprocess.run(cmd[:4] + [str(pk)] + cmd[4:], check=False, cwd=clone, env=env)
+    if args.report:
+        pass
+    elif args.in_process or args.confirm:  # survivors confirmed one process per mutant (see the module docstring)
+        if not args.confirm:
+            subprocess.run([sys.executable, str(Path(__file__).resolve()), args.module, "--worker", "--timeout",
+                            str(args.timeout), "--ids", args.ids], check=False, cwd=clone, env=in_process_environment(clone))
+        if not args.no_confirm and ids and not args.in_process:  # --confirm --ids: only those
+            retest(args.module, clone, env, ids, "--ids")
+        elif not args.no_confirm:
+            retest(args.module, clone, env, in_process_survivors(clone), "an in-process survivor")
+    elif ids:
+        retest(args.module, clone, env, ids, "--ids")
+    else:
+        subprocess.run(mutmut_run_command(args.module, clone), check=False, cwd=clone, env=env)
+        retest(args.module, clone, env, stale_duplicates(clone), "a repeated line: skipped by mutmut's run")
     print(_run([sys.executable, "-m", "mutmut", "results"], clone, env, check=False))
     print(args.module, summary(clone))
 

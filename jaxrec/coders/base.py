@@ -244,9 +244,15 @@ def check_pair(target: Any, prior: Any) -> None:
     kl_bits = kl(target, prior, per_dim=True)
     if isinstance(kl_bits, jax.core.Tracer):  # concrete parameters closed over by a jitted function
         return
-    infinite = np.argwhere(~np.isfinite(np.atleast_1d(np.asarray(kl_bits))))
-    if infinite.size:
-        _refuse_support(target, prior, f" at index {tuple(int(i) for i in infinite[0])}")
+    where = _first_non_finite(kl_bits)
+    if where is not None:
+        _refuse_support(target, prior, f" at index {where}")
+
+
+def _first_non_finite(values: Any) -> tuple[int, ...] | None:
+    """The first (batch..., dim) index of a concrete array where it is not finite, or ``None``."""
+    bad = np.argwhere(~np.isfinite(np.atleast_1d(np.asarray(values))))
+    return tuple(int(i) for i in bad[0]) if bad.size else None
 
 
 def _refuse_support(target: Distribution, prior: Distribution, where: str) -> None:
@@ -393,9 +399,8 @@ def check_bounded_ratio(target: Any, prior: Any) -> None:
     log_m = log_sup_ratio(target, prior, per_dim=True)
     if isinstance(log_m, jax.core.Tracer):
         return
-    bad = np.argwhere(~np.isfinite(np.atleast_1d(np.asarray(log_m))))
-    if bad.size:
-        where = tuple(int(i) for i in bad[0])
+    where = _first_non_finite(log_m)
+    if where is not None:
         raise InvalidArgumentError(
             f"this coder needs a bounded density ratio (D_inf[Q||P] < inf), but it is unbounded at index "
             f"{where} (a target at least as wide as the prior); use a wider prior or a fixed-budget coder (orc/mrc)"
