@@ -11,6 +11,13 @@ cold).  Every program is kept, however fast it compiled: the eager operations of
 program of its own, compiled again in every test module after ``jax.clear_caches``) are most of
 what a warm run would otherwise still compile (fast tier, 2 cores: 1 min 22 s warm against 2 min
 17 s with only the programs above 0.2 s kept).
+
+The fast tier (a mark expression with ``not slow``) compiles with XLA's LLVM backend at -O0
+(``--xla_backend_optimization_level=0``; XLA's own HLO optimizations are unchanged): compilation
+is most of a cold fast-tier run and its programs run for milliseconds (cold, 2 idle cores: 2 min
+43-48 s against 3 min 17 s-3 min 54 s).  The full suite (CI) compiles at the default level, as users do: its
+statistical tests run long enough that -O0 saves nothing there (19 min 45 s against 20 min 42 s).
+Floats computed by the two levels may differ in the last bits (``test_golden_first_candidates``).
 """
 
 import os
@@ -34,6 +41,17 @@ settings.load_profile("jaxrec")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+FAST_TIER_XLA_FLAG = "--xla_backend_optimization_level=0"
+
+
+def pytest_configure(config):
+    """Adds :data:`FAST_TIER_XLA_FLAG` to ``XLA_FLAGS`` for the fast tier (``-m "not slow..."``),
+    unless ``XLA_FLAGS`` already sets a level.  JAX reads ``XLA_FLAGS`` when it first initialises
+    its CPU backend, which no import does, so here is early enough (xdist workers inherit it)."""
+    flags = os.environ["XLA_FLAGS"]
+    if "not slow" in (config.option.markexpr or "") and "xla_backend_optimization_level" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {FAST_TIER_XLA_FLAG}"
 
 
 @pytest.fixture(autouse=True, scope="module")
