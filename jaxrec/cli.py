@@ -19,6 +19,12 @@ Errors (a missing or unreadable file, an item of the wrong size or dtype, an unk
 corrupt archive, an archive of another model) print one line on stderr and exit with status 1;
 bad usage exits with status 2. Outputs are written to a temporary file (or folder) that replaces
 the target only when everything succeeded: a failed command leaves nothing behind.
+
+The console script (:func:`console_main`) keeps the programs XLA compiles in JAX's persistent
+compilation cache (:func:`compile_cache_dir`: ``$JAXREC_COMPILE_CACHE``, default
+``~/.cache/jaxrec/xla``; ``JAXREC_COMPILE_CACHE=off`` for none), so only the first command of a
+kind pays for compiling the coder's batch encoder. :func:`main` itself leaves JAX's configuration
+alone (it is what a Python caller or a test calls).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import shutil
 import sys
 import tempfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +48,9 @@ import numpy as np
 from jaxrec.codec import ArchiveReader, ArchiveWriter, container, describe
 from jaxrec.core.errors import FormatError, InvalidArgumentError
 
-__all__ = ["main"]
+__all__ = ["compile_cache_dir", "console_main", "main"]
+
+COMPILE_CACHE_ENV = "JAXREC_COMPILE_CACHE"
 
 
 class CommandError(Exception):
@@ -347,6 +355,46 @@ def _positive(text: str) -> int:
     return value
 
 
+def compile_cache_dir(environ: Mapping[str, str]) -> Path | None:
+    """The folder of the console script's compilation cache under the environment ``environ``.
+
+    ``$JAXREC_COMPILE_CACHE`` if set (``off``, ``0`` or empty: ``None``, no cache), else
+    ``$XDG_CACHE_HOME/jaxrec/xla``, else ``~/.cache/jaxrec/xla``.  ``None`` as well when
+    ``JAX_COMPILATION_CACHE_DIR`` is set: JAX then uses that folder, with its own settings.
+    """
+    if environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return None
+    if COMPILE_CACHE_ENV in environ:
+        value = environ[COMPILE_CACHE_ENV].strip()
+        return None if value.lower() in ("", "0", "off") else Path(value).expanduser()
+    root = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")
+    return Path(root).expanduser() / "jaxrec" / "xla"
+
+
+def _use_compile_cache(folder: Path | None) -> None:
+    """Points JAX's persistent compilation cache at ``folder`` (every program, however fast it
+    compiled: a command compiles a few dozen, 3 MB in all for ``mnist-vae``).  An uncreatable
+    folder means no cache, silently: the commands work the same, only slower."""
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def console_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jaxrec`` console script: :func:`main` with the compilation cache of
+    :func:`compile_cache_dir` (``mnist-vae``, 500 digits, 2 cores: ``compress`` 31-37 s the first
+    time, 13-16 s after)."""
+    _use_compile_cache(compile_cache_dir(os.environ))
+    return main(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxrec`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -358,4 +406,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

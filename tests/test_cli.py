@@ -12,6 +12,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,7 @@ def test_info_gives_the_header_and_ideal_vs_actual(archive, capsys):
 
 
 def test_input_errors_are_one_line_and_write_nothing(inputs, tmp_path, capsys):
-    root, files = inputs
+    _root, files = inputs
     small = tmp_path / "small.png"
     Image.fromarray(DIGITS[0][:27]).save(small)
     rgb = tmp_path / "rgb.png"
@@ -159,11 +160,50 @@ def test_info_on_a_library_archive_without_a_model(tmp_path, capsys):
 
 
 def test_console_script(archive):
-    """The installed ``jaxrec`` entry point (pyproject: jaxrec.cli:main), or ``python -m jaxrec.cli``."""
+    """The installed ``jaxrec`` entry point (pyproject: jaxrec.cli:console_main), or ``python -m jaxrec.cli``."""
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"jaxrec": "jaxrec.cli:console_main"}
     command = [shutil.which("jaxrec")] if shutil.which("jaxrec") else [sys.executable, "-m", "jaxrec.cli"]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     bad = archive.parent / "bad.jxr"
     bad.write_bytes(archive.read_bytes()[:-1])
-    fail = subprocess.run([*command, "info", str(bad)], capture_output=True, text=True, env=env, timeout=300)
+    fail = subprocess.run([*command, "info", str(bad)], check=False, capture_output=True, text=True, env=env, timeout=300)
     assert fail.returncode == 1 and "jaxrec info:" in fail.stderr and fail.stdout == ""
     assert "Traceback" not in fail.stderr and fail.stderr.count("\n") == 1
+
+
+def test_compile_cache_folder_follows_the_environment():
+    assert cli.compile_cache_dir({"HOME": "/h"}) == Path("/h/.cache/jaxrec/xla")
+    assert cli.compile_cache_dir({"HOME": "/h", "XDG_CACHE_HOME": "/x"}) == Path("/x/jaxrec/xla")
+    assert cli.compile_cache_dir({"HOME": "/h", "XDG_CACHE_HOME": "/x", "JAXREC_COMPILE_CACHE": "/c"}) == Path("/c")
+    for off in ("off", "OFF", "0", "", " "):
+        assert cli.compile_cache_dir({"HOME": "/h", "JAXREC_COMPILE_CACHE": off}) is None
+    # a folder the user gave JAX itself is JAX's business
+    assert cli.compile_cache_dir({"HOME": "/h", "JAXREC_COMPILE_CACHE": "/c", "JAX_COMPILATION_CACHE_DIR": "/j"}) is None
+
+
+def test_console_main_sets_up_the_cache_and_main_does_not(archive, tmp_path, monkeypatch, capsys):
+    folders = []
+    monkeypatch.setattr(cli, "_use_compile_cache", folders.append)
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("JAXREC_COMPILE_CACHE", str(tmp_path / "cache"))
+    missing = str(tmp_path / "missing.jxr")
+    assert cli.main(["info", missing]) == 1 and folders == []
+    assert cli.console_main(["info", missing]) == 1 and folders == [tmp_path / "cache"]
+    assert capsys.readouterr().err.count("jaxrec info:") == 2
+
+
+def test_the_cache_keeps_compiled_programs(tmp_path):
+    """In a fresh process (JAX reads the cache settings at its first compilation): a compiled
+    program lands in the folder; an uncreatable folder means no cache and no error."""
+    script = (
+        "import sys; from pathlib import Path; from jaxrec import cli; import jax\n"
+        "cli._use_compile_cache(Path(sys.argv[1])); print(float(jax.jit(lambda x: x + 1)(1.0)))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for folder, cached in ((tmp_path / "cache", True), (blocker / "cache", False)):
+        done = subprocess.run([sys.executable, "-c", script, str(folder)], check=False, capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0 and done.stdout == "2.0\n", done.stderr
+        assert (folder.is_dir() and any(folder.iterdir())) == cached
