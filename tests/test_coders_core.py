@@ -448,21 +448,27 @@ def test_check_pair_names_where_the_target_leaves_the_priors_support():
 
 
 def test_check_code_messages_name_the_type_the_maker_and_the_batch():
-    """``check_code``'s whole messages for a non-code, a code of another coder and a batch of codes
-    (coders/base mutation survivors: the messages' parts)."""
+    """``check_code``'s whole messages for a non-code, a code of another coder, a batch of codes, a
+    batched prior and a prior that is no distribution (coders/base mutation survivors: the
+    messages' parts)."""
     prior = jaxrec.DiagGaussian(jnp.zeros(3), jnp.ones(3))
     made_by_orc = base.Code(index=jnp.int32(1), steps=jnp.int32(2), status=jnp.int32(0), coder="orc", event_size=3)
     batch = base.Code(index=jnp.int32([1, 2]), steps=jnp.int32([2, 2]), status=jnp.int32([0, 0]), coder="pfr",
                       event_size=3)
-    for code, message in (
-        ((1, 2), "code must be a Code made by pfr, got tuple"),
-        (made_by_orc, "this code was made by 'orc'; the 'pfr' decoder cannot decode it (decode with the coder that "
-                      "encoded it)"),
-        (batch, "decode takes one code, got a code whose status has shape (2,) (expected ()); use "
-                "jax.vmap(coder.decode) for a batch of codes"),
+    one = base.Code(index=jnp.int32(1), steps=jnp.int32(2), status=jnp.int32(0), coder="pfr", event_size=3)
+    priors = jaxrec.DiagGaussian(jnp.zeros((2, 3)), jnp.ones((2, 3)))
+    for code, decode_prior, message in (
+        ((1, 2), prior, "code must be a Code made by pfr, got tuple"),
+        (made_by_orc, prior, "this code was made by 'orc'; the 'pfr' decoder cannot decode it (decode with the "
+                             "coder that encoded it)"),
+        (batch, prior, "decode takes one code, got a code whose status has shape (2,) (expected ()); use "
+                       "jax.vmap(coder.decode) for a batch of codes"),
+        (one, priors, "decode takes one code and a prior without batch axes, got a prior of batch shape (2,); "
+                      "use jax.vmap(coder.decode) for a batch"),
+        (one, (0.0, 1.0), "prior must be a jaxrec distribution, got tuple"),
     ):
         with pytest.raises(InvalidArgumentError, match=f"^{re.escape(message)}$"):
-            base.check_code(code, base.Code, "pfr", prior)
+            base.check_code(code, base.Code, "pfr", decode_prior)
 
 
 def test_compiled_encoder_warns_from_the_callers_line_when_a_code_is_not_ok():
