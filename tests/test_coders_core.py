@@ -459,12 +459,12 @@ def test_check_code_messages_name_the_type_the_maker_and_the_batch():
     priors = jaxrec.DiagGaussian(jnp.zeros((2, 3)), jnp.ones((2, 3)))
     for code, decode_prior, message in (
         ((1, 2), prior, "code must be a Code made by pfr, got tuple"),
-        (made_by_orc, prior, "this code was made by 'orc'; the 'pfr' decoder cannot decode it (decode with the "
-                             "coder that encoded it)"),
-        (batch, prior, "decode takes one code, got a code whose status has shape (2,) (expected ()); use "
-                       "jax.vmap(coder.decode) for a batch of codes"),
-        (one, priors, "decode takes one code and a prior without batch axes, got a prior of batch shape (2,); "
-                      "use jax.vmap(coder.decode) for a batch"),
+        (made_by_orc, prior, ("this code was made by 'orc'; the 'pfr' decoder cannot decode it (decode with the "
+                              "coder that encoded it)")),
+        (batch, prior, ("decode takes one code, got a code whose status has shape (2,) (expected ()); use "
+                        "jax.vmap(coder.decode) for a batch of codes")),
+        (one, priors, ("decode takes one code and a prior without batch axes, got a prior of batch shape (2,); "
+                       "use jax.vmap(coder.decode) for a batch")),
         (one, (0.0, 1.0), "prior must be a jaxrec distribution, got tuple"),
     ):
         with pytest.raises(InvalidArgumentError, match=f"^{re.escape(message)}$"):
