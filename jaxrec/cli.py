@@ -322,7 +322,12 @@ def _print_info(path: str, info: dict[str, Any]) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxrec", description="Relative entropy coding in JAX: compress real files.")
+    parser = argparse.ArgumentParser(
+        prog="jaxrec",
+        description="Relative entropy coding in JAX: compress real files.",
+        epilog=(f"Compiled programs are kept in ${COMPILE_CACHE_ENV} (default ~/.cache/jaxrec/xla; "
+                f"{COMPILE_CACHE_ENV}=off for none): each program is compiled once per machine."),
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     compress = sub.add_parser("compress", help="compress items (PNG, IDX, .npy) into one archive")
     compress.add_argument("inputs", nargs="+", metavar="INPUT", help="PNG files, IDX files (.gz or not), .npy arrays")
