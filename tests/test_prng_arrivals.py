@@ -1,5 +1,7 @@
 """Shared randomness (golden values, key handling) and the exact arrival-time accumulator."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,11 +16,13 @@ from jaxrec.core import arrivals, prng
 def test_golden_first_candidates():
     """Pins the candidate streams (archive format version 2): a change here breaks stored files.
 
-    The streams are their words, pinned bit for bit.  What is computed from them in float32 is
-    pinned to the difference seen between XLA's LLVM optimization levels (the fast tier compiles at
-    -O0, see conftest.py), which another backend may also show: candidates (an inverse CDF) to
-    2 ulp, the encoder-only arrival increments ``ceil(-log(U) 2^24)`` to one grid unit.
+    The streams are their words, pinned bit for bit, and so is everything computed from them at
+    XLA's default optimization level (the full suite, CI).  Under the fast tier's LLVM -O0 (see
+    conftest.py) the float32 results differ by what was measured there: the candidates (an inverse
+    CDF) by up to 2 ulp, the encoder-only arrival increments ``ceil(-log(U) 2^24)`` by one grid unit.
     """
+    default_level = "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", "")
+    max_ulp, max_grid_units = (0, 0) if default_level else (2, 1)
     key = prng.as_key(20261124)
     np.testing.assert_array_equal(np.asarray(jax.random.key_data(key)), [0, 20261124])
     ns = jnp.arange(3, dtype=jnp.int32)
@@ -32,14 +36,14 @@ def test_golden_first_candidates():
         0x3D897D82, 0x3EEEACBB, 0x3FC65162, 0xBE00D115, 0xBF00C444,
         0xC014ABAF, 0xBE7C5496, 0xBE60450E, 0x3F3A3005,
     ]).view(np.float32)  # fmt: skip
-    np.testing.assert_array_max_ulp(np.asarray(gauss).ravel(), pinned, maxulp=2)
+    np.testing.assert_array_max_ulp(np.asarray(gauss).ravel(), pinned, maxulp=max_ulp)
     unif = prng.candidates(key, ns[:2], jaxrec.Uniform(jnp.zeros(2), jnp.ones(2)))
     pinned = np.uint32([0x3F06D9E8, 0x3F2DF070, 0x3EE65F55, 0x3E9D6E8B]).view(np.float32)
-    np.testing.assert_array_max_ulp(np.asarray(unif).ravel(), pinned, maxulp=2)
+    np.testing.assert_array_max_ulp(np.asarray(unif).ravel(), pinned, maxulp=max_ulp)
     private = prng.counter_words(prng.private_stream(key), ns, 1)
     assert [hex(v) for v in np.asarray(private).ravel()] == ["0x1f987cfe", "0xe64025f8", "0x8c95a651"]
     increments = np.asarray(arrivals.exponential_increments(key, ns), np.int64)
-    np.testing.assert_allclose(increments, [35100584, 1778541, 10055729], rtol=0, atol=1)
+    np.testing.assert_allclose(increments, [35100584, 1778541, 10055729], rtol=0, atol=max_grid_units)
 
 
 def test_threefry_matches_jax_primitive():
