@@ -378,7 +378,7 @@ def compile_cache_dir(environ: Mapping[str, str]) -> Path | None:
 
 def _use_compile_cache(folder: Path | None) -> None:
     """Points JAX's persistent compilation cache at ``folder`` (every program, however fast it
-    compiled: a command compiles a few dozen, 3 MB in all for ``mnist-vae``).  An uncreatable
+    compiled: a command compiles a few dozen, 2.5 MB in all for ``mnist-vae``).  An uncreatable
     folder means no cache, silently: the commands work the same, only slower."""
     if folder is None:
         return
