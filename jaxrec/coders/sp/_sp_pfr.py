@@ -80,6 +80,7 @@ from jaxrec.coders.sp.partition import (
     Partition,
     WeightPolicy,
     axis_tables,
+    log_scaled_bin_weights,
     resolve_policy,
     reweighted_dinf,
     sample_bins,
@@ -277,7 +278,6 @@ def sp_chunk_fn(
     """
     dtype = prior.dtype
     num_axes = partition.event_size
-    log_counts = jnp.log(partition.num_intervals.astype(dtype))[:, None]
     private = prng.private_stream(key)
 
     def chunk_fn(state: tuple[Array, Any, AxisTables], ns: Array) -> tuple[Array, Array, tuple[Array, Array], tuple]:
@@ -287,7 +287,7 @@ def sp_chunk_fn(
         packed = partition.stream_words(bins.T)
         index, counter = index_fn(counter, packed, ns)
         log_r = bin_log_ratios(key, target, prior, partition, bins, packed, index)
-        log_jpi = jnp.sum(log_counts + jnp.take_along_axis(tables.log_weight, bins, axis=1), axis=0)
+        log_jpi = log_scaled_bin_weights(tables, partition, bins)
         log_t, base = arrivals.log_arrival_times(base, arrivals.increments_from_words(words[0]), dtype)
         scores = log_r - log_jpi - log_t
         return scores, tables.log_bound - log_t, (bins.T, index), (base, counter, tables)

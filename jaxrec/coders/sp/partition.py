@@ -46,6 +46,9 @@ Array = jax.Array
 LN2 = math.log(2.0)
 MAX_INTERVALS_PER_AXIS = 2**30
 MAX_PACKED_BITS = 64
+# Axes with at most this many intervals use elementwise code (compare all, select chains) rather
+# than searches and gathers: measured fastest on CPU.
+SMALL_AXIS = 16
 STRATEGIES = ("mi", "random", "random_informative")
 WeightPolicy = Callable[[Array, Array, Array], Array]
 
@@ -56,6 +59,7 @@ __all__ = [
     "allocate_bits",
     "axis_tables",
     "bin_log_weights",
+    "log_scaled_bin_weights",
     "partition_from_mi",
     "resolve_policy",
     "reweighted_dinf",
@@ -414,7 +418,40 @@ def sample_bins(tables: AxisTables, bits: Array) -> Array:
     dtype = tables.lower_cum.dtype
     high_end = bits >= jnp.uint32(2**31)
     w = ((bits & jnp.uint32(0x7FFFFFFF)).astype(dtype) + 0.5) * 2.0**-32
-    method = "compare_all" if tables.lower_cum.shape[-1] <= 16 else "scan"  # measured fastest on CPU
+    method = "compare_all" if tables.lower_cum.shape[-1] <= SMALL_AXIS else "scan"  # measured fastest on CPU
     from_low = jax.vmap(lambda c, x: jnp.searchsorted(c, x, side="right", method=method))(tables.lower_cum, w)
     from_high = jax.vmap(lambda c, x: jnp.searchsorted(-c, -x, side="left", method=method))(tables.upper_cum, w)
     return jnp.where(high_end, from_high, from_low).astype(jnp.int32)
+
+
+
+def log_scaled_bin_weights(tables: AxisTables, partition: Partition, bins: Array) -> Array:
+    """``log(J pi_j) = sum_d [log J_d + log pi_{d, k_d}]`` in nats for a chunk of bins
+    ``int32[D, K]`` (axis-major): ``(K,)``.
+
+    Summed axis by axis in order ``d = 0, 1, ...`` over ``(K,)`` rows, each row's entries
+    ``log pi_{d, k}`` looked up by a chain of selects for an axis of at most ``SMALL_AXIS``
+    intervals (elementwise, so it vectorizes over ``K``), else gathered.  Measured on a 2-core
+    CPU: written as a reduction over axis 0 of the ``(D, K)`` array, XLA fused the sum with its
+    producers (the bin draws and their hashes) into scalar code, and SP-ORC's ``encode_batch``
+    (64 lanes x 128 candidates, D = 5) took 120 ns per candidate instead of 54.
+    """
+    log_counts = jnp.log(partition.num_intervals.astype(tables.log_weight.dtype))
+    size = tables.log_weight.shape[-1]
+
+    def row(d: int | Array) -> Array:
+        weights, k = tables.log_weight[d], bins[d]
+        if size > SMALL_AXIS:
+            return log_counts[d] + weights[k]
+        looked_up = jnp.broadcast_to(weights[0], k.shape)
+        for value in range(1, size):
+            looked_up = jnp.where(k == value, weights[value], looked_up)
+        return log_counts[d] + looked_up
+
+    total = row(0)
+    num_axes = partition.event_size
+    if num_axes <= SMALL_AXIS:
+        for d in range(1, num_axes):
+            total = total + row(d)
+        return total
+    return lax.fori_loop(1, num_axes, lambda d, acc: acc + row(d), total)
