@@ -95,6 +95,33 @@ def test_stream_words_pack_the_multi_index_injectively():
     assert got == packed
 
 
+
+@pytest.mark.parametrize("num_axes", [6, 40])  # unrolled, and a fori_loop over the axes (> UNROLLED_AXES)
+def test_stream_words_of_axis_major_bins_and_log_scaled_weights_follow_the_definitions(num_axes):
+    """A chunk's axis-major bins ``(D, K)`` pack (``axis=0``) to the words of their rows, and
+    ``log(J pi_j)`` is the sum over axes of ``log J_d + log pi_{d, k_d}`` (float64 reference), on
+    both sides of ``UNROLLED_AXES`` and of ``SMALL_AXIS`` (select chain / gather)."""
+    assert partition_lib.UNROLLED_AXES < 40 and partition_lib.SMALL_AXIS < 20
+    rng = np.random.default_rng(num_axes)
+    phase = np.arange(num_axes) % 8
+    counts = np.where(phase == 0, 20, np.where(phase <= 3, 2, 1))  # at most 64 packed bits
+    part = Partition(counts)
+    bins = np.stack([rng.integers(0, c, 300) for c in counts])  # (D, K)
+    hi, lo = part.stream_words(jnp.asarray(bins, jnp.int32), axis=0)
+    want_hi, want_lo = part.stream_words(jnp.asarray(bins.T, jnp.int32))
+    widths = [int(c - 1).bit_length() for c in counts]
+    offsets = np.cumsum([0] + widths[:-1])
+    packed = [sum(int(b) << int(o) for b, o in zip(col, offsets)) for col in bins.T]
+    assert [(int(h) << 32) | int(l) for h, l in zip(np.asarray(hi), np.asarray(lo))] == packed
+    np.testing.assert_array_equal(hi, want_hi)
+    np.testing.assert_array_equal(lo, want_lo)
+    target = jaxrec.DiagGaussian(jnp.asarray(rng.normal(size=num_axes) * 0.3, jnp.float32), jnp.full(num_axes, 0.6))
+    tables = axis_tables(target, _std_normal(num_axes), part, "q_mass")
+    got = jax.jit(partition_lib.log_scaled_bin_weights)(tables, part, jnp.asarray(bins, jnp.int32))
+    log_w = np.asarray(tables.log_weight, np.float64)
+    want = sum(np.log(counts[d]) + log_w[d, bins[d]] for d in range(num_axes))
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=1e-5, atol=1e-5)
+
 def test_partition_validation():
     with pytest.raises(InvalidArgumentError, match="64"):
         Partition(np.array([2**30, 2**30, 2**10]))
