@@ -284,7 +284,7 @@ def sp_chunk_fn(
         base, counter, tables = state
         words = prng.counter_words(private, ns, num_axes + 1)
         bins = sample_bins(tables, words[1:])  # (D, K)
-        packed = partition.stream_words(bins, axis=0)
+        packed = partition.stream_words(bins.T)
         index, counter = index_fn(counter, packed, ns)
         log_r = bin_log_ratios(key, target, prior, partition, bins, packed, index)
         log_jpi = log_scaled_bin_weights(tables, partition, bins)

@@ -49,7 +49,6 @@ MAX_PACKED_BITS = 64
 # Axes with at most this many intervals use elementwise code (compare all, select chains) rather
 # than searches and gathers: measured fastest on CPU.
 SMALL_AXIS = 16
-UNROLLED_AXES = 32  # fold_axes unrolls up to this many axes
 STRATEGIES = ("mi", "random", "random_informative")
 WeightPolicy = Callable[[Array, Array, Array], Array]
 
@@ -210,51 +209,18 @@ class Partition:
         t = jnp.where(lower, p, v)
         return prior.tail_quantile(t, lower)
 
-    def stream_words(self, bins: Array, axis: int = -1) -> tuple[Array, Array]:
+    def stream_words(self, bins: Array) -> tuple[Array, Array]:
         """The bin multi-index packed into two ``uint32`` words ``(hi, lo)`` (bit fields of width
         ``ceil(log2 J_d)``, axis 0 lowest); injective for a given partition.  ``bins`` is
-        ``int32[..., D]``, or has its ``D`` axis at ``axis`` (a chunk's axis-major ``(D, K)``
-        bins: ``axis=0``).  The fields are or-ed in axis by axis (:func:`fold_axes`), elementwise
-        work on the other axes."""
-        offsets = self._offsets()
-
-        def field(d: int | Array, words: tuple[Array, Array]) -> tuple[Array, Array]:
-            k, offset = lax.dynamic_index_in_dim(bins, d, axis, keepdims=False).astype(jnp.uint32), offsets[..., d]
-            lo_part = jnp.where(offset < 32, jnp.left_shift(k, offset), 0)
-            spill = jnp.where(offset < 32, jnp.right_shift(k, 32 - offset), jnp.left_shift(k, offset - 32))
-            spill = jnp.where(offset == 0, 0, spill)  # a shift by 32 is 0 in XLA; keep it explicit
-            return words[0] | spill, words[1] | lo_part
-
-        zero = jnp.zeros(_without(bins.shape, axis), jnp.uint32)
-        return fold_axes(field, self.event_size, (zero, zero))
-
-    def _offsets(self) -> Array:
-        """``uint32[D]``: the bit offset of each axis' field in the packed index."""
+        ``int32[..., D]``."""
         widths = _bit_width(self.num_intervals)
-        return (jnp.cumsum(widths) - widths).astype(jnp.uint32)
-
-
-def _without(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
-    """``shape`` with entry ``axis`` removed."""
-    axis = axis % len(shape)
-    return shape[:axis] + shape[axis + 1 :]
-
-
-def fold_axes(fn: Callable[[int | Array, Any], Any], num_axes: int, init: Any) -> Any:
-    """``fn(D-1, ... fn(1, fn(0, init)))``: a per-axis accumulation in axis order, unrolled up to
-    ``UNROLLED_AXES`` axes and a ``fori_loop`` beyond (bounded program size).
-
-    The space-partitioning chunk functions accumulate over axes this way, on ``(K,)`` rows,
-    rather than reduce an axis-major ``(D, K)`` array: XLA:CPU fuses such a reduction with its
-    producers (the bin draws and their hashes) into scalar code (measured 2-2.5x the time of a
-    whole SP-ORC search).
-    """
-    if num_axes <= UNROLLED_AXES:
-        acc = init
-        for d in range(num_axes):
-            acc = fn(d, acc)
-        return acc
-    return lax.fori_loop(0, num_axes, fn, init)
+        offsets = (jnp.cumsum(widths) - widths).astype(jnp.uint32)
+        k = bins.astype(jnp.uint32)
+        lo_part = jnp.where(offsets < 32, jnp.left_shift(k, offsets), 0)
+        spill = jnp.where(offsets < 32, jnp.right_shift(k, 32 - offsets), jnp.left_shift(k, offsets - 32))
+        spill = jnp.where(offsets == 0, 0, spill)  # a shift by 32 is 0 in XLA; keep it explicit
+        # The fields are disjoint, so their sum is their bitwise or.
+        return jnp.sum(spill, axis=-1, dtype=jnp.uint32), jnp.sum(lo_part, axis=-1, dtype=jnp.uint32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,40 +406,31 @@ def reweighted_kl(
 
 
 def sample_bins(tables: AxisTables, bits: Array) -> Array:
-    """Interval indices ``k_d ~ pi_d`` per axis from 32 random bits per axis: ``int32[D, ...]``
-    from ``bits`` ``uint32[D, ...]`` (a chunk: ``(D, K)``, axis-major).
+    """Interval indices ``k_d ~ pi_d`` per axis from 32 random bits per axis: ``int32[D]``.
 
     Inversion of ``U ~ Unif(0, 1)`` from either end: the top bit picks the end and the other 31
     bits give ``w = (b + 1/2) 2^-32`` in ``(0, 1/2)``.  From the low end (``U = w``)
     ``k = #{i : lower_cum_i <= w}``; from the high end (``U = 1 - w``) ``k = #{i : upper_cum_i > w}``.
     So ``P(k) = pi_k`` (up to the rounding of the running sums), and bins in either tail keep a
     resolution of 2^-32 where a float uniform near 1 would round the upper tail away.  Bins with
-    ``pi = 0`` are never drawn.  Up to ``SMALL_AXIS`` intervals the counts are sums of ``(D, K)``
-    comparisons, one per interval (``jnp.searchsorted(method="compare_all")`` reduces over the
-    interval axis, which XLA:CPU fused with the bin draws' hashes into scalar code).
+    ``pi = 0`` are never drawn.
     """
     dtype = tables.lower_cum.dtype
     high_end = bits >= jnp.uint32(2**31)
     w = ((bits & jnp.uint32(0x7FFFFFFF)).astype(dtype) + 0.5) * 2.0**-32
-    size = tables.lower_cum.shape[-1]
-    if size <= SMALL_AXIS:  # count the running sums on either side of w, one (D, K) comparison each
-        column = lambda table, i: table[:, i].reshape(table.shape[:1] + (1,) * (bits.ndim - 1))
-        from_low = from_high = jnp.zeros(bits.shape, jnp.int32)
-        for i in range(size):
-            from_low = from_low + (column(tables.lower_cum, i) <= w)
-            from_high = from_high + (column(tables.upper_cum, i) > w)
-    else:
-        from_low = jax.vmap(lambda c, x: jnp.searchsorted(c, x, side="right", method="scan"))(tables.lower_cum, w)
-        from_high = jax.vmap(lambda c, x: jnp.searchsorted(-c, -x, side="left", method="scan"))(tables.upper_cum, w)
+    method = "compare_all" if tables.lower_cum.shape[-1] <= SMALL_AXIS else "scan"  # measured fastest on CPU
+    from_low = jax.vmap(lambda c, x: jnp.searchsorted(c, x, side="right", method=method))(tables.lower_cum, w)
+    from_high = jax.vmap(lambda c, x: jnp.searchsorted(-c, -x, side="left", method=method))(tables.upper_cum, w)
     return jnp.where(high_end, from_high, from_low).astype(jnp.int32)
+
 
 
 def log_scaled_bin_weights(tables: AxisTables, partition: Partition, bins: Array) -> Array:
     """``log(J pi_j) = sum_d [log J_d + log pi_{d, k_d}]`` in nats for a chunk of bins
     ``int32[D, K]`` (axis-major): ``(K,)``.
 
-    Summed axis by axis in order ``d = 0, 1, ...`` over ``(K,)`` rows (:func:`fold_axes`), each
-    row's entries ``log pi_{d, k}`` looked up by a chain of selects for an axis of at most ``SMALL_AXIS``
+    Summed axis by axis in order ``d = 0, 1, ...`` over ``(K,)`` rows, each row's entries
+    ``log pi_{d, k}`` looked up by a chain of selects for an axis of at most ``SMALL_AXIS``
     intervals (elementwise, so it vectorizes over ``K``), else gathered.  Measured on a 2-core
     CPU: written as a reduction over axis 0 of the ``(D, K)`` array, XLA fused the sum with its
     producers (the bin draws and their hashes) into scalar code, and SP-ORC's ``encode_batch``
@@ -491,5 +448,10 @@ def log_scaled_bin_weights(tables: AxisTables, partition: Partition, bins: Array
             looked_up = jnp.where(k == value, weights[value], looked_up)
         return log_counts[d] + looked_up
 
-    zero = jnp.zeros(bins.shape[1:], tables.log_weight.dtype)
-    return fold_axes(lambda d, total: total + row(d), partition.event_size, zero)
+    total = row(0)
+    num_axes = partition.event_size
+    if num_axes <= SMALL_AXIS:
+        for d in range(1, num_axes):
+            total = total + row(d)
+        return total
+    return lax.fori_loop(1, num_axes, lambda d, acc: acc + row(d), total)
