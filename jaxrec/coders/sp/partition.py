@@ -204,9 +204,10 @@ class Partition:
         one_minus_u = ((~bits).astype(dtype) + 0.5) * 2.0**-32
         middle = 2 * bins + 1 == counts
         lower = (2 * bins + 1 < counts) | (middle & (bits < jnp.uint32(2**31)))
-        p = bins.astype(dtype) / total + u / total
-        v = (counts - 1 - bins).astype(dtype) / total + one_minus_u / total
-        t = jnp.where(lower, p, v)
+        # t = p = k/J + u/J (lower half) or v = (J-1-k)/J + (1-u)/J (upper half): the operands are
+        # selected before the two divisions, which gives the same floats as dividing both ways
+        whole = jnp.where(lower, bins, counts - 1 - bins).astype(dtype)
+        t = whole / total + jnp.where(lower, u, one_minus_u) / total
         return prior.tail_quantile(t, lower)
 
     def stream_words(self, bins: Array) -> tuple[Array, Array]:
