@@ -401,7 +401,8 @@ def console_main(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``jaxrec`` console script; returns the exit status."""
+    """The ``jaxrec`` command line on ``argv`` (default ``sys.argv[1:]``), leaving JAX's configuration
+    alone (the console script runs it through :func:`console_main`); returns the exit status."""
     args = _parser().parse_args(argv)
     try:
         return args.run(args)

@@ -95,13 +95,12 @@ def test_stream_words_pack_the_multi_index_injectively():
     assert got == packed
 
 
-
-@pytest.mark.parametrize("num_axes", [6, 40])  # unrolled, and a fori_loop over the axes (> SMALL_AXIS)
+@pytest.mark.parametrize("num_axes", [6, 40])  # unrolled, and a fori_loop over the axes (> UNROLLED_AXES)
 def test_log_scaled_bin_weights_follow_the_definition(num_axes):
     """``log(J pi_j)`` of a chunk's axis-major bins ``(D, K)`` is the sum over axes of
     ``log J_d + log pi_{d, k_d}`` (float64 reference), for axes looked up by selects (2 intervals)
     and by a gather (20 > SMALL_AXIS intervals), summed unrolled and in a loop."""
-    assert partition_lib.SMALL_AXIS < 20
+    assert partition_lib.SMALL_AXIS < 20 and 6 <= partition_lib.UNROLLED_AXES < 40
     rng = np.random.default_rng(num_axes)
     phase = np.arange(num_axes) % 8
     counts = np.where(phase == 0, 20, np.where(phase <= 3, 2, 1))  # at most 64 packed bits
@@ -113,6 +112,7 @@ def test_log_scaled_bin_weights_follow_the_definition(num_axes):
     log_w = np.asarray(tables.log_weight, np.float64)
     want = sum(np.log(counts[d]) + log_w[d, bins[d]] for d in range(num_axes))
     np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=1e-5, atol=1e-5)
+
 
 def test_partition_validation():
     with pytest.raises(InvalidArgumentError, match="64"):

@@ -49,6 +49,8 @@ MAX_PACKED_BITS = 64
 # Axes with at most this many intervals use elementwise code (compare all, select chains) rather
 # than searches and gathers: measured fastest on CPU.
 SMALL_AXIS = 16
+# log_scaled_bin_weights adds up at most this many axes unrolled, more in a fori_loop (bounded size).
+UNROLLED_AXES = 16
 STRATEGIES = ("mi", "random", "random_informative")
 WeightPolicy = Callable[[Array, Array, Array], Array]
 
@@ -425,14 +427,14 @@ def sample_bins(tables: AxisTables, bits: Array) -> Array:
     return jnp.where(high_end, from_high, from_low).astype(jnp.int32)
 
 
-
 def log_scaled_bin_weights(tables: AxisTables, partition: Partition, bins: Array) -> Array:
     """``log(J pi_j) = sum_d [log J_d + log pi_{d, k_d}]`` in nats for a chunk of bins
     ``int32[D, K]`` (axis-major): ``(K,)``.
 
     Summed axis by axis in order ``d = 0, 1, ...`` over ``(K,)`` rows, each row's entries
     ``log pi_{d, k}`` looked up by a chain of selects for an axis of at most ``SMALL_AXIS``
-    intervals (elementwise, so it vectorizes over ``K``), else gathered.  Measured on a 2-core
+    intervals (elementwise, so it vectorizes over ``K``), else gathered; unrolled up to
+    ``UNROLLED_AXES`` axes, a ``fori_loop`` beyond.  Measured on a 2-core
     CPU: written as a reduction over axis 0 of the ``(D, K)`` array, XLA fused the sum with its
     producers (the bin draws and their hashes) into scalar code, and SP-ORC's ``encode_batch``
     (64 lanes x 128 candidates, D = 5) took 120 ns per candidate instead of 54.
@@ -451,7 +453,7 @@ def log_scaled_bin_weights(tables: AxisTables, partition: Partition, bins: Array
 
     total = row(0)
     num_axes = partition.event_size
-    if num_axes <= SMALL_AXIS:
+    if num_axes <= UNROLLED_AXES:
         for d in range(1, num_axes):
             total = total + row(d)
         return total
