@@ -3,6 +3,7 @@
 import dataclasses
 import math
 
+import constriction
 import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
@@ -357,6 +358,36 @@ def test_bit_flips_raise_only_format_error(specs, seed, data):
     decode_or_format_error(bytes(valid), specs)
 
 
+def forged_stream(*segments):
+    """Bytes a range coder writes for ``(symbols, constriction model)`` segments in order: streams
+    no encoder of ours produces but a corrupt file can hold."""
+    coder = constriction.stream.queue.RangeEncoder()
+    for symbols, model in segments:
+        coder.encode(np.asarray(symbols, np.int32), model)
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def test_decoded_indices_outside_the_support_raise_format_error_naming_the_first():
+    """A ``UniformModel(2**17 + 1)`` index is the digits ``(Uniform(32769), Uniform(4))``, so a
+    corrupt stream can decode ``32768 * 4 + 1 .. 3``, at or past ``N``; a leaky categorical model can
+    decode a symbol of probability 0.  Both are :class:`FormatError`, naming the first such index
+    (not an :class:`InvalidArgumentError` from re-encoding it)."""
+    uniform = entropy.UniformModel(2**17 + 1)
+    top, low = constriction.stream.model.Uniform(32769), constriction.stream.model.Uniform(4)
+    valid = forged_stream(([32768, 1], top), ([0, 3], low))
+    np.testing.assert_array_equal(entropy.decode_indices(valid, uniform, 2), [2**17, 7])
+    at_n = forged_stream(([32768], top), ([1], low))
+    with pytest.raises(FormatError, match=r"^decoded index 131073 is outside \[0, 131073\)$"):
+        entropy.decode_indices(at_n, uniform, 1)
+    two_bad = forged_stream(([5, 32768, 32768], top), ([0, 3, 1], low))
+    with pytest.raises(FormatError, match=r"^decoded index 131075 is outside \[0, 131073\)$"):
+        entropy.decode_indices(two_bad, uniform, 3)
+    categorical = entropy.CategoricalModel([0.5, 0.0, 0.5, 0.0])
+    leaky = categorical._constriction_model()  # every symbol gets a positive quantized mass
+    with pytest.raises(FormatError, match=r"^decoded index 3 has probability 0$"):
+        entropy.decode_indices(forged_stream(([0, 3, 1], leaky)), categorical, 3)
+
+
 def test_malformed_stream_lists_raise_naming_the_argument():
     with pytest.raises(InvalidArgumentError, match=r"^streams must be a sequence of \(indices, model\) pairs, got "):
         entropy.encode_streams(5)
@@ -445,10 +476,12 @@ def test_zipf_alpha_is_stored_as_a_python_float_and_its_cached_table_is_read_onl
 
 def test_more_stream_bytes_are_pinned_at_the_uniform_chunk_boundary_and_for_categoricals():
     """Format bytes (see :func:`test_index_stream_bytes_are_pinned`) of a uniform model at the
-    raw-chunk boundary ``2**16`` and just past a power of two, and of a categorical model."""
+    raw-chunk boundary ``2**16`` and just past a power of two, and of categorical models."""
     assert entropy.encode_indices([65535, 0, 7], entropy.UniformModel(2**16)).hex() == "fffffeff000107ff"
     assert entropy.encode_indices([2**20, 1, 5], entropy.UniformModel(2**20 + 1)).hex() == "ffff7fff6c1301ff"
     assert entropy.encode_indices([2, 0, 1, 2], entropy.CategoricalModel((1.0, 2.0, 5.0))).hex() == "00006064"
+    # weights whose leaky quantization (constriction's perfect=False) differs from the perfect one ("d6e90494")
+    assert entropy.encode_indices([0, 1, 0, 2, 0, 0], entropy.CategoricalModel((0.7, 0.2, 0.1))).hex() == "16e80494"
 
 
 def test_models_normalize_their_fields_and_stay_frozen_and_uint64_indices_work():
