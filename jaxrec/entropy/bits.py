@@ -48,7 +48,7 @@ def zipf_exponent(kl_budget_bits: Any) -> Any:
         raise InvalidArgumentError(f"kl_budget_bits must be a real number, got {kl_budget_bits!r}") from err
     bad = ~(np.isfinite(kl) & (kl >= 0))
     if bad.any():
-        raise InvalidArgumentError(f"kl_budget_bits must be finite and >= 0, got {kl[bad].flat[0]!r}")
+        raise InvalidArgumentError(f"kl_budget_bits must be finite and >= 0, got {kl[bad].flat[0].item()!r}")
     alpha = 1.0 + 1.0 / (kl + 1.0)
     return float(alpha) if alpha.ndim == 0 else alpha
 

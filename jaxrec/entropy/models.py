@@ -71,7 +71,7 @@ def _as_indices(indices: Any) -> np.ndarray:
     if arr.size == 0:  # e.g. [] (float64): nothing to check
         return np.zeros(0, np.int64)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise InvalidArgumentError(f"indices must have an integer dtype, got {arr.dtype} ({arr.flat[0]!r})")
+        raise InvalidArgumentError(f"indices must have an integer dtype, got {arr.dtype} ({np.asarray(arr.flat[0]).item()!r})")
     arr = arr.reshape(-1)
     if arr.dtype == np.uint64 and arr.max() > np.iinfo(np.int64).max:
         raise InvalidArgumentError(f"index {int(arr.max())} does not fit in int64")
@@ -306,7 +306,7 @@ class CategoricalModel:
             raise InvalidArgumentError(f"probs must be 1-D with 1 to 2**16 entries, got shape {p.shape}")
         bad = np.flatnonzero(~(np.isfinite(p) & (p >= 0)))
         if bad.size:
-            raise InvalidArgumentError(f"probs must be finite and >= 0, got {p[bad[0]]!r} at position {bad[0]}")
+            raise InvalidArgumentError(f"probs must be finite and >= 0, got {float(p[bad[0]])!r} at position {bad[0]}")
         if not p.sum() > 0:
             raise InvalidArgumentError("probs must have a positive sum")
         object.__setattr__(self, "probs", tuple(float(v) for v in p))
