@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import operator
-from typing import Any, Union
+from typing import Any
 
 import constriction
 import numpy as np
@@ -353,7 +353,7 @@ class PlanAlphabetModel:
 
 
 
-IndexModel = Union[ZipfModel, UniformModel, CategoricalModel]
+IndexModel = ZipfModel | UniformModel | CategoricalModel
 _MODEL_TYPES = (ZipfModel, UniformModel, CategoricalModel)
 
 
