@@ -254,9 +254,9 @@ def test_tables_edges_and_samples_keep_their_shapes_dtypes_and_tails():
     prior = _std_normal(2)
     target = jaxrec.DiagGaussian(jnp.array([0.3, -0.2]), jnp.array([0.5, 0.8]))
     tables = axis_tables(target, prior, Partition(np.array([3, 5]), max_intervals=6), "q_mass")
-    for name in ("log_weight", "log_q_mass", "log_sup", "lower_cum", "upper_cum"):
+    for name in ("log_weight", "log_q_mass", "log_sup", "thresholds"):
         assert getattr(tables, name).shape == (2, 6), name
-    np.testing.assert_allclose(np.asarray(tables.upper_cum)[:, -1], 0.0)
+    assert tables.thresholds.dtype == jnp.uint32 and np.all(np.asarray(tables.thresholds)[:, -1] == 2**32 - 1)
     with jax.enable_x64(True):
         x = Partition(np.array([3])).sample_in_bin(_std_normal(1), jnp.array([2]), jnp.array([7], jnp.uint32))
         assert x.dtype == jnp.float32
@@ -321,30 +321,49 @@ def _log_interval_mass(lo, hi, mu, s):
         return big + np.log1p(-np.exp(small - big))
 
 
+def _quantized_reference(log_pi, bits):
+    """The documented integer weights in float64: ``max(1, ceil(pi 2^R - 2^-8))`` for every bin of
+    positive weight but the first heaviest, which gets the rest of ``2^R``; returns the counts."""
+    log_pi = np.asarray(log_pi, np.float64)
+    live, heaviest = np.isfinite(log_pi), np.argmax(log_pi)
+    counts = np.where(live, np.maximum(1.0, np.ceil(np.exp(log_pi) * 2.0**bits - 2.0**-8)), 0.0)
+    counts[heaviest] = 0.0
+    counts[heaviest] = 2.0**bits - counts.sum()
+    return counts
+
+
 @pytest.mark.slow  # 8 s cold in the fast tier (float64 programs)
 @pytest.mark.mutation
 def test_weights_and_reweighted_divergences_match_independent_float64_sums():
+    """The bin weights are the float64 ideal ones (``Q`` masses, ``sup r`` masses) quantized by
+    :func:`_quantized_reference` (counts to one count and 3e-4 relative, the float32 tables'
+    accuracy), and ``D_inf[Q||P']``, ``D_KL[Q||P']`` follow those weights."""
     prior = _std_normal(2)
     params = [(2.0, 0.05), (-0.4, 0.3)]
     target = jaxrec.DiagGaussian(jnp.array([p[0] for p in params]), jnp.array([p[1] for p in params]))
     counts = np.array([64, 8])
     part = Partition(counts, max_intervals=64)
+    bits = partition_lib.draw_bits(64)
+    assert bits == 31
     q_mass, sup_r = axis_tables(target, prior, part, "q_mass"), axis_tables(target, prior, part, "sup_ratio")
     dinf_q, dinf_s, gain_q = 0.0, 0.0, 0.0
     for d, (mu, s) in enumerate(params):
         j = counts[d]
         e = stats.norm.ppf(np.arange(j + 1) / j)
         log_mass = _log_interval_mass(e[:-1], e[1:], mu, s)
-        np.testing.assert_allclose(q_mass.log_weight[d, :j], log_mass, rtol=2e-4, atol=2e-4)
-        assert np.all(np.isneginf(q_mass.log_weight[d, j:]))
         z = np.clip(mu / (1 - s * s), e[:-1], e[1:])
         log_sup = stats.norm.logpdf(z, mu, s) - stats.norm.logpdf(z)
         np.testing.assert_allclose(sup_r.log_sup[d, :j], log_sup, rtol=1e-4, atol=1e-4)
-        # sup_ratio: pi ∝ sup r / J, and 2^{D_inf'} = (1/J) sum sup r.
-        np.testing.assert_allclose(sup_r.log_weight[d, :j], log_sup - special.logsumexp(log_sup), rtol=1e-4, atol=1e-3)
-        dinf_s += np.log2(np.exp(log_sup).sum() / j)
-        dinf_q += np.max(log_sup - np.log(j) - log_mass) / LN2
-        gain_q += np.sum(np.exp(log_mass) * (np.log(j) + log_mass)) / LN2
+        for tables, ideal in ((q_mass, log_mass), (sup_r, log_sup - special.logsumexp(log_sup))):
+            want = _quantized_reference(ideal, bits)
+            got = np.exp(np.asarray(tables.log_weight[d, :j], np.float64)) * 2.0**bits
+            np.testing.assert_allclose(got, want, rtol=3e-4, atol=1.0)
+            assert np.all(np.isneginf(tables.log_weight[d, j:]))
+        log_q_weight = np.log(_quantized_reference(log_mass, bits) / 2.0**bits)
+        log_s_weight = np.log(_quantized_reference(log_sup - special.logsumexp(log_sup), bits) / 2.0**bits)
+        dinf_s += np.max(log_sup - np.log(j) - log_s_weight) / LN2
+        dinf_q += np.max(log_sup - np.log(j) - log_q_weight) / LN2
+        gain_q += np.sum(np.exp(log_mass) * (np.log(j) + log_q_weight)) / LN2
     np.testing.assert_allclose(float(reweighted_dinf(target, prior, part, "sup_ratio")), dinf_s, rtol=1e-4)
     np.testing.assert_allclose(float(reweighted_dinf(target, prior, part, "q_mass")), dinf_q, rtol=1e-3)
     kl_full = float(jaxrec.kl(target, prior))
@@ -370,72 +389,83 @@ def test_custom_policy_and_bad_policy():
         axis_tables(target, prior, part, "posterior")
 
 
-def test_sample_bins_frequencies_and_tail_resolution():
+def _draw_all_values(tables, axis, bits):
+    """Bins of ``axis`` for every one of its ``2^bits`` draw values, through :func:`sample_bins`'s word layout."""
+    values = jnp.arange(2**bits, dtype=jnp.uint32)
+    num_axes, size = tables.thresholds.shape
+    width = partition_lib.draw_words(num_axes, size)
+    if bits == 16:
+        word = values << jnp.uint32(16 * (axis % 2))
+        words = jnp.zeros((width, values.size), jnp.uint32).at[axis // 2].set(word)
+    else:
+        words = jnp.zeros((width, values.size), jnp.uint32).at[axis].set(values << jnp.uint32(1))
+    return np.asarray(jax.jit(sample_bins)(tables, words)[axis])
+
+
+def test_sample_bins_draws_each_bin_exactly_as_often_as_its_integer_weight():
+    """Over all ``2^16`` draw values of an axis (tables of at most 16 intervals, two axes per word)
+    bin ``k`` comes up exactly ``c_k = pi_k 2^16`` times: the scores' weights are the sampler's,
+    with no rounding between them.  Counts: positive for every bin of positive weight (a bin of
+    ``Q`` mass 1e-12 still has count 1), summing to ``2^16``, every bin but the heaviest rounded up."""
+    prior = _std_normal(3)
+    target = jaxrec.DiagGaussian(jnp.array([0.7, 0.0, 4.5]), jnp.array([0.4, 0.9, 0.3]))
+    part = Partition(np.array([8, 3, 16]), max_intervals=16)
+    assert partition_lib.draw_bits(16) == 16 and partition_lib.draw_words(3, 16) == 2
+    tables = axis_tables(target, prior, part, "q_mass")
+    for axis, j in enumerate([8, 3, 16]):
+        counts = np.exp(np.asarray(tables.log_weight[axis, :j], np.float64)) * 2.0**16
+        np.testing.assert_allclose(counts, np.round(counts), rtol=1e-6)  # log(c 2^-16) to float32
+        counts = np.round(counts)
+        assert counts.sum() == 2**16 and counts.min() >= 1
+        drawn = np.bincount(_draw_all_values(tables, axis, 16), minlength=16)
+        np.testing.assert_array_equal(drawn[:j], counts)
+        assert drawn[j:].sum() == 0
+        ideal = np.exp(np.asarray(tables.log_q_mass[axis, :j], np.float64))
+        ideal = ideal / ideal.sum() * 2.0**16
+        rounded_down = counts < ideal - 2.0**-8
+        assert rounded_down.sum() <= 1 and (not rounded_down.any() or counts[rounded_down][0] == counts.max())
+    assert np.exp(float(tables.log_q_mass[2, 0])) < 1e-12 and float(tables.log_weight[2, 0]) == np.float32(np.log(2.0**-16))
+
+
+def test_sample_bins_with_31_bit_draws_and_zero_weights():
+    """An axis of more than 16 intervals draws 31 bits (the top of its own word): ``k = #{i :
+    thresholds_i <= b}`` at random words and at the words around every threshold; a bin of weight
+    0 (a policy's ``-inf``) is never drawn and the bins around it keep their counts."""
+    prior, target = _std_normal(1), jaxrec.DiagGaussian(jnp.array([0.1]), jnp.array([0.7]))
+    gap = lambda log_q, log_sup, log_p: jnp.where(jnp.arange(log_q.shape[-1]) == 3, -jnp.inf, log_q)
+    tables = axis_tables(target, prior, Partition(np.array([40])), gap)
+    assert partition_lib.draw_bits(40) == 31
+    thresholds = np.asarray(tables.thresholds[0], np.int64)
+    assert thresholds[2] == thresholds[3] and np.isneginf(float(tables.log_weight[0, 3]))
+    near = np.concatenate([2 * thresholds[:39, None] + np.arange(-2, 3)[None, :]]).ravel()
+    words = np.concatenate([np.asarray(jax.random.bits(jax.random.key(7), (512,), jnp.uint32), np.int64), near])
+    words = words[(words >= 0) & (words < 2**32)].astype(np.uint32)
+    want = [int(np.sum(thresholds <= (int(w) >> 1))) for w in words]
+    got = np.asarray(jax.jit(sample_bins)(tables, jnp.asarray(words)[None, :])[0])
+    np.testing.assert_array_equal(got, want)
+    assert 3 not in got and {2, 4} <= set(got.tolist())
+    # the widest axes a search takes (2^15 intervals) fit their 31-bit counts; 2^16 weights each
+    # 4e-6 above 2^-16 (float noise) round up to 2^15 + 1 counts, which overflow: an undefined bound
+    uniform = lambda log_q, log_sup, log_p: jnp.zeros_like(log_q)
+    assert np.isfinite(float(axis_tables(target, prior, Partition(np.array([2**15])), uniform).log_bound))
+    _, fits, _ = jax.jit(partition_lib.quantized_weights)(jnp.full((1, 2**16), np.log(2.0**-16 * (1 + 2.0**-18)), jnp.float32))
+    assert not bool(fits)
+    counts = np.diff(np.concatenate([[0], thresholds[:39], [2**31]]))
+    np.testing.assert_allclose(np.exp(np.asarray(tables.log_weight[0], np.float64)) * 2.0**31, counts, rtol=3e-7)
+
+
+def test_sample_bins_frequencies_from_random_words():
+    """Random private words give bins at the frequencies ``pi`` (chi-square over 40,000 draws of two axes)."""
     prior = _std_normal(2)
     target = jaxrec.DiagGaussian(jnp.array([0.7, 0.0]), jnp.array([0.4, 0.9]))
     part = Partition(np.array([8, 3]), max_intervals=8)
     tables = axis_tables(target, prior, part, "q_mass")
-    bits = jax.random.bits(jax.random.key(0), (40000, 2), jnp.uint32)
-    bins = np.asarray(jax.jit(jax.vmap(lambda b: sample_bins(tables, b)))(bits))
+    words = jax.random.bits(jax.random.key(0), (partition_lib.draw_words(2, 8), 40000), jnp.uint32)
+    bins = np.asarray(jax.jit(sample_bins)(tables, words))
     for d, j in enumerate([8, 3]):
-        observed = np.bincount(bins[:, d], minlength=j)
+        observed = np.bincount(bins[d], minlength=j)
         assert observed.size == j
-        expected = np.exp(np.asarray(tables.log_weight[d, :j], np.float64)) * len(bins)
+        expected = np.exp(np.asarray(tables.log_weight[d, :j], np.float64)) * bins.shape[1]
         assert stats.chisquare(observed, expected * observed.sum() / expected.sum()).pvalue > 1e-3
-    # Tail resolution: bins of mass 1e-8 at both ends are reached by the extreme bit patterns.
-    log_w = jnp.log(jnp.array([[1e-8, 0.5 - 1e-8, 0.5 - 1e-8, 1e-8]]))
-    prob = jnp.exp(log_w)
-    tiny = tables._replace(
-        log_weight=log_w,
-        lower_cum=jnp.cumsum(prob, -1),
-        upper_cum=jnp.array([[1.0, 0.5, 1e-8, 0.0]]),
-    )
-    pick = lambda b: int(sample_bins(tiny, jnp.array([b], jnp.uint32))[0])
-    assert pick(0) == 0 and pick(2**31) == 3
-    assert pick(64) == 1 and pick(2**31 + 64) == 2  # w = 64.5 * 2^-32 > 1e-8
 
 
-def _sample_bins_rule(lower_cum, upper_cum, b):
-    """The documented rule in float32 arithmetic: ``w = (b' + 1/2) 2^-32`` with ``b'`` the low 31
-    bits (two roundings: ``b'`` to float32, then ``+ 1/2``); ``k = #{lower_cum <= w}`` from the low
-    end, ``#{upper_cum > w}`` from the high end."""
-    w = (np.float32(b & 0x7FFFFFFF) + np.float32(0.5)) * np.float32(2.0**-32)
-    return int(np.sum(upper_cum > w)) if b >= 2**31 else int(np.sum(lower_cum <= w))
-
-
-def _assert_sample_bins_follow_the_rule(tables, patterns):
-    """``sample_bins`` of a one-axis table at each bit pattern equals :func:`_sample_bins_rule`'s bin;
-    returns those bins."""
-    lower, upper = np.asarray(tables.lower_cum[0]), np.asarray(tables.upper_cum[0])
-    want = [_sample_bins_rule(lower, upper, int(b)) for b in patterns]
-    np.testing.assert_array_equal(jax.vmap(lambda b: sample_bins(tables, b[None])[0])(jnp.asarray(patterns)), want)
-    return want
-
-
-def test_sample_bins_follows_its_rule_bit_for_bit_at_the_table_values():
-    """Bit patterns next to a table value (``c 2^32``, where float32's rounding of ``b' + 1/2``
-    decides the bin) give the documented rule's bin exactly, and the same with x64 on: a float32
-    table is searched in float32 (coders/sp/partition mutation survivors: ``+ 1.5`` for ``+ 0.5``,
-    the dtype taken from the default float)."""
-    prior = _std_normal(1)
-    target = jaxrec.DiagGaussian(jnp.array([0.1]), jnp.array([0.7]))
-    tables = axis_tables(target, prior, Partition(np.array([3])), "q_mass")
-    lower, upper = np.asarray(tables.lower_cum[0]), np.asarray(tables.upper_cum[0])
-    assert lower.dtype == np.float32 and 0.0 < lower[0] < 0.5 and 0.0 < upper[1] < 0.5
-    near = lambda c, top: [top + int(c * 2.0**32) + i for i in range(-200, 201, 3)]
-    patterns = np.array(near(lower[0], 0) + near(upper[1], 2**31), np.uint32)
-    want = _assert_sample_bins_follow_the_rule(tables, patterns)
-    assert len(set(want[: len(want) // 2])) == 2 and len(set(want[len(want) // 2 :])) == 2  # both sides of each value
-    with jax.enable_x64(True):
-        f32 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a, tables)
-        _assert_sample_bins_follow_the_rule(f32, patterns)
-    # a value below 2^-8, where b' + 1/2 is exact in float32 (above it b' is already rounded to a
-    # multiple of 4 or more, and adding a half moves nothing)
-    small = tables._replace(lower_cum=jnp.array([[1e-8, 0.5, 1.0]], jnp.float32),
-                            upper_cum=jnp.array([[1.0 - 1e-8, 1e-8, 0.0]], jnp.float32))
-    patterns = np.array([*range(30, 60), *range(2**31 + 30, 2**31 + 60)], np.uint32)
-    want = _assert_sample_bins_follow_the_rule(small, patterns)
-    assert want[12:14] == [0, 1] and want[42:44] == [2, 1]  # 42.5 and 43.5 2^-32 around 1e-8 = 42.9 2^-32
-    # a table wider than 16 intervals is searched by scanning: the same rule
-    wide = axis_tables(target, prior, Partition(np.array([40])), "q_mass")
-    _assert_sample_bins_follow_the_rule(wide, np.asarray(jax.random.bits(jax.random.key(7), (512,), jnp.uint32)))

@@ -32,6 +32,7 @@ from jaxrec.coders.sp.message import sp_ideal_bits, sp_index_budget_bits
 from jaxrec.coders.sp.partition import (
     Partition,
     axis_tables,
+    draw_words,
     partition_from_mi,
     reweighted_dinf,
     sample_bins,
@@ -297,9 +298,11 @@ def test_bin_candidates_are_pinned_and_score_as_the_fused_log_ratio():
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _sp_pfr_draws(keys, tables, part, num):
     """The documented draws of candidates ``0..num-1`` for each key: private word 0 is the arrival
-    increment, word ``1 + d`` axis ``d``'s bin.  Returns ``(bins int32[B, num, D], increments [B, num])``."""
+    increment, words ``1..W`` the bins (:func:`sample_bins`).  Returns ``(bins int32[B, num, D], increments [B, num])``."""
+    width = 1 + draw_words(part.event_size, part.max_intervals)
+
     def draws(key):
-        words = prng.counter_words(prng.private_stream(key), jnp.arange(num, dtype=jnp.int32), part.event_size + 1)
+        words = prng.counter_words(prng.private_stream(key), jnp.arange(num, dtype=jnp.int32), width)
         return sample_bins(tables, words[1:]).T, arrivals.increments_from_words(words[0])
     return jax.vmap(draws)(keys)
 
@@ -341,9 +344,10 @@ def test_sp_pfr_codes_equal_a_sequential_float64_reference(weights):
     keys = jax.random.split(prng.as_key(21), 32)
     codes = jax.jit(jax.vmap(jaxrec.sp_pfr(part, weights, chunk_size=16).encode, in_axes=(0, None, None)))(keys, target, prior)
     assert np.all(np.asarray(codes.status) == OK)
-    golden = {  # the first four codes as numbers (a change here breaks stored files: bump FORMAT_VERSION)
-        "sup_ratio": ([[2, 1, 1], [2, 0, 2], [2, 1, 1], [2, 0, 2]], [1, 0, 0, 0], [8, 8, 9, 1]),
-        "q_mass": ([[2, 1, 1], [2, 0, 2], [2, 0, 2], [2, 0, 1]], [0, 0, 1, 0], [62, 261, 470, 140]),
+    golden = {  # the first four codes as numbers: the encoder's choices (bin draws, weights, scores);
+        # the decoder does not read them, so a change here keeps stored files decodable
+        "sup_ratio": ([[3, 0, 2], [3, 0, 2], [2, 1, 1], [2, 0, 2]], [0, 0, 0, 0], [8, 12, 2, 6]),
+        "q_mass": ([[2, 1, 1], [3, 0, 2], [2, 0, 1], [3, 0, 1]], [0, 0, 3, 0], [9, 117, 1053, 145]),
     }[weights]
     assert tuple(np.asarray(f[:4]).tolist() for f in (codes.bin, codes.index, codes.steps)) == golden
     num = 1 << int(np.max(np.asarray(codes.steps)) + 16).bit_length()
@@ -511,11 +515,13 @@ def test_sp_pfr_float64_is_exact():
 @pytest.mark.mutation
 def test_max_steps_sets_exhausted():
     """SP-PFR is exact, so a search stopped by the step limit is ``exhausted``; an eager encode warns
-    beforehand when ``D_inf[Q || P'] = 9.6`` bits exceeds ``log2(max_steps) + 1``."""
+    beforehand when ``D_inf[Q || P'] = 4.2`` bits exceeds ``log2(max_steps) + 1`` (the bins far from
+    ``Q`` keep weight ``2^-16`` each, :func:`~jaxrec.coders.sp.partition.quantized_weights`: with
+    their float ``Q`` masses of ``e^-200`` and less it was 9.6 bits)."""
     target = jaxrec.DiagGaussian(jnp.array([2.0]), jnp.array([0.05]))
     coder = jaxrec.sp_pfr(Partition(np.array([8])), "q_mass", chunk_size=4, max_steps=8)
     keys = jax.random.split(jax.random.key(0), 64)
-    hopeless = r"^sp_pfr: the expected number of steps, 2\^9\.6, exceeds the limit of 8 "
+    hopeless = r"^sp_pfr: the expected number of steps, 2\^4\.2, exceeds the limit of 8 "
     with pytest.warns(RuntimeWarning, match=hopeless):  # the target is not traced by this vmap
         codes = jax.vmap(coder.encode, in_axes=(0, None, None))(keys, target, std_normal(1))
     steps, exhausted = np.asarray(codes.steps), np.asarray(codes.exhausted)
@@ -551,6 +557,11 @@ def test_errors_at_the_api_boundary():
         jaxrec.sp_orc(part, 16, weights="sup_ratio").encode(0, wide, prior)
     with pytest.raises(InvalidArgumentError, match="num_samples"):
         jaxrec.sp_orc(part, 0)
+    too_wide = r"^a space-partitioning search draws bins from axes of at most 32768 intervals, got max_intervals=32769$"
+    for make in (jaxrec.sp_pfr, functools.partial(jaxrec.sp_orc, num_samples=16)):
+        with pytest.raises(InvalidArgumentError, match=too_wide):
+            make(Partition(np.array([2, 2]), max_intervals=2**15 + 1))
+    assert jaxrec.sp_orc(Partition(np.array([2**15])), 16).spec.kwargs["max_intervals"] == 2**15
 
 
 def test_weight_check_is_compiled_batched_and_silent_inside_jit():

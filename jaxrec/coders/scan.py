@@ -10,6 +10,8 @@ A scan coder is described by these functions:
 * optionally ``precompute(target, prior) -> data`` -- per-problem tables built once *before* the
   search (``encode_batch`` builds them for the whole batch with ``vmap``); ``prepare`` then
   receives ``data`` in place of ``target``, so its per-iteration work in the batch loop stays cheap;
+* optionally ``problem_status(data, prior)`` -- coder-specific input statuses read from ``data``
+  (``target`` without ``precompute``), so the tables are built once;
 * optionally ``expected_log2_steps(target, prior)`` -- for exact coders, ``log2`` of the expected
   number of steps on concrete inputs; an eager ``encode`` warns before a search that would run
   into ``max_candidates``.
@@ -118,7 +120,7 @@ def scan_coder(
     code_class: type = Code,
     precompute: Callable[[Distribution, Distribution], Any] | None = None,
     expected_log2_steps: Callable[[Distribution, Distribution], Any] | None = None,
-    problem_status: Callable[[Distribution, Distribution], Array] | None = None,
+    problem_status: Callable[[Any, Distribution], Array] | None = None,
 ) -> Coder:
     """Assembles ``Coder(encode, decode, spec, encode_batch)`` from a scan kernel (see module doc).
 
@@ -126,18 +128,20 @@ def scan_coder(
     ``max_candidates`` and ``UNBOUNDED_RATIO`` for ``D_inf = inf``; a fixed-budget coder (ORC, MRC)
     runs out of candidates by design.  ``decode(key, code, prior)`` runs after the code has been
     checked against ``code_class``, ``spec.name`` and the prior's event size.  ``problem_status``
-    (traceable, one problem) adds coder-specific input statuses to
+    (traceable, one problem, given ``precompute``'s data) adds coder-specific input statuses to
     :func:`~jaxrec.coders.base.input_status`'s (e.g. undefined bin weights: ``INVALID_INPUT``).
     """
     search.validate_sizes(chunk_size, max_candidates)
     if exact and expected_log2_steps is None:
         expected_log2_steps = dinf
 
-    def status_before_search(target: Distribution, prior: Distribution) -> Array:
+    def prepared(target: Distribution, prior: Distribution) -> tuple[Any, Array]:
+        """``(precompute's data or the target, the status before the search)`` of one problem."""
+        data = target if precompute is None else precompute(target, prior)
         status = input_status(target, prior, bounded=exact)
-        if problem_status is None:
-            return status
-        return jnp.where(status == OK, problem_status(target, prior), status).astype(jnp.int32)
+        if problem_status is not None:
+            status = jnp.where(status == OK, problem_status(data, prior), status).astype(jnp.int32)
+        return data, status
 
     def make_code(res: search.SearchResult, status0: Array, prior: Distribution) -> Any:
         status = search_status(status0, res.stopped, exact=exact)
@@ -162,8 +166,7 @@ def scan_coder(
             )
 
     def search_one(key: Array, target: Distribution, prior: Distribution) -> Any:
-        status0 = status_before_search(target, prior)
-        problem = target if precompute is None else precompute(target, prior)
+        problem, status0 = prepared(target, prior)
         chunk_fn, init_state = prepare(key, problem, prior)
         res = search.search(
             masked_chunk_fn(chunk_fn, status0 == OK), init_state, chunk_size=chunk_size, max_candidates=max_candidates,
@@ -210,8 +213,8 @@ def scan_coder(
     @functools.partial(jax.jit, static_argnums=(3, 4, 5))
     def run_batch(keys: Array, targets: Distribution, priors: Distribution, k: int, lanes: int,
                      max_widening: int) -> Any:
-        status0 = jax.vmap(status_before_search)(targets, priors)
-        problems = (keys, targets if precompute is None else jax.vmap(precompute)(targets, priors), priors, status0)
+        data, status0 = jax.vmap(prepared)(targets, priors)
+        problems = (keys, data, priors, status0)
 
         def problem_fn(problem: tuple) -> tuple[search.ChunkFn, Any]:
             key, data, problem_prior, problem_status = problem

@@ -103,7 +103,7 @@ def sp_orc(
         spec, prepare=prepare, finish=finish_sp, chunk_size=chunk_size, max_candidates=num_samples, exact=False,
         validate=validate, decode=make_decode(partition), code_class=SPCode,
         precompute=functools.partial(with_tables, partition=partition, weights=weights),
-        problem_status=functools.partial(weights_status, partition=partition, weights=weights),
+        problem_status=functools.partial(weights_status, partition=partition),
     )
 
 

@@ -31,7 +31,9 @@ a rate-``1/J`` Poisson process with marks ``P(. | B_j)``; the superposition over
 process with marks ``P(B_j) P(. | B_j)`` summed, i.e. ``P``: exactly the PFR process, and the score
 is its PFR score, so the winner is an exact sample of Q (Li & El Gamal 2018).  (4) Later candidates
 have ``score <= log sup_{B_j} r - log(J pi_j) - log t <= bound``, so the stop rule loses nothing.
-``pi`` only changes the exploration order: ``E[steps] = M' = 2^{D_inf[Q||P']}``.
+``pi`` only changes the exploration order: ``E[steps] = M' = 2^{D_inf[Q||P']}``.  The ``pi`` of
+(1)-(4) are the integer weights the bin sampler draws from exactly (:func:`jaxrec.coders.sp.partition.quantized_weights`),
+and the scores and the bound use their logs, so the argument holds with no rounding in between.
 
 **Within-bin indices** (the visit counters, :class:`VisitCounts`).  ``n_m`` is the number of
 earlier candidates in ``j_m``'s counter slot (:func:`counter_slots`): the bin's packed index when
@@ -80,6 +82,7 @@ from jaxrec.coders.sp.partition import (
     Partition,
     WeightPolicy,
     axis_tables,
+    draw_words,
     log_scaled_bin_weights,
     resolve_policy,
     reweighted_dinf,
@@ -96,6 +99,7 @@ IndexFn = Callable[[Any, tuple[Array, Array], Array], tuple[Array, Any]]
 
 MAX_STEPS = 2**30
 MAX_TABLE_SIZE = 2**16
+MAX_SEARCH_INTERVALS = 2**15
 _KEY_MIX = 0x9E3779B9
 
 __all__ = ["SPCode", "VisitCounts", "bin_candidate", "bin_log_ratios", "sp_chunk_fn", "sp_pfr"]
@@ -272,17 +276,18 @@ def sp_chunk_fn(
     ride in the state (built once per problem by the caller) rather than in the closure, so a
     batched search that rebuilds closures per iteration does not rebuild them.  Payload: the
     candidates' ``(bins int32[K, D], within-bin indices int32[K])``.  Scores and bounds as in the
-    module docstring (nats).  Candidate ``m``'s ``D + 1`` encoder-only words (one hash per two)
-    give its arrival time (word ``0``) and its bin choices (word ``1 + d`` for axis ``d``: a
-    padded block draws the same words for its live axes).
+    module docstring (nats).  Candidate ``m``'s ``1 + W`` encoder-only words (one hash per two)
+    give its arrival time (word ``0``) and its bin choices (words ``1..W``, :func:`sample_bins`:
+    16-bit draws, two axes per word, for tables of at most 16 intervals; an axis' bits do not
+    depend on the number of axes, so a padded block draws the same bins for its live axes).
     """
     dtype = prior.dtype
-    num_axes = partition.event_size
+    bin_words = draw_words(partition.event_size, partition.max_intervals)
     private = prng.private_stream(key)
 
     def chunk_fn(state: tuple[Array, Any, AxisTables], ns: Array) -> tuple[Array, Array, tuple[Array, Array], tuple]:
         base, counter, tables = state
-        words = prng.counter_words(private, ns, num_axes + 1)
+        words = prng.counter_words(private, ns, 1 + bin_words)
         bins = sample_bins(tables, words[1:])  # (D, K)
         packed = partition.stream_words(bins.T)
         index, counter = index_fn(counter, packed, ns)
@@ -296,8 +301,16 @@ def sp_chunk_fn(
 
 
 def check_partition(partition: Any) -> Partition:
+    """Raises :class:`InvalidArgumentError` unless ``partition`` is a :class:`Partition` whose
+    tables the search can draw from: at most ``MAX_SEARCH_INTERVALS`` intervals per axis (its
+    integer bin weights of 31 bits then always fit, :func:`~jaxrec.coders.sp.partition.quantized_weights`)."""
     if not isinstance(partition, Partition):
         raise InvalidArgumentError(f"partition must be a jaxrec.coders.sp.partition.Partition, got {type(partition).__name__}")
+    if partition.max_intervals > MAX_SEARCH_INTERVALS:
+        raise InvalidArgumentError(
+            f"a space-partitioning search draws bins from axes of at most {MAX_SEARCH_INTERVALS} intervals, "
+            f"got max_intervals={partition.max_intervals}"
+        )
     return partition
 
 
@@ -340,13 +353,12 @@ def with_tables(
     return target, axis_tables(target, prior, partition, weights)
 
 
-def weights_status(
-    target: Distribution, prior: Distribution, partition: Partition, weights: str | WeightPolicy
-) -> Array:
-    """``INVALID_INPUT`` where the bin weights are undefined (a NaN search bound, e.g.
-    ``"sup_ratio"`` with an unbounded density ratio) or the partition is invalid (a traced count
-    outside ``[1, max_intervals]``, :meth:`Partition.valid`), else ``OK`` (traceable)."""
-    undefined = jnp.isnan(axis_tables(target, prior, partition, weights).log_bound)
+def weights_status(problem: tuple[Distribution, AxisTables], prior: Distribution, partition: Partition) -> Array:
+    """``INVALID_INPUT`` where the bin weights are undefined (a NaN search bound in the problem's
+    tables, e.g. ``"sup_ratio"`` with an unbounded density ratio) or the partition is invalid (a
+    traced count outside ``[1, max_intervals]``, :meth:`Partition.valid`), else ``OK`` (traceable)."""
+    _, tables = problem
+    undefined = jnp.isnan(tables.log_bound)
     return jnp.where(undefined | ~partition.valid(), INVALID_INPUT, OK).astype(jnp.int32)
 
 
@@ -451,7 +463,7 @@ def sp_pfr(
         spec, prepare=prepare, finish=finish_sp, chunk_size=chunk_size, max_candidates=max_steps, exact=True,
         validate=validate, decode=make_decode(partition), code_class=SPCode,
         precompute=functools.partial(with_tables, partition=partition, weights=weights),
-        problem_status=functools.partial(weights_status, partition=partition, weights=weights),
+        problem_status=functools.partial(weights_status, partition=partition),
         expected_log2_steps=lambda target, prior: batch_reweighted_dinf(target, prior, partition, weights),
     )
 

@@ -17,7 +17,13 @@ rebuilds the edges from the prior.
 * a callable ``policy(log_q_mass, log_sup_ratio, log_p_mass) -> log unnormalized weights``,
   all ``(D, max_intervals)`` in nats (e.g. a mixture of the two).
 
-Here ``P' = sum_j pi_j P(. | B_j)`` is the search distribution, ``dQ/dP' = r / (J pi_j)``.
+Here ``P' = sum_j pi_j P(. | B_j)`` is the search distribution, ``dQ/dP' = r / (J pi_j)``.  The
+search uses the policy's weights rounded to integers ``c_{d,k} / 2^R`` (:func:`quantized_weights`,
+``R = 16`` for axes of at most 16 intervals, else 31): bins are drawn from them by integer
+inversion of ``R`` random bits (:func:`sample_bins`), so the probabilities the scores divide by are
+exactly the sampler's, a bin of positive weight keeps at least ``2^-R`` (far bins of tiny ``Q``
+mass no longer dominate ``D_inf[Q||P']`` under ``"q_mass"``), and only the heaviest bin of an axis
+loses weight to the rounding (``D_inf`` up by at most ``log(1 / (1 - J_d^2 2^-R))``).
 
 **Bits per axis.**  :func:`allocate_bits` turns per-dimension mutual-information estimates (bits,
 from training statistics) into integer ``log2 J_d`` summing to a requested total: ``"mi"``
@@ -61,8 +67,11 @@ __all__ = [
     "allocate_bits",
     "axis_tables",
     "bin_log_weights",
+    "draw_bits",
+    "draw_words",
     "log_scaled_bin_weights",
     "partition_from_mi",
+    "quantized_weights",
     "resolve_policy",
     "reweighted_dinf",
     "reweighted_kl",
@@ -330,28 +339,23 @@ class AxisTables(NamedTuple):
     ``M = max_intervals`` (entries past ``J_d`` are padding), logs in nats.
 
     Attributes:
-      log_weight: ``log pi_{d,k}``, normalized over ``k < J_d`` (``-inf`` on padding).
+      log_weight: ``log pi_{d,k}`` of the weights the search draws from: integer counts
+        ``c_{d,k} / 2^R`` (:func:`draw_bits`), normalized exactly over ``k < J_d`` (``-inf`` on
+        padding and for weight 0).
       log_q_mass: ``log Q_d(I_{d,k})``.
       log_sup: ``log sup_{I_{d,k}} r_d``.
       log_bound: scalar ``log M' = sum_d max_k [log sup_{I_{d,k}} r_d - log(J_d pi_{d,k})]``,
         ``log ess sup dQ/dP'`` (``+inf`` if some bin with ``Q(B) > 0`` has ``pi = 0``; NaN if the
-        policy gives an infinite or NaN weight).
-      lower_cum: ``(D, M)`` ``sum_{i <= k} pi_{d,i}`` (running sums from the left).
-      upper_cum: ``(D, M)`` ``sum_{i > k} pi_{d,i}`` (running sums from the right).
+        policy gives an infinite or NaN weight, or the counts do not fit in ``R`` bits).
+      thresholds: ``uint32 (D, M)``, ``sum_{i <= k} c_{d,i}`` for ``k < J_d - 1`` and ``2^32 - 1``
+        from ``J_d - 1`` on: an ``R``-bit draw ``b`` picks ``k = #{i : thresholds_{d,i} <= b}``.
     """
 
     log_weight: Array
     log_q_mass: Array
     log_sup: Array
     log_bound: Array
-    lower_cum: Array
-    upper_cum: Array
-
-
-def _sums_from_the_right(prob: Array) -> Array:
-    """``sum_{i > k} prob_i`` along the last axis, summed from the right (no cancellation)."""
-    inclusive = jnp.flip(jnp.cumsum(jnp.flip(prob, -1), axis=-1), -1)
-    return jnp.concatenate([inclusive[..., 1:], jnp.zeros_like(inclusive[..., :1])], axis=-1)
+    thresholds: Array
 
 
 def _interval_log_mass_by_axis(target: Distribution, lo: Array, hi: Array) -> Array:
@@ -367,6 +371,52 @@ def _interval_log_mass_by_axis(target: Distribution, lo: Array, hi: Array) -> Ar
     return lax.map(lambda column: interval_log_mass(*column), axis_first)
 
 
+def draw_bits(max_intervals: int) -> int:
+    """``R``, the bits of one axis' bin draw: 16 for tables of at most ``SMALL_AXIS`` intervals
+    (two draws per 32-bit word), else 31 (one per word)."""
+    return 16 if max_intervals <= SMALL_AXIS else 31
+
+
+def draw_words(num_axes: int, max_intervals: int) -> int:
+    """The 32-bit words that hold one candidate's ``num_axes`` bin draws (:func:`sample_bins`)."""
+    per_word = 2 if draw_bits(max_intervals) == 16 else 1
+    return -(-num_axes // per_word)
+
+
+def quantized_weights(log_weight: Array) -> tuple[Array, Array, Array]:
+    """Integer bin weights ``c_{d,k}`` summing to ``2^R`` per axis (``R`` = :func:`draw_bits`).
+
+    Every bin but the first heaviest gets ``c = max(1, ceil(pi 2^R - 2^-8))`` (a bin of positive
+    weight keeps a positive count; the slack absorbs float noise above an integer), the heaviest
+    the rest, so only the heaviest bin loses weight: ``D_inf[Q||P']`` grows by at most
+    ``log(1 / (1 - J_d^2 2^-R))`` per axis (``J_d <= 16`` at ``R = 16``).
+
+    Args:
+      log_weight: ``(D, M)`` normalized log weights (``-inf`` on padding).
+
+    Returns:
+      ``(log(c 2^-R) (D, M), fits bool, thresholds uint32 (D, M))``: ``fits`` is false when the
+      rounded-up counts leave the heaviest bin nothing (only for ``J_d`` above about ``2^15``);
+      the thresholds are the running sums of the counts before the last bin of positive weight
+      and ``2^32 - 1`` (above every ``R``-bit draw) from it on.
+    """
+    size = log_weight.shape[-1]
+    bits = draw_bits(size)
+    live = log_weight > -jnp.inf
+    heaviest = jnp.arange(size) == jnp.argmax(log_weight, axis=-1, keepdims=True)
+    rounded_up = jnp.maximum(jnp.ceil(jnp.exp(log_weight) * 2.0**bits - 2.0**-8), 1.0)
+    others = jnp.where(live & ~heaviest, rounded_up, 0.0).astype(jnp.uint32)  # each < 2^31
+    running = jnp.cumsum(others, axis=-1, dtype=jnp.uint32)
+    rest_sum = running[..., -1]
+    fits = jnp.all(running[..., 1:] >= running[..., :-1]) & jnp.all(rest_sum < jnp.uint32(2**bits))  # no wrap
+    counts = jnp.where(heaviest, (jnp.uint32(2**bits) - rest_sum)[..., None], others)
+    cumulative = jnp.cumsum(counts, axis=-1, dtype=jnp.uint32)
+    # from the last bin of positive weight on (bins past it have count 0), no draw reaches further
+    last_live = jnp.max(jnp.where(live, jnp.arange(size), 0), axis=-1, keepdims=True)
+    thresholds = jnp.where(jnp.arange(size) >= last_live, jnp.uint32(0xFFFFFFFF), cumulative)
+    return jnp.log(counts.astype(log_weight.dtype) * 2.0**-bits), fits, thresholds
+
+
 def axis_tables(
     target: Distribution, prior: Distribution, partition: Partition, weights: str | WeightPolicy
 ) -> AxisTables:
@@ -379,17 +429,14 @@ def axis_tables(
     log_sup = jnp.where(valid, interval_log_sup_ratio(target, prior, lo, hi).T, -jnp.inf)
     log_p_mass = -jnp.log(partition.num_intervals.astype(prior.dtype))[:, None]
     raw = jnp.where(valid, policy(log_q_mass, log_sup, log_p_mass), -jnp.inf)
-    log_weight = raw - jax.nn.logsumexp(raw, axis=-1, keepdims=True)
+    log_weight, counts_fit, thresholds = quantized_weights(raw - jax.nn.logsumexp(raw, axis=-1, keepdims=True))
     # sup over bins of r / (J pi): a bin with sup r = -inf (outside Q's support) never binds.
     excess = jnp.where(log_sup == -jnp.inf, -jnp.inf, log_sup + log_p_mass - log_weight)
     # A policy with an infinite or NaN weight (e.g. "sup_ratio" for an unbounded ratio) defines no
     # search: flag it explicitly rather than rely on NaN propagating through the max.
-    undefined = jnp.any(jnp.isnan(raw) | (raw == jnp.inf))
+    undefined = jnp.any(jnp.isnan(raw) | (raw == jnp.inf)) | ~counts_fit
     log_bound = jnp.where(undefined, jnp.nan, jnp.sum(jnp.max(excess, axis=-1)))
-    prob = jnp.exp(log_weight)
-    lower_cum = jnp.cumsum(prob, axis=-1)
-    upper_cum = _sums_from_the_right(prob)
-    return AxisTables(log_weight, log_q_mass, log_sup, log_bound, lower_cum, upper_cum)
+    return AxisTables(log_weight, log_q_mass, log_sup, log_bound, thresholds)
 
 
 def bin_log_weights(
@@ -421,23 +468,25 @@ def reweighted_kl(
     return kl(target, prior) - gain / LN2
 
 
-def sample_bins(tables: AxisTables, bits: Array) -> Array:
-    """Interval indices ``k_d ~ pi_d`` per axis from 32 random bits per axis: ``int32[D]``.
+def sample_bins(tables: AxisTables, words: Array) -> Array:
+    """Interval indices ``k_d ~ pi_d`` per axis for a chunk of ``K`` candidates: ``int32[D, K]``.
 
-    Inversion of ``U ~ Unif(0, 1)`` from either end: the top bit picks the end and the other 31
-    bits give ``w = (b + 1/2) 2^-32`` in ``(0, 1/2)``.  From the low end (``U = w``)
-    ``k = #{i : lower_cum_i <= w}``; from the high end (``U = 1 - w``) ``k = #{i : upper_cum_i > w}``.
-    So ``P(k) = pi_k`` (up to the rounding of the running sums), and bins in either tail keep a
-    resolution of 2^-32 where a float uniform near 1 would round the upper tail away.  Bins with
-    ``pi = 0`` are never drawn.
+    Axis ``d``'s draw is ``R`` = :func:`draw_bits` bits of ``words`` (``uint32[W, K]``,
+    ``W =`` :func:`draw_words`): at ``R = 16`` the low (even ``d``) or high (odd ``d``) half of word
+    ``d // 2``, at ``R = 31`` the top 31 bits of word ``d``, so an axis' bits do not depend on how
+    many axes there are.  Then ``k = #{i : thresholds_{d,i} <= b}``: integer inversion, so
+    ``P(k) = c_{d,k} / 2^R`` exactly, the weights whose logs the scores use (bins of weight 0 are
+    never drawn).
     """
-    dtype = tables.lower_cum.dtype
-    high_end = bits >= jnp.uint32(2**31)
-    w = ((bits & jnp.uint32(0x7FFFFFFF)).astype(dtype) + 0.5) * 2.0**-32
-    method = "compare_all" if tables.lower_cum.shape[-1] <= SMALL_AXIS else "scan"  # measured fastest on CPU
-    from_low = jax.vmap(lambda c, x: jnp.searchsorted(c, x, side="right", method=method))(tables.lower_cum, w)
-    from_high = jax.vmap(lambda c, x: jnp.searchsorted(-c, -x, side="left", method=method))(tables.upper_cum, w)
-    return jnp.where(high_end, from_high, from_low).astype(jnp.int32)
+    num_axes, size = tables.thresholds.shape
+    if draw_bits(size) == 16:
+        halves = jnp.stack([words & jnp.uint32(0xFFFF), words >> jnp.uint32(16)], axis=1)
+        draws = halves.reshape((-1,) + words.shape[1:])[:num_axes]
+    else:
+        draws = (words >> jnp.uint32(1))[:num_axes]
+    method = "compare_all" if size <= SMALL_AXIS else "scan"  # measured fastest on CPU
+    picks = jax.vmap(lambda c, b: jnp.searchsorted(c, b, side="right", method=method))(tables.thresholds, draws)
+    return picks.astype(jnp.int32)
 
 
 def log_scaled_bin_weights(tables: AxisTables, partition: Partition, bins: Array) -> Array:
