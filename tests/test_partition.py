@@ -427,6 +427,25 @@ def test_sample_bins_draws_each_bin_exactly_as_often_as_its_integer_weight():
     assert np.exp(float(tables.log_q_mass[2, 0])) < 1e-12 and float(tables.log_weight[2, 0]) == np.float32(np.log(2.0**-16))
 
 
+def test_quantized_weights_round_every_bin_but_the_heaviest_up_past_a_slack_of_2_to_the_minus_8():
+    """``c = max(1, ceil(pi 2^R - 2^-8))``: 100.003 counts stay 100 (float noise above an integer),
+    100.5 become 101, 1e-9 become 1, weight 0 stays 0; the heaviest takes the rest of ``2^16``.
+    Word counts: two 16-bit draws per word up to 16 intervals, one 31-bit draw per word above."""
+    pi = np.array([100.003, 100.5, 1e-9, 0.0, 0.0]) / 2.0**16
+    pi[3] = 1.0 - pi.sum()
+    with np.errstate(divide="ignore"):
+        log_pi = jnp.asarray(np.log(pi)[None, :], jnp.float32)
+    log_c, fits, thresholds = jax.jit(partition_lib.quantized_weights)(log_pi)
+    counts = np.round(np.exp(np.asarray(log_c, np.float64)) * 2.0**16)
+    np.testing.assert_array_equal(counts[0], [100, 101, 1, 2**16 - 202, 0])
+    np.testing.assert_array_equal(np.asarray(thresholds)[0], [100, 201, 202, 2**32 - 1, 2**32 - 1])
+    assert bool(fits)
+    assert [partition_lib.draw_words(d, m) for d, m in ((1, 2), (25, 16), (25, 17), (3, 40))] == [1, 13, 25, 3]
+    # counts whose uint32 running sum wraps past 2^32 (weights 0.9, four times, 31 bits) do not fit
+    wrapping = jnp.full((1, 17), -jnp.inf).at[0, :4].set(np.log(0.9))
+    assert not bool(jax.jit(partition_lib.quantized_weights)(wrapping)[1])
+
+
 def test_sample_bins_with_31_bit_draws_and_zero_weights():
     """An axis of more than 16 intervals draws 31 bits (the top of its own word): ``k = #{i :
     thresholds_i <= b}`` at random words and at the words around every threshold; a bin of weight
