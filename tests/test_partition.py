@@ -444,6 +444,8 @@ def test_quantized_weights_round_every_bin_but_the_heaviest_up_past_a_slack_of_2
     # counts whose uint32 running sum wraps past 2^32 (weights 0.9, four times, 31 bits) do not fit
     wrapping = jnp.full((1, 17), -jnp.inf).at[0, :4].set(np.log(0.9))
     assert not bool(jax.jit(partition_lib.quantized_weights)(wrapping)[1])
+    # others summing to exactly 2^16 leave the heaviest nothing: no fit either
+    assert not bool(jax.jit(partition_lib.quantized_weights)(jnp.full((1, 3), np.log(0.5), jnp.float32))[1])
 
 
 def test_sample_bins_with_31_bit_draws_and_zero_weights():
