@@ -347,8 +347,9 @@ class AxisTables(NamedTuple):
       log_bound: scalar ``log M' = sum_d max_k [log sup_{I_{d,k}} r_d - log(J_d pi_{d,k})]``,
         ``log ess sup dQ/dP'`` (``+inf`` if some bin with ``Q(B) > 0`` has ``pi = 0``; NaN if the
         policy gives an infinite or NaN weight, or the counts do not fit in ``R`` bits).
-      thresholds: ``uint32 (D, M)``, ``sum_{i <= k} c_{d,i}`` for ``k < J_d - 1`` and ``2^32 - 1``
-        from ``J_d - 1`` on: an ``R``-bit draw ``b`` picks ``k = #{i : thresholds_{d,i} <= b}``.
+      thresholds: ``uint32 (D, M)``, ``sum_{i <= k} c_{d,i}`` before the axis' last bin of positive
+        weight and ``2^32 - 1`` from it on: an ``R``-bit draw ``b`` picks
+        ``k = #{i : thresholds_{d,i} <= b}``.
     """
 
     log_weight: Array
