@@ -385,6 +385,10 @@ def test_custom_policy_and_bad_policy():
     np.testing.assert_allclose(np.exp(axis_tables(target, prior, part, uniform).log_weight), 1 / 16, rtol=1e-6)
     # Uniform weights are plain PFR: D_inf[Q||P'] = D_inf[Q||P].
     np.testing.assert_allclose(reweighted_dinf(target, prior, part, uniform), jaxrec.dinf(target, prior), rtol=1e-5)
+    # A policy that weighs every entry: the padding past J_d (axis 0: 4 of 16 entries) still gets none.
+    target2 = jaxrec.DiagGaussian(jnp.array([1.0, 0.0]), jnp.array([0.2, 0.5]))
+    weights = np.exp(axis_tables(target2, _std_normal(2), Partition(np.array([4, 16])), uniform).log_weight)
+    np.testing.assert_allclose(weights, [[0.25] * 4 + [0.0] * 12, [1 / 16] * 16], rtol=1e-6)
     with pytest.raises(InvalidArgumentError, match="weights"):
         axis_tables(target, prior, part, "posterior")
 
