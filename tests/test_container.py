@@ -101,7 +101,7 @@ def test_golden_file(small):
     assert archive.header_bytes + archive.table_bytes + archive.payload_bytes + 4 == len(data)
 
 
-GOLDEN_HEX = "894a585202010000037066720203800103808080400007030301a9af8e270202030b0101010101049a99993f010034e5828dc4ac6b"
+GOLDEN_HEX = "894a585203010000037066720203800103808080400007030301a9af8e270202030b0101010101049a99993f010034e582c1ec3ac8"
 GOLDEN_Z = np.array([0.35604092478752136, -0.22560922801494598, 0.06967423856258392])
 
 
@@ -498,7 +498,7 @@ def test_written_header_has_the_documented_layout():
               + struct.pack("<f", 1.0) + b"\x04" + struct.pack("<f", 3.0) + b"\x04")
     reversed_models = (b"\x04\x03\x07\x02\x04" + struct.pack("<f", 1.0) + b"\x04" + struct.pack("<f", 3.0)
                        + b"\x02\x03" + _leb(2**41) + b"\x01\x04" + struct.pack("<f", 1.25))
-    head = (MAGIC + bytes([2, 1, 0b11]) + b"\x0btoy crc32=0" + b"\x08gprs_bnb"
+    head = (MAGIC + bytes([3, 1, 0b11]) + b"\x0btoy crc32=0" + b"\x08gprs_bnb"
             + b"\x04" + b"\x06\x06sample" + b"\x03\x80\x01" + b"\x00" + b"\x05" + struct.pack("<d", 0.1)
             + _leb(0xFFFFFFFF) + b"\x01" + _leb(300) + _leb(300) + b"\x02" + struct.pack("<I", 0xDEADBEEF)
             + b"\x03\x02\x00" + _leb(130) + bytes([ITEM_DTYPES.index("bfloat16")]) + b"\x05\x02"
@@ -548,7 +548,7 @@ def test_write_accepts_every_limit_and_refuses_one_past_it():
         ({"plan_fingerprint": 2**32}, "plan_fingerprint"), ({"latent_size": True}, "latent_size"),
         ({"coder_name": "x" * 65}, "longer than 64"), ({"model": "é" * 129}, "longer than 256"),
         ({"coder_name": 3}, "coder_name must be a str"), ({"item_shape": (-1,)}, "item_shape"),
-        ({"item_shape": (2.0,)}, "item_shape"), ({"version": 3}, "format version 2"),
+        ({"item_shape": (2.0,)}, "item_shape"), ({"version": 2}, "format version 3, got 2"),
         ({"prng_impl": "philox"}, "PRNG implementation"), ({"groups": (), "group_counts": ()}, "one or more groups"),
         ({"group_counts": (2, 2)}, "sum to num_items"), ({"group_counts": (5,)}, "sum to num_items"),
         ({"group_counts": (6, -1)}, "every group must hold an item"), ({"num_items": 2**32 + 1}, "num_items"),
@@ -604,6 +604,32 @@ def test_read_refuses_what_write_would_have_refused(monkeypatch):
         container.read(_reframe(data[:kind_at] + b"\x00" + data[kind_at + 1 : -4]))
 
 
+def test_version_2_files_are_read_unless_they_hold_float32_space_partitioning_codes(small):
+    """Version 3 changed only the float32 within-bin quantile of SP-PFR and SP-ORC (the layout and
+    every other candidate are version 2's): a version-2 file of any other coder, or of float64 SP
+    codes, is read (and decoded: the PFR file below gives the same item), one of float32 SP codes,
+    also inside a wrapper, is refused naming the coder and the jaxrec that decodes it."""
+    data, z = small
+    version_2 = _reframe(data[:4] + b"\x02" + data[5:-4])
+    assert container.read(version_2).header == dataclasses.replace(container.read(data).header, version=2)
+    np.testing.assert_array_equal(np.asarray(jaxrec.decompress(CODEC, version_2)), z)
+    cases = [
+        ("gprs_bnb", ("sample", 64, None, 0.1), "float32", None), ("sp_pfr", (256, 2**20, 4096), "float64", None),
+        ("sp_pfr", (256, 2**20, 4096), "float32", "'sp_pfr'"), ("sp_orc", (1024, 128), "float32", "'sp_orc'"),
+        ("factorized", (("sp_orc", (1024, 128)),), "float32", "'factorized'"),
+    ]
+    for name, args, dtype, refused in cases:
+        header = _header(coder_name=name, coder_args=args, latent_dtype=dtype)
+        written = container.write(header, *_streams(header))
+        old = _reframe(written[:4] + b"\x02" + written[5:-4])
+        if refused is None:
+            assert container.read(old).header == dataclasses.replace(header, version=2), name
+        else:
+            with pytest.raises(FormatError, match=f"version-2 jaxrec file \\(written by jaxrec 0.2\\) holds float32 {refused} codes.*decode it with jaxrec 0.2"):
+                container.read(old)
+            assert container.read(written).header == header  # the same file as version 3
+
+
 def test_read_names_each_defect_of_a_hand_built_archive():
     """The framing checks on the hand-built archive (no coder involved): magic, version, PRNG id,
     flags, truncation at every length, trailing bytes, the checksum, the item table's bounds;
@@ -614,7 +640,7 @@ def test_read_names_each_defect_of_a_hand_built_archive():
     cases = {
         b"\x89J": "truncated: 2 bytes, not even the magic", b"\x89JXQ" + data[4:]: "bad magic",
         b"": "truncated: 0 bytes", MAGIC: "truncated: version needs 1 bytes, 0 left",
-        data[:4] + b"\x01" + data[5:]: "version-1", data[:4] + b"\x03" + data[5:]: "unknown format version 3",
+        data[:4] + b"\x01" + data[5:]: "version-1", data[:4] + b"\x04" + data[5:]: "unknown format version 4",
         data[:4] + b"\x00" + data[5:]: "unknown format version 0",
         _reframe(body[:5] + b"\x00" + body[6:]): "unknown PRNG id 0", _reframe(body[:5] + b"\x02" + body[6:]): "unknown PRNG id 2",
         _reframe(body[:6] + b"\x07" + body[7:]): "unknown flags 0x07", data + b"\0\0": "2 trailing bytes",
@@ -661,13 +687,13 @@ def test_item_dtypes_and_the_chunk_limit_are_fixed_by_the_format(monkeypatch):
 def test_headers_and_archives_are_frozen_and_the_optional_fields_default_to_none_recorded():
     """``Header`` and ``Archive`` are frozen (hashable, no field can be reassigned); a header built
     without ``model``, ``prng_impl`` or ``version`` records no model (an empty string: one zero
-    byte), threefry2x32 and version 2."""
+    byte), threefry2x32 and version 3."""
     full = _header()
     header = Header(**{f.name: getattr(full, f.name) for f in dataclasses.fields(Header)
                        if f.name not in ("model", "prng_impl", "version")})
-    assert (header.model, header.prng_impl, header.version) == ("", "threefry2x32", 2)
+    assert (header.model, header.prng_impl, header.version) == ("", "threefry2x32", 3)
     data = container.write(header, *_streams(header))
-    assert data[4:8] == b"\x02\x01\x03\x00" and container.read(data).header == header
+    assert data[4:8] == b"\x03\x01\x03\x00" and container.read(data).header == header
     archive = container.read(data)
     assert hash(header) == hash(container.read(data).header)
     with pytest.raises(dataclasses.FrozenInstanceError):

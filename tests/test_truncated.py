@@ -1,5 +1,8 @@
 """Tests for tail-accurate interval masses and truncated sampling (jaxrec.truncated)."""
 
+import runpy
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +10,7 @@ import pytest
 from scipy import integrate, special, stats
 
 import jaxrec
-from jaxrec.core import truncated
+from jaxrec.core import normal_quantile, truncated
 from jaxrec.core.errors import InvalidArgumentError
 
 LOG_MASS = jax.jit(truncated.log_mass)
@@ -213,3 +216,67 @@ def test_uniform_helpers_on_partial_empty_and_shifted_intervals():
     assert got[2] == -np.inf
     quantiles = truncated.interval_quantile(u, jnp.asarray([2.0, 0.0]), jnp.asarray([3.0, 3.0]), jnp.asarray([0.25, 0.5]))
     np.testing.assert_allclose(np.asarray(quantiles), [2.25, 2.0], rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# jaxrec.core.normal_quantile: the float32 polynomial quantile of space partitioning's draws.
+
+NDTRI_LOWER_TAIL = jax.jit(normal_quantile.ndtri_lower_tail)
+
+
+def _float32_runs(centers: list[float], width: int) -> np.ndarray:
+    """``width`` consecutive float32 values on each side of every centre (every bit pattern there)."""
+    runs = [np.arange(-width, width, dtype=np.int64) + np.float32(c).view(np.int32) for c in centers]
+    values = np.concatenate(runs).astype(np.int32).view(np.float32)
+    return values[(values > 0) & (values <= 0.5)]
+
+
+def test_ndtri_lower_tail_is_within_4e_7_of_the_normal_quantile_for_every_normal_float32():
+    """Log-uniform ``t`` over every binade from float32's smallest normal to 1/2, uniform ``t``, and
+    every bit pattern next to 1/2, the branch split ``w = 8`` (``t = 8.4e-5``), the fitted ends and
+    the smallest tail mass space partitioning draws (``2^-33`` of a ``2^-30`` bin)."""
+    rng = np.random.default_rng(11)
+    tiny = np.finfo(np.float32).tiny
+    split = (1 - np.sqrt(-np.expm1(-8.0))) / 2
+    t = np.concatenate([
+        np.exp(rng.uniform(np.log(tiny), np.log(0.5), 400_000)), rng.uniform(0.0, 0.5, 200_000),
+        _float32_runs([0.5, split, 0.25, 2.0**-63, 4 * tiny], 20_000), [tiny, 0.5],
+    ]).astype(np.float32)
+    got = np.asarray(NDTRI_LOWER_TAIL(jnp.asarray(t)), np.float64)
+    want = special.ndtri(t.astype(np.float64))
+    nonzero = want != 0
+    assert np.all(got[~nonzero] == 0)  # t = 1/2 exactly
+    relative = np.abs(got[nonzero] - want[nonzero]) / np.abs(want[nonzero])
+    assert relative.max() < 4e-7, (relative.max(), t[nonzero][np.argmax(relative)])
+    assert np.all(np.diff(got[np.argsort(t)][:: 64]) >= 0)  # increasing at a coarser grain than its error
+
+
+def test_ndtri_lower_tail_ends_dtypes_and_shapes():
+    t = jnp.asarray([[0.0, 0.5], [1e-30, 0.3]], jnp.float32)
+    got = np.asarray(NDTRI_LOWER_TAIL(t))
+    assert got.shape == (2, 2) and got.dtype == np.float32
+    assert got[0, 0] == -np.inf and got[0, 1] == 0.0
+    np.testing.assert_allclose(got[1], special.ndtri([1e-30, 0.3]), rtol=4e-7)
+    with jax.enable_x64(True):  # float64 is ndtri itself, bit for bit
+        t64 = jnp.asarray(np.geomspace(1e-300, 0.5, 101))
+        out = normal_quantile.ndtri_lower_tail(t64)
+        assert out.dtype == jnp.float64
+        np.testing.assert_array_equal(np.asarray(out), np.asarray(jax.scipy.special.ndtri(t64)))
+
+
+def test_ndtri_lower_tail_coefficients_are_the_documented_fits():
+    """``tools/fit_normal_quantile.py`` refits both branches; the module's float32 constants must give
+    the same polynomials (to float32 rounding of the coefficients) on each branch's range."""
+    tool = runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools" / "fit_normal_quantile.py"))
+    stored = [
+        (normal_quantile._CENTER_W, normal_quantile._COEFFICIENTS_W),
+        (normal_quantile._CENTER_V, normal_quantile._COEFFICIENTS_V),
+    ]
+    assert len(tool["BRANCHES"]) == len(stored)
+    for (lo, hi, variable, degree), (center, coefficients) in zip(tool["BRANCHES"], stored):
+        fit_center, fit_coefficients, fit_error = tool["fit_branch"](lo, hi, variable, degree)
+        assert fit_error < 1e-7 and fit_center == center and len(coefficients) == degree + 1
+        w = np.linspace(max(lo, 1e-6), hi, 1001)
+        x = (w if variable == "w" else 1 / np.sqrt(w)) - center
+        np.testing.assert_allclose(np.polyval(coefficients, x), np.polyval(fit_coefficients, x), rtol=1e-7)
+    assert tool["BRANCHES"][0][1] == normal_quantile._SPLIT_W

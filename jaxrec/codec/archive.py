@@ -3,7 +3,7 @@
 :class:`ArchiveWriter` encodes items batch by batch (one jitted, sharded REC call per batch) and
 cuts them into chunks of ``C`` items; :class:`ArchiveReader` decodes all items or any subset,
 touching only the chunks that hold them. The layout is :mod:`jaxrec.codec.container` (format
-version 2), the streams :mod:`jaxrec.codec.sections`.
+version 3), the streams :mod:`jaxrec.codec.sections`.
 
 **Encoding an item.** ``Q = codec.target(x)`` and ``P = codec.prior()`` are cut into the plan's
 ``B`` blocks (:mod:`jaxrec.codec.blocks`); block ``b`` of item number ``i`` is coded with the key

@@ -1,4 +1,4 @@
-"""The jaxrec file format, version 2: one header, an item table and entropy-coded chunks of items.
+"""The jaxrec file format, version 3: one header, an item table and entropy-coded chunks of items.
 
 A file (an *archive*) holds ``N >= 1`` items coded with one coder, key, block plan and set of
 entropy models; :func:`jaxrec.compress` writes archives of one item. The items are cut into
@@ -10,7 +10,7 @@ Layout (integers little-endian; ``varint`` = unsigned LEB128 of at most 10 bytes
 typed value, see below)::
 
     magic          4 bytes   b"\\x89JXR"
-    version        u8        FORMAT_VERSION (2)
+    version        u8        FORMAT_VERSION (3; version 2 is read, see below)
     prng           u8        1 = threefry2x32 with the version-2 candidate stream (jaxrec.core.prng)
     flags          u8        bit 0: latent is float64 (else float32); bit 1: lossless (every chunk
                              has a data stream); other bits 0
@@ -48,7 +48,10 @@ most 2). Floats are written as float32 when that is exact, so a model parameter 
 for bit.
 
 :func:`read` raises :class:`~jaxrec.core.errors.FormatError` for anything malformed -- bad magic, an
-unknown version (a version-1 file needs jaxrec 0.1: its candidate stream is not this one),
+unknown version (a version-1 file needs jaxrec 0.1: its candidate stream is not this one; a version-2
+file of float32 space-partitioning codes needs jaxrec 0.2: version 3 draws their points within bins
+with the float32 polynomial quantile of :mod:`jaxrec.core.normal_quantile`, version 2 with ``ndtri``;
+every other version-2 file has the layout and the candidates of version 3 and is read),
 truncation, trailing bytes, checksum mismatch, values out of range -- and nothing else, on any
 input: every count is bounded by the bytes that remain (or by a constant of the format, for ``C``),
 so corrupt input cannot make it allocate or loop without bound.
@@ -87,7 +90,10 @@ __all__ = [
 ]
 
 MAGIC = b"\x89JXR"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)
+_SP_CODERS_CHANGED_IN_3 = ("sp_pfr", "sp_orc")
+"""Coders whose float32 decoder draws other points in version 3 than in version 2 (the within-bin quantile)."""
 PRNG_IDS = {1: "threefry2x32"}
 DTYPES = ("float32", "float64")
 ITEM_DTYPES = (
@@ -474,6 +480,14 @@ def _build_models(raw: list[tuple[type, tuple]]) -> Models:
     return tuple(models)
 
 
+def _names_any(names: tuple[str, ...], value: Any) -> bool:
+    """Whether ``value`` (a string or nested tuples of typed values, e.g. a wrapper's inner coder) is
+    or contains one of ``names``."""
+    if isinstance(value, str):
+        return value in names
+    return isinstance(value, tuple) and any(_names_any(names, item) for item in value)
+
+
 def read(data: bytes) -> Archive:
     """Parses and checks an archive written by :func:`write` (the CRC32 of the whole file included).
 
@@ -481,7 +495,8 @@ def read(data: bytes) -> Archive:
       The :class:`Archive`: header and stream locations.
 
     Raises:
-      FormatError: bad magic, an unknown version (version 1 names jaxrec 0.1), truncated, trailing
+      FormatError: bad magic, an unknown version (version 1 names jaxrec 0.1; version 2 with float32
+        space-partitioning codes names jaxrec 0.2), truncated, trailing
         bytes, checksum mismatch or an invalid header value; the message says which.
       InvalidArgumentError: ``data`` is not bytes-like.
     """
@@ -493,8 +508,8 @@ def read(data: bytes) -> Archive:
             "this is a version-1 jaxrec file (written by jaxrec 0.1); version 2 draws other candidates "
             "from the same key, so it cannot be decoded here: decode it with jaxrec 0.1"
         )
-    if version != FORMAT_VERSION:
-        raise FormatError(f"unknown format version {version} (this jaxrec reads version {FORMAT_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise FormatError(f"unknown format version {version} (this jaxrec reads versions {READABLE_VERSIONS})")
     prng_id = r.byte("prng")
     flags = r.byte("flags")
     model = r.string("model", _MAX_MODEL)
@@ -539,6 +554,12 @@ def read(data: bytes) -> Archive:
         raise FormatError(f"unknown PRNG id {prng_id}")
     if flags & ~(_FLAG_FLOAT64 | _FLAG_LOSSLESS):
         raise FormatError(f"unknown flags {flags:#04x}")
+    if version == 2 and not flags & _FLAG_FLOAT64 and _names_any(_SP_CODERS_CHANGED_IN_3, (coder_name, coder_args)):
+        raise FormatError(
+            f"this version-2 jaxrec file (written by jaxrec 0.2) holds float32 {coder_name!r} codes; version 3 "
+            "draws space-partitioning points within bins with another float32 quantile, so it cannot be "
+            "decoded here: decode it with jaxrec 0.2"
+        )
     if dtype_id >= len(ITEM_DTYPES):
         raise FormatError(f"unknown item dtype {dtype_id}")
     if not 1 <= num_blocks <= latent_size:

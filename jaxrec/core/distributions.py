@@ -42,6 +42,7 @@ from jax.scipy.special import log_ndtr, ndtr, ndtri
 
 from jaxrec.core.checks import as_bool, as_float, describe
 from jaxrec.core.errors import InvalidArgumentError
+from jaxrec.core.normal_quantile import ndtri_lower_tail
 
 Array = jax.Array
 LN2 = math.log(2.0)
@@ -219,7 +220,10 @@ class Distribution:
 
     @_compiled_method
     def tail_quantile(self, t: Array, lower: Array) -> Array:
-        """``icdf(t)`` where ``lower``, else ``isf(t)`` (``t`` a tail mass, so both are accurate)."""
+        """``icdf(t)`` where ``lower``, else ``isf(t)``, for a tail mass ``t in [0, 1/2]`` (so both
+        are accurate). Space partitioning draws every candidate coordinate through it; a family may
+        evaluate it faster than :meth:`icdf`/:meth:`isf` to its dtype's accuracy
+        (:class:`DiagGaussian` in float32)."""
         return jnp.where(lower, self.icdf(t), self.isf(t))
 
 
@@ -288,9 +292,13 @@ class DiagGaussian(Distribution):
 
     @_compiled_method
     def tail_quantile(self, t: Array, lower: Array) -> Array:
-        """:meth:`Distribution.tail_quantile` bit for bit with one ``ndtri`` instead of two:
-        ``loc + (+-scale) ndtri(t)`` (negation is exact, so ``loc + (-scale) n == loc - scale n``)."""
-        return self.loc + jnp.where(lower, self.scale, -self.scale) * ndtri(t)
+        """:meth:`Distribution.tail_quantile` with one quantile instead of two,
+        ``loc + (+-scale) Phi^{-1}(t)``: in float32 the polynomial
+        :func:`~jaxrec.core.normal_quantile.ndtri_lower_tail` (within ``4e-7`` relative of ``Phi^{-1}``,
+        a third of ``ndtri``'s cost; not bit-identical to :meth:`icdf`/:meth:`isf`), in other dtypes
+        ``ndtri``, which equals ``where(lower, icdf, isf)`` bit for bit (negation is exact, so
+        ``loc + (-scale) n == loc - scale n``)."""
+        return self.loc + jnp.where(lower, self.scale, -self.scale) * ndtri_lower_tail(t)
 
 
 class Uniform(Distribution):
