@@ -605,18 +605,20 @@ def test_read_refuses_what_write_would_have_refused(monkeypatch):
 
 
 def test_version_2_files_are_read_unless_they_hold_float32_space_partitioning_codes(small):
-    """Version 3 changed only the float32 within-bin quantile of SP-PFR and SP-ORC (the layout and
-    every other candidate are version 2's): a version-2 file of any other coder, or of float64 SP
-    codes, is read (and decoded: the PFR file below gives the same item), one of float32 SP codes,
-    also inside a wrapper, is refused naming the coder and the jaxrec that decodes it."""
+    """Version 3 changed only the points of SP-PFR (float32: the within-bin quantile) and SP-ORC (any
+    dtype: also its stream); the layout and every other candidate are version 2's. A version-2 file of
+    any other coder, or of float64 SP-PFR codes, is read (and decoded: the PFR file below gives the same
+    item); one of SP-ORC or float32 SP-PFR codes, also inside a wrapper, is refused naming the coder,
+    the dtype and the jaxrec that decodes it."""
     data, z = small
     version_2 = _reframe(data[:4] + b"\x02" + data[5:-4])
     assert container.read(version_2).header == dataclasses.replace(container.read(data).header, version=2)
     np.testing.assert_array_equal(np.asarray(jaxrec.decompress(CODEC, version_2)), z)
     cases = [
         ("gprs_bnb", ("sample", 64, None, 0.1), "float32", None), ("sp_pfr", (256, 2**20, 4096), "float64", None),
-        ("sp_pfr", (256, 2**20, 4096), "float32", "'sp_pfr'"), ("sp_orc", (1024, 128), "float32", "'sp_orc'"),
-        ("factorized", (("sp_orc", (1024, 128)),), "float32", "'factorized'"),
+        ("sp_pfr", (256, 2**20, 4096), "float32", "float32 'sp_pfr'"), ("sp_orc", (1024, 128), "float32", "float32 'sp_orc'"),
+        ("sp_orc", (1024, 128), "float64", "float64 'sp_orc'"),
+        ("factorized", (("sp_pfr", (256, 2**20, 4096)),), "float32", "float32 'factorized'"),
     ]
     for name, args, dtype, refused in cases:
         header = _header(coder_name=name, coder_args=args, latent_dtype=dtype)
@@ -625,7 +627,7 @@ def test_version_2_files_are_read_unless_they_hold_float32_space_partitioning_co
         if refused is None:
             assert container.read(old).header == dataclasses.replace(header, version=2), name
         else:
-            with pytest.raises(FormatError, match=f"version-2 jaxrec file \\(written by jaxrec 0.2\\) holds float32 {refused} codes.*decode it with jaxrec 0.2"):
+            with pytest.raises(FormatError, match=f"version-2 jaxrec file \\(written by jaxrec 0.2\\) holds {refused} codes.*decode it with jaxrec 0.2"):
                 container.read(old)
             assert container.read(written).header == header  # the same file as version 3
 

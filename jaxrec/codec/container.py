@@ -49,9 +49,11 @@ for bit.
 
 :func:`read` raises :class:`~jaxrec.core.errors.FormatError` for anything malformed -- bad magic, an
 unknown version (a version-1 file needs jaxrec 0.1: its candidate stream is not this one; a version-2
-file of float32 space-partitioning codes needs jaxrec 0.2: version 3 draws their points within bins
-with the float32 polynomial quantile of :mod:`jaxrec.core.normal_quantile`, version 2 with ``ndtri``;
-every other version-2 file has the layout and the candidates of version 3 and is read),
+file of SP-ORC codes or of float32 SP-PFR codes needs jaxrec 0.2: version 3 draws float32
+space-partitioning points within bins with the polynomial quantile of
+:mod:`jaxrec.core.normal_quantile` (version 2: ``ndtri``), and SP-ORC's points from the candidate
+stream (version 2: a stream per bin); every other version-2 file has the layout and the candidates of
+version 3 and is read),
 truncation, trailing bytes, checksum mismatch, values out of range -- and nothing else, on any
 input: every count is bounded by the bytes that remain (or by a constant of the format, for ``C``),
 so corrupt input cannot make it allocate or loop without bound.
@@ -92,8 +94,9 @@ __all__ = [
 MAGIC = b"\x89JXR"
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (2, 3)
-_SP_CODERS_CHANGED_IN_3 = ("sp_pfr", "sp_orc")
-"""Coders whose float32 decoder draws other points in version 3 than in version 2 (the within-bin quantile)."""
+_CHANGED_IN_3 = {"sp_pfr": ("float32",), "sp_orc": ("float32", "float64")}
+"""Coders whose decoder draws other points in version 3 than in version 2, with the latent dtypes
+concerned: the float32 within-bin quantile (both), SP-ORC's points from the candidate stream."""
 PRNG_IDS = {1: "threefry2x32"}
 DTYPES = ("float32", "float64")
 ITEM_DTYPES = (
@@ -495,8 +498,8 @@ def read(data: bytes) -> Archive:
       The :class:`Archive`: header and stream locations.
 
     Raises:
-      FormatError: bad magic, an unknown version (version 1 names jaxrec 0.1; version 2 with float32
-        space-partitioning codes names jaxrec 0.2), truncated, trailing
+      FormatError: bad magic, an unknown version (version 1 names jaxrec 0.1; version 2 with SP-ORC or
+        float32 SP-PFR codes names jaxrec 0.2), truncated, trailing
         bytes, checksum mismatch or an invalid header value; the message says which.
       InvalidArgumentError: ``data`` is not bytes-like.
     """
@@ -554,10 +557,12 @@ def read(data: bytes) -> Archive:
         raise FormatError(f"unknown PRNG id {prng_id}")
     if flags & ~(_FLAG_FLOAT64 | _FLAG_LOSSLESS):
         raise FormatError(f"unknown flags {flags:#04x}")
-    if version == 2 and not flags & _FLAG_FLOAT64 and _names_any(_SP_CODERS_CHANGED_IN_3, (coder_name, coder_args)):
+    latent_dtype = DTYPES[flags & _FLAG_FLOAT64]
+    changed = tuple(name for name, dtypes in _CHANGED_IN_3.items() if latent_dtype in dtypes)
+    if version == 2 and _names_any(changed, (coder_name, coder_args)):
         raise FormatError(
-            f"this version-2 jaxrec file (written by jaxrec 0.2) holds float32 {coder_name!r} codes; version 3 "
-            "draws space-partitioning points within bins with another float32 quantile, so it cannot be "
+            f"this version-2 jaxrec file (written by jaxrec 0.2) holds {latent_dtype} {coder_name!r} codes; "
+            "version 3 draws other space-partitioning points from the same codes, so it cannot be "
             "decoded here: decode it with jaxrec 0.2"
         )
     if dtype_id >= len(ITEM_DTYPES):
@@ -584,7 +589,7 @@ def read(data: bytes) -> Archive:
         key_words=key_words,
         first_item=first_item,
         latent_size=latent_size,
-        latent_dtype=DTYPES[flags & _FLAG_FLOAT64],
+        latent_dtype=latent_dtype,
         num_blocks=num_blocks,
         plan_fingerprint=plan_fingerprint,
         item_shape=item_shape,

@@ -1,7 +1,7 @@
 """SP-ORC: space-partitioning ORC, i.e. SP-PFR truncated at ``N`` candidates (fixed budget).
 
-Candidates, bins, arrival times and scores are those
-of :mod:`jaxrec.coders.sp._sp_pfr`; the winner is the argmax over the first ``N`` candidates, which is
+Bins, arrival times and scores are those of :mod:`jaxrec.coders.sp._sp_pfr`; the winner is the
+argmax over the first ``N`` candidates, which is
 ORC run on the search distribution ``P' = sum_j pi_j P(. | B_j)`` instead of ``P``.  Its bias is
 therefore governed by ``D_KL[Q||P']`` (:func:`jaxrec.coders.sp.partition.reweighted_kl`) rather than
 ``D_KL[Q||P]``: with ``"q_mass"`` weights (the default) that is
@@ -14,6 +14,13 @@ cost under the same uniform code -- with no counting work in the search (a visit
 of every chunk's bins; it would only pay with an entropy model of the within-bin count, which the
 message does not use).  The search runs on the shared chunked core, so SP-ORC has a batch encoder on
 refilling lanes like every scan coder.
+
+**Points.**  Since every candidate has its own number, candidate ``m``'s point in its bin ``j_m`` is
+drawn from item ``m`` of the key's candidate stream (:func:`jaxrec.core.prng.candidate_stream`,
+the words plain ORC turns into ``X_m ~ P``) rather than from a stream per bin: given the private bins,
+the points are independent draws of ``P(. | B_{j_m})``, so the candidates are iid ``P'``, and the
+search saves a hash and the bin packing per candidate (SP-PFR's visit counts repeat across candidates
+and need the per-bin streams).  The decoder rebuilds the point from ``(key, bin, index)`` in O(D).
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from jaxrec.coders.base import Coder, CoderSpec, check_positive_int, coder_facto
 from jaxrec.coders.scan import scan_coder
 from jaxrec.coders.sp._sp_pfr import (
     MAX_STEPS,
+    within_bin_candidate,
+    within_bin_log_ratios,
     SPCode,
     check_event_size,
     check_partition,
@@ -47,7 +56,7 @@ from jaxrec.coders.sp.partition import (
     WeightPolicy,
     resolve_policy,
 )
-from jaxrec.core import arrivals
+from jaxrec.core import arrivals, prng
 from jaxrec.core.distributions import Distribution
 from jaxrec.entropy import PlanAlphabetModel, UniformModel
 
@@ -59,6 +68,21 @@ __all__ = ["sp_orc"]
 def candidate_numbers(state: tuple, packed: tuple[Array, Array], ns: Array) -> tuple[Array, tuple]:
     """SP-ORC's within-bin indices: the candidates' own numbers (no state)."""
     return ns, state
+
+
+def numbered_candidate(key: Array, prior: Distribution, partition: Partition, bins: Array, index: Array) -> Array:
+    """SP-ORC's candidate ``index`` in bins ``bins`` (``int32[D]``): ``(D,)``, drawn within the bins
+    from item ``index`` of the candidate stream of ``key``."""
+    return within_bin_candidate(prng.candidate_stream(key), prior, partition, bins, index)
+
+
+def numbered_log_ratios(
+    key: Array, target: Distribution, prior: Distribution, partition: Partition, bins: Array,
+    packed: tuple[Array, Array], index: Array,
+) -> Array:
+    """``log r`` in nats of the points :func:`numbered_candidate` draws, for a chunk: bins ``int32[D, K]``,
+    candidate numbers ``int32[K]`` (``packed`` unused); ``(K,)``."""
+    return within_bin_log_ratios(prng.candidate_stream(key), target, prior, partition, bins, index)
 
 
 @coder_factory
@@ -95,13 +119,13 @@ def sp_orc(
 
     def prepare(key: Array, problem: tuple[Distribution, AxisTables], prior: Distribution) -> tuple[search.ChunkFn, Any]:
         target, tables = problem
-        chunk_fn = sp_chunk_fn(key, target, prior, partition, candidate_numbers)
+        chunk_fn = sp_chunk_fn(key, target, prior, partition, candidate_numbers, numbered_log_ratios)
         return chunk_fn, (arrivals.zero_time(), (), tables)
 
     spec = CoderSpec("sp_orc", spec_params(partition, num_samples=num_samples, chunk_size=chunk_size))
     return scan_coder(
         spec, prepare=prepare, finish=finish_sp, chunk_size=chunk_size, max_candidates=num_samples, exact=False,
-        validate=validate, decode=make_decode(partition), code_class=SPCode,
+        validate=validate, decode=make_decode(partition, numbered_candidate), code_class=SPCode,
         precompute=functools.partial(with_tables, partition=partition, weights=weights),
         problem_status=functools.partial(weights_status, partition=partition),
     )

@@ -96,13 +96,20 @@ from jaxrec.entropy import PlanAlphabetModel
 Array = jax.Array
 # (counter state, packed bins (hi, lo) uint32[K] each, candidate numbers int32[K]) -> (within-bin indices, state)
 IndexFn = Callable[[Any, tuple[Array, Array], Array], tuple[Array, Any]]
+# (key, target, prior, partition, bins int32[D, K], packed bins, within-bin indices) -> log r (K,): the points' derivation
+LogRatioFn = Callable[[Array, Distribution, Distribution, Partition, Array, tuple[Array, Array], Array], Array]
+# (key, prior, partition, bins int32[D], index) -> the point (D,): the decoder's side of a LogRatioFn
+CandidateFn = Callable[[Array, Distribution, Partition, Array, Array], Array]
 
 MAX_STEPS = 2**30
 MAX_TABLE_SIZE = 2**16
 MAX_SEARCH_INTERVALS = 2**15
 _KEY_MIX = 0x9E3779B9
 
-__all__ = ["SPCode", "VisitCounts", "bin_candidate", "bin_log_ratios", "sp_chunk_fn", "sp_pfr"]
+__all__ = [
+    "SPCode", "VisitCounts", "bin_candidate", "bin_log_ratios", "sp_chunk_fn", "sp_pfr", "within_bin_candidate",
+    "within_bin_log_ratios",
+]
 
 
 @code_type
@@ -111,8 +118,9 @@ class SPCode(CodeBase):
 
     Attributes:
       bin: ``int32[D]``, the winner's interval index on each axis (``0 <= bin_d < J_d``).
-      index: ``int32``, the winner's 0-based index within its bin's stream (SP-PFR: the number
-        of earlier visits to its bin's counter; SP-ORC: its candidate number).
+      index: ``int32``, the winner's 0-based index: SP-PFR, within its bin's stream (the number of
+        earlier visits to its bin's counter); SP-ORC, its candidate number (the item of the
+        candidate stream its point is drawn from).
       steps: ``int32``, candidates examined (``E[steps] = 2^{D_inf[Q||P']}`` for SP-PFR).
       status: ``int32`` (:mod:`jaxrec.coders.base`); ``EXHAUSTED`` when SP-PFR hit ``max_steps``.
     """
@@ -132,15 +140,38 @@ def axis_partition(partition: Partition, axis: Array) -> Partition:
     return jax.tree.map(lambda counts: counts[..., axis], partition)
 
 
-def bin_candidate(key: Array, prior: Distribution, partition: Partition, bins: Array, index: Array) -> Array:
-    """``X^{(j)}_n ~ P(. | B_j)``: ``(D,)`` from ``(key, bins, index)`` in O(D).
-
-    Element ``n`` of the bin's shared stream (:func:`jaxrec.core.prng.bin_stream` of the bin's
-    packed index :meth:`Partition.stream_words`): its ``D`` words feed :meth:`Partition.sample_in_bin`.
-    """
-    stream = prng.bin_stream(key, *partition.stream_words(bins))
+def within_bin_candidate(stream: Array, prior: Distribution, partition: Partition, bins: Array, index: Array) -> Array:
+    """``(D,)``: the point in bins ``bins`` (``int32[D]``) drawn from item ``index`` of ``stream``
+    (key data ``uint32[2]``): its ``D`` words (:func:`jaxrec.core.prng.counter_words`) feed
+    :meth:`Partition.sample_in_bin`.  O(D)."""
     words = prng.counter_words(stream, jnp.asarray(index)[None], partition.event_size)[:, 0]
     return partition.sample_in_bin(prior, bins, words)
+
+
+def within_bin_log_ratios(
+    stream: Array, target: Distribution, prior: Distribution, partition: Partition, bins: Array, index: Array
+) -> Array:
+    """``log r`` in nats of the points :func:`within_bin_candidate` draws, for a chunk of ``K``
+    (bin, item) pairs: ``stream`` key data ``uint32[2]`` (shared) or ``uint32[K, 2]`` (one per pair),
+    bins axis-major ``int32[D, K]``, items ``int32[K]``.  Returns ``(K,)``, the points never
+    materialized: the words feed the per-axis within-bin sampler and log ratio inside one loop over
+    the items (:func:`jaxrec.core.prng.sum_over_words`), the same numbers the candidate function
+    turns into points."""
+
+    def term(axis: Array, words: Array) -> Array:
+        t, p = (jax.tree.map(lambda a: a[..., axis], dist) for dist in (target, prior))
+        x = axis_partition(partition, axis).sample_in_bin(p, bins[axis], words)
+        return log_ratio_per_dim(t, p, x)
+
+    return prng.sum_over_words(stream, index, partition.event_size, term)
+
+
+def bin_candidate(key: Array, prior: Distribution, partition: Partition, bins: Array, index: Array) -> Array:
+    """``X^{(j)}_n ~ P(. | B_j)``: ``(D,)`` from ``(key, bins, index)`` in O(D): element ``n`` of the
+    bin's shared stream (:func:`jaxrec.core.prng.bin_stream` of the bin's packed index
+    :meth:`Partition.stream_words`)."""
+    stream = prng.bin_stream(key, *partition.stream_words(bins))
+    return within_bin_candidate(stream, prior, partition, bins, index)
 
 
 def bin_log_ratios(
@@ -148,18 +179,9 @@ def bin_log_ratios(
     packed: tuple[Array, Array], index: Array,
 ) -> Array:
     """``log r(X^{(j_k)}_{n_k})`` in nats for a chunk of ``K`` (bin, index) pairs: bins axis-major
-    ``int32[D, K]``, their packed words ``(hi, lo)`` and the indices ``int32[K]``.  Returns ``(K,)``,
-    the candidates never materialized: each bin's stream words feed the per-axis within-bin
-    sampler and log ratio inside one loop over the items (:func:`jaxrec.core.prng.sum_over_words`),
-    the same numbers :func:`bin_candidate` turns into points."""
-    streams = prng.bin_stream(key, *packed)
-
-    def term(axis: Array, words: Array) -> Array:
-        t, p = (jax.tree.map(lambda a: a[..., axis], dist) for dist in (target, prior))
-        x = axis_partition(partition, axis).sample_in_bin(p, bins[axis], words)
-        return log_ratio_per_dim(t, p, x)
-
-    return prng.sum_over_words(streams, index, partition.event_size, term)
+    ``int32[D, K]``, their packed words ``(hi, lo)`` and the indices ``int32[K]``; ``(K,)``, the
+    numbers :func:`bin_candidate` turns into points."""
+    return within_bin_log_ratios(prng.bin_stream(key, *packed), target, prior, partition, bins, index)
 
 
 def _fmix32(h: Array) -> Array:
@@ -268,7 +290,8 @@ class VisitCounts(NamedTuple):
 
 
 def sp_chunk_fn(
-    key: Array, target: Distribution, prior: Distribution, partition: Partition, index_fn: IndexFn
+    key: Array, target: Distribution, prior: Distribution, partition: Partition, index_fn: IndexFn,
+    log_ratios: LogRatioFn,
 ) -> search.ChunkFn:
     """The space-partitioning chunk function for :func:`jaxrec.search.search`.
 
@@ -280,6 +303,8 @@ def sp_chunk_fn(
     give its arrival time (word ``0``) and its bin choices (words ``1..W``, :func:`sample_bins`:
     16-bit draws, two axes per word, for tables of at most 16 intervals; an axis' bits do not
     depend on the number of axes, so a padded block draws the same bins for its live axes).
+    ``index_fn`` gives the within-bin indices, ``log_ratios`` the points' log ratios (the coder's
+    decoder rebuilds the same points: SP-PFR :func:`bin_log_ratios`, SP-ORC its numbered stream).
     """
     dtype = prior.dtype
     bin_words = draw_words(partition.event_size, partition.max_intervals)
@@ -291,7 +316,7 @@ def sp_chunk_fn(
         bins = sample_bins(tables, words[1:])  # (D, K)
         packed = partition.stream_words(bins.T)
         index, counter = index_fn(counter, packed, ns)
-        log_r = bin_log_ratios(key, target, prior, partition, bins, packed, index)
+        log_r = log_ratios(key, target, prior, partition, bins, packed, index)
         log_jpi = log_scaled_bin_weights(tables, partition, bins)
         log_t, base = arrivals.log_arrival_times(base, arrivals.increments_from_words(words[0]), dtype)
         scores = log_r - log_jpi - log_t
@@ -335,12 +360,13 @@ def spec_params(partition: Partition, **params: Any) -> tuple[tuple[str, Any], .
     return (("num_intervals", counts), ("max_intervals", partition.max_intervals)) + tuple(params.items())
 
 
-def make_decode(partition: Partition) -> Callable[[Any, SPCode, Distribution], Array]:
-    """``decode(key, code, prior) -> (D,)``: the bin stream's element ``code.index``; O(D)."""
+def make_decode(partition: Partition, candidate: CandidateFn) -> Callable[[Any, SPCode, Distribution], Array]:
+    """``decode(key, code, prior) -> (D,)``: ``candidate(key, prior, partition, code.bin, code.index)``
+    (SP-PFR: :func:`bin_candidate`, the bin stream's element ``code.index``); O(D)."""
 
     def decode(key: Any, code: SPCode, prior: Distribution) -> Array:
         check_event_size(partition, prior)
-        return bin_candidate(prng.as_key(key), prior, partition, code.bin, code.index)
+        return candidate(prng.as_key(key), prior, partition, code.bin, code.index)
 
     return decode
 
@@ -452,7 +478,7 @@ def sp_pfr(
 
     def prepare(key: Array, problem: tuple[Distribution, AxisTables], prior: Distribution) -> tuple[search.ChunkFn, Any]:
         target, tables = problem
-        chunk_fn = sp_chunk_fn(key, target, prior, partition, count_visits)
+        chunk_fn = sp_chunk_fn(key, target, prior, partition, count_visits, bin_log_ratios)
         return chunk_fn, (arrivals.zero_time(), VisitCounts.empty(counters), tables)
 
     spec = CoderSpec(
@@ -461,7 +487,7 @@ def sp_pfr(
     )
     return scan_coder(
         spec, prepare=prepare, finish=finish_sp, chunk_size=chunk_size, max_candidates=max_steps, exact=True,
-        validate=validate, decode=make_decode(partition), code_class=SPCode,
+        validate=validate, decode=make_decode(partition, bin_candidate), code_class=SPCode,
         precompute=functools.partial(with_tables, partition=partition, weights=weights),
         problem_status=functools.partial(weights_status, partition=partition),
         expected_log2_steps=lambda target, prior: batch_reweighted_dinf(target, prior, partition, weights),
