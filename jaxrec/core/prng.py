@@ -18,12 +18,13 @@ in the tests) because JAX lowers its primitive on CPU as a rolled loop that XLA 
 
 * :func:`candidate_stream`, :func:`stream_candidates`, :func:`candidates` -- the shared candidate
   stream (tag ``CAND``; stream 0 for a plain coder, GPRS threads and iREC's auxiliary variables use
-  their own stream ids): ``X_n = prior.from_words(words of n)``, one word per dimension;
+  their own stream ids): ``X_n = prior.from_words(words of n)``, one word per dimension (SP-ORC
+  draws its candidate ``n``'s point within its bins from the same words);
 * :func:`private_stream` -- encoder-only words per candidate (tag ``TIME``): arrival times,
   Gumbels, acceptance uniforms, space-partitioning bin choices.  Only the encoder uses them, but
   they are pure functions of ``(key, n)`` so that codes do not depend on the chunk size;
-* :func:`bin_stream` -- the shared per-bin streams of the space-partitioning coders (tag
-  ``BINS``): the bin's packed index is hashed into the bin's own stream key.
+* :func:`bin_stream` -- the shared per-bin streams of SP-PFR (tag ``BINS``): the bin's packed
+  index is hashed into the bin's own stream key.
 
 The PRNG implementation is pinned to ``threefry2x32`` (the JAX default, identical on CPU, GPU and
 TPU); :func:`as_key` rejects keys of another implementation.  Tree searches (A* coding,
