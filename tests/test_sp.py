@@ -298,26 +298,31 @@ def test_bin_candidates_are_pinned_and_score_as_the_fused_log_ratio():
 def test_sp_orc_points_come_from_the_candidate_stream_and_score_as_the_fused_log_ratio():
     """SP-ORC's candidate ``m`` is drawn in its bins from item ``m`` of the key's candidate stream
     (the words plain ORC turns into ``X_m ~ P``), not from a stream per bin: the decoder returns
-    exactly that point, the search scores its log ratio, and the encoder's winner is what it decodes."""
+    exactly that point (in its bins), and the search scores its log ratio. (That the encoder's winner
+    is what the decoder returns is the contract suite's check.)"""
     part = Partition(np.array([4, 2, 3]))
     key = prng.as_key(9)
     prior = jaxrec.DiagGaussian(jnp.array([0.5, -1.0, 0.0]), jnp.array([2.0, 0.5, 1.0]))
     target = jaxrec.DiagGaussian(jnp.array([0.9, -1.2, 0.3]), jnp.array([0.7, 0.2, 0.4]))
     bins, index = jnp.array([[0, 1, 2], [3, 0, 1]], jnp.int32), jnp.array([0, 5], jnp.int32)
     coder = jaxrec.sp_orc(part, 64)
-    words = prng.counter_words(prng.candidate_stream(key), index, 3)  # (D, K)
-    for k in range(2):
-        code = SPCode(bin=bins[k], index=index[k], steps=jnp.int32(1), status=jnp.int32(OK), coder="sp_orc", event_size=3)
-        x = coder.decode(key, code, prior)
-        # (to float32 rounding: eager and compiled programs fuse the in-bin arithmetic differently)
-        np.testing.assert_allclose(x, part.sample_in_bin(prior, bins[k], words[:, k]), rtol=1e-6, atol=1e-7)
-        assert not np.allclose(np.asarray(x), np.asarray(bin_candidate(key, prior, part, bins[k], index[k])))
-        fused = jax.jit(numbered_log_ratios)(key, target, prior, part, bins.T, part.stream_words(bins), index)[k]
-        np.testing.assert_allclose(fused, jaxrec.log_ratio(target, prior, x), rtol=1e-6)
-    code = coder.encode(key, target, prior)
-    x = coder.decode(key, code, prior)
+
+    @jax.jit
+    def points(bins, index):
+        def one(b, n):
+            code = SPCode(bin=b, index=n, steps=jnp.int32(1), status=jnp.int32(OK), coder="sp_orc", event_size=3)
+            words = prng.counter_words(prng.candidate_stream(key), n[None], 3)[:, 0]
+            return coder.decode(key, code, prior), part.sample_in_bin(prior, b, words), bin_candidate(key, prior, part, b, n)
+        return jax.vmap(one)(bins, index)
+
+    decoded, from_stream, from_bin_streams = (np.asarray(a) for a in points(bins, index))
+    np.testing.assert_array_equal(decoded, from_stream)
+    assert not np.any(np.isclose(decoded, from_bin_streams))
     edges = np.asarray(part.edges(prior))
-    assert np.all((edges[np.arange(3), code.bin] < x) & (x < edges[np.arange(3), code.bin + 1]))
+    for x, b in zip(decoded, np.asarray(bins)):
+        assert np.all((edges[np.arange(3), b] < x) & (x < edges[np.arange(3), b + 1]))
+    fused = jax.jit(numbered_log_ratios)(key, target, prior, part, bins.T, part.stream_words(bins), index)
+    np.testing.assert_allclose(fused, jaxrec.log_ratio(target, prior, decoded), rtol=1e-6)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
