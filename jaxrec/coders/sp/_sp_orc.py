@@ -36,8 +36,6 @@ from jaxrec.coders.base import Coder, CoderSpec, check_positive_int, coder_facto
 from jaxrec.coders.scan import scan_coder
 from jaxrec.coders.sp._sp_pfr import (
     MAX_STEPS,
-    within_bin_candidate,
-    within_bin_log_ratios,
     SPCode,
     check_event_size,
     check_partition,
@@ -49,6 +47,8 @@ from jaxrec.coders.sp._sp_pfr import (
     spec_params,
     weights_status,
     with_tables,
+    within_bin_candidate,
+    within_bin_log_ratios,
 )
 from jaxrec.coders.sp.partition import (
     AxisTables,
