@@ -231,7 +231,7 @@ def _float32_runs(centers: list[float], width: int) -> np.ndarray:
     return values[(values > 0) & (values <= 0.5)]
 
 
-def test_ndtri_lower_tail_is_within_4e_7_of_the_normal_quantile_for_every_normal_float32():
+def test_ndtri_lower_tail_is_within_4e_7_of_the_normal_quantile_in_every_binade_of_float32():
     """Log-uniform ``t`` over every binade from float32's smallest normal to 1/2, uniform ``t``, and
     every bit pattern next to 1/2, the branch split ``w = 8`` (``t = 8.4e-5``), the fitted ends and
     the smallest tail mass space partitioning draws (``2^-33`` of a ``2^-30`` bin)."""

@@ -17,7 +17,9 @@ itself, so the far tail keeps its relative accuracy (``x`` near 1 never rounds).
 
 The coefficients are our weighted least-squares fits (``tools/fit_normal_quantile.py``; fits within
 ``9e-8`` relative on ``w in [0, 88]``). Evaluated in float32 the function is within ``4e-7`` of
-``Phi^{-1}(t)`` relative, for every normal float32 ``t in (0, 1/2]`` (``ndtri`` in float32: ``4.2e-7``);
+``Phi^{-1}(t)`` relative (largest error measured: ``3.1e-7``, over four million ``t`` spread over every
+binade from the smallest normal float32 to 1/2, and every float32 next to 1/2, the branch split and
+``2^-63``; ``ndtri`` in float32: ``4.2e-7``);
 ``t = 1/2`` gives 0 and ``t = 0`` gives ``-inf``. Other dtypes use ``ndtri`` (the polynomials have
 float32 accuracy only).
 """
