@@ -7,7 +7,9 @@ one plan, one latent size and one coder between the tests and the lossy and loss
 """
 
 import functools
+import struct
 import warnings
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -336,6 +338,9 @@ def test_space_partitioning_coder_with_per_block_partitions():
     np.testing.assert_allclose(report.index_bits, bins_bits + plan.num_blocks * 5.0)
     with pytest.raises(FormatError, match="plan"):
         jaxrec.decompress_batch(codec, report.archive, plan=plan_blocks(np.full(5, 1.2), 3.0, shuffle=False))
+    version_2 = report.archive[:4] + b"\x02" + report.archive[5:-4]  # the same codes as a version-2 file
+    with pytest.raises(FormatError, match="version-2 .* holds float32 'sp_orc' codes.*jaxrec 0.2"):
+        jaxrec.decompress_batch(codec, version_2 + struct.pack("<I", zlib.crc32(version_2)), plan=plan)
     with pytest.raises(InvalidArgumentError, match="partitions"):
         jaxrec.compress(codec, xs[0], key=2, coder=sp_orc(Partition(np.array([2, 2])), 32), plan=plan_blocks(np.full(5, 1.2), 3.0))
 

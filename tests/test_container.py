@@ -26,6 +26,7 @@ from jaxrec.codec.container import (
     MAX_CHUNK_ITEMS,
     Header,
 )
+from jaxrec.coders import registry
 from jaxrec.core.errors import FormatError, InvalidArgumentError
 from jaxrec.entropy import CategoricalModel, PlanAlphabetModel, UniformModel, ZipfModel
 
@@ -604,32 +605,36 @@ def test_read_refuses_what_write_would_have_refused(monkeypatch):
         container.read(_reframe(data[:kind_at] + b"\x00" + data[kind_at + 1 : -4]))
 
 
-def test_version_2_files_are_read_unless_they_hold_float32_space_partitioning_codes(small):
+def test_version_2_files_are_read_and_decoded_unless_their_coder_draws_other_points_since(small, monkeypatch):
     """Version 3 changed only the points of SP-PFR (float32: the within-bin quantile) and SP-ORC (any
-    dtype: also its stream); the layout and every other candidate are version 2's. A version-2 file of
-    any other coder, or of float64 SP-PFR codes, is read (and decoded: the PFR file below gives the same
-    item); one of SP-ORC or float32 SP-PFR codes, also inside a wrapper, is refused naming the coder,
-    the dtype and the jaxrec that decodes it."""
+    dtype: also its stream); the layout and every other candidate are version 2's. :func:`read`
+    therefore reads every version-2 file (any coder, any dtype), and the decoder refuses one whose
+    coder lists a newer ``oldest_format`` for the file's latent dtype, naming the coder, the dtype and
+    the jaxrec that decodes it. The PFR file below decodes to the same item; under a registry entry
+    that says float32 PFR codes decode from version 3 on, the same bytes are refused, and under one that
+    says it only of float64 they are decoded."""
     data, z = small
     version_2 = _reframe(data[:4] + b"\x02" + data[5:-4])
     assert container.read(version_2).header == dataclasses.replace(container.read(data).header, version=2)
     np.testing.assert_array_equal(np.asarray(jaxrec.decompress(CODEC, version_2)), z)
-    cases = [
-        ("gprs_bnb", ("sample", 64, None, 0.1), "float32", None), ("sp_pfr", (256, 2**20, 4096), "float64", None),
-        ("sp_pfr", (256, 2**20, 4096), "float32", "float32 'sp_pfr'"), ("sp_orc", (1024, 128), "float32", "float32 'sp_orc'"),
-        ("sp_orc", (1024, 128), "float64", "float64 'sp_orc'"),
-        ("factorized", (("sp_pfr", (256, 2**20, 4096)),), "float32", "float32 'factorized'"),
-    ]
-    for name, args, dtype, refused in cases:
+    for name, args, dtype in [
+        ("gprs_bnb", ("sample", 64, None, 0.1), "float32"), ("sp_pfr", (256, 2**20, 4096), "float32"),
+        ("sp_orc", (1024, 128), "float64"), ("factorized", (("pfr", (64, 2**26)),), "float32"),
+    ]:
         header = _header(coder_name=name, coder_args=args, latent_dtype=dtype)
         written = container.write(header, *_streams(header))
-        old = _reframe(written[:4] + b"\x02" + written[5:-4])
-        if refused is None:
-            assert container.read(old).header == dataclasses.replace(header, version=2), name
-        else:
-            with pytest.raises(FormatError, match=f"version-2 jaxrec file \\(written by jaxrec 0.2\\) holds {refused} codes.*decode it with jaxrec 0.2"):
-                container.read(old)
-            assert container.read(written).header == header  # the same file as version 3
+        assert container.read(_reframe(written[:4] + b"\x02" + written[5:-4])).header == dataclasses.replace(header, version=2)
+    assert registry.lookup("sp_pfr").oldest_format == {"float32": 3}
+    assert registry.lookup("sp_orc").oldest_format == {"float32": 3, "float64": 3}
+    assert all(registry.lookup(name).oldest_format is None for name in registry.REGISTRY if not name.startswith("sp_"))
+    pfr_entry = registry.lookup("pfr")
+    monkeypatch.setitem(registry.REGISTRY, "pfr", pfr_entry._replace(oldest_format={"float32": 3}))
+    with pytest.raises(FormatError, match="version-2 jaxrec file \\(written by jaxrec 0.2\\) holds float32 'pfr' "
+                                          "codes, which this jaxrec decodes from version 3 on.*decode it with jaxrec 0.2"):
+        jaxrec.decompress(CODEC, version_2)
+    np.testing.assert_array_equal(np.asarray(jaxrec.decompress(CODEC, data)), z)  # version 3: decoded
+    monkeypatch.setitem(registry.REGISTRY, "pfr", pfr_entry._replace(oldest_format={"float64": 3}))
+    np.testing.assert_array_equal(np.asarray(jaxrec.decompress(CODEC, version_2)), z)
 
 
 def test_read_names_each_defect_of_a_hand_built_archive():

@@ -159,7 +159,8 @@ EXACT = [name for name in NAMES if CASES[name].exact]
 
 def test_register_coder_checks_each_argument_and_the_zipf_model_has_its_documented_ends():
     """``register_coder`` refuses each malformed argument by name (a name of 1 to 64 ASCII characters,
-    callables, parameter names, the four optional hooks) and registers nothing then; ``zipf_model`` is
+    callables, parameter names, the four optional hooks, ``oldest_format``: a dict of latent dtypes to
+    format versions >= 1) and registers nothing then; ``zipf_model`` is
     ``1 + 1/(budget + 1)`` with a negative budget taken as 0 and a float32 floor just above 1
     (coders/registry mutation survivors; no compile)."""
     from jaxrec.coders import registry
@@ -184,6 +185,13 @@ def test_register_coder_checks_each_argument_and_the_zipf_model_has_its_document
                 jaxrec.register_coder("bad", jaxrec.pfr, params=(), message=msg, **{label: 3})
             jaxrec.register_coder("hooked", jaxrec.pfr, params=(), message=msg, **{label: print})
             assert getattr(REGISTRY["hooked"], label) is print
+        for oldest in ({"float16": 3}, {"float32": 0}, {"float32": 3.0}, {"float32": True}, [("float32", 3)], 3):
+            with pytest.raises(jaxrec.InvalidArgumentError, match="^oldest_format must be None or a dict .*got"):
+                jaxrec.register_coder("bad", jaxrec.pfr, params=(), message=msg, oldest_format=oldest)
+        oldest = {"float32": 1, "float64": 3}
+        jaxrec.register_coder("dated", jaxrec.pfr, params=(), message=msg, oldest_format=oldest)
+        oldest["float32"] = 4  # the entry keeps its own copy
+        assert REGISTRY["dated"].oldest_format == {"float32": 1, "float64": 3} and REGISTRY["hooked"].oldest_format is None
         assert "bad" not in REGISTRY
     finally:
         REGISTRY.clear()

@@ -165,6 +165,14 @@ def _header_spec(header: container.Header) -> tuple[CoderSpec, CoderEntry]:
         raise FormatError(
             f"coder {header.coder_name!r} takes {len(entry.params)} parameters, the header has {len(header.coder_args)}"
         )
+    oldest = (entry.oldest_format or {}).get(header.latent_dtype, 0)
+    if header.version < oldest:
+        written_by = container.WRITTEN_BY[header.version]
+        raise FormatError(
+            f"this version-{header.version} jaxrec file (written by jaxrec {written_by}) holds "
+            f"{header.latent_dtype} {header.coder_name!r} codes, which this jaxrec decodes from version "
+            f"{oldest} on (it draws other points from the same codes): decode it with jaxrec {written_by}"
+        )
     return CoderSpec(header.coder_name, tuple(zip(entry.params, header.coder_args))), entry
 
 

@@ -49,11 +49,12 @@ for bit.
 
 :func:`read` raises :class:`~jaxrec.core.errors.FormatError` for anything malformed -- bad magic, an
 unknown version (a version-1 file needs jaxrec 0.1: its candidate stream is not this one; a version-2
-file of SP-ORC codes or of float32 SP-PFR codes needs jaxrec 0.2: version 3 draws float32
-space-partitioning points within bins with the polynomial quantile of
-:mod:`jaxrec.core.normal_quantile` (version 2: ``ndtri``), and SP-ORC's points from the candidate
-stream (version 2: a stream per bin); every other version-2 file has the layout and the candidates of
-version 3 and is read),
+file has the layout and the candidates of version 3 and is read, but version 3 draws other
+space-partitioning points from the same codes -- float32 points within bins with the polynomial
+quantile of :mod:`jaxrec.core.normal_quantile` instead of ``ndtri``, SP-ORC's points from the
+candidate stream instead of a stream per bin -- so the decoder refuses a version-2 file of SP-ORC
+codes or float32 SP-PFR codes, naming jaxrec 0.2: each coder lists the oldest version it decodes,
+``CoderEntry.oldest_format`` in :mod:`jaxrec.coders.registry`),
 truncation, trailing bytes, checksum mismatch, values out of range -- and nothing else, on any
 input: every count is bounded by the bytes that remain (or by a constant of the format, for ``C``),
 so corrupt input cannot make it allocate or loop without bound.
@@ -94,9 +95,8 @@ __all__ = [
 MAGIC = b"\x89JXR"
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (2, 3)
-_CHANGED_IN_3 = {"sp_pfr": ("float32",), "sp_orc": ("float32", "float64")}
-"""Coders whose decoder draws other points in version 3 than in version 2, with the latent dtypes
-concerned: the float32 within-bin quantile (both), SP-ORC's points from the candidate stream."""
+WRITTEN_BY = {1: "0.1", 2: "0.2", 3: "0.3"}
+"""The jaxrec release that writes each format version (named by the errors that refuse a file)."""
 PRNG_IDS = {1: "threefry2x32"}
 DTYPES = ("float32", "float64")
 ITEM_DTYPES = (
@@ -483,14 +483,6 @@ def _build_models(raw: list[tuple[type, tuple]]) -> Models:
     return tuple(models)
 
 
-def _names_any(names: tuple[str, ...], value: Any) -> bool:
-    """Whether ``value`` (a string or nested tuples of typed values, e.g. a wrapper's inner coder) is
-    or contains one of ``names``."""
-    if isinstance(value, str):
-        return value in names
-    return isinstance(value, tuple) and any(_names_any(names, item) for item in value)
-
-
 def read(data: bytes) -> Archive:
     """Parses and checks an archive written by :func:`write` (the CRC32 of the whole file included).
 
@@ -498,8 +490,7 @@ def read(data: bytes) -> Archive:
       The :class:`Archive`: header and stream locations.
 
     Raises:
-      FormatError: bad magic, an unknown version (version 1 names jaxrec 0.1; version 2 with SP-ORC or
-        float32 SP-PFR codes names jaxrec 0.2), truncated, trailing
+      FormatError: bad magic, an unknown version (version 1 names jaxrec 0.1), truncated, trailing
         bytes, checksum mismatch or an invalid header value; the message says which.
       InvalidArgumentError: ``data`` is not bytes-like.
     """
@@ -508,8 +499,8 @@ def read(data: bytes) -> Archive:
     version = r.byte("version")
     if version == 1:
         raise FormatError(
-            "this is a version-1 jaxrec file (written by jaxrec 0.1); version 2 draws other candidates "
-            "from the same key, so it cannot be decoded here: decode it with jaxrec 0.1"
+            f"this is a version-1 jaxrec file (written by jaxrec {WRITTEN_BY[1]}); version 2 draws other "
+            f"candidates from the same key, so it cannot be decoded here: decode it with jaxrec {WRITTEN_BY[1]}"
         )
     if version not in READABLE_VERSIONS:
         raise FormatError(f"unknown format version {version} (this jaxrec reads versions {READABLE_VERSIONS})")
@@ -558,13 +549,6 @@ def read(data: bytes) -> Archive:
     if flags & ~(_FLAG_FLOAT64 | _FLAG_LOSSLESS):
         raise FormatError(f"unknown flags {flags:#04x}")
     latent_dtype = DTYPES[flags & _FLAG_FLOAT64]
-    changed = tuple(name for name, dtypes in _CHANGED_IN_3.items() if latent_dtype in dtypes)
-    if version == 2 and _names_any(changed, (coder_name, coder_args)):
-        raise FormatError(
-            f"this version-2 jaxrec file (written by jaxrec 0.2) holds {latent_dtype} {coder_name!r} codes; "
-            "version 3 draws other space-partitioning points from the same codes, so it cannot be "
-            "decoded here: decode it with jaxrec 0.2"
-        )
     if dtype_id >= len(ITEM_DTYPES):
         raise FormatError(f"unknown item dtype {dtype_id}")
     if not 1 <= num_blocks <= latent_size:

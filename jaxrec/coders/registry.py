@@ -80,6 +80,11 @@ class CoderEntry(NamedTuple):
         (leading axes: items and blocks) to the symbols ``{name: int64[..., *symbol_shape]}``;
         ``None`` = the fields themselves. Raises :class:`InvalidArgumentError` for a value it cannot send.
       unpack: ``unpack(spec, symbols) -> fields``, the inverse; ``None`` = identity.
+      oldest_format: ``{latent dtype: version}``: the oldest file format version whose codes this
+        coder decodes as it draws them today, per latent dtype (``"float32"``, ``"float64"``); a file
+        of an older version with codes of that dtype is refused. ``None`` (or a missing dtype): every
+        readable version. A coder whose decoder starts drawing other points from the same code bumps
+        the format version and lists the new one here.
     """
 
     factory: Callable[..., Coder]
@@ -90,6 +95,7 @@ class CoderEntry(NamedTuple):
     alphabet: Callable[["BlockPlan", str], np.ndarray] | None = None
     pack: PackFn | None = None
     unpack: PackFn | None = None
+    oldest_format: dict[str, int] | None = None
 
     def symbols(self, spec: CoderSpec, fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The transmitted symbols of message ``fields`` (see ``pack``)."""
@@ -113,6 +119,8 @@ class CoderEntry(NamedTuple):
 
 
 REGISTRY: dict[str, CoderEntry] = {}
+LATENT_DTYPES = ("float32", "float64")
+"""The latent dtypes a file can hold (``CoderEntry.oldest_format``'s keys)."""
 
 
 def register_coder(
@@ -126,6 +134,7 @@ def register_coder(
     alphabet: Callable[["BlockPlan", str], np.ndarray] | None = None,
     pack: PackFn | None = None,
     unpack: PackFn | None = None,
+    oldest_format: dict[str, int] | None = None,
 ) -> None:
     """Makes coders named ``name`` usable by :func:`jaxrec.compress` and decodable from file headers.
 
@@ -140,7 +149,18 @@ def register_coder(
     for label, hook in (("check", check), ("alphabet", alphabet), ("pack", pack), ("unpack", unpack)):
         if hook is not None and not callable(hook):
             raise InvalidArgumentError(f"{label} must be a callable or None, got {hook!r}")
-    REGISTRY[name] = CoderEntry(factory, tuple(params), message, bool(partitioned), check, alphabet, pack, unpack)
+    if oldest_format is not None and not (
+        isinstance(oldest_format, dict)
+        and all(dtype in LATENT_DTYPES and type(v) is int and v >= 1 for dtype, v in oldest_format.items())
+    ):
+        raise InvalidArgumentError(
+            f"oldest_format must be None or a dict {{latent dtype in {LATENT_DTYPES}: format version >= 1}}, "
+            f"got {oldest_format!r}"
+        )
+    REGISTRY[name] = CoderEntry(
+        factory, tuple(params), message, bool(partitioned), check, alphabet, pack, unpack,
+        None if oldest_format is None else dict(oldest_format),
+    )
 
 
 def _as_sequence(value: Any) -> Sequence[Any]:

@@ -139,4 +139,5 @@ def sp_orc_message(spec: CoderSpec, budget_bits: float, plan: Any) -> registry.M
 registry.register_coder(
     "sp_orc", sp_orc, params=("num_samples", "chunk_size"), message=sp_orc_message, partitioned=True,
     alphabet=partition_counts,
+    oldest_format={"float32": 3, "float64": 3},  # version 3: points from the candidate stream (and the float32 quantile)
 )

@@ -514,4 +514,5 @@ def sp_pfr_message(spec: CoderSpec, budget_bits: float, plan: Any) -> registry.M
 registry.register_coder(
     "sp_pfr", sp_pfr, params=("chunk_size", "max_steps", "table_size"), message=sp_pfr_message,
     partitioned=True, check=check_bounded_ratio, alphabet=partition_counts,
+    oldest_format={"float32": 3},  # version 3: the polynomial within-bin quantile in float32
 )
