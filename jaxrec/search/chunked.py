@@ -27,7 +27,9 @@ For PFR (Li & El Gamal 2018), ``score_n = log r(X_n) - log T_n`` and
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -147,11 +149,15 @@ def _chunk_step_with_fast_path(chunk_fn: ChunkFn, chunk_size: int, max_candidate
     """
     ns, scores, bounds, payload, state = _evaluate(chunk_fn, chunk_size, c)
     calm = (jnp.maximum(c.best_score, jnp.max(scores)) < jnp.min(bounds)) & (ns[-1] < max_candidates)
-    return lax.cond(
+    # the state bypasses the branches: XLA copies what a conditional returns (a table in the state
+    # would be copied at every step)
+    c = c._replace(state=None)
+    folded = lax.cond(
         calm,
-        lambda: _take_best(c, ns, scores, payload, state),
-        lambda: _fold_exact(c, ns, scores, bounds, payload, state, max_candidates),
+        lambda: _take_best(c, ns, scores, payload, None),
+        lambda: _fold_exact(c, ns, scores, bounds, payload, None, max_candidates),
     )
+    return folded._replace(state=state)
 
 
 def search(
@@ -242,9 +248,9 @@ def search_batch(
     problem's result equals ``vmap(search)``'s bit for bit whatever widths it ran at.  The cost is
     one compiled copy of the chunk function per level.
 
-    Do not ``vmap`` this function over several batches: under ``vmap`` the level switch becomes a
-    select, so every level's chunk function runs at every step (measured 5x the work on four MNIST
-    blocks).  Run such batches one after another (``lax.map``), as :mod:`jaxrec.codec` does.
+    Do not ``vmap`` this function over several batches: under ``vmap`` every batch steps until the
+    slowest leaves each level's loop, and the level loops' bodies become selects (a switch over
+    the levels measured 5x the work on four MNIST blocks).  Run such batches one after another (``lax.map``), as :mod:`jaxrec.codec` does.
 
     Args:
       problem_fn: ``problem -> (chunk_fn, init_state)`` for one problem (a pytree slice).
@@ -283,12 +289,12 @@ def search_batch(
     lanes0 = jax.vmap(fresh_carry)(lane_ids)
     results0 = jax.tree.map(lambda a: jnp.zeros((num_problems,) + a.shape[1:], a.dtype), _result(lanes0))
 
-    branches = [lambda lp, ls, j=j: step_lanes(j, lp, ls) for j in range(levels + 1)]
-
-    def body(q: _QueueCarry) -> _QueueCarry:
+    def level_of(q: _QueueCarry) -> Array:
         live = jnp.sum(q.lane_problem < num_problems)
-        level = sum((live <= (num_lanes >> j)).astype(jnp.int32) for j in range(1, levels + 1))
-        lanes = lax.switch(level, branches, q.lane_problem, q.lanes)
+        return sum((live <= (num_lanes >> j)).astype(jnp.int32) for j in range(1, levels + 1))
+
+    def body(level: int, q: _QueueCarry) -> _QueueCarry:
+        lanes = step_lanes(level, q.lane_problem, q.lanes)
         finished = lanes.done & (q.lane_problem < num_problems)
         target = jnp.where(finished, q.lane_problem, num_problems)  # out of range -> dropped
         results = jax.tree.map(
@@ -306,9 +312,17 @@ def search_batch(
         next_problem = q.next_problem + jnp.sum(refill, dtype=jnp.int32)
         return _QueueCarry(lane_problem, next_problem, lanes, results)
 
-    init = _QueueCarry(lane_ids, jnp.int32(num_lanes), lanes0._replace(done=lane_ids >= num_problems), results0)
-    final = lax.while_loop(lambda q: jnp.any(q.lane_problem < num_problems), body, init)
-    return final.results
+    q = _QueueCarry(lane_ids, jnp.int32(num_lanes), lanes0._replace(done=lane_ids >= num_problems), results0)
+    # The live count only falls once the queue is empty, so the level only rises: one while loop per
+    # level, each running while its level is current (none at all if the level is skipped). A
+    # lax.switch over the levels in one loop would copy the lanes' state into and out of the
+    # branch at every step (XLA does not update a conditional's operands in place).
+    for level in range(levels + 1):
+        q = lax.while_loop(
+            lambda q, level=level: jnp.any(q.lane_problem < num_problems) & (level_of(q) <= level),
+            functools.partial(body, level), q,
+        )
+    return q.results
 
 
 def _widening_levels(num_lanes: int, chunk_size: int, max_widening: int) -> int:

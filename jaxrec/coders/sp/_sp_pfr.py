@@ -225,13 +225,12 @@ SMALL_TABLE = 64
 RANK_BLOCK = 32
 
 
-def run_ranks(sorted_keys: Array) -> tuple[Array, Array]:
-    """For sorted keys ``[K]``: each element's 0-based rank within its run of equal keys, and the
-    position of its run's first element."""
-    idx = jnp.arange(sorted_keys.shape[0], dtype=jnp.int32)
-    starts = jnp.concatenate([jnp.array([True]), sorted_keys[1:] != sorted_keys[:-1]])
-    first = lax.cummax(jnp.where(starts, idx, 0))
-    return idx - first, first
+def later_in_run(sorted_keys: Array) -> Array:
+    """For sorted keys ``[K]``: the number of elements after each one in its run of equal keys."""
+    size = sorted_keys.shape[0]
+    idx = jnp.arange(size, dtype=jnp.int32)
+    ends = jnp.concatenate([sorted_keys[1:] != sorted_keys[:-1], jnp.array([True])])
+    return lax.cummin(jnp.where(ends, idx, size), reverse=True) - idx
 
 
 def sort_by_group(groups: Array) -> tuple[Array, Array]:
@@ -265,8 +264,12 @@ class VisitCounts(NamedTuple):
         if self.counts.shape[0] <= SMALL_TABLE:
             return self._assign_by_blocks(slots)
         groups, positions = sort_by_group(slots)
-        rank = jnp.zeros_like(slots).at[positions].set(run_ranks(groups)[0])
-        return self.counts[slots] + rank, VisitCounts(self.counts.at[slots].add(1))
+        later = jnp.zeros_like(slots).at[positions].set(later_in_run(groups), unique_indices=True)
+        # Candidate k's index is the slot's count after the chunk less the visits from k on. The
+        # counters are read after the update: a read before it makes XLA copy the whole table
+        # (carried in a while loop) at every chunk, which cost as much as the sort at 4,096 counters.
+        counts = self.counts.at[slots].add(1)
+        return counts[slots] - 1 - later, VisitCounts(counts)
 
     def _assign_by_blocks(self, slots: Array) -> tuple[Array, VisitCounts]:
         """:meth:`assign` for a small table (``T <= SMALL_TABLE`` counters), without a sort: the
