@@ -164,7 +164,7 @@ def test_partition_bounds_are_exact_and_each_defect_is_named():
         with pytest.raises(InvalidArgumentError, match=r"num_intervals must be an int array \(\.\.\., D\)"):
             traced_counts(bad)
     for max_intervals in (None, True, 4.0):
-        with pytest.raises(InvalidArgumentError, match=r"max_intervals must be given \(an int\) when num_intervals is traced"):
+        with pytest.raises(InvalidArgumentError, match=r"^max_intervals must be given \(an int\) when num_intervals is traced$"):
             jax.jit(lambda c, m=max_intervals: Partition(c, max_intervals=m).num_intervals)(jnp.array([4, 2]))
 
 
@@ -197,8 +197,13 @@ def test_allocate_bits_random_strategies():
 def test_allocate_bits_validation():
     with pytest.raises(InvalidArgumentError, match="strategy"):
         allocate_bits([1.0, 2.0], 3, "greedy")
-    with pytest.raises(InvalidArgumentError, match="total_bits"):
+    # anchored: each message starts with the argument's own name
+    with pytest.raises(InvalidArgumentError, match="^total_bits must be an int >= 0, got -1$"):
         allocate_bits([1.0, 2.0], -1)
+    with pytest.raises(InvalidArgumentError, match="^seed must be an int >= 0, got -1$"):
+        allocate_bits([1.0, 2.0], 3, "random", seed=-1)
+    with pytest.raises(InvalidArgumentError, match="^informative_threshold must be a finite real number, got 'x'$"):
+        allocate_bits([1.0, 2.0], 3, "random_informative", informative_threshold="x")
     with pytest.raises(InvalidArgumentError, match="eligible"):
         allocate_bits([0.0, 0.0], 3)
     with pytest.raises(InvalidArgumentError, match="eligible"):
