@@ -202,6 +202,7 @@ def test_training_resumes_exactly(tmp_path, data):
         bnn.train(tiny("mean_kl"), images, labels, steps=21, checkpoint=path, **{**kwargs, "learning_rate": 1e-3})
 
 
+@pytest.mark.slow  # 3.4 s cold in the fast tier (a training run)
 def test_pretrain_fits_the_means(data):
     net = tiny("mean_var")
     losses = bnn.pretrain(net, *data, steps=200, batch_size=64, learning_rate=1e-2, progress=False)

@@ -308,6 +308,7 @@ def test_likelihood_samples_follow_the_beta_binomial(small_vae):
         assert stats.chisquare(observed.reshape(16, 16).sum(1), 6000 * pmf.reshape(16, 16).sum(1)).pvalue > 1e-3
 
 
+@pytest.mark.slow  # 3.5 s cold in the fast tier
 def test_lossy_vae_reconstructions(small_vae):
     sample = LossyVAE(small_vae, reconstruction="sample", seed=3)
     mean = LossyVAE(small_vae, reconstruction="mean")

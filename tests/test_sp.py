@@ -594,6 +594,8 @@ def test_errors_at_the_api_boundary():
     assert jaxrec.sp_orc(Partition(np.array([2**15])), 16).spec.kwargs["max_intervals"] == 2**15
 
 
+@pytest.mark.slow  # 6.5 s cold in the fast tier (eight compiled table builds)
+@pytest.mark.mutation
 def test_weight_check_is_compiled_batched_and_silent_inside_jit():
     """The boundary check of the bin weights runs one compiled program over a batch (one NaN bound
     among good ones is found) and stays silent inside a trace, also when the target is a constant
@@ -639,6 +641,8 @@ def test_sp_pfr_factory_spec_header_message_and_code_message():
     assert {k: np.asarray(v).tolist() for k, v in code.message.items()} == {"bin": [1, 0], "index": 3}
 
 
+@pytest.mark.slow  # 4.3 s cold in the fast tier
+@pytest.mark.mutation
 def test_sp_orc_factory_spec_message_and_status():
     """One coder per configuration; the spec records the resolved chunk size (default min(N, 1024));
     the header message is the bin (plan alphabet) and the index (uniform on [0, N)); SP-ORC is

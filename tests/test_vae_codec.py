@@ -91,6 +91,7 @@ def test_rate_accounting_sums(model, images, plan):
     np.testing.assert_array_equal(data_bits, report.data_bits)
 
 
+@pytest.mark.slow  # 4 s cold in the fast tier
 def test_likelihood_is_integer_and_batch_jit_invariant(model):
     z = jax.random.normal(jax.random.key(0), (7, CONFIG.latent_dim)) * 2.0
     w = np.asarray(jax.jit(jax.vmap(model.likelihood))(z))
