@@ -421,6 +421,9 @@ def test_coder_factories_cache_by_typed_arguments_in_a_bounded_cache():
         jaxrec.pfr(chunk_size=True)
     info = jaxrec.pfr.cache_info()
     assert base.FACTORY_CACHE_SIZE == info.maxsize == 128 and info.currsize >= 1
+    kept = jaxrec.pfr(chunk_size=1)
+    jaxrec.pfr.cache_clear()  # what tools/mutation.py calls between mutants
+    assert jaxrec.pfr.cache_info().currsize == 0 and jaxrec.pfr(chunk_size=1) is not kept
     assert jaxrec.pfr.__name__ == "pfr" and jaxrec.pfr.__doc__.startswith("Exact PFR coder.")
 
 

@@ -168,7 +168,8 @@ def coder_factory(factory: Factory) -> Factory:
     differ, so a refused ``True`` is never answered from the cache); calls with unhashable arguments
     (arrays, lists) or traced ones (a partition traced inside ``jit``: a new object per trace, so
     never hit again, and the cache would keep the trace alive) build a new coder; the last
-    :data:`FACTORY_CACHE_SIZE` (128) configurations are kept (``factory.cache_info()``).
+    :data:`FACTORY_CACHE_SIZE` (128) configurations are kept (``factory.cache_info()``;
+    ``factory.cache_clear()`` empties it).
     """
     cached = functools.lru_cache(maxsize=FACTORY_CACHE_SIZE, typed=True)(factory)
 
@@ -183,6 +184,7 @@ def coder_factory(factory: Factory) -> Factory:
         return cached(*args, **kwargs)
 
     make.cache_info = cached.cache_info  # type: ignore[attr-defined]
+    make.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
     return make  # type: ignore[return-value]
 
 
