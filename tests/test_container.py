@@ -626,6 +626,7 @@ def test_version_2_files_are_read_and_decoded_unless_their_coder_draws_other_poi
         header = _header(coder_name=name, coder_args=args, latent_dtype=dtype)
         written = container.write(header, *_streams(header))
         assert container.read(_reframe(written[:4] + b"\x02" + written[5:-4])).header == dataclasses.replace(header, version=2)
+    assert registry.LATENT_DTYPES == container.DTYPES  # the keys oldest_format may use are the file's dtypes
     assert registry.lookup("sp_pfr").oldest_format == {"float32": 3}
     assert registry.lookup("sp_orc").oldest_format == {"float32": 3, "float64": 3}
     assert all(registry.lookup(name).oldest_format is None for name in registry.REGISTRY if not name.startswith("sp_"))

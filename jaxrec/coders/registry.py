@@ -120,7 +120,9 @@ class CoderEntry(NamedTuple):
 
 REGISTRY: dict[str, CoderEntry] = {}
 LATENT_DTYPES = ("float32", "float64")
-"""The latent dtypes a file can hold (``CoderEntry.oldest_format``'s keys)."""
+"""The latent dtypes a file can hold (``CoderEntry.oldest_format``'s keys; the file format's own list,
+``jaxrec.codec.container.DTYPES``, is checked equal by the tests: the registry cannot import the codec
+package, whose archive module imports the registry)."""
 
 
 def register_coder(

@@ -250,7 +250,8 @@ def search_batch(
 
     Do not ``vmap`` this function over several batches: under ``vmap`` every batch steps until the
     slowest leaves each level's loop, and the level loops' bodies become selects (a switch over
-    the levels measured 5x the work on four MNIST blocks).  Run such batches one after another (``lax.map``), as :mod:`jaxrec.codec` does.
+    the levels measured 5x the work on four MNIST blocks).  Run such batches one after another
+    (``lax.map``), as :mod:`jaxrec.codec` does.
 
     Args:
       problem_fn: ``problem -> (chunk_fn, init_state)`` for one problem (a pytree slice).
