@@ -17,6 +17,7 @@ from jaxrec.coders.base import INVALID_INPUT, OK
 from jaxrec.coders.registry import REGISTRY
 from jaxrec.coders.sp._sp_orc import numbered_log_ratios, sp_orc_message
 from jaxrec.coders.sp._sp_pfr import (
+    SEQUENTIAL_LANES,
     SPCode,
     VisitCounts,
     _fmix32,
@@ -238,6 +239,26 @@ def test_visit_counts_match_the_sequential_rule_for_any_chunking(table_size):
     # a float32 quotient puts all four positions of group 10^9 + 63 into group 10^9 + 64.
     groups, positions = sort_by_group(jnp.full(4, 10**9 + 63, jnp.int32))
     assert np.asarray(groups).tolist() == [10**9 + 63] * 4 and np.asarray(positions).tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("lanes", [SEQUENTIAL_LANES - 1, SEQUENTIAL_LANES])  # a sort per lane; the lanes in step
+def test_batched_visit_counts_match_the_sequential_rule(lanes):
+    """Under vmap, from SEQUENTIAL_LANES lanes on, the counters are updated one position at a time for
+    all lanes at once: each lane's indices and counts are still its own sequential rule's."""
+    table_size = 128
+    rng = np.random.default_rng(lanes)
+    slots = rng.integers(0, 24, (lanes, 300))  # many revisits per chunk
+    assign = jax.jit(jax.vmap(VisitCounts.assign))
+    for chunk in (1, 37, 300):
+        counts, got = VisitCounts(jnp.zeros((lanes, table_size), jnp.int32)), []
+        for start in range(0, 300, chunk):
+            part = jnp.asarray(slots[:, start:start + chunk], jnp.int32)
+            index, counts = assign(counts, part, jnp.zeros_like(part))
+            got.append(np.asarray(index))
+        got = np.concatenate(got, axis=1)
+        for lane in range(lanes):
+            np.testing.assert_array_equal(got[lane], sequential_visit_indices(slots[lane].tolist()), err_msg=f"{lane=}")
+            np.testing.assert_array_equal(counts.counts[lane], np.bincount(slots[lane], minlength=table_size))
 
 
 def test_counter_slots_are_the_bins_when_the_grid_fits_else_hashed():
