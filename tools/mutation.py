@@ -34,7 +34,8 @@ retested with the normal runner (``mutmut run <id>``, one process per mutant) un
 in-process pass: commit the tests written for them first).  A kill is not rechecked, but the unmutated module must pass before and after the
 pass (the coder registry is restored after each mutant: a mutated ``register_coder`` call registers
 an entry under another name).  A mutant that breaks the module's import counts as killed; one whose tests run past
-``--timeout`` seconds counts as timed out.
+``--timeout`` seconds counts as timed out (one that hangs inside a compiled loop, where the alarm
+cannot interrupt it, is recorded by a watchdog, and a new worker process goes on with the rest).
 """
 
 from __future__ import annotations
@@ -409,6 +410,10 @@ def in_process_environment(clone: Path) -> dict:
 # (a mutant of the registry's own initial value is then unseen in process: ``--confirm`` retests it).
 KEPT_STATE = {"coders/registry": ("REGISTRY",)}
 UNCONFIRMED = "in-process survivor, unconfirmed"  # the test hash the in-process pass gives a survivor
+# The in-process worker's exit status after its watchdog ended a mutant that hung inside a compiled
+# computation (SIGALRM's handler only runs between Python bytecodes): the parent starts a new worker.
+HUNG_EXIT = 75
+WATCHDOG_GRACE = 30.0  # seconds past --timeout before the watchdog gives up on the alarm
 
 
 def in_process_survivors(clone: Path) -> list[int]:
@@ -418,10 +423,37 @@ def in_process_survivors(clone: Path) -> list[int]:
     return [int(pk) for pk in row[0].split(",") if pk] if row else []
 
 
-def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[int]) -> None:
-    """The ``--in-process`` pass, run in the clone (see the module docstring); only mutants ``ids`` if given."""
+def _misc(db: sqlite3.Connection, key: str) -> str:
+    row = db.execute("SELECT value FROM MiscData WHERE key = ?", (key,)).fetchone()
+    return row[0] if row and row[0] else ""
+
+
+def _record_hang(clone: Path, pk: int, tests_hash: str, survivors: list[int]) -> None:
+    """The watchdog's record of mutant ``pk`` hung (``bad_timeout`` against ``tests_hash``), the
+    survivors so far and the hung id (:func:`hung_mutant`), written with a connection of its own."""
+    with sqlite3.connect(clone / ".mutmut-cache", timeout=60) as db:
+        db.execute("UPDATE Mutant SET status = 'bad_timeout', tested_against_hash = ? WHERE id = ?", (tests_hash, pk))
+        for key, value in (("in_process_survivors", ",".join(map(str, survivors))), ("in_process_hung", str(pk))):
+            db.execute("DELETE FROM MiscData WHERE key = ?", (key,))
+            db.execute("INSERT INTO MiscData (key, value) VALUES (?, ?)", (key, value))
+
+
+def hung_mutant(clone: Path) -> int:
+    """The mutant whose hang ended the last in-process worker (:data:`HUNG_EXIT`)."""
+    with sqlite3.connect(f"file:{clone / '.mutmut-cache'}?mode=ro", uri=True) as db:
+        return int(_misc(db, "in_process_hung"))
+
+
+def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[int], resume: bool = False) -> None:
+    """The ``--in-process`` pass, run in the clone (see the module docstring); only mutants ``ids`` if given.
+
+    A mutant whose tests hang inside a compiled computation (a ``while_loop`` that never stops: the
+    alarm's exception cannot interrupt XLA) is recorded ``bad_timeout`` by a watchdog thread, which
+    then ends the process with :data:`HUNG_EXIT`; the parent starts a new worker (``resume``: it
+    keeps the survivors recorded so far) on the mutants after it."""
     import importlib
     import signal
+    import threading
     import time
 
     import jax
@@ -508,6 +540,13 @@ def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[in
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
 
+    def give_up(pk: int, survivors: list[int]) -> None:
+        """The watchdog: mutant ``pk`` hung where the alarm cannot interrupt it."""
+        print(f"MUTANT {pk} bad_timeout (hung in a compiled computation; a new worker goes on)",
+              file=sys.__stderr__, flush=True)
+        _record_hang(Path.cwd(), pk, tests_hash, survivors)
+        os._exit(HUNG_EXIT)
+
     install(code)
     if run_tests() != 0:
         sys.exit("the tests fail on the unmutated module: fix them first")
@@ -517,6 +556,9 @@ def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[in
         rows = [(m.id, m.line.line, m.line.line_number, m.index, m.status, m.tested_against_hash)
                 for m in Mutant.select(lambda m: m.line.sourcefile.filename == filename)]
     survivors = []
+    if resume:
+        with sqlite3.connect(".mutmut-cache") as db:
+            survivors = [int(pk) for pk in _misc(db, "in_process_survivors").split(",") if pk]
     for pk, line, line_number, index, status, tested in sorted(rows):
         if ids and pk not in ids:
             continue
@@ -526,11 +568,16 @@ def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[in
         source, _ = mutate(Context(source=original, mutation_id=RelativeMutationID(line, index, line_number),
                                          dict_synonyms=[""], config=config))
         start = time.time()
+        watchdog = threading.Timer(timeout + WATCHDOG_GRACE, give_up, (pk, list(survivors)))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             install(compile(source, live.__file__, "exec"))
             rc = run_tests()
         except Exception:  # noqa: BLE001 (the mutant breaks the module's import)
             rc = 1
+        finally:
+            watchdog.cancel()
         status = "bad_timeout" if rc is None else "bad_survived" if rc in (0, 5) else "ok_killed"
         survivors += [pk] if status == "bad_survived" else []
         print(f"MUTANT {pk} {status} (pytest exit {rc}, {time.time() - start:.1f} s)", file=sys.__stderr__, flush=True)
@@ -545,7 +592,26 @@ def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[in
     if run_tests() != 0:  # a mutant left something behind: its kills (and all later ones) are not to be trusted
         sys.exit("the tests fail on the restored module after the pass: discard its results")
     with db_session:
-        get_or_create(MiscData, key="in_process_survivors").value = ",".join(map(str, survivors))
+        get_or_create(MiscData, key="in_process_survivors").value = ",".join(map(str, sorted(set(survivors))))
+
+
+def run_workers(module: str, clone: Path, timeout: float, ids: list[int]) -> None:
+    """The in-process pass (:func:`in_process_worker` in a child process), restarted after each
+    mutant that hung (:data:`HUNG_EXIT`) on the mutants after it: ``ids`` past the hung one, or,
+    without ``ids``, the module's mutants not yet tested against these tests (the hung one is
+    recorded ``bad_timeout``)."""
+    resume = False
+    while True:
+        cmd = [sys.executable, str(Path(__file__).resolve()), module, "--worker", "--timeout", str(timeout),
+               "--ids", ",".join(map(str, ids))] + (["--resume"] if resume else [])
+        if subprocess.run(cmd, check=False, cwd=clone, env=in_process_environment(clone)).returncode != HUNG_EXIT:
+            return
+        hung = hung_mutant(clone)
+        if ids:
+            ids = [pk for pk in ids if pk > hung]
+            if not ids:
+                return
+        resume = True
 
 
 def forget(clone: Path, ids: list[int]) -> None:
@@ -591,11 +657,12 @@ def main() -> None:
                         help="test only these mutants (comma-separated ids), whatever their status: in process with "
                              "--in-process, else one normal-runner process per mutant")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # the --in-process child
+    parser.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)  # a worker after a hung one
     args = parser.parse_args()
     ids = [int(pk) for pk in args.ids.split(",") if pk]
     if args.worker:
         in_process_worker(args.module, [f"tests/{name}" for name in MODULE_TESTS[args.module] if _exists(Path.cwd(), name)],
-                          args.timeout, set(ids))
+                          args.timeout, set(ids), args.resume)
         return
     if args.list or not args.module:
         for module, tests in MODULE_TESTS.items():
@@ -614,8 +681,7 @@ def main() -> None:
         pass
     elif args.in_process or args.confirm:  # survivors confirmed one process per mutant (see the module docstring)
         if not args.confirm:
-            subprocess.run([sys.executable, str(Path(__file__).resolve()), args.module, "--worker", "--timeout",
-                            str(args.timeout), "--ids", args.ids], check=False, cwd=clone, env=in_process_environment(clone))
+            run_workers(args.module, clone, args.timeout, ids)
         if not args.no_confirm and ids and not args.in_process:  # --confirm --ids: only those
             retest(args.module, clone, env, ids, "--ids")
         elif not args.no_confirm:
