@@ -455,7 +455,17 @@ def main() -> None:
     args.chunk = args.chunk or min(args.num_test, 1000 if args.full else 25)
     if args.num_test % args.chunk:
         parser.error(f"--chunk {args.chunk} must divide --num-test {args.num_test}")
-    for dataset in ("mnist", "fashion-mnist") if args.dataset == "both" else (args.dataset,):
+    if args.dataset == "both" and args.data_dir is not None:  # both datasets use the same file names
+        parser.error("--data-dir names one dataset's folder; with --dataset both, set $JAXREC_DATA to the "
+                     "folder that holds mnist/ and fashion-mnist/")
+    datasets = ("mnist", "fashion-mnist") if args.dataset == "both" else (args.dataset,)
+    for dataset in datasets:  # every dataset's files are found before the first (long) run starts
+        for split in ("train", "test"):
+            try:
+                data.load_mnist(split, dataset=dataset, directory=args.data_dir)
+            except FileNotFoundError as err:
+                parser.error(f"{dataset} {split}: {err}")
+    for dataset in datasets:
         run(dataset, args)
 
 
