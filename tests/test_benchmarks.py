@@ -41,7 +41,7 @@ def test_mnist_lossless_checks_every_dataset_before_the_first_run(tmp_path):
     """``--dataset both`` looks for both datasets' files before it trains or codes anything, and refuses
     ``--data-dir`` (one folder cannot hold both datasets: their files have the same names)."""
     script = [sys.executable, str(ROOT / "experiments" / "mnist_lossless.py"), "--dataset", "both"]
-    out = subprocess.run([*script, "--data-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([*script, "--data-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 2 and "--data-dir names one dataset's folder" in out.stderr
     (tmp_path / "mnist").mkdir()  # an MNIST folder whose files are all there, and no Fashion-MNIST folder
     for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
@@ -49,7 +49,7 @@ def test_mnist_lossless_checks_every_dataset_before_the_first_run(tmp_path):
     for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
         (tmp_path / "mnist" / name).write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 1, 0]))
     env = {**os.environ, "JAXREC_DATA": str(tmp_path)}
-    out = subprocess.run(script, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    out = subprocess.run(script, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env, check=False)
     assert out.returncode == 2, out.stderr
     assert "fashion-mnist train: train-images-idx3-ubyte not found" in out.stderr
     assert str(tmp_path / "fashion-mnist" / "train-images-idx3-ubyte") in out.stderr
