@@ -540,10 +540,11 @@ def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[in
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
 
+    log_fd = os.dup(2)  # pytest's capture redirects descriptor 2 while a mutant's tests run
+
     def give_up(pk: int, survivors: list[int]) -> None:
         """The watchdog: mutant ``pk`` hung where the alarm cannot interrupt it."""
-        print(f"MUTANT {pk} bad_timeout (hung in a compiled computation; a new worker goes on)",
-              file=sys.__stderr__, flush=True)
+        os.write(log_fd, f"MUTANT {pk} bad_timeout (hung in a compiled computation; a new worker goes on)\n".encode())
         _record_hang(Path.cwd(), pk, tests_hash, survivors)
         os._exit(HUNG_EXIT)
 
