@@ -41,10 +41,8 @@ the whole grid fits in the ``table_size`` counters carried in the search state, 
 so bins may share a counter.  Per chunk of ``K`` candidates one sort of the chunk's slots gives
 within-chunk ranks and one gather per candidate reads the counters -- O(K log K) per chunk,
 independent of the table size (a table of at most 64 counters uses per-block histograms instead,
-O(K (32 + T)) without a sort; many problems side by side under ``vmap``, e.g. ``encode_batch``'s
-lanes, step through the chunk's positions together, :func:`assign_visits`) -- and exactly the
-outcome of processing candidates one at a time, so indices do not depend on the chunk size or on
-the batching.  Distinct visits to one bin get distinct indices whether
+O(K (32 + T)) without a sort) -- and exactly the outcome of processing candidates one at a time, so
+indices do not depend on the chunk size.  Distinct visits to one bin get distinct indices whether
 or not its counter is shared, which is all (2) needs: the sample is exact in every case, and a
 shared counter only costs code length (larger indices).
 
@@ -109,8 +107,8 @@ MAX_SEARCH_INTERVALS = 2**15
 _KEY_MIX = 0x9E3779B9
 
 __all__ = [
-    "SPCode", "VisitCounts", "assign_visits", "bin_candidate", "bin_log_ratios", "sp_chunk_fn", "sp_pfr",
-    "within_bin_candidate", "within_bin_log_ratios",
+    "SPCode", "VisitCounts", "bin_candidate", "bin_log_ratios", "sp_chunk_fn", "sp_pfr", "within_bin_candidate",
+    "within_bin_log_ratios",
 ]
 
 
@@ -246,64 +244,6 @@ def sort_by_group(groups: Array) -> tuple[Array, Array]:
     return (packed // size).astype(jnp.int32), (packed % size).astype(jnp.int32)
 
 
-# Batched counting (vmap over lanes, encode_batch's refilling lanes): with at least SEQUENTIAL_LANES
-# problems side by side, the chunk's candidates are counted one position at a time, all lanes at
-# once (a loop of K steps, each a gather and a scatter of one counter per lane), instead of a sort
-# per lane.  Measured on a 2-core CPU (4,096 counters, K = 128): 31 -> 12 ns per candidate at 64
-# lanes, 30 -> 27 at 16; the loop's per-step overhead (~1 us on XLA:CPU) is shared by the lanes,
-# so a single problem keeps the sort (1 us against 37 ns per candidate).
-SEQUENTIAL_LANES = 32
-SEQUENTIAL_UNROLL = 4
-
-
-def _assign_sorted(counts: Array, slots: Array) -> tuple[Array, Array]:
-    """One problem's chunk: ``(indices int32[K], counts after int32[T])`` by one sort of the slots.
-
-    Candidate ``k``'s index is the slot's count after the chunk less the visits from ``k`` on.  The
-    counters are read after the update: a read before it makes XLA copy the whole table (carried
-    in a while loop) at every chunk, which cost as much as the sort at 4,096 counters."""
-    groups, positions = sort_by_group(slots)
-    later = jnp.zeros_like(slots).at[positions].set(later_in_run(groups), unique_indices=True)
-    counts = counts.at[slots].add(1)
-    return counts[slots] - 1 - later, counts
-
-
-def _assign_in_order(counts: Array, slots: Array) -> tuple[Array, Array]:
-    """:func:`_assign_sorted`'s result by the definition: the candidates in order, each reading its
-    counter then incrementing it (``K`` steps of a ``fori_loop``)."""
-
-    def step(k: Array, carry: tuple[Array, Array]) -> tuple[Array, Array]:
-        table, index = carry
-        slot = slots[k]
-        seen = table[slot]
-        return table.at[slot].set(seen + 1), index.at[k].set(seen)
-
-    counts, index = lax.fori_loop(0, slots.shape[0], step, (counts, jnp.zeros_like(slots)), unroll=SEQUENTIAL_UNROLL)
-    return index, counts
-
-
-@jax.custom_batching.custom_vmap
-def assign_visits(counts: Array, slots: Array) -> tuple[Array, Array]:
-    """Within-bin indices of one chunk and the counters after it: ``counts`` ``int32[T]``, ``slots``
-    ``int32[K]`` -> ``(indices int32[K], counts int32[T])``; candidate ``k``'s index is the number of
-    earlier visits to its slot (chunks before and the chunk's candidates before ``k``).
-
-    One problem: a sort of the chunk (:func:`_assign_sorted`).  Under ``vmap`` over at least
-    ``SEQUENTIAL_LANES`` problems (the batch encoder's lanes), the candidates in order, all lanes
-    at each step (:func:`_assign_in_order`); fewer lanes map the sort.  Same numbers either way
-    (the rule is the one-at-a-time rule), so codes do not depend on how problems are batched."""
-    return _assign_sorted(counts, slots)
-
-
-@assign_visits.def_vmap
-def _assign_visits_batched(
-    axis_size: int, in_batched: tuple[bool, bool], counts: Array, slots: Array
-) -> tuple[tuple[Array, Array], tuple[bool, bool]]:
-    fn = _assign_in_order if axis_size >= SEQUENTIAL_LANES else _assign_sorted
-    out = jax.vmap(fn, in_axes=tuple(0 if batched else None for batched in in_batched), axis_size=axis_size)(counts, slots)
-    return out, (True, True)
-
-
 class VisitCounts(NamedTuple):
     """Visit counters of SP-PFR: ``int32[table_size]``, one per slot (:func:`counter_slots`)."""
 
@@ -316,16 +256,20 @@ class VisitCounts(NamedTuple):
     def assign(self, slots: Array, ns: Array) -> tuple[Array, VisitCounts]:
         """Within-bin indices for one chunk and the updated counters: candidate ``k``'s index is
         the number of earlier visits to its slot (all chunks before, and the chunk's candidates
-        before ``k``: :func:`assign_visits`, or per-block histograms for a table of at most
-        ``SMALL_TABLE`` counters).  Exactly the one-at-a-time rule, so it does not depend on the
-        chunking.  ``slots``: ``int32[K]``; ``ns`` is unused (the order is the chunk's).
-        O(K log K) per chunk, independent of the table size (small tables: O(K (32 + T)); under
-        ``vmap`` over many lanes: O(K) steps shared by the lanes).
+        before ``k``: one sort of the chunk's slots, or per-block histograms for a table of at
+        most ``SMALL_TABLE`` counters).  Exactly the one-at-a-time rule, so it does not depend on
+        the chunking.  ``slots``: ``int32[K]``; ``ns`` is unused (the order is the chunk's).
+        O(K log K) per chunk, independent of the table size (small tables: O(K (32 + T))).
         """
         if self.counts.shape[0] <= SMALL_TABLE:
             return self._assign_by_blocks(slots)
-        index, counts = assign_visits(self.counts, slots)
-        return index, VisitCounts(counts)
+        groups, positions = sort_by_group(slots)
+        later = jnp.zeros_like(slots).at[positions].set(later_in_run(groups), unique_indices=True)
+        # Candidate k's index is the slot's count after the chunk less the visits from k on. The
+        # counters are read after the update: a read before it makes XLA copy the whole table
+        # (carried in a while loop) at every chunk, which cost as much as the sort at 4,096 counters.
+        counts = self.counts.at[slots].add(1)
+        return counts[slots] - 1 - later, VisitCounts(counts)
 
     def _assign_by_blocks(self, slots: Array) -> tuple[Array, VisitCounts]:
         """:meth:`assign` for a small table (``T <= SMALL_TABLE`` counters), without a sort: the
