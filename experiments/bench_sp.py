@@ -42,7 +42,8 @@
    rate = KL splits of part 2, on the same blocks and keys (paired differences), with a two-sided
    check of the log ratio (its probability integral transform).
 
-Writes ``results.json``, ``results.md`` and ``equal_rate.png`` to ``experiments/results/bench_sp/latest/``
+Writes ``results.json``, ``results.md`` and ``equal_rate.png`` (``results-<backend>...`` off CPU, ``...-quick``
+for ``--quick``) to ``experiments/results/bench_sp/latest/``
 (git-ignored: timings change from run to run); ``--update`` also rewrites the committed copies in
 ``experiments/results/bench_sp/`` (``experiments/_results.py``).  A run of one part keeps the other
 parts' last numbers (from ``latest/results.json``, else the committed file).
@@ -51,6 +52,8 @@ parts' last numbers (from ``latest/results.json``, else the committed file).
     python experiments/bench_sp.py --full            # the complete grid, ~3 h on 2 CPU cores
     python experiments/bench_sp.py --part policies   # part 3, ~6 min
     python experiments/bench_sp.py --update          # also rewrite the committed results
+    python experiments/bench_sp.py --quick --part all   # smoke test (tiny sizes; also --part policies)
+    python experiments/bench_sp.py --device gpu      # on an accelerator: results-gpu.json, .md, equal_rate-gpu.png
 """
 
 from __future__ import annotations
@@ -103,6 +106,11 @@ FULL = dict(
     kl_levels=[16, 24, 32, 40, 48, 56, 64], rates=[16, 20, 24, 32, 40, 48, 56, 64], rate_window=[-8, 24],
     log2_n=[4, 8, 12, 16], orc_max_log2_n=24,
 )
+QUICK = dict(  # a smoke test: every part at tiny sizes, about a minute on CPU (never written with --update)
+    DEFAULT, exact_problems=3, sp_chunks=[64], problems=4, train_blocks=50, floor_draws=5, policies=["q_mass"],
+    kl_levels=[16], rates=[16], log2_n=[8], orc_max_log2_n=16, claim_log2_n=8,
+    policy_study=[("concentrated", 16, 8, 8)],
+)
 REDUCED = ("32 blocks per KL level (full: 100); KL levels 16/32/48/64 (full: every 8 bits); rates "
            "16/20/24/32/48/64 within [KL - 8, KL + 16] (full: every 8 bits and 20, within [KL - 8, KL + 24]); "
            "SP-ORC log2 N in {8, 12, 16} (full: 4-16); ORC up to 2^20 candidates (full: 2^24)")
@@ -110,13 +118,19 @@ REDUCED = ("32 blocks per KL level (full: 100); KL levels 16/32/48/64 (full: eve
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="the complete grid (~3 h on 2 CPU cores)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--full", action="store_true", help="the complete grid (~3 h on 2 CPU cores)")
+    size.add_argument("--quick", action="store_true", help="tiny sizes (smoke test); cannot be combined with --update")
+    parser.add_argument("--device", default=None, help="JAX platform to run on (cpu, gpu, tpu; default: JAX's default)")
     parser.add_argument("--part", choices=("all", "exact", "equal-rate", "policies"), default="all",
                         help="all = exact + equal-rate; one part alone keeps the others' last numbers in "
                              "results.json; 'policies' is the bin-weight policy study (~6 min)")
     parser.add_argument("--seed", type=int, default=0)
     add_update_flag(parser)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.quick and args.update:
+        parser.error("--quick results are never committed: drop --update")
+    return args
 
 
 # ---------------------------------------------------------------------------------------------
@@ -535,7 +549,7 @@ def markdown(study: dict, claim: dict, cfg: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(study: dict, cfg: dict, update: bool) -> None:
+def plot(study: dict, cfg: dict, update: bool, suffix: str = "") -> None:
     fig, axes = plt.subplots(1, len(study), figsize=(6.5 * len(study), 4.8), squeeze=False)
     for ax, (family, res) in zip(axes[0], study.items()):
         for i, (kl_bits, level) in enumerate(res["levels"].items()):
@@ -560,7 +574,7 @@ def plot(study: dict, cfg: dict, update: bool) -> None:
         ax.set_title(f"{family} (thin lines: exact-sample mean + 2 sd)")
         ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    save_figure(NAME, "equal_rate.png", fig, update=update, dpi=120)
+    save_figure(NAME, f"equal_rate{suffix}.png", fig, update=update, dpi=120)
     plt.close(fig)
 
 
@@ -617,13 +631,24 @@ def equal_rate_study(cfg: dict, key: jax.Array, bar: tqdm) -> dict:
 
 def main() -> None:
     args = parse_args()
-    cfg = dict(FULL if args.full else DEFAULT)
+    device = jax.devices(args.device)[0] if args.device else jax.devices()[0]
+    with jax.default_device(device):
+        run(args, device)
+
+
+def run(args: argparse.Namespace, device: jax.Device) -> None:
+    """The parts ``args.part`` on ``device``; files ``results[-<backend>][-quick].{json,md}`` and
+    ``equal_rate[...].png`` (CPU results keep the plain names)."""
+    cfg = dict(FULL if args.full else QUICK if args.quick else DEFAULT)
     if not args.full:
-        print(f"default run, reduced grid: {REDUCED}; use --full for the complete grid", flush=True)
+        print(f"{'quick' if args.quick else 'default'} run, reduced grid: {REDUCED}; use --full for the complete grid",
+              flush=True)
+    suffix = ("" if device.platform == "cpu" else f"-{device.platform}") + ("-quick" if args.quick else "")
     key = jax.random.key(args.seed)
-    results = dict(config=dict(cfg, full=args.full, seed=args.seed, reduced=None if args.full else REDUCED),
-                   device=str(jax.devices()[0]))
-    previous = [p for p in (results_dir(NAME) / LATEST / "results.json", results_dir(NAME) / "results.json") if p.exists()]
+    results = dict(config=dict(cfg, full=args.full, quick=args.quick, seed=args.seed, reduced=None if args.full else REDUCED),
+                   device=str(device), backend=device.platform)
+    name = f"results{suffix}.json"
+    previous = [p for p in (results_dir(NAME) / LATEST / name, results_dir(NAME) / name) if p.exists()]
     if previous and args.part != "all":  # keep the other parts' last numbers
         old = json.loads(previous[0].read_text())
         results.update({k: old[k] for k in ("exact", "equal_rate", "claim", "policies") if k in old})
@@ -639,13 +664,13 @@ def main() -> None:
             results["claim"] = claim_summary(results["equal_rate"], cfg)
         if "policies" in run:
             results["policies"] = policy_study(cfg, jax.random.fold_in(key, 2), bar)
-    save_json(NAME, "results.json", results, update=args.update)
+    save_json(NAME, name, results, update=args.update)
     if "equal_rate" in results:
         table = markdown(results["equal_rate"], results["claim"], results["config"])
         if "policies" in results:
             table += "\n" + policy_markdown(results["policies"])
-        save_text(NAME, "results.md", table, update=args.update)
-        plot(results["equal_rate"], results["config"], args.update)
+        save_text(NAME, f"results{suffix}.md", table, update=args.update)
+        plot(results["equal_rate"], results["config"], args.update, suffix)
         print(table)
     if "exact" in results:
         print(json.dumps(results["exact"], indent=1))

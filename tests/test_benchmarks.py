@@ -36,6 +36,21 @@ def test_bench_mnist_tiny():
     assert result["bit_exact"] and result["images"] == 8
 
 
+@pytest.mark.slow
+def test_bench_sp_quick():
+    """Every part of bench_sp at tiny sizes, into the ``-quick`` files; a later part keeps the others."""
+    _run("bench_sp.py", "--quick", "--device", "cpu")
+    latest = ROOT / "experiments/results/bench_sp/latest"
+    results = json.loads((latest / "results-quick.json").read_text())
+    assert results["backend"] == "cpu" and results["config"]["quick"]
+    assert results["exact"]["sp_pfr_chunk64"]["mean_steps"] < results["exact"]["pfr"]["mean_steps"]
+    assert set(results["equal_rate"]) == {"isotropic", "concentrated"} and "claim" in results
+    assert (latest / "results-quick.md").exists() and (latest / "equal_rate-quick.png").exists()
+    _run("bench_sp.py", "--quick", "--part", "policies")
+    again = json.loads((latest / "results-quick.json").read_text())
+    assert again["policies"] and again["exact"] == results["exact"]
+
+
 @pytest.mark.slow  # two interpreter starts (jax and flax imports): 7 s
 def test_mnist_lossless_checks_every_dataset_before_the_first_run(tmp_path):
     """``--dataset both`` looks for both datasets' files before it trains or codes anything, and refuses
