@@ -557,11 +557,11 @@ def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[in
         rows = [(m.id, m.line.line, m.line.line_number, m.index, m.status, m.tested_against_hash)
                 for m in Mutant.select(lambda m: m.line.sourcefile.filename == filename)]
     survivors = []
-    if resume:
+    if resume:  # the survivors of the workers before this one in the pass are not retested
         with sqlite3.connect(".mutmut-cache") as db:
             survivors = [int(pk) for pk in _misc(db, "in_process_survivors").split(",") if pk]
     for pk, line, line_number, index, status, tested in sorted(rows):
-        if ids and pk not in ids:
+        if (ids and pk not in ids) or pk in survivors:
             continue
         if not ids and (status == "ok_killed" or tested == tests_hash):  # as mutmut: a kill stays, so do these tests' results
             survivors += [pk] if status == "bad_survived" else []
