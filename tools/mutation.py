@@ -487,11 +487,23 @@ def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[in
 
     def install(source_code) -> None:
         """Runs ``source_code`` in the live module and rebinds other modules' names of the functions and
-        classes it defined (only those: ``Array = jax.Array`` is jax's object, bound in jax's modules too)."""
+        classes it defined (only those: ``Array = jax.Array`` is jax's object, bound in jax's modules too).
+
+        The rebinding also runs when ``source_code`` raises part way (a mutant that breaks the module's
+        import, e.g. ``jax.jit(static_argnums=4)`` of a 4-argument function): the names defined before
+        the error are new objects, and other modules must follow them, or the next install (which
+        rebinds only names that still hold the objects it replaces) would leave them on stale ones."""
         before = {name: value for name, value in vars(live).items() if getattr(value, "__module__", None) == live.__name__}
         kept = {name: vars(live)[name] for name in KEPT_STATE.get(module, ()) if name in vars(live)}
-        exec(source_code, vars(live))  # noqa: S102 (the point of the option)
-        vars(live).update(kept)
+        try:
+            exec(source_code, vars(live))  # noqa: S102 (the point of the option)
+        finally:
+            vars(live).update(kept)
+            rebind(before)
+
+    def rebind(before: dict[str, object]) -> None:
+        """Points other modules' names (and the coder registry's entries) that hold the objects
+        ``before`` at the live module's current objects of the same names."""
         for other in list(sys.modules.values()):
             names = getattr(other, "__dict__", None)
             if other is live or not isinstance(names, dict):
