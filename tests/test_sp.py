@@ -27,6 +27,7 @@ from jaxrec.coders.sp._sp_pfr import (
     counter_slots,
     fitted_table_size,
     sort_by_group,
+    sp_chunk_fn,
 )
 from jaxrec.coders.sp.message import sp_ideal_bits, sp_index_budget_bits
 from jaxrec.coders.sp.partition import (
@@ -557,6 +558,35 @@ def test_sp_pfr_float64_is_exact():
         assert xs.dtype == jnp.float64
     u = stats.norm.cdf(np.asarray(xs)[:, 0], -2.5, 0.02)
     assert stats.kstest(u, "uniform").pvalue > 1e-3
+
+
+@pytest.mark.slow  # three chunk programs, 7 s
+@pytest.mark.mutation
+def test_search_bounds_carry_arrival_times_in_the_problems_dtype():
+    """Each candidate's bound ``log M' - log T_n`` uses an arrival time of the problem's dtype: in
+    float64, ``T_n`` to float64 precision (against ``log(cumsum(increments) / 2^24)``); in float32, the
+    same float32 bounds whether x64 is on or off (float64 times would move near ties with the flag)."""
+    part = Partition(np.array([4, 2, 3]))
+    key, ns = prng.as_key(4), jnp.arange(256, dtype=jnp.int32)
+
+    def bounds_and_log_t(dtype):
+        prior = jaxrec.DiagGaussian(jnp.array([0.5, -1.0, 0.0], dtype), jnp.array([2.0, 0.5, 1.0], dtype))
+        target = jaxrec.DiagGaussian(jnp.array([0.9, -1.2, 0.3], dtype), jnp.array([0.7, 0.2, 0.4], dtype))
+        tables = axis_tables(target, prior, part, "sup_ratio")
+        chunk = sp_chunk_fn(key, target, prior, part, lambda counter, packed, ns: (ns, counter), bin_log_ratios)
+        _, bounds, _, _ = jax.jit(chunk)((arrivals.zero_time(), None, tables), ns)
+        _, increments = _sp_pfr_draws(key[None], tables, part, 256)
+        return bounds, float(tables.log_bound) - np.log(np.cumsum(np.asarray(increments[0], np.float64)) / 2**24)
+
+    with jax.enable_x64(True):
+        bounds, want = bounds_and_log_t(jnp.float64)
+        assert bounds.dtype == jnp.float64
+        np.testing.assert_allclose(np.asarray(bounds), want, rtol=0, atol=1e-12)
+        bounds_x64, _ = bounds_and_log_t(jnp.float32)
+    bounds_32, want = bounds_and_log_t(jnp.float32)
+    assert bounds_x64.dtype == bounds_32.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(bounds_x64), np.asarray(bounds_32))
+    np.testing.assert_allclose(np.asarray(bounds_32), want, rtol=1e-6)
 
 
 @pytest.mark.slow  # 10 s in the fast tier (2 idle cores)
