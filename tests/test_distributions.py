@@ -12,6 +12,7 @@ from jaxrec.core.distributions import (
     interval_log_sup_ratio,
     log_ratio_by_axis,
     mmd2_to_gaussian,
+    open_unit,
 )
 
 
@@ -256,16 +257,36 @@ def test_methods_take_lists_and_name_a_bad_argument(method):
     arg = {"icdf": "u", "isf": "v"}.get(method, "x")
     for dist in (jaxrec.DiagGaussian([0.5, -1.0], [2.0, 0.5]), jaxrec.Uniform([0.0, -2.0], [1.0, 0.0])):
         fn = getattr(dist, method)
+        assert fn.__name__ == method  # the checking wrapper keeps the method's name (and docs)
         np.testing.assert_array_equal(fn([0.25, -0.5]), fn(jnp.array([0.25, -0.5])))
+        for numbers in (np.array([True, False]), np.array([1, 0]), jnp.array([1, 0]), [1, 0]):  # as floats, even for ndtri
+            np.testing.assert_array_equal(fn(numbers), fn(jnp.array([1.0, 0.0])))
+        assert fn(1).dtype == fn(True).dtype == jnp.float32
         np.testing.assert_array_equal(fn(**{arg: [0.25, -0.5]}), fn(jnp.array([0.25, -0.5])))
         if arg == "x":  # (icdf and isf go through ndtri, which promotes a Python float to float64 under x64)
             with jax.enable_x64(True):
                 assert fn(0.25).dtype == jnp.float32
-        for bad in ("a", None, [0.1, "b"], {"x": 1}, 1j):
+        for bad in ("a", None, [0.1, "b"], {"x": 1}, 1j, [[0.1], [0.2, 0.3]]):  # the last: numpy raises
             with pytest.raises(InvalidArgumentError, match=f"^{arg} must be a real number or array, got "):
                 fn(bad)
     with pytest.raises(InvalidArgumentError, match="^lower must be a real number or array, got 'yes'$"):
         jaxrec.DiagGaussian(0.0, 1.0).tail_quantile(0.1, "yes")
+
+
+def test_open_unit_is_the_midpoint_grid_of_the_top_24_bits_inside_0_1():
+    """``U = (m + 1/2) 2^-24`` for the top 24 bits ``m`` (the low 8 bits ignored), exact below 1/2,
+    rounded to float32's even neighbour above, and below 1 for every word: the top word's
+    ``1 - 2^-25`` rounds to 1.0 in float32 and is clamped to ``1 - 2^-24`` (a Gumbel ``-log(-log U)``
+    stays finite; a uniform point stays below the excluded upper end)."""
+    words = jnp.array([0, 0xFF, 0x100, 0x7FFFFF00, 0x80000000, 0x80000100, 0xFFFFFEFF, 0xFFFFFF00, 0xFFFFFFFF], jnp.uint32)
+    u = np.asarray(open_unit(words))
+    assert u.dtype == np.float32
+    half, top = 2.0**-25, 1.0 - 2.0**-24
+    want = [half, half, 3 * half, 0.5 - half, 0.5, 0.5 + 2.0**-23, top - 2.0**-24, top, top]
+    np.testing.assert_array_equal(u, np.array(want, np.float32))
+    assert np.all((0 < u) & (u < 1)) and np.all(np.isfinite(-np.log(-np.log(u))))
+    uniform = jaxrec.Uniform(jnp.array([0.0]), jnp.array([1.0]))
+    assert float(uniform.from_words(jnp.array([0xFFFFFFFF], jnp.uint32))[0]) < 1.0
 
 
 def test_log_ratio_refuses_scalars_and_points_whose_batch_does_not_broadcast():

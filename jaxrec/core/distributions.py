@@ -77,9 +77,17 @@ def _affine(shift: Array, scale: Array, z: Array) -> Array:
 
 
 def open_unit(words: Array) -> Array:
-    """``U = (m + 1/2) 2^-24`` from the top 24 bits ``m`` of ``uint32`` words: in ``(0, 1)``,
-    exact in float32 and symmetric (``1 - U`` is a value of the grid too)."""
-    return ((words >> 8).astype(jnp.float32) + 0.5) * jnp.float32(2.0**-24)
+    """``U = (m + 1/2) 2^-24`` in float32 from the top 24 bits ``m`` of ``uint32`` words, at most
+    ``1 - 2^-24``: in ``(0, 1)`` for every word.
+
+    Exact for ``m < 2^23`` (``U < 1/2``); above, float32 holds multiples of ``2^-24`` only, and
+    ``m + 1/2`` rounds to the even neighbour (``U`` on the grid ``2^-23 Z``, each point twice as
+    likely: still uniform on that grid).  For the top word, ``(2^24 - 1/2) 2^-24`` would round to
+    ``1.0``, which would make a Gumbel ``-log(-log U)`` infinite (MRC picked such a candidate,
+    whatever its weight, with probability ``N 2^-24``) and a uniform point fall on the excluded upper
+    end; it is clamped to ``1 - 2^-24``."""
+    u = ((words >> 8).astype(jnp.float32) + 0.5) * jnp.float32(2.0**-24)
+    return jnp.minimum(u, jnp.float32(1.0 - 2.0**-24))
 
 
 def _is_concrete(x: Any) -> bool:
@@ -100,19 +108,29 @@ def _as_float_array(name: str, value: Any) -> Array:
     return arr
 
 
-def _as_real_array(name: str, value: Any) -> Any:
+# The compiled methods' arguments that are points or probabilities (not words, not branch flags):
+# integer and bool values of these become the distribution's float dtype.
+_REAL_VALUED = frozenset({"x", "u", "v", "t"})
+
+
+def _as_real_array(name: str, value: Any, dtype: Any = None) -> Any:
     """``value`` unchanged if it is a JAX array or tracer or a Python number (weakly typed: it takes the
     distribution's dtype), else as a numpy array of numbers (a list of floats is an array, as in
-    numpy); :class:`InvalidArgumentError` naming ``name`` otherwise."""
+    numpy); :class:`InvalidArgumentError` naming ``name`` otherwise.  With a float ``dtype`` (a
+    point or probability argument), integer and bool values become ``dtype``: the quantiles'
+    ``ndtri`` refuses them."""
     if isinstance(value, (jax.Array, bool, int, float)):
-        return value
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError):
-        arr = None
-    if arr is None or not (arr.dtype == np.bool_ or jnp.issubdtype(arr.dtype, jnp.integer) or jnp.issubdtype(arr.dtype, jnp.floating)):
-        raise InvalidArgumentError(f"{name} must be a real number or array, got {describe(value)}")
-    return arr
+        arr = value
+    else:
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError):
+            arr = None
+        if arr is None or not (arr.dtype == np.bool_ or jnp.issubdtype(arr.dtype, jnp.integer) or jnp.issubdtype(arr.dtype, jnp.floating)):
+            raise InvalidArgumentError(f"{name} must be a real number or array, got {describe(value)}")
+    if dtype is None or isinstance(arr, float) or (isinstance(arr, (np.ndarray, jax.Array)) and jnp.issubdtype(arr.dtype, jnp.floating)):
+        return arr
+    return float(arr) if isinstance(arr, (bool, int)) else arr.astype(dtype)
 
 
 def _compiled_method(method: Callable) -> Callable:
@@ -124,7 +142,7 @@ def _compiled_method(method: Callable) -> Callable:
     @functools.wraps(method)
     def checked(self: Distribution, *args: Any, **kwargs: Any) -> Array:
         arrays = list(signature.bind(self, *args, **kwargs).arguments.items())[1:]
-        return compiled(self, *(_as_real_array(name, value) for name, value in arrays))
+        return compiled(self, *(_as_real_array(name, value, self.dtype if name in _REAL_VALUED else None) for name, value in arrays))
 
     return checked
 
