@@ -271,6 +271,10 @@ def test_methods_take_lists_and_name_a_bad_argument(method):
                 fn(bad)
     with pytest.raises(InvalidArgumentError, match="^lower must be a real number or array, got 'yes'$"):
         jaxrec.DiagGaussian(0.0, 1.0).tail_quantile(0.1, "yes")
+    gauss = jaxrec.DiagGaussian([0.5, -1.0], [2.0, 0.5])  # standardize (Gaussians only) is checked the same way
+    np.testing.assert_array_equal(gauss.standardize([0.25, -0.5]), gauss.standardize(jnp.array([0.25, -0.5])))
+    with pytest.raises(InvalidArgumentError, match="^x must be a real number or array, got "):
+        gauss.standardize("a")
 
 
 def test_open_unit_is_the_midpoint_grid_of_the_top_24_bits_inside_0_1():
