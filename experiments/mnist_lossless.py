@@ -462,7 +462,7 @@ def main() -> None:
     for dataset in datasets:  # every dataset's files are found before the first (long) run starts
         for split in ("train", "test"):
             try:
-                data.load_mnist(split, dataset=dataset, directory=args.data_dir)
+                data.mnist_paths(split, dataset=dataset, directory=args.data_dir)
             except FileNotFoundError as err:
                 parser.error(f"{dataset} {split}: {err}")
     for dataset in datasets:

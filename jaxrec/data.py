@@ -43,6 +43,7 @@ __all__ = [
     "find_file",
     "load_cifar10",
     "load_mnist",
+    "mnist_paths",
     "read_idx",
 ]
 
@@ -148,6 +149,23 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(raw, dtype, offset=offset).reshape(shape).astype(dtype.newbyteorder("="))
 
 
+def mnist_paths(
+    split: str = "train",
+    *,
+    dataset: str = "mnist",
+    directory: str | os.PathLike | None = None,
+) -> tuple[Path, Path]:
+    """``(images, labels)``: the files :func:`load_mnist` reads for a split, found but not read.
+
+    Raises:
+      FileNotFoundError: a file is missing; the message lists every path tried.
+    """
+    _choice("split", split, _SPLIT_PREFIX)
+    dirs = dataset_dirs(dataset, directory)
+    prefix = _SPLIT_PREFIX[split]
+    return find_file(f"{prefix}-images-idx3-ubyte", dirs), find_file(f"{prefix}-labels-idx1-ubyte", dirs)
+
+
 def load_mnist(
     split: str = "train",
     *,
@@ -165,11 +183,8 @@ def load_mnist(
       ``(images, labels)``: ``uint8 (N, 28, 28)`` with 0 background and 255 ink (MNIST), and
       ``uint8 (N,)``.
     """
-    _choice("split", split, _SPLIT_PREFIX)
-    dirs = dataset_dirs(dataset, directory)
-    prefix = _SPLIT_PREFIX[split]
-    images = read_idx(find_file(f"{prefix}-images-idx3-ubyte", dirs))
-    labels = read_idx(find_file(f"{prefix}-labels-idx1-ubyte", dirs))
+    images_path, labels_path = mnist_paths(split, dataset=dataset, directory=directory)
+    images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
         raise FormatError(f"{dataset} {split}: images {images.shape} and labels {labels.shape} do not match")
     if images.dtype != np.uint8 or labels.dtype != np.uint8:
