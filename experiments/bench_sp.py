@@ -633,10 +633,10 @@ def main() -> None:
     args = parse_args()
     device = jax.devices(args.device)[0] if args.device else jax.devices()[0]
     with jax.default_device(device):
-        run(args, device)
+        run_parts(args, device)
 
 
-def run(args: argparse.Namespace, device: jax.Device) -> None:
+def run_parts(args: argparse.Namespace, device: jax.Device) -> None:
     """The parts ``args.part`` on ``device``; files ``results[-<backend>][-quick].{json,md}`` and
     ``equal_rate[...].png`` (CPU results keep the plain names)."""
     cfg = dict(FULL if args.full else QUICK if args.quick else DEFAULT)
