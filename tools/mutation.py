@@ -416,16 +416,16 @@ HUNG_EXIT = 75
 WATCHDOG_GRACE = 30.0  # seconds past --timeout before the watchdog gives up on the alarm
 
 
+def _misc(db: sqlite3.Connection, key: str) -> str:
+    """The cache's ``MiscData`` value of ``key`` (``""`` if unset)."""
+    row = db.execute("SELECT value FROM MiscData WHERE key = ?", (key,)).fetchone()
+    return row[0] if row and row[0] else ""
+
+
 def in_process_survivors(clone: Path) -> list[int]:
     """Mutants the last ``--in-process`` pass left surviving (marked in the cache's ``MiscData``)."""
     with sqlite3.connect(f"file:{clone / '.mutmut-cache'}?mode=ro", uri=True) as db:
-        row = db.execute("SELECT value FROM MiscData WHERE key = 'in_process_survivors'").fetchone()
-    return [int(pk) for pk in row[0].split(",") if pk] if row else []
-
-
-def _misc(db: sqlite3.Connection, key: str) -> str:
-    row = db.execute("SELECT value FROM MiscData WHERE key = ?", (key,)).fetchone()
-    return row[0] if row and row[0] else ""
+        return [int(pk) for pk in _misc(db, "in_process_survivors").split(",") if pk]
 
 
 def _record_hang(clone: Path, pk: int, tests_hash: str, survivors: list[int]) -> None:
@@ -570,8 +570,7 @@ def in_process_worker(module: str, tests: list[str], timeout: float, ids: set[in
                 for m in Mutant.select(lambda m: m.line.sourcefile.filename == filename)]
     survivors = []
     if resume:  # the survivors of the workers before this one in the pass are not retested
-        with sqlite3.connect(".mutmut-cache") as db:
-            survivors = [int(pk) for pk in _misc(db, "in_process_survivors").split(",") if pk]
+        survivors = in_process_survivors(Path.cwd())
     for pk, line, line_number, index, status, tested in sorted(rows):
         if (ids and pk not in ids) or pk in survivors:
             continue
