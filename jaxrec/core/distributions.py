@@ -119,7 +119,9 @@ def _as_real_array(name: str, value: Any, dtype: Any = None) -> Any:
     numpy); :class:`InvalidArgumentError` naming ``name`` otherwise.  With a float ``dtype`` (a
     point or probability argument), integer and bool values become ``dtype``: the quantiles'
     ``ndtri`` refuses them."""
-    if isinstance(value, (jax.Array, bool, int, float)):
+    if isinstance(value, (bool, int, float)):
+        return value if dtype is None else float(value)
+    if isinstance(value, jax.Array):
         arr = value
     else:
         try:
@@ -128,9 +130,7 @@ def _as_real_array(name: str, value: Any, dtype: Any = None) -> Any:
             arr = None
         if arr is None or not (arr.dtype == np.bool_ or jnp.issubdtype(arr.dtype, jnp.integer) or jnp.issubdtype(arr.dtype, jnp.floating)):
             raise InvalidArgumentError(f"{name} must be a real number or array, got {describe(value)}")
-    if dtype is None or isinstance(arr, float) or (isinstance(arr, (np.ndarray, jax.Array)) and jnp.issubdtype(arr.dtype, jnp.floating)):
-        return arr
-    return float(arr) if isinstance(arr, (bool, int)) else arr.astype(dtype)
+    return arr if dtype is None or jnp.issubdtype(arr.dtype, jnp.floating) else arr.astype(dtype)
 
 
 def _compiled_method(method: Callable) -> Callable:
