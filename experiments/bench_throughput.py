@@ -17,12 +17,26 @@ For each event size D (default 5, 25, 64) one interleaved run times:
 * **PFR, ORC batch**: ``jaxrec.encode_batch`` (refilling lanes) on ``--batch`` problems (PFR at
   ``D_inf = 10`` bits, ORC with ``N = 2^10``);
 * **SP-PFR, SP-ORC** (D <= 25): the same four measurements with a partition of ``J_d = 2`` per axis
-  (``sup_ratio`` / ``q_mass`` weights), reported as time per candidate against PFR's / ORC's.
+  (``sup_ratio`` / ``q_mass`` weights), reported as time per candidate against PFR's / ORC's: every
+  axis split, the most bin draws and the largest grid (``2^D`` bins, counters shared by a hash at
+  D = 25) for a given D -- the stress case, a grid for blocks whose KL is about D bits;
+* **SP-PFR, SP-ORC with the paper's grid** (``sp_pfr_rule``, ``sp_orc_rule``): ``log2 J`` = the
+  problems' ``D_KL[Q||P]`` rounded, spread over the axes by mutual information
+  (:func:`jaxrec.partition_from_mi`, here equal per axis), the rule of He, Flamich &
+  Hernandez-Lobato (NeurIPS 2024, Sec. 3 and App. B.2.1) for these targets: at D = 25 their KL is
+  about 6 bits (single) and 2 bits (batch), so ``J_d = 2`` on all 25 axes would spend 25 bits on the
+  bin alone.  A fitting grid cuts the candidates a problem needs (``D_inf[Q||P']`` falls), so the
+  fixed per-problem work (tables, dispatch) weighs more per candidate: the SP tables also give the
+  time per problem against the plain coder's.
 
 Throughput counts only the candidates an encoder examines (``sum(code.steps)``).  Every call runs
 once (compile, warm-up), then ``--rounds`` rounds run all calls of one D in turn and the fastest
 time of each counts: the machine is shared, so interleaving spreads its slow spells over every
-measurement.  Writes ``<backend>[-quick][<tag>].json`` and ``.md`` (``experiments/_results.py``:
+measurement; but whole processes come out fast or slow on a shared machine (the same SP-ORC / ORC
+ratio at D = 25 measured 1.08 in one process and 2.02 in the next), so ``--processes N`` (default
+3) runs the measurement in ``N`` separate processes, one after another, and reports each rate and
+ratio as the median over them (the ratios formed within each process), with their range in the
+JSON.  Writes ``<backend>[-quick][<tag>].json`` and ``.md`` (``experiments/_results.py``:
 ``results/bench_throughput/latest/``; ``--update`` also the committed copy).
 
     python experiments/bench_throughput.py                 # CPU-sized default (2^17 candidates per call)
@@ -35,8 +49,13 @@ measurement.  Writes ``<backend>[-quick][<tag>].json`` and ``.md`` (``experiment
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -51,8 +70,12 @@ from jaxrec.core.distributions import log_ratio_by_axis
 
 NAME = "bench_throughput"
 SP_MAX_DIM = 25  # SP coders are benchmarked up to this event size (J_d = 2: 2^D bins)
-CODERS = ("pfr", "orc", "sp_pfr", "sp_orc")
-SP_PAIRS = (("sp_pfr", "pfr"), ("sp_orc", "orc"))  # (SP coder, the plain coder it is compared with)
+CODERS = ("pfr", "orc", "sp_pfr", "sp_orc", "sp_pfr_rule", "sp_orc_rule")
+# (SP coder, the plain coder it is compared with, its grid)
+SP_PAIRS = (
+    ("sp_pfr", "pfr", "J_d = 2"), ("sp_orc", "orc", "J_d = 2"),
+    ("sp_pfr_rule", "pfr", "log2 J = KL"), ("sp_orc_rule", "orc", "log2 J = KL"),
+)
 
 
 def problem(dim: int, dinf_bits: float, batch: int | None = None, seed: int = 0):
@@ -116,19 +139,31 @@ def limit_calls(dim: int, layouts: list[tuple[int, int]], candidates: int) -> di
     return out
 
 
-def coders(dim: int, args: argparse.Namespace) -> dict[str, tuple[jaxrec.Coder, str]]:
+def rule_partition(dim: int, dinf_bits: float) -> jaxrec.Partition:
+    """The paper's grid for :func:`problem`'s targets: ``log2 J = round(D_KL[Q||P])`` bits (at least
+    one), spread by mutual information (the per-axis KL, equal across axes here, all of them informative)."""
+    target, prior = problem(dim, dinf_bits)
+    per_axis = np.full(dim, float(jaxrec.kl(target, prior)) / dim)
+    return jaxrec.partition_from_mi(per_axis, max(1, round(float(per_axis.sum()))), informative_threshold=0.0)
+
+
+def coders(dim: int, args: argparse.Namespace) -> dict[str, tuple[jaxrec.Coder, jaxrec.Coder]]:
     """``{name: (coder for one problem, coder for batches)}`` for the coders in ``args.coders``
-    (the SP coders only up to :data:`SP_MAX_DIM`)."""
+    (the SP coders only up to :data:`SP_MAX_DIM`; the ``_rule`` ones on :func:`rule_partition` of the
+    single and the batch problems)."""
     single_n, batch_n = args.candidates, 2**10
-    part = jaxrec.Partition(np.full(dim, 2))
+    split = jaxrec.Partition(np.full(dim, 2))
+    single_rule, batch_rule = rule_partition(dim, np.log2(args.candidates)), rule_partition(dim, args.batch_bits)
     make = {
-        "pfr": lambda chunk, n: jaxrec.pfr(chunk_size=chunk),
-        "orc": lambda chunk, n: jaxrec.orc(n, chunk_size=chunk),
-        "sp_pfr": lambda chunk, n: jaxrec.sp_pfr(part, chunk_size=chunk),
-        "sp_orc": lambda chunk, n: jaxrec.sp_orc(part, n, chunk_size=chunk),
+        "pfr": lambda chunk, n, part: jaxrec.pfr(chunk_size=chunk),
+        "orc": lambda chunk, n, part: jaxrec.orc(n, chunk_size=chunk),
+        "sp_pfr": lambda chunk, n, part: jaxrec.sp_pfr(split, chunk_size=chunk),
+        "sp_orc": lambda chunk, n, part: jaxrec.sp_orc(split, n, chunk_size=chunk),
+        "sp_pfr_rule": lambda chunk, n, part: jaxrec.sp_pfr(part, chunk_size=chunk),
+        "sp_orc_rule": lambda chunk, n, part: jaxrec.sp_orc(part, n, chunk_size=chunk),
     }
     return {
-        name: (make[name](args.chunk, single_n), make[name](args.lane_chunk, batch_n))
+        name: (make[name](args.chunk, single_n, single_rule), make[name](args.lane_chunk, batch_n, batch_rule))
         for name in args.coders
         if dim <= SP_MAX_DIM or not name.startswith("sp_")
     }
@@ -164,6 +199,9 @@ def measure(dim: int, args: argparse.Namespace, lanes: int) -> dict:
     best_batch = max((n for n in rate if not n.startswith("limit_1x") and n.startswith("limit_")), key=rate.get)
     row: dict[str, Any] = {
         "D": dim,
+        "rule_log2_bins": [
+            int(rule_partition(dim, bits).log2_num_bins) for bits in (single_bits, args.batch_bits)
+        ],
         "limit_single_cands_per_s": rate[best_single],
         "limit_single_layout": best_single,
         "limit_batch_cands_per_s": rate[best_batch],
@@ -177,6 +215,8 @@ def measure(dim: int, args: argparse.Namespace, lanes: int) -> dict:
         batch_steps = int(jnp.sum(outs[f"{name}_batch"].steps))
         batch = batch_steps / seconds[f"{name}_batch"]
         row["coders"][name] = {
+            "single_s_per_problem": sum(seconds[f"{name}_single_{i}"] for i in range(args.keys)) / args.keys,
+            "batch_s_per_problem": seconds[f"{name}_batch"] / args.batch,
             "single_mean_steps": steps / args.keys,
             "single_cands_per_s": single,
             "single_over_limit": single / rate[best_single],
@@ -184,12 +224,50 @@ def measure(dim: int, args: argparse.Namespace, lanes: int) -> dict:
             "batch_cands_per_s": batch,
             "batch_over_limit": batch / rate[best_batch],
         }
-    for sp, plain in SP_PAIRS:
+    for sp, plain, _ in SP_PAIRS:
         c = row["coders"]
         if sp in c and plain in c:
             c[sp]["single_cost_over_plain"] = c[plain]["single_cands_per_s"] / c[sp]["single_cands_per_s"]
             c[sp]["batch_cost_over_plain"] = c[plain]["batch_cands_per_s"] / c[sp]["batch_cands_per_s"]
+            for kind in ("single", "batch"):
+                c[sp][f"{kind}_time_over_plain"] = c[sp][f"{kind}_s_per_problem"] / c[plain][f"{kind}_s_per_problem"]
     return row
+
+
+def median_rows(runs: list[list[dict]]) -> list[dict]:
+    """The rows of several processes' runs (same dims and coders) merged: every number the median
+    over the processes (each ratio formed within its own process, then the median taken), and
+    ``spread``: ``{field: [min, max]}`` of the SP ratios and the encoders' ``over_limit`` ratios."""
+
+    def merge(values: list[Any]) -> Any:
+        first = values[0]
+        if isinstance(first, dict):
+            return {key: merge([v[key] for v in values]) for key in first}
+        if isinstance(first, (int, float)) and not isinstance(first, bool) and any(v != first for v in values):
+            return float(np.median(values))
+        return first  # D, layout names, the rule grids: the same in every process, or the first one's
+
+    rows = [merge(list(same_dim)) for same_dim in zip(*runs)]
+    for row, same_dim in zip(rows, zip(*runs)):
+        for name, c in row["coders"].items():
+            c["spread"] = {
+                field: [min(r["coders"][name][field] for r in same_dim), max(r["coders"][name][field] for r in same_dim)]
+                for field in c if field.endswith(("_over_plain", "_over_limit"))
+            }
+        row["processes"] = len(same_dim)
+    return rows
+
+
+def run_processes(count: int, argv: list[str]) -> list[dict]:
+    """This script's rows measured in ``count`` separate processes (one after another) with the
+    arguments ``argv``, merged by :func:`median_rows`."""
+    runs = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for i in range(count):
+            out = Path(scratch) / f"rows{i}.json"
+            subprocess.run([sys.executable, __file__, *argv, "--processes", "1", "--rows-to", str(out)], check=True)
+            runs.append(json.loads(out.read_text()))
+    return median_rows(runs)
 
 
 def tables(rows: list[dict], header: str) -> str:
@@ -203,18 +281,29 @@ def tables(rows: list[dict], header: str) -> str:
                 f"| {c['single_cands_per_s']:.3g} | {c['single_over_limit']:.2f} | {c['batch_cands_per_s']:.3g} "
                 f"| {c['batch_over_limit']:.2f} |"
             )
-    lines += ["", "Per-candidate cost, SP coder / plain coder (goal <= 1.5):", "",
-              "| D | SP-PFR / PFR single | SP-PFR / PFR batch | SP-ORC / ORC single | SP-ORC / ORC batch |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        ("SP coder / plain coder: time per candidate (goal <= 1.5) and per problem (what the grid buys: "
+         "fewer candidates); grid `J_d = 2`: every axis split, `log2 J = KL`: the paper's rule for these "
+         "targets (log2 J single / batch in brackets):"),
+        "",
+        ("| D | grid | SP-PFR / PFR per candidate, single | batch | SP-PFR / PFR per problem, single | batch "
+         "| SP-ORC / ORC per candidate, single | batch |"),
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    columns = ("cost", "time", "cost")  # SP-PFR per candidate and per problem, SP-ORC per candidate (fixed N)
     for r in rows:
         c = r["coders"]
-        cells = [
-            f"{c[sp][f'{kind}_cost_over_plain']:.2f}" if "single_cost_over_plain" in c.get(sp, {}) else "–"
-            for sp, _ in SP_PAIRS
-            for kind in ("single", "batch")
-        ]
-        if any(cell != "–" for cell in cells):
-            lines.append(f"| {r['D']} | " + " | ".join(cells) + " |")
+        for grid in dict.fromkeys(g for _, _, g in SP_PAIRS):
+            pairs = [sp for sp, _, g in SP_PAIRS if g == grid]
+            cells = [
+                f"{c[sp][f'{kind}_{metric}_over_plain']:.2f}" if f"{kind}_{metric}_over_plain" in c.get(sp, {}) else "–"
+                for sp, metric in zip((pairs[0], pairs[0], pairs[1]), columns)
+                for kind in ("single", "batch")
+            ]
+            if any(cell != "–" for cell in cells):
+                bits = f" ({r['rule_log2_bins'][0]} / {r['rule_log2_bins'][1]})" if grid == "log2 J = KL" else ""
+                lines.append(f"| {r['D']} | {grid}{bits} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -233,8 +322,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="problems per batch (default 1024; quick 64)")
     parser.add_argument("--batch-bits", type=float, default=10.0, help="D_inf of the PFR batch problems")
     parser.add_argument("--tag", default="", help="suffix of the output file names")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="separate processes to measure in, medians reported (default 3; quick 1)")
+    parser.add_argument("--rows-to", default=None, help=argparse.SUPPRESS)  # a child process' output
     add_update_flag(parser)
     args = parser.parse_args()
+    args.processes = args.processes or (1 if args.quick else 3)
+    if args.processes < 1:
+        parser.error(f"--processes must be at least 1, got {args.processes}")
     args.candidates = 2**20 if args.full else 2**12 if args.quick else 2**17
     args.rounds = 8 if args.full else 1 if args.quick else 3
     args.keys = 2 if args.quick else 4
@@ -243,14 +338,22 @@ def main() -> None:
         args.chunk, args.batch_bits = min(args.chunk, 256), min(args.batch_bits, 5.0)
     lanes = args.lanes or max(1, DEFAULT_CANDIDATES_IN_FLIGHT // args.lane_chunk)
     device = jax.devices(args.device)[0] if args.device else jax.devices()[0]
-    with jax.default_device(device):
-        rows = [measure(dim, args, lanes) for dim in args.dims]
+    if args.processes > 1:
+        child = [a for a in sys.argv[1:] if a != "--update"]
+        rows = run_processes(args.processes, child)
+    else:
+        with jax.default_device(device):
+            rows = [measure(dim, args, lanes) for dim in args.dims]
+        if args.rows_to:
+            Path(args.rows_to).write_text(json.dumps(rows))
+            return
     backend = device.platform
     header = (
         f"backend: {backend} ({device.device_kind}); single: chunk_size {args.chunk}, {args.candidates} candidates "
         f"per limit call (PFR at D_inf = log2 of that, ORC/SP-ORC N = that); batch: {args.batch} problems, "
         f"encode_batch on {lanes} lanes x {args.lane_chunk} (PFR at D_inf = {args.batch_bits} bits, ORC N = 1024); "
-        f"SP coders: J_d = 2 per axis; {args.rounds} interleaved rounds, fastest counts"
+        f"SP coders: J_d = 2 per axis, and the paper's grid (log2 J = KL, _rule); {args.rounds} interleaved rounds, fastest counts; "
+        f"median of {args.processes} process{'es' if args.processes > 1 else ''}"
     )
     text = tables(rows, header)
     print(text)

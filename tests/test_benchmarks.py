@@ -20,13 +20,19 @@ def _run(script: str, *args: str) -> None:
 
 @pytest.mark.slow
 def test_bench_throughput_quick():
-    # one plain and one SP coder (the others run the same code; each adds two compilations)
-    _run("bench_throughput.py", "--quick", "--dims", "5", "--coders", "pfr", "sp_pfr", "--device", "cpu", "--tag=-smoke")
-    rows = json.loads((ROOT / "experiments/results/bench_throughput/latest/cpu-quick-smoke.json").read_text())["rows"]
-    coders = rows[0]["coders"]
-    assert set(coders) == {"pfr", "sp_pfr"}
-    assert all(c["single_cands_per_s"] > 0 and c["batch_cands_per_s"] > 0 for c in coders.values())
-    assert coders["sp_pfr"]["single_cost_over_plain"] > 0
+    # one plain coder and SP-PFR on both grids (the others run the same code; each adds two compilations)
+    coders = ("pfr", "sp_pfr", "sp_pfr_rule")
+    _run("bench_throughput.py", "--quick", "--dims", "5", "--coders", *coders, "--device", "cpu", "--tag=-smoke")
+    latest = ROOT / "experiments/results/bench_throughput/latest"
+    rows = json.loads((latest / "cpu-quick-smoke.json").read_text())["rows"]
+    measured = rows[0]["coders"]
+    assert set(measured) == set(coders)
+    assert all(c["single_cands_per_s"] > 0 and c["batch_cands_per_s"] > 0 for c in measured.values())
+    assert all(measured[sp][f"{kind}_{metric}_over_plain"] > 0
+               for sp in coders[1:] for kind in ("single", "batch") for metric in ("cost", "time"))
+    # the rule grid: log2 J = round(KL) of the single and the batch problems (about 8.8 and 2.2 bits at D = 5)
+    assert rows[0]["rule_log2_bins"] == [9, 2]
+    assert "| 5 | log2 J = KL (9 / 2) |" in (latest / "cpu-quick-smoke.md").read_text()
 
 
 @pytest.mark.slow
