@@ -452,7 +452,7 @@ def test_typed_values_have_the_documented_bytes_and_read_back():
             assert got == value and type(got) is type(value if not isinstance(value, np.generic) else value.item())
     assert container._value("x" * 2**16)[:4] == b"\x06" + _leb(2**16)
     for bad, message in [(2**63, "does not fit in 64 bits"), (-(2**63) - 1, "does not fit in 64 bits"),
-                         ("x" * (2**16 + 1), "longer than 65536 bytes"), ((((),),), "nested at most 2"),
+                         ("x" * (2**16 + 1), "string parameter is longer than 65536 bytes"), ((((),),), "nested at most 2"),
                          ([1], "header values"), (b"x", "header values")]:
         with pytest.raises(InvalidArgumentError, match=message):
             container._value(bad)
