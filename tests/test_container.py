@@ -6,6 +6,7 @@ header value, never a wrong reconstruction while the checksum holds.
 """
 
 import dataclasses
+import re
 import struct
 import zlib
 
@@ -794,3 +795,39 @@ def test_corrupt_tables_and_counts_are_named_precisely(monkeypatch):
     body = archive.data[: archive.header_bytes + 3]  # 3 of the 7 table bytes (group stream, 3 x 2 streams)
     with pytest.raises(FormatError, match="the item table of 3 chunks does not fit in 3 bytes"):
         container.read(_reframe(body))
+
+
+def test_every_header_field_named_when_the_writer_refuses_it():
+    """``write`` names the field it refuses (the other unsigned fields are refused earlier by checks
+    that name them too: ``num_blocks <= latent_size``, ``chunk_items <= 2**16``, group counts summing
+    to ``num_items``)."""
+    for field, value, message in [
+        ("model", "m" * 257, "model is longer than 256 bytes"),
+        ("key_words", (2**32, 1), "key word must be an int in \\[0, 4294967296\\)"),
+        ("first_item", 2**32, "first_item must be an int in \\[0, 4294967296\\)"),
+        ("plan_fingerprint", 2**32, "plan_fingerprint must be an int in \\[0, 4294967296\\)"),
+        ("num_items", 2**64, "num_items must be an int in \\[0, 4294967297\\)"),
+    ]:
+        with pytest.raises(InvalidArgumentError, match=f"^{message}"):
+            container.write(_header(**{field: value}), *_streams(_header()))
+
+
+def test_a_header_cut_anywhere_names_the_field_it_cut():
+    """A file cut after any byte (and given a valid CRC32 again) is refused with a ``FormatError``;
+    inside the header the message names the field being read, in reading order."""
+    header = _header()
+    data = container.write(header, *_streams(header))
+    fields = []
+    for end in range(len(MAGIC), len(data) - 4):
+        with pytest.raises(FormatError, match="truncated|out of range") as caught:
+            container.read(_reframe(data[:end]))
+        named = re.match(r"truncated: (.+?) needs \d+ bytes|(.+?) = \d+ is out of range", str(caught.value))
+        if named and (name := named.group(1) or named.group(2)) not in fields:
+            fields.append(name)
+    assert fields == [
+        "version", "prng", "flags", "model length", "model", "coder name length", "coder name",
+        "coder argument count", "coder argument", "key word 0", "key word 1", "first item", "latent size",
+        "num blocks", "plan fingerprint", "item ndim", "item shape", "item dtype", "num items", "chunk items",
+        "group count", "model count", "ZipfModel field", "model kind", "UniformModel field",
+        "CategoricalModel field", "CategoricalModel field count", "group item count",
+    ]
