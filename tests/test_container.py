@@ -814,16 +814,18 @@ def test_every_header_field_named_when_the_writer_refuses_it():
 
 def test_a_header_cut_anywhere_names_the_field_it_cut():
     """A file cut after any byte (and given a valid CRC32 again) is refused with a ``FormatError``;
-    inside the header the message names the field being read, in reading order."""
+    inside the header the message names the field being read, in reading order; a group count of 0
+    and an over-long item-table length are refused by name too."""
     header = _header()
     data = container.write(header, *_streams(header))
-    fields = []
+    fields, starts = [], {}
     for end in range(len(MAGIC), len(data) - 4):
         with pytest.raises(FormatError, match="truncated|out of range") as caught:
             container.read(_reframe(data[:end]))
         named = re.match(r"truncated: (.+?) needs \d+ bytes|(.+?) = \d+ is out of range", str(caught.value))
         if named and (name := named.group(1) or named.group(2)) not in fields:
             fields.append(name)
+            starts[name] = end
     assert fields == [
         "version", "prng", "flags", "model length", "model", "coder name length", "coder name",
         "coder argument count", "coder argument", "key word 0", "key word 1", "first item", "latent size",
@@ -831,3 +833,13 @@ def test_a_header_cut_anywhere_names_the_field_it_cut():
         "group count", "model count", "ZipfModel field", "model kind", "UniformModel field",
         "CategoricalModel field", "CategoricalModel field count", "group item count",
     ]
+    # past the fields: a group count of 0, and the item table's lengths (named only by their varints)
+    at = starts["group count"]
+    with pytest.raises(FormatError, match="^the archive lists no group of entropy models$"):
+        container.read(_reframe(data[:at] + b"\x00" + data[at + 1 : -4]))
+    one_group = _header(groups=(header.groups[0],), group_counts=(header.num_items,))
+    for h, name in [(header, "group stream length"), (one_group, "stream length")]:
+        data = container.write(h, *_streams(h))
+        table = container.read(data).header_bytes
+        with pytest.raises(FormatError, match=f"^{name}: varint longer than 10 bytes"):
+            container.read(_reframe(data[:table] + b"\x80" * 11 + data[table:-4]))
