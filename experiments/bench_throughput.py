@@ -71,11 +71,9 @@ from jaxrec.core.distributions import log_ratio_by_axis
 NAME = "bench_throughput"
 SP_MAX_DIM = 25  # SP coders are benchmarked up to this event size (J_d = 2: 2^D bins)
 CODERS = ("pfr", "orc", "sp_pfr", "sp_orc", "sp_pfr_rule", "sp_orc_rule")
-# (SP coder, the plain coder it is compared with, its grid)
-SP_PAIRS = (
-    ("sp_pfr", "pfr", "J_d = 2"), ("sp_orc", "orc", "J_d = 2"),
-    ("sp_pfr_rule", "pfr", "log2 J = KL"), ("sp_orc_rule", "orc", "log2 J = KL"),
-)
+GRIDS = (("J_d = 2", ""), ("log2 J = KL", "_rule"))  # (the grid's label, its SP coders' name suffix)
+# (SP coder, the plain coder it is compared with)
+SP_PAIRS = tuple((f"{sp}{suffix}", plain) for _, suffix in GRIDS for sp, plain in (("sp_pfr", "pfr"), ("sp_orc", "orc")))
 
 
 def problem(dim: int, dinf_bits: float, batch: int | None = None, seed: int = 0):
@@ -147,13 +145,15 @@ def rule_partition(dim: int, dinf_bits: float) -> jaxrec.Partition:
     return jaxrec.partition_from_mi(per_axis, max(1, round(float(per_axis.sum()))), informative_threshold=0.0)
 
 
-def coders(dim: int, args: argparse.Namespace) -> dict[str, tuple[jaxrec.Coder, jaxrec.Coder]]:
+def coders(
+    dim: int, args: argparse.Namespace, rules: tuple[jaxrec.Partition, jaxrec.Partition]
+) -> dict[str, tuple[jaxrec.Coder, jaxrec.Coder]]:
     """``{name: (coder for one problem, coder for batches)}`` for the coders in ``args.coders``
-    (the SP coders only up to :data:`SP_MAX_DIM`; the ``_rule`` ones on :func:`rule_partition` of the
-    single and the batch problems)."""
+    (the SP coders only up to :data:`SP_MAX_DIM`; the ``_rule`` ones on ``rules``, the
+    :func:`rule_partition` of the single and of the batch problems)."""
     single_n, batch_n = args.candidates, 2**10
     split = jaxrec.Partition(np.full(dim, 2))
-    single_rule, batch_rule = rule_partition(dim, np.log2(args.candidates)), rule_partition(dim, args.batch_bits)
+    single_rule, batch_rule = rules
     make = {
         "pfr": lambda chunk, n, part: jaxrec.pfr(chunk_size=chunk),
         "orc": lambda chunk, n, part: jaxrec.orc(n, chunk_size=chunk),
@@ -184,7 +184,8 @@ def measure(dim: int, args: argparse.Namespace, lanes: int) -> dict:
     targets, _ = problem(dim, args.batch_bits, batch=args.batch)
     single_keys = jax.random.split(prng.as_key(1), args.keys)
     batch_keys = jax.random.split(prng.as_key(2), args.batch)
-    kinds = coders(dim, args)
+    rules = (rule_partition(dim, single_bits), rule_partition(dim, args.batch_bits))
+    kinds = coders(dim, args, rules)
     for name, (one, many) in kinds.items():
         encode = jax.jit(one.encode)
         for i, key in enumerate(single_keys):
@@ -199,9 +200,7 @@ def measure(dim: int, args: argparse.Namespace, lanes: int) -> dict:
     best_batch = max((n for n in rate if not n.startswith("limit_1x") and n.startswith("limit_")), key=rate.get)
     row: dict[str, Any] = {
         "D": dim,
-        "rule_log2_bins": [
-            int(rule_partition(dim, bits).log2_num_bins) for bits in (single_bits, args.batch_bits)
-        ],
+        "rule_log2_bins": [int(rule.log2_num_bins) for rule in rules],
         "limit_single_cands_per_s": rate[best_single],
         "limit_single_layout": best_single,
         "limit_batch_cands_per_s": rate[best_batch],
@@ -224,7 +223,7 @@ def measure(dim: int, args: argparse.Namespace, lanes: int) -> dict:
             "batch_cands_per_s": batch,
             "batch_over_limit": batch / rate[best_batch],
         }
-    for sp, plain, _ in SP_PAIRS:
+    for sp, plain in SP_PAIRS:
         c = row["coders"]
         if sp in c and plain in c:
             c[sp]["single_cost_over_plain"] = c[plain]["single_cands_per_s"] / c[sp]["single_cands_per_s"]
@@ -291,18 +290,19 @@ def tables(rows: list[dict], header: str) -> str:
          "| SP-ORC / ORC per candidate, single | batch |"),
         "|---|---|---|---|---|---|---|---|",
     ]
-    columns = ("cost", "time", "cost")  # SP-PFR per candidate and per problem, SP-ORC per candidate (fixed N)
+    # SP-PFR per candidate and per problem, SP-ORC per candidate (its N is fixed)
+    columns = (("sp_pfr", "cost"), ("sp_pfr", "time"), ("sp_orc", "cost"))
     for r in rows:
         c = r["coders"]
-        for grid in dict.fromkeys(g for _, _, g in SP_PAIRS):
-            pairs = [sp for sp, _, g in SP_PAIRS if g == grid]
+        for grid, suffix in GRIDS:
             cells = [
-                f"{c[sp][f'{kind}_{metric}_over_plain']:.2f}" if f"{kind}_{metric}_over_plain" in c.get(sp, {}) else "–"
-                for sp, metric in zip((pairs[0], pairs[0], pairs[1]), columns)
+                f"{c[sp + suffix][f'{kind}_{metric}_over_plain']:.2f}"
+                if f"{kind}_{metric}_over_plain" in c.get(sp + suffix, {}) else "–"
+                for sp, metric in columns
                 for kind in ("single", "batch")
             ]
             if any(cell != "–" for cell in cells):
-                bits = f" ({r['rule_log2_bins'][0]} / {r['rule_log2_bins'][1]})" if grid == "log2 J = KL" else ""
+                bits = f" ({r['rule_log2_bins'][0]} / {r['rule_log2_bins'][1]})" if suffix else ""
                 lines.append(f"| {r['D']} | {grid}{bits} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
