@@ -15,9 +15,14 @@ The encoder adds the images to one :class:`jaxrec.codec.ArchiveWriter` in batche
 (its time is reported apart), so the timed pass measures steady-state throughput, as a server
 compressing many batches would see.
 
+``--keep`` keeps the timed run's archive; ``--decode ARCHIVE`` only decodes an archive written by
+another run (another backend, another machine, another JAX release) on this one, timed, and checks
+it against the test images: the GPU-encode / CPU-decode check.
+
     python experiments/bench_mnist.py                 # the 10,000 test images (CPU: a few minutes)
     python experiments/bench_mnist.py --num 1000      # fewer images
-    python experiments/bench_mnist.py --device gpu
+    python experiments/bench_mnist.py --device gpu --keep gpu.jxr   # keep the archive ...
+    python experiments/bench_mnist.py --device cpu --decode gpu.jxr # ... and decode it on the CPU
 """
 
 from __future__ import annotations
@@ -85,22 +90,10 @@ def stage_timers(totals: dict[str, float]) -> Iterator[None]:
             setattr(owner, name, fn)
 
 
-def run(model: Any, images: np.ndarray, coder: Any, plan: Any, seed: int, batch: int, workdir: Path) -> dict[str, Any]:
-    """One compress (in batches of ``batch`` images) / write / read / decompress pass over
-    ``images`` into one archive; times by stage."""
-    enc: dict[str, float] = defaultdict(float)
+def decode(model: Any, path: Path, plan: Any) -> tuple[np.ndarray, float, float, dict[str, float]]:
+    """Reads the archive at ``path`` and decompresses it; returns the images, the read and decode
+    times and the decode stages (``"I/O (read file)"`` and ``"other"`` included)."""
     dec: dict[str, float] = defaultdict(float)
-    with stage_timers(enc):
-        t0 = time.perf_counter()
-        writer = jaxrec.codec.ArchiveWriter(model, key=seed, coder=coder, plan=plan)
-        for start in range(0, len(images), batch):  # one compiled REC call per batch of this shape
-            writer.add(images[start : start + batch])
-        report = writer.report()
-        t_encode = time.perf_counter() - t0
-    path = workdir / "mnist_test.jxr"
-    t0 = time.perf_counter()
-    path.write_bytes(report.archive)
-    t_write = time.perf_counter() - t0
     with stage_timers(dec):
         t0 = time.perf_counter()
         blob = path.read_bytes()
@@ -108,12 +101,31 @@ def run(model: Any, images: np.ndarray, coder: Any, plan: Any, seed: int, batch:
         t0 = time.perf_counter()
         decoded = jaxrec.decompress_batch(model, blob, plan=plan)
         t_decode = time.perf_counter() - t0
+    dec["other (index streams, container)"] = t_decode - sum(dec.values())
+    dec["I/O (read file)"] = t_read
+    return decoded, t_read, t_decode, dict(dec)
+
+
+def run(model: Any, images: np.ndarray, coder: Any, plan: Any, seed: int, batch: int, path: Path) -> dict[str, Any]:
+    """One compress (in batches of ``batch`` images) / write (to ``path``) / read / decompress pass
+    over ``images`` into one archive; times by stage."""
+    enc: dict[str, float] = defaultdict(float)
+    with stage_timers(enc):
+        t0 = time.perf_counter()
+        writer = jaxrec.codec.ArchiveWriter(model, key=seed, coder=coder, plan=plan)
+        for start in range(0, len(images), batch):  # one compiled REC call per batch of this shape
+            writer.add(images[start : start + batch])
+        report = writer.report()
+        t_encode = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    path.write_bytes(report.archive)
+    t_write = time.perf_counter() - t0
+    decoded, t_read, t_decode, dec = decode(model, path, plan)
     exact = bool(np.array_equal(decoded.reshape(images.shape), images))
     index_bits = float(np.sum(report.index_bits))
     data_bits = float(np.sum(report.data_bits))
     enc["other (index streams, container)"] = t_encode - sum(enc.values())
-    dec["other (index streams, container)"] = t_decode - sum(dec.values())
-    enc["I/O (write file)"], dec["I/O (read file)"] = t_write, t_read
+    enc["I/O (write file)"] = t_write
     n = len(images)
     return {
         "images": n,
@@ -129,9 +141,31 @@ def run(model: Any, images: np.ndarray, coder: Any, plan: Any, seed: int, batch:
         "encode_images_per_s": n / (t_encode + t_write),
         "decode_images_per_s": n / (t_decode + t_read),
         "encode_stages_s": dict(enc),
-        "decode_stages_s": dict(dec),
+        "decode_stages_s": dec,
         "mean_steps_per_block": float(np.mean(report.code.steps)),
         "max_steps_per_block": int(np.max(report.code.steps)),
+    }
+
+
+def decode_elsewhere(model: Any, path: Path, plan: Any, images: np.ndarray) -> dict[str, Any]:
+    """Decodes an archive written by another run (another backend or machine: the GPU-encode /
+    CPU-decode check) twice, the first pass compiling; checks it against the first test images."""
+    warm_s = sum(decode(model, path, plan)[1:3])
+    decoded, t_read, t_decode, stages = decode(model, path, plan)
+    n = len(decoded)
+    if n > len(images):
+        raise SystemExit(f"{path} holds {n} images, more than the {len(images)} MNIST test images")
+    same = np.all(decoded.reshape(n, -1) == images[:n].reshape(n, -1), axis=1)
+    return {
+        "archive": path.name,
+        "archive_bytes": path.stat().st_size,
+        "images": n,
+        "bit_exact": bool(same.all()),
+        "mismatched_images": int(n - same.sum()),
+        "decode_s": t_read + t_decode,
+        "decode_images_per_s": n / (t_read + t_decode),
+        "decode_stages_s": stages,
+        "warmup_decode_s": warm_s,
     }
 
 
@@ -156,6 +190,19 @@ def markdown(result: dict[str, Any], warm: dict[str, Any], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def decode_markdown(result: dict[str, Any], header: str) -> str:
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in sorted(result["decode_stages_s"].items(), key=lambda kv: -kv[1]))
+    return "\n".join([
+        header, "",
+        (f"Decoded `{result['archive']}` ({result['archive_bytes']} bytes, written by another run): "
+         f"{result['images']} images, bit-exact against the MNIST test images: {result['bit_exact']} "
+         f"({result['mismatched_images']} mismatched)."), "",
+        "| direction | total s | images/s | stages (s) |", "|---|---|---|---|",
+        f"| decode | {result['decode_s']:.1f} | {result['decode_images_per_s']:.0f} | {stages} |", "",
+        f"First (compiling) pass: {result['warmup_decode_s']:.1f} s.",
+    ]) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num", type=int, default=10_000, help="test images (default: all 10,000)")
@@ -166,29 +213,42 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="JAX platform (cpu, gpu, tpu; default: JAX's default)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--tag", default="")
+    parser.add_argument("--keep", type=Path, default=None, metavar="ARCHIVE",
+                        help="also keep the timed run's archive here (to decode it elsewhere with --decode)")
+    parser.add_argument("--decode", type=Path, default=None, metavar="ARCHIVE",
+                        help="only decode ARCHIVE (written by another run, e.g. on another backend) on this "
+                             "backend, timed, and check it against the test images; writes <backend>-decoded<tag>.*")
     add_update_flag(parser)
     args = parser.parse_args()
+    if args.decode is not None and args.keep is not None:
+        parser.error("--decode reads an archive and --keep writes one: give one of them")
+    if args.decode is not None and not args.decode.is_file():
+        parser.error(f"--decode: no archive at {args.decode}")
     bundle = jaxrec.models.load("mnist-vae")
     coder, plan = bundle.setup(args.coder, args.blocks)
     images, _ = data.load_mnist("test", directory=args.data_dir)
     images = images[: args.num]
     device = jax.devices(args.device)[0] if args.device else jax.devices()[0]
-    with jax.default_device(device), tempfile.TemporaryDirectory() as tmp:
-        batch = min(args.batch, len(images))
-        warm = run(bundle.codec, images[:batch], coder, plan, args.seed, batch, Path(tmp))
-        result = run(bundle.codec, images, coder, plan, args.seed, batch, Path(tmp))
-    header = (
-        f"backend: {device.platform} ({device.device_kind}), {len(jax.devices())} device(s); "
-        f"{args.coder} on {args.blocks} blocks, mnist-vae bundle, encoder batches of {min(args.batch, args.num)} images"
-    )
-    text = markdown(result, warm, header)
+    header = f"backend: {device.platform} ({device.device_kind}), {len(jax.devices())} device(s); "
+    if args.decode is not None:
+        with jax.default_device(device):
+            result = decode_elsewhere(bundle.codec, args.decode, plan, images)
+        header += f"{args.coder} on {args.blocks} blocks, mnist-vae bundle"
+        stem, text, saved = f"{device.platform}-decoded{args.tag}", decode_markdown(result, header), {"result": result}
+    else:
+        with jax.default_device(device), tempfile.TemporaryDirectory() as tmp:
+            batch = min(args.batch, len(images))
+            warm = run(bundle.codec, images[:batch], coder, plan, args.seed, batch, Path(tmp) / "warmup.jxr")
+            result = run(bundle.codec, images, coder, plan, args.seed, batch, args.keep or Path(tmp) / "mnist_test.jxr")
+        header += f"{args.coder} on {args.blocks} blocks, mnist-vae bundle, encoder batches of {batch} images"
+        stem = f"{device.platform}{args.tag}" + ("" if args.num == 10_000 else f"-n{args.num}")
+        text, saved = markdown(result, warm, header), {"result": result, "warmup": warm}
     print(text)
-    stem = f"{device.platform}{args.tag}" + ("" if args.num == 10_000 else f"-n{args.num}")
-    save_json(NAME, f"{stem}.json", {"header": header, "result": result, "warmup": warm}, update=args.update, indent=2)
+    save_json(NAME, f"{stem}.json", {"header": header, **saved}, update=args.update, indent=2)
     out = save_text(NAME, f"{stem}.md", text, update=args.update)
     print(f"wrote {out}")
     if not result["bit_exact"]:
-        raise SystemExit("the round trip is not bit-exact")
+        raise SystemExit(f"not bit-exact: {result.get('mismatched_images', 'some')} image(s) differ")
 
 
 if __name__ == "__main__":

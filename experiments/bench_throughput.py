@@ -43,7 +43,8 @@ JSON.  Writes ``<backend>[-quick][<tag>].json`` and ``.md`` (``experiments/_resu
     python experiments/bench_throughput.py --quick         # smoke test (tiny sizes)
     python experiments/bench_throughput.py --coders pfr sp_pfr --dims 5   # some encoders, some sizes
     python experiments/bench_throughput.py --full          # 2^20 candidates per call
-    python experiments/bench_throughput.py --device gpu    # on an accelerator
+    python experiments/bench_throughput.py --device gpu --full --log2-candidates 24 --chunk 65536 \
+        --lanes 1024 --lane-chunk 256 --batch 65536 --processes 1   # accelerator sizes (experiments/accelerator.sh)
 """
 
 from __future__ import annotations
@@ -316,6 +317,9 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=[5, 25, 64])
     parser.add_argument("--coders", nargs="+", choices=CODERS, default=list(CODERS),
                         help="encoders to time (default: all; an SP/plain ratio needs both coders)")
+    parser.add_argument("--log2-candidates", type=int, default=None, metavar="BITS",
+                        help="candidates per single-problem call, log2 (default 17; --full 20; --quick 12): an "
+                             "accelerator needs more than a CPU for the fixed cost of a call to vanish")
     parser.add_argument("--chunk", type=int, default=1024, help="chunk size of the single-problem searches")
     parser.add_argument("--lane-chunk", type=int, default=DEFAULT_LANE_CHUNK, help="encode_batch lane width")
     parser.add_argument("--lanes", type=int, default=None, help="encode_batch lanes (default: its own)")
@@ -330,7 +334,9 @@ def main() -> None:
     args.processes = args.processes or (1 if args.quick else 3)
     if args.processes < 1:
         parser.error(f"--processes must be at least 1, got {args.processes}")
-    args.candidates = 2**20 if args.full else 2**12 if args.quick else 2**17
+    if args.log2_candidates is not None and not 8 <= args.log2_candidates <= 30:
+        parser.error(f"--log2-candidates must be in [8, 30], got {args.log2_candidates}")
+    args.candidates = 2 ** (args.log2_candidates or (20 if args.full else 12 if args.quick else 17))
     args.rounds = 8 if args.full else 1 if args.quick else 3
     args.keys = 2 if args.quick else 4
     args.batch = args.batch or (64 if args.quick else 1024)

@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from idx_files import write_split
+
+from jaxrec import data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,10 +39,23 @@ def test_bench_throughput_quick():
 
 
 @pytest.mark.slow
-def test_bench_mnist_tiny():
-    _run("bench_mnist.py", "--num", "8", "--batch", "8", "--device", "cpu", "--tag=-smoke")
-    result = json.loads((ROOT / "experiments/results/bench_mnist/latest/cpu-smoke-n8.json").read_text())["result"]
-    assert result["bit_exact"] and result["images"] == 8
+def test_bench_mnist_tiny(tmp_path):
+    """A tiny run that keeps its archive, then the decode-only mode on it (the cross-backend check's
+    second half), which must find it bit-exact; an archive of the wrong images is reported, not passed."""
+    archive = tmp_path / "eight.jxr"
+    _run("bench_mnist.py", "--num", "8", "--batch", "8", "--device", "cpu", "--tag=-smoke", "--keep", str(archive))
+    latest = ROOT / "experiments/results/bench_mnist/latest"
+    result = json.loads((latest / "cpu-smoke-n8.json").read_text())["result"]
+    assert result["bit_exact"] and result["images"] == 8 and archive.stat().st_size == result["archive_bytes"]
+    _run("bench_mnist.py", "--decode", str(archive), "--device", "cpu", "--tag=-smoke")
+    decoded = json.loads((latest / "cpu-decoded-smoke.json").read_text())["result"]
+    assert decoded["bit_exact"] and decoded["images"] == 8 and decoded["mismatched_images"] == 0
+    # test images 8..15 compared with images 0..7: the mode must fail and count every image
+    _run("bench_mnist.py", "--num", "8", "--batch", "8", "--device", "cpu", "--tag=-smoke", "--keep", str(archive),
+         "--data-dir", str(_shifted_mnist(tmp_path)))
+    with pytest.raises(subprocess.CalledProcessError):
+        _run("bench_mnist.py", "--decode", str(archive), "--device", "cpu", "--tag=-smoke")
+    assert json.loads((latest / "cpu-decoded-smoke.json").read_text())["result"]["mismatched_images"] == 8
 
 
 @pytest.mark.slow
@@ -74,3 +90,11 @@ def test_mnist_lossless_checks_every_dataset_before_the_first_run(tmp_path):
     assert out.returncode == 2, out.stderr
     assert "fashion-mnist train: train-images-idx3-ubyte not found" in out.stderr
     assert str(tmp_path / "fashion-mnist" / "train-images-idx3-ubyte") in out.stderr
+
+
+def _shifted_mnist(tmp_path: Path) -> Path:
+    """A data folder whose MNIST test split starts at the real one's image 8."""
+    images, labels = data.load_mnist("test")
+    folder = tmp_path / "shifted"
+    write_split(folder, "t10k", images[8:16], labels[8:16], compress=False)
+    return folder

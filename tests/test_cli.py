@@ -5,11 +5,9 @@ exit status 1 (2 for bad usage), no traceback, and nothing partially written.
 The digits are the first eight MNIST test images (``tests/data/mnist_test_digits.npy``).
 """
 
-import gzip
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tomllib
@@ -17,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from idx_files import write_idx
 from PIL import Image
 
 import jaxrec
@@ -24,11 +23,6 @@ from jaxrec import cli
 from jaxrec import codec as jcodec
 
 DIGITS = np.load(Path(__file__).parent / "data" / "mnist_test_digits.npy")
-
-
-def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
-    raw = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
-    path.write_bytes(gzip.compress(raw) if compress else raw)
 
 
 def run(argv, capsys):

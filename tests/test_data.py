@@ -1,28 +1,12 @@
 """IDX reader and dataset lookup, on tiny files the tests write."""
 
-import gzip
-import struct
 
 import numpy as np
 import pytest
+from idx_files import idx_bytes, write_split
 
 from jaxrec import data
 from jaxrec.core.errors import FormatError, InvalidArgumentError
-
-
-def idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:
-    header = struct.pack(">BBBB", 0, 0, type_code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
-
-def write_split(folder, prefix, images, labels, compress):
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, arr in ((f"{prefix}-images-idx3-ubyte", images), (f"{prefix}-labels-idx1-ubyte", labels)):
-        raw = idx_bytes(arr)
-        if compress:
-            (folder / f"{name}.gz").write_bytes(gzip.compress(raw))
-        else:
-            (folder / name).write_bytes(raw)
 
 
 @pytest.fixture
