@@ -1,6 +1,7 @@
 """The VAE as a lossless codec: exact round trips through bytes, rate accounting, integer tables."""
 
 import decimal
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -157,3 +158,43 @@ def test_posterior_is_narrower_than_the_prior(model, images):
     assert q.batch_shape == () and q.event_size == CONFIG.latent_dim
     assert np.all(np.asarray(q.scale) < 1.0)
     assert np.all(np.isfinite(np.asarray(jaxrec.log_sup_ratio(q, model.prior(), per_dim=True))))
+
+
+H200 = Path(__file__).parent / "data" / "h200_latents.npz"
+
+
+@pytest.mark.slow  # the packaged model's SP-PFR programs: ~30 s cold
+def test_mnist_images_decode_with_the_latents_an_h200_regenerated(monkeypatch):
+    """MNIST test images 1699 and 5617 (``tests/data/h200_latents.npz``): the latents an NVIDIA H200
+    regenerated for their codes differ from XLA:CPU's by one ulp across a boundary of the VAE's
+    ``2^-10`` grid (``-1439.4999`` against ``-1439.5``, ``1530.5`` against ``1530.5001``, in steps),
+    so their format-3 archives, written on either backend, did not decode on the other. Written
+    here (format 4) under their item numbers, each decodes exactly with the H200's latents; without
+    the snap marks (``latent_step`` undeclared) neither does."""
+    recorded = np.load(H200)
+    bundle = jaxrec.models.load("mnist-vae")
+    coder, plan = bundle.setup("sp_pfr", 4)
+    latents = codec.ArchiveReader._latents
+
+    def h200(z_h200):
+        def regenerate(self, symbols, positions):
+            z = np.asarray(latents(self, symbols, positions))
+            assert np.abs(z.astype(np.float64) - z_h200).max() < 1e-6  # the same candidates, other last bits
+            return z_h200[None]
+        return regenerate
+
+    def decodes(item, image, z_h200):
+        data = codec.compress(bundle.codec, image, key=0, coder=coder, plan=plan, item=int(item))
+        with monkeypatch.context() as m:
+            m.setattr(codec.ArchiveReader, "_latents", h200(z_h200))
+            try:
+                return np.array_equal(codec.decompress(bundle.codec, data, plan=plan), image)
+            except FormatError:
+                return False
+
+    grid = lambda z: np.rint(z.astype(np.float64) * 1024)
+    for item, image, z_h200, z_cpu in zip(*(recorded[k] for k in ("items", "images", "z_h200", "z_cpu"))):
+        assert (grid(z_h200) != grid(z_cpu)).sum() == 1
+        assert decodes(item, image, z_h200)
+    monkeypatch.setattr(vae.VAE, "latent_step", None)
+    assert not any(decodes(item, image, z) for item, image, z in zip(recorded["items"], recorded["images"], recorded["z_h200"]))

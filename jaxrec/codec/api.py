@@ -1,6 +1,6 @@
 """compress / decompress: items through the block plan, the coder and the entropy models into archives.
 
-* :func:`compress_batch` writes ``N`` items into one archive (format version 3,
+* :func:`compress_batch` writes ``N`` items into one archive (format version 4,
   :mod:`jaxrec.codec.container`): one header, the items' messages and data as range-coded streams
   over chunks of items, an item table; :func:`compress_report` also returns the codes, the block KLs
   and the ideal bits of every item; :func:`compress` writes an archive of one item.

@@ -3,7 +3,7 @@
 :class:`ArchiveWriter` encodes items batch by batch (one jitted, sharded REC call per batch) and
 cuts them into chunks of ``C`` items; :class:`ArchiveReader` decodes all items or any subset,
 touching only the chunks that hold them. The layout is :mod:`jaxrec.codec.container` (format
-version 3), the streams :mod:`jaxrec.codec.sections`.
+version 4), the streams :mod:`jaxrec.codec.sections`.
 
 **Encoding an item.** ``Q = codec.target(x)`` and ``P = codec.prior()`` are cut into the plan's
 ``B`` blocks (:mod:`jaxrec.codec.blocks`); block ``b`` of item number ``i`` is coded with the key
@@ -59,6 +59,7 @@ from jaxrec.codec.sections import (
     DataDecoder,
     DataEncoder,
     Stream,
+    apply_snaps,
     as_format_error,
     check_tables,
     data_ideal_bits,
@@ -66,6 +67,7 @@ from jaxrec.codec.sections import (
     encode_index_chunk,
     fields_ideal_bits,
     index_streams,
+    snap_marks,
 )
 from jaxrec.coders.base import Coder, CoderSpec, check_positive_int, warn_status
 from jaxrec.coders.registry import REGISTRY, CoderEntry, lookup
@@ -201,6 +203,21 @@ def _item_shape_of(codec: Any, prior: Distribution) -> tuple[int, ...] | None:
     return None
 
 
+def _latent_step(codec: Any) -> float | None:
+    """The codec's ``latent_step`` (a lossless codec whose likelihood sees ``z`` only through
+    ``rint(z / latent_step)``): ``None`` when it declares none, else a power of two.
+
+    Raises:
+      InvalidArgumentError: not a power of two (``2^-30`` to ``2^30``).
+    """
+    step = getattr(codec, "latent_step", None)
+    if step is None:
+        return None
+    if isinstance(step, bool) or not isinstance(step, (int, float, np.floating)) or not any(step == 2.0**e for e in range(-30, 31)):
+        raise InvalidArgumentError(f"codec.latent_step must be None or a power of two in [2**-30, 2**30], got {step!r}")
+    return float(step)
+
+
 def _check_chunk_items(chunk_items: Any) -> int | None:
     if chunk_items is None:
         return None
@@ -268,6 +285,7 @@ class ArchiveWriter:
             check_positive_int("group_size", group_size, self._plan.num_blocks)
         self._group_size = group_size
         self._lossless = callable(getattr(codec, "likelihood", None))
+        self._snap_step = _latent_step(codec) if self._lossless else None
         self._chunk_items = _check_chunk_items(chunk_items)
         if not isinstance(model, str) or len(model.encode("utf-8")) > MAX_MODEL_NAME:
             raise InvalidArgumentError(f"model must be a str of at most {MAX_MODEL_NAME} bytes, got {model!r}")
@@ -453,13 +471,16 @@ class ArchiveWriter:
         z = np.concatenate([p[1] for p in self._pending])
         first = self._pending[0][2]
         usable = len(items) if final else len(items) - len(items) % LIKELIHOOD_BATCH
-        offset = 0
-        for weights in likelihood_batches(self._codec, z[:usable]):
-            tables = check_tables(weights, self._item_shape, InvalidArgumentError)
+        for offset in range(0, usable, LIKELIHOOD_BATCH):
+            zb = z[offset : min(offset + LIKELIHOOD_BATCH, usable)]
+            if self._snap_step is not None:  # the snap marks of the batch first (see sections.snap_marks)
+                marks = snap_marks(zb, self._snap_step)
+                self._data_encoder.encode_marks(marks)
+                zb = apply_snaps(zb, self._snap_step, marks)
+            tables = check_tables(next(likelihood_batches(self._codec, zb)), self._item_shape, InvalidArgumentError)
             m = tables.shape[0]
             bits = self._data_encoder.encode(items[offset : offset + m], tables)
             self._data_bits[first + offset : first + offset + m] = bits
-            offset += m
         rest = len(items) - usable
         self._pending = [(items[usable:], z[usable:], first + usable)] if rest else []
         self._pending_count = rest
@@ -674,6 +695,8 @@ class ArchiveReader:
             raise FormatError("the archive is lossy, but the codec is lossless (it has likelihood())")
         require_methods(codec, ("prior", "likelihood" if header.lossless else "reconstruct"), "decoder")
         self._codec = codec
+        # snap marks came with format version 4 (see sections.snap_marks)
+        self._snap_step = _latent_step(codec) if header.lossless and header.version >= 4 else None
         prior = codec_prior(codec, header.latent_dtype)
         if prior.event_size != header.latent_size:
             raise FormatError(
@@ -824,8 +847,11 @@ class ArchiveReader:
         """The first ``len(z)`` items of ``chunk``'s data stream, ``int64[n, size]``, and their ideal bits."""
         decoder = DataDecoder(self.archive.data_stream(chunk))
         items, bits = [], []
-        for weights in likelihood_batches(self._codec, z):
-            tables = check_tables(weights, self.header.item_shape, FormatError)
+        for offset in range(0, len(z), LIKELIHOOD_BATCH):
+            zb = z[offset : offset + LIKELIHOOD_BATCH]
+            if self._snap_step is not None:
+                zb = apply_snaps(zb, self._snap_step, decoder.decode_marks(*zb.shape))
+            tables = check_tables(next(likelihood_batches(self._codec, zb)), self.header.item_shape, FormatError)
             items.append(decoder.decode(tables))
             bits.append(data_ideal_bits(items[-1], tables))
         if len(z) == len(self.header.chunk_range(chunk)):

@@ -1,4 +1,4 @@
-"""The jaxrec file format, version 3: one header, an item table and entropy-coded chunks of items.
+"""The jaxrec file format, version 4: one header, an item table and entropy-coded chunks of items.
 
 A file (an *archive*) holds ``N >= 1`` items coded with one coder, key, block plan and set of
 entropy models; :func:`jaxrec.compress` writes archives of one item. The items are cut into
@@ -10,7 +10,7 @@ Layout (integers little-endian; ``varint`` = unsigned LEB128 of at most 10 bytes
 typed value, see below)::
 
     magic          4 bytes   b"\\x89JXR"
-    version        u8        FORMAT_VERSION (3; version 2 is read, see below)
+    version        u8        FORMAT_VERSION (4; versions 2 and 3 are read, see below)
     prng           u8        1 = threefry2x32 with the version-2 candidate stream (jaxrec.core.prng)
     flags          u8        bit 0: latent is float64 (else float32); bit 1: lossless (every chunk
                              has a data stream); other bits 0
@@ -54,7 +54,9 @@ space-partitioning points from the same codes -- float32 points within bins with
 quantile of :mod:`jaxrec.core.normal_quantile` instead of ``ndtri``, SP-ORC's points from the
 candidate stream instead of a stream per bin -- so the decoder refuses a version-2 file of SP-ORC
 codes or float32 SP-PFR codes, naming jaxrec 0.2: each coder lists the oldest version it decodes,
-``CoderEntry.oldest_format`` in :mod:`jaxrec.coders.registry`),
+``CoderEntry.oldest_format`` in :mod:`jaxrec.coders.registry`; a version-3 file has version 4's
+layout and candidates and is read: version 4 added the snap marks to the data streams of lossless
+codecs that declare ``latent_step``, see :mod:`jaxrec.codec.sections`),
 truncation, trailing bytes, checksum mismatch, values out of range -- and nothing else, on any
 input: every count is bounded by the bytes that remain (or by a constant of the format, for ``C``),
 so corrupt input cannot make it allocate or loop without bound.
@@ -93,9 +95,9 @@ __all__ = [
 ]
 
 MAGIC = b"\x89JXR"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (2, 3)
-WRITTEN_BY = {1: "0.1", 2: "0.2", 3: "0.3"}
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (2, 3, 4)
+WRITTEN_BY = {1: "0.1", 2: "0.2", 3: "0.3", 4: "0.4"}
 """The jaxrec release that writes each format version (named by the errors that refuse a file)."""
 PRNG_IDS = {1: "threefry2x32"}
 DTYPES = ("float32", "float64")

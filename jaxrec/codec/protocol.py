@@ -13,6 +13,7 @@ item; jaxrec vmaps ``target``, ``refine``, ``reconstruct`` and ``likelihood`` ov
         def refine(self, x, target, z, fixed) -> Distribution:   # re-fit Q given coded blocks   (encoder)
         # optional:
         item_shape: tuple[int, ...]               # shape of one item, checked by compress
+        latent_step: float                        # lossless: likelihood sees z only through rint(z / step)
 
 * ``prior()`` is the coding distribution both sides share (N(0, I) for a VAE, the learned prior of
   COMBINER). It cannot depend on the item.
@@ -45,6 +46,16 @@ item; jaxrec vmaps ``target``, ``refine``, ``reconstruct`` and ``likelihood`` ov
   codec is the same as of any other.
 * ``item_shape``, when present, makes :func:`~jaxrec.compress` refuse items of another shape with
   an error naming the expected one (a lossless codec's shape is otherwise read off ``likelihood``).
+* ``latent_step`` (a power of two), when a lossless codec declares it, says that ``likelihood``
+  depends on ``z`` only through ``rint(z / latent_step)`` (after any clipping): integer weights
+  from a float ``z`` still differ between backends wherever the decoder's regenerated ``z`` differs
+  from the encoder's in its last bits *across a rounding boundary* (XLA:GPU and XLA:CPU differ by
+  1-3 ulps on about 7% of the coordinates).  The archive then carries **snap marks** (format
+  version 4): the encoder marks every coordinate within ``max(16 ulp, 2^-20)`` of a boundary, and
+  both sides move it a quarter step inside the encoder's cell before calling ``likelihood``
+  (:func:`jaxrec.codec.sections.snap_marks`; about 0.03 bits per coordinate).  A lossless codec
+  that quantizes ``z`` should declare it: without it, an archive encoded on one backend can fail
+  to decode on another.
 
 A VAE implements the first four methods; a Bayesian INR (COMBINER) implements ``prior``,
 ``target``, ``reconstruct`` and ``refine`` with ``z`` = its weights. The methods are jitted: a

@@ -153,6 +153,13 @@ class VAE(nnx.Module):
         """The shape of one image (``compress`` refuses others)."""
         return self.config.image_shape
 
+    @property
+    def latent_step(self) -> float:
+        """``2^-10``: :meth:`likelihood` sees ``z`` only through ``rint(z * 2^10)``
+        (:func:`jaxrec.models.lossless.quantize_latent`), so archives snap the coordinates near a
+        rounding boundary (see :mod:`jaxrec.codec.protocol`)."""
+        return 2.0**-lossless.LATENT_FRAC_BITS
+
     # -- codec protocol ---------------------------------------------------------------------------
 
     def prior(self) -> DiagGaussian:
