@@ -198,3 +198,16 @@ def test_mnist_images_decode_with_the_latents_an_h200_regenerated(monkeypatch):
         assert decodes(item, image, z_h200)
     monkeypatch.setattr(vae.VAE, "latent_step", None)
     assert not any(decodes(item, image, z) for item, image, z in zip(recorded["items"], recorded["images"], recorded["z_h200"]))
+
+
+@pytest.mark.slow  # the packaged model's SP-PFR decoder: ~10 s cold
+def test_a_format_3_archive_of_the_packaged_vae_still_decodes():
+    """``tests/data/digits_format3.jxr``: the eight digits of ``tests/data/mnist_test_digits.npy``,
+    written by jaxrec 0.3 (``jaxrec compress --model mnist-vae``, format version 3, no snap marks).
+    Format 4 reads it as written: the VAE declares ``latent_step`` but the file has no marks."""
+    data = (Path(__file__).parent / "data" / "digits_format3.jxr").read_bytes()
+    assert data[4] == 3
+    bundle = jaxrec.models.load("mnist-vae")
+    _, plan = bundle.setup("sp_pfr", 4)
+    digits = np.load(Path(__file__).parent / "data" / "mnist_test_digits.npy")
+    np.testing.assert_array_equal(codec.decompress_batch(bundle.codec, data, plan=plan), digits)
