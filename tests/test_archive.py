@@ -340,3 +340,23 @@ def test_latent_step_must_be_a_power_of_two():
     for codec in (Odd(3), type("Flag", (Grid,), {"latent_step": True})(3)):
         with pytest.raises(InvalidArgumentError, match="codec.latent_step must be None or a power of two"):
             jcodec.compress_batch(codec, count_items(2), key=0, coder=CODER, plan=PLAN)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.float32])
+def test_likelihood_weights_are_checked_in_either_dtype(dtype):
+    """``check_tables``: weights ``[n, *item_shape, K]`` become float64 ``[n, size, K]``; a negative
+    weight, a row of zeros (and for floats NaN or inf) or a wrong shape is refused by name."""
+    from jaxrec.codec.sections import check_tables
+
+    good = np.arange(24, dtype=dtype).reshape(2, 3, 4) + 1
+    table = check_tables(good, (3,))
+    assert table.dtype == np.float64 and table.shape == (2, 3, 4)
+    np.testing.assert_array_equal(table, good)
+    bad = [(0, 1, 2, -1), (1, 2, slice(None), 0)] + ([(0, 0, 0, np.nan), (1, 1, 3, np.inf)] if dtype == np.float32 else [])
+    for i, j, k, value in bad:
+        weights = good.copy()
+        weights[i, j, k] = value
+        with pytest.raises(InvalidArgumentError, match="finite weights >= 0 with a positive sum per element"):
+            check_tables(weights, (3,))
+    with pytest.raises(FormatError, match=r"has shape \(3, 4\) per item, the items have shape \(2,\)"):
+        check_tables(good, (2,), FormatError)

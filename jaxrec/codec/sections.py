@@ -163,8 +163,14 @@ def check_tables(weights: np.ndarray, item_shape: tuple[int, ...], error: type =
             f"codec.likelihood(z) has shape {weights.shape[1:]} per item, the items have shape {tuple(item_shape)} "
             "(expected item shape + (K,))"
         )
-    table = weights.reshape(weights.shape[0], -1, weights.shape[-1]).astype(np.float64)
-    if not (np.isfinite(table).all() and (table >= 0).all() and (table.sum(axis=-1) > 0).all()):
+    table = weights.reshape(weights.shape[0], -1, weights.shape[-1])
+    if np.issubdtype(table.dtype, np.integer):  # integer weights (jaxrec.models.lossless): two cheap passes
+        valid = table.size == 0 or (table.min() >= 0 and (table.sum(axis=-1, dtype=np.int64) > 0).all())
+        table = table.astype(np.float64)
+    else:
+        table = table.astype(np.float64)
+        valid = np.isfinite(table).all() and (table >= 0).all() and (table.sum(axis=-1) > 0).all()
+    if not valid:
         raise InvalidArgumentError("codec.likelihood(z) must give finite weights >= 0 with a positive sum per element")
     return table
 
