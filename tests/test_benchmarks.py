@@ -41,7 +41,8 @@ def test_bench_throughput_quick():
 @pytest.mark.slow
 def test_bench_mnist_tiny(tmp_path):
     """A tiny run that keeps its archive, then the decode-only mode on it (the cross-backend check's
-    second half), which must find it bit-exact; an archive of the wrong images is reported, not passed."""
+    second half), which must find it bit-exact; an archive of the wrong images, or a corrupt one, is
+    reported (in the JSON, and by the exit status), not passed."""
     archive = tmp_path / "eight.jxr"
     _run("bench_mnist.py", "--num", "8", "--batch", "8", "--device", "cpu", "--tag=-smoke", "--keep", str(archive))
     latest = ROOT / "experiments/results/bench_mnist/latest"
@@ -56,6 +57,13 @@ def test_bench_mnist_tiny(tmp_path):
     with pytest.raises(subprocess.CalledProcessError):
         _run("bench_mnist.py", "--decode", str(archive), "--device", "cpu", "--tag=-smoke")
     assert json.loads((latest / "cpu-decoded-smoke.json").read_text())["result"]["mismatched_images"] == 8
+    # a corrupt archive: the FormatError is the recorded result
+    archive.write_bytes(archive.read_bytes()[:-1])
+    with pytest.raises(subprocess.CalledProcessError):
+        _run("bench_mnist.py", "--decode", str(archive), "--device", "cpu", "--tag=-smoke")
+    failed = json.loads((latest / "cpu-decoded-smoke.json").read_text())["result"]
+    assert not failed["bit_exact"] and ("truncated" in failed["error"] or "checksum" in failed["error"])
+    assert "**FormatError**" in (latest / "cpu-decoded-smoke.md").read_text()
 
 
 @pytest.mark.slow
