@@ -125,6 +125,25 @@ def test_beta_binomial_weights_match_the_exact_pmf(log2_a, log2_b):
     np.testing.assert_allclose(q[big], p[big], rtol=3e-3)
 
 
+def test_beta_binomial_weights_are_the_step_by_step_recurrence_bit_for_bit():
+    """The weights (from prefix-sum tables) against the recurrence of the module docstring run
+    step by step in numpy int64, on every ``alpha`` index with a spread of ``beta`` indices (and
+    clipped ones): the likelihood tables are part of the file format, so not one bit may move."""
+    log2_int, shifted = (t.astype(np.int64) for t in lossless._log2_tables())
+    exp2 = lossless._exp2_table().astype(np.int64)
+    limit, n = 256, 255
+    ja = np.repeat(np.arange(-limit - 3, limit + 4), 5)
+    jb = np.random.default_rng(0).integers(-limit - 3, limit + 4, ja.size)
+    a, b = np.clip(ja, -limit, limit) + limit, np.clip(jb, -limit, limit) + limit
+    ell = np.zeros((ja.size, n + 1), np.int64)
+    for k in range(n):
+        ell[:, k + 1] = ell[:, k] + log2_int[n - k] - log2_int[k + 1] + shifted[k, a] - shifted[n - 1 - k, b]
+    gap = (ell.max(axis=1, keepdims=True) - ell) >> (lossless.LOG_FRAC_BITS - lossless.EXP_FRAC_BITS)
+    expected = (exp2[gap & (2**lossless.EXP_FRAC_BITS - 1)] >> np.minimum(gap >> lossless.EXP_FRAC_BITS, 31)) + 1
+    got = np.asarray(jax.jit(lossless.beta_binomial_weights)(jnp.asarray(ja, jnp.int32), jnp.asarray(jb, jnp.int32)))
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_table_rounding_uses_exact_arithmetic_near_ties():
     # float64 says 2.5000000001 (rounds up); the exact value just below the tie must win
     got = lossless._round_fixed(np.array([2.5000000001, 7.2]), lambda i: decimal.Decimal("2.49999999999"))
