@@ -292,6 +292,15 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
         "test_container.py::test_header_round_trip",
         "test_container.py::test_random_bytes",
     ),
+    "codec/sections": (  # the streams of a chunk: the snap marks and the weight checks first, then the archives
+        "test_archive.py::test_snap_marks_make_every_decoder_within_the_margin_see_the_encoders_cells",
+        "test_archive.py::test_likelihood_weights_are_checked_in_either_dtype",
+        "test_archive.py::test_an_archive_decodes_exactly_on_a_decoder_whose_latents_differ_in_the_last_bits",
+        "test_archive.py::test_latent_step_must_be_a_power_of_two",
+        "test_archive.py",
+        "test_container.py",
+        "test_codec.py",
+    ),
 }
 
 
