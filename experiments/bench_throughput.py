@@ -43,7 +43,7 @@ JSON.  Writes ``<backend>[-quick][<tag>].json`` and ``.md`` (``experiments/_resu
     python experiments/bench_throughput.py --quick         # smoke test (tiny sizes)
     python experiments/bench_throughput.py --coders pfr sp_pfr --dims 5   # some encoders, some sizes
     python experiments/bench_throughput.py --full          # 2^20 candidates per call
-    python experiments/bench_throughput.py --device gpu --full --log2-candidates 24 --chunk 65536 \
+    python experiments/bench_throughput.py --device gpu --full --log2-candidates 24 --chunk 32768 \
         --lanes 1024 --lane-chunk 256 --batch 65536 --processes 1   # accelerator sizes (experiments/accelerator.sh)
 """
 
