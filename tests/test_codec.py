@@ -311,6 +311,7 @@ def test_register_coder_round_trip():
 
 
 @pytest.mark.slow  # 11 s in the fast tier (2 idle cores)
+@pytest.mark.mutation  # the only fast-enough archive of several bin alphabets (codec/sections' index streams)
 def test_space_partitioning_coder_with_per_block_partitions():
     codec = GaussianChannel(5)
     xs = channel_items(4, 5, seed=4)
