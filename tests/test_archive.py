@@ -72,6 +72,11 @@ def test_any_items_decode_alone(lossy, lossless):
     assert len(reader) == 50 and reader.header.num_chunks == 7
     for items in ([49], [3, 40, 3, 17], list(range(8, 16))):
         np.testing.assert_array_equal(reader.read(items), decoded[items])
+        np.testing.assert_array_equal(reader.latents(items), decoded[items])  # reconstruct(z) = z here
+    assert reader.latents().dtype == np.float32
+    np.testing.assert_array_equal(reader.latents(), decoded)
+    with pytest.raises(InvalidArgumentError, match="items must be"):
+        reader.latents([50])
     np.testing.assert_array_equal(jaxrec.decompress(GaussianChannel(3), report.archive, plan=PLAN, item=21), decoded[21])
     xs, report = lossless
     reader = ArchiveReader(Counts(3), report.archive, plan=PLAN)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from idx_files import write_split
 
@@ -106,3 +107,23 @@ def _shifted_mnist(tmp_path: Path) -> Path:
     folder = tmp_path / "shifted"
     write_split(folder, "t10k", images[8:16], labels[8:16], compress=False)
     return folder
+
+
+@pytest.mark.slow  # the packaged model's SP-PFR decoder: ~10 s cold
+def test_latents_tool_records_and_compares(tmp_path):
+    """``tools/latents.py``: record the latents of the format-3 digits archive, then compare the
+    recording with a copy that moves one coordinate into the next cell of the 2^-10 grid and one by an ulp."""
+    tool = [sys.executable, str(ROOT / "tools" / "latents.py")]
+    recorded = tmp_path / "a.npy"
+    subprocess.run([*tool, "record", str(ROOT / "tests/data/digits_format3.jxr"), str(recorded)], cwd=ROOT, check=True, timeout=600)
+    z = np.load(recorded)
+    assert z.shape == (8, 20) and z.dtype == np.float32
+    moved = z.copy()
+    moved[3, 7] += np.float32(2**-10)  # the next cell
+    moved[5, 1] = np.nextafter(z[5, 1], np.float32(np.inf))  # an ulp, the same cell (not a tie: 2^-20 away)
+    assert abs(z[5, 1] * 1024 - np.floor(z[5, 1] * 1024) - 0.5) > 2**-10
+    np.save(tmp_path / "b.npy", moved)
+    out = subprocess.run([*tool, "compare", str(recorded), str(tmp_path / "b.npy")], cwd=ROOT, check=True,
+                         capture_output=True, text=True, timeout=120).stdout
+    assert "160 coordinates, 2 differ" in out and "1: 1" in out and "item 3 coordinate 7" in out
+    assert "1 coordinate(s) in another cell" in out

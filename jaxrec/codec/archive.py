@@ -810,6 +810,28 @@ class ArchiveReader:
             decoded.update(zip((start + rows).tolist(), self._read_chunk(int(c), rows)))
         return np.stack([decoded[int(p)] for p in positions])
 
+    def latents(self, items: Sequence[int] | None = None) -> np.ndarray:
+        """The decoded latents ``z`` of items (all, or those at the given positions, in that order):
+        what ``reconstruct`` or ``likelihood`` sees (before any snap marks), bit for bit as this
+        backend regenerates the candidates. Decodes only the index streams of the chunks holding them.
+
+        Returns:
+          ``(n, D)`` numpy array of the header's latent dtype.
+
+        Raises:
+          FormatError: a corrupt index stream.
+          InvalidArgumentError: ``items`` is not a sequence of positions in ``[0, N)``.
+        """
+        positions = self._positions(items)
+        chunk_of = positions // self.header.chunk_items
+        z: dict[int, np.ndarray] = {}
+        for c in np.unique(chunk_of):
+            start = int(c) * self.header.chunk_items
+            rows = np.unique(positions[chunk_of == c]) - start
+            symbols = self._chunk_symbols(int(c))
+            z.update(zip((start + rows).tolist(), self._latents({k: v[rows] for k, v in symbols.items()}, start + rows)))
+        return np.stack([z[int(p)] for p in positions])
+
     def rates(self) -> tuple[np.ndarray, np.ndarray]:
         """``(index_bits, data_bits)``, ``float64[N]`` each: the ideal bits of every item's message
         under the header's entropy models and of its data under the codec's likelihood (zeros
