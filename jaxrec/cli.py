@@ -308,7 +308,8 @@ def _print_info(path: str, info: dict[str, Any]) -> None:
         ("coder", f"{info['coder']}({params}){unknown}"),
         ("key", f"words {info['key_words']}, first item {info['first_item']}"),
         ("items", (f"{n} of shape {tuple(info['item_shape'])} {info['item_dtype']}, "
-                   f"{'lossless' if info['lossless'] else 'lossy'}, in {info['num_chunks']} chunks of {info['chunk_items']}")),
+                   f"{'lossy' if not info['lossless'] else 'lossless with snap marks' if info['snap_marks'] else 'lossless'}, "
+                   f"in {info['num_chunks']} chunks of {info['chunk_items']}")),
         ("latent", (f"{info['latent_size']} x {info['latent_dtype']} in {info['num_blocks']} blocks, "
                     f"plan fingerprint {info['plan_fingerprint']}")),
         ("models", models),

@@ -317,7 +317,12 @@ def test_an_archive_decodes_exactly_on_a_decoder_whose_latents_differ_in_the_las
     with_marks = jcodec.compress_batch(Grid(3), xs, key=4, coder=CODER, plan=PLAN)
     without = jcodec.compress_batch(GridWithoutStep(3), xs, key=4, coder=CODER, plan=PLAN)
     assert len(with_marks) > len(without)  # the marks cost a little
+    assert container.read(with_marks).header.snap_marks and not container.read(without).header.snap_marks
     np.testing.assert_array_equal(jaxrec.decompress_batch(Grid(3), with_marks, plan=PLAN), xs)
+    # the header says whether marks are there: a codec that declares a step reads a file without them
+    np.testing.assert_array_equal(jaxrec.decompress_batch(Grid(3), without, plan=PLAN), xs)
+    with pytest.raises(FormatError, match="carry snap marks, but the codec declares no latent_step"):
+        jaxrec.decompress_batch(GridWithoutStep(3), with_marks, plan=PLAN)
     latents = ArchiveReader._latents
     moved = []
 

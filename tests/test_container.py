@@ -148,15 +148,16 @@ def layouts(draw):
     group_models=st.lists(models, max_size=3),
     latent_dtype=st.sampled_from(["float32", "float64"]),
     words_per_stream=st.integers(0, 3),
+    snap=st.booleans(),
 )
 def test_header_round_trip(name, model, args, words, first, dims, fingerprint, shape, dtype, lossless, layout,
-                           group_models, latent_dtype, words_per_stream):
+                           group_models, latent_dtype, words_per_stream, snap):
     num_items, chunk, counts = layout
     header = Header(
         coder_name=name, coder_args=tuple(args), key_words=words, first_item=first, latent_size=dims[0],
         latent_dtype=latent_dtype, num_blocks=dims[1], plan_fingerprint=fingerprint, item_shape=tuple(shape),
         item_dtype=dtype, lossless=lossless, num_items=num_items, chunk_items=chunk,
-        groups=(tuple(group_models),) * len(counts), group_counts=counts, model=model,
+        groups=(tuple(group_models),) * len(counts), group_counts=counts, model=model, snap_marks=snap and lossless,
     )
     stream = bytes(range(4 * words_per_stream))
     group_stream = stream if len(counts) > 1 else b""
@@ -472,15 +473,16 @@ def test_typed_values_have_the_documented_bytes_and_read_back():
 
 
 def _header(**changes) -> Header:
-    """A header that uses every field: two groups of all four model kinds, lossless, float64,
-    multi-byte varints, a bfloat16 item of three axes."""
+    """A header that uses every field: two groups of all four model kinds, lossless with snap marks,
+    float64, multi-byte varints, a bfloat16 item of three axes."""
     models = (ZipfModel(1.25), UniformModel(2**40), CategoricalModel((1.0, 3.0)), PlanAlphabetModel())
     header = Header(
         coder_name="gprs_bnb", coder_args=("sample", 64, None, 0.1), key_words=(0xFFFFFFFF, 1), first_item=300,
         latent_size=300, latent_dtype="float64", num_blocks=2, plan_fingerprint=0xDEADBEEF, item_shape=(2, 0, 130),
         item_dtype="bfloat16", lossless=True, num_items=5, chunk_items=2, groups=(models, models[::-1]),
-        group_counts=(2, 3), model="toy crc32=0",
+        group_counts=(2, 3), model="toy crc32=0", snap_marks=True,
     )
+    changes.setdefault("snap_marks", changes.get("lossless", True))  # a lossy variant has no marks
     return dataclasses.replace(header, **changes)
 
 
@@ -502,7 +504,7 @@ def test_written_header_has_the_documented_layout():
               + struct.pack("<f", 1.0) + b"\x04" + struct.pack("<f", 3.0) + b"\x04")
     reversed_models = (b"\x04\x03\x07\x02\x04" + struct.pack("<f", 1.0) + b"\x04" + struct.pack("<f", 3.0)
                        + b"\x02\x03" + _leb(2**41) + b"\x01\x04" + struct.pack("<f", 1.25))
-    head = (MAGIC + bytes([4, 1, 0b11]) + b"\x0btoy crc32=0" + b"\x08gprs_bnb"
+    head = (MAGIC + bytes([4, 1, 0b111]) + b"\x0btoy crc32=0" + b"\x08gprs_bnb"
             + b"\x04" + b"\x06\x06sample" + b"\x03\x80\x01" + b"\x00" + b"\x05" + struct.pack("<d", 0.1)
             + _leb(0xFFFFFFFF) + b"\x01" + _leb(300) + _leb(300) + b"\x02" + struct.pack("<I", 0xDEADBEEF)
             + b"\x03\x02\x00" + _leb(130) + bytes([ITEM_DTYPES.index("bfloat16")]) + b"\x05\x02"
@@ -523,7 +525,7 @@ def test_written_header_has_the_documented_layout():
     assert header.num_chunks == 3 and [header.chunk_of(i) for i in range(5)] == [0, 0, 1, 1, 2]
     assert [list(header.chunk_range(c)) for c in range(3)] == [[0, 1], [2, 3], [4]]
     # one group, lossy, float32: no group counts, no group stream length, no data stream lengths
-    one = _header(groups=(_header().groups[0],), group_counts=(5,), lossless=False, latent_dtype="float32")
+    one = _header(groups=(_header().groups[0],), group_counts=(5,), lossless=False, latent_dtype="float32", snap_marks=False)
     group, chunks = _streams(one)
     data = container.write(one, group, chunks)
     assert data[6] == 0 and container.read(data).header == one
@@ -581,7 +583,9 @@ def test_read_refuses_what_write_would_have_refused(monkeypatch):
         ({"groups": (), "group_counts": ()}, "no group"), ({"chunk_items": 0, "num_items": 1}, "chunk items >= 1"),
         ({"num_items": 0, "group_counts": (0,), "groups": ((ZipfModel(2.0),),)}, "num items >= 1"),
         ({"item_shape": (1,) * 33}, "item ndim = 33 is out of range"),
-        ({"first_item": 2**32 - 4}, "num items = 5 is out of range"), ({"latent_dtype": "float16", "lossless": False}, None),
+        ({"first_item": 2**32 - 4}, "num items = 5 is out of range"),
+        ({"latent_dtype": "float16", "lossless": False, "snap_marks": False}, None),
+        ({"lossless": False, "snap_marks": True}, "the flags announce snap marks in a lossy archive"),
     ]
     for changes, message in cases:
         header = _header(**changes)
@@ -624,7 +628,7 @@ def test_version_2_files_are_read_and_decoded_unless_their_coder_draws_other_poi
         ("gprs_bnb", ("sample", 64, None, 0.1), "float32"), ("sp_pfr", (256, 2**20, 4096), "float32"),
         ("sp_orc", (1024, 128), "float64"), ("factorized", (("pfr", (64, 2**26)),), "float32"),
     ]:
-        header = _header(coder_name=name, coder_args=args, latent_dtype=dtype)
+        header = _header(coder_name=name, coder_args=args, latent_dtype=dtype, snap_marks=False)  # no marks before 4
         written = container.write(header, *_streams(header))
         assert container.read(_reframe(written[:4] + b"\x02" + written[5:-4])).header == dataclasses.replace(header, version=2)
     assert registry.LATENT_DTYPES == container.DTYPES  # the keys oldest_format may use are the file's dtypes
@@ -655,7 +659,8 @@ def test_read_names_each_defect_of_a_hand_built_archive():
         data[:4] + b"\x05" + data[5:]: r"unknown format version 5 \(this jaxrec reads versions \(2, 3, 4\)\)",
         data[:4] + b"\x00" + data[5:]: "unknown format version 0",
         _reframe(body[:5] + b"\x00" + body[6:]): "unknown PRNG id 0", _reframe(body[:5] + b"\x02" + body[6:]): "unknown PRNG id 2",
-        _reframe(body[:6] + b"\x07" + body[7:]): "unknown flags 0x07", data + b"\0\0": "2 trailing bytes",
+        _reframe(body[:6] + b"\x0f" + body[7:]): "unknown flags 0x0f", data + b"\0\0": "2 trailing bytes",
+        _reframe(body[:4] + b"\x03" + body[5:]): "unknown flags 0x07",  # snap marks came with version 4
         data[:-4] + bytes([data[-4] ^ 0x80]) + data[-3:]: "checksum mismatch",
         data[:-9] + bytes([data[-9] ^ 1]) + data[-8:]: "checksum mismatch",
     }
@@ -668,8 +673,9 @@ def test_read_names_each_defect_of_a_hand_built_archive():
     # Versions 2 and 3 have version 4's layout (2 -> 3: some coders' points; 3 -> 4: the snap marks in
     # some lossless data streams): read, version kept. The jaxrec release of each version is part of
     # the format (the decoder's messages name it).
+    plain = container.write(_header(snap_marks=False), *_streams(_header()))
     for old in (2, 3):
-        assert container.read(_reframe(data[:4] + bytes([old]) + data[5:-4])).header == dataclasses.replace(_header(), version=old)
+        assert container.read(_reframe(plain[:4] + bytes([old]) + plain[5:-4])).header == _header(snap_marks=False, version=old)
     assert container.READABLE_VERSIONS == (2, 3, 4) and container.WRITTEN_BY == {1: "0.1", 2: "0.2", 3: "0.3", 4: "0.4"}
     archive = container.read(data)
     at = archive.header_bytes  # the item table: the group stream's length first
@@ -704,12 +710,12 @@ def test_item_dtypes_and_the_chunk_limit_are_fixed_by_the_format(monkeypatch):
 
 def test_headers_and_archives_are_frozen_and_the_optional_fields_default_to_none_recorded():
     """``Header`` and ``Archive`` are frozen (hashable, no field can be reassigned); a header built
-    without ``model``, ``prng_impl`` or ``version`` records no model (an empty string: one zero
-    byte), threefry2x32 and version 4."""
+    without ``model``, ``prng_impl``, ``version`` or ``snap_marks`` records no model (an empty string:
+    one zero byte), threefry2x32, version 4 and no snap marks."""
     full = _header()
     header = Header(**{f.name: getattr(full, f.name) for f in dataclasses.fields(Header)
-                       if f.name not in ("model", "prng_impl", "version")})
-    assert (header.model, header.prng_impl, header.version) == ("", "threefry2x32", 4)
+                       if f.name not in ("model", "prng_impl", "version", "snap_marks")})
+    assert (header.model, header.prng_impl, header.version, header.snap_marks) == ("", "threefry2x32", 4, False)
     data = container.write(header, *_streams(header))
     assert data[4:8] == b"\x04\x01\x03\x00" and container.read(data).header == header
     archive = container.read(data)
@@ -809,6 +815,7 @@ def test_every_header_field_named_when_the_writer_refuses_it():
         ("first_item", 2**32, "first_item must be an int in \\[0, 4294967296\\)"),
         ("plan_fingerprint", 2**32, "plan_fingerprint must be an int in \\[0, 4294967296\\)"),
         ("num_items", 2**64, "num_items must be an int in \\[0, 4294967297\\)"),
+        ("snap_marks", 1, "snap_marks must be a bool, True only for a lossless archive, got 1"),
     ]:
         with pytest.raises(InvalidArgumentError, match=f"^{message}"):
             container.write(_header(**{field: value}), *_streams(_header()))

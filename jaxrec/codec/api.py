@@ -240,6 +240,7 @@ def describe(data: bytes) -> dict[str, Any]:
         "item_shape": list(header.item_shape),
         "item_dtype": header.item_dtype,
         "lossless": header.lossless,
+        "snap_marks": header.snap_marks,
         "entropy_models": [[repr(m) for m in models] for models in header.groups],
         "group_counts": list(header.group_counts),
         "index_ideal_bits": index_bits,

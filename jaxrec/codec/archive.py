@@ -531,6 +531,7 @@ class ArchiveWriter:
             groups=tuple(self._group_models),
             group_counts=counts,
             model=self._model,
+            snap_marks=self._snap_step is not None,
         )
         self._archive = container.write(header, group_stream, self._chunks)
         warn_status(self._code(), stacklevel=3)
@@ -695,8 +696,12 @@ class ArchiveReader:
             raise FormatError("the archive is lossy, but the codec is lossless (it has likelihood())")
         require_methods(codec, ("prior", "likelihood" if header.lossless else "reconstruct"), "decoder")
         self._codec = codec
-        # snap marks came with format version 4 (see sections.snap_marks)
-        self._snap_step = _latent_step(codec) if header.lossless and header.version >= 4 else None
+        self._snap_step = _latent_step(codec) if header.snap_marks else None  # see sections.snap_marks
+        if header.snap_marks and self._snap_step is None:
+            raise FormatError(
+                "the archive's data streams carry snap marks, but the codec declares no latent_step "
+                "(is it the codec the archive was written with?)"
+            )
         prior = codec_prior(codec, header.latent_dtype)
         if prior.event_size != header.latent_size:
             raise FormatError(

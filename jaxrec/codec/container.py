@@ -13,7 +13,8 @@ typed value, see below)::
     version        u8        FORMAT_VERSION (4; versions 2 and 3 are read, see below)
     prng           u8        1 = threefry2x32 with the version-2 candidate stream (jaxrec.core.prng)
     flags          u8        bit 0: latent is float64 (else float32); bit 1: lossless (every chunk
-                             has a data stream); other bits 0
+                             has a data stream); bit 2 (version 4): the data streams carry snap
+                             marks (lossless only); other bits 0
     model          varint length + UTF-8     a name of the model, at most 256 bytes ("" = none;
                                              the command line writes "<name> crc32=<hex>")
     coder name     varint length + ASCII     e.g. "sp_pfr"
@@ -119,6 +120,7 @@ _MAX_DEPTH = 2
 _U32 = 2**32
 _FLAG_FLOAT64 = 1
 _FLAG_LOSSLESS = 2
+_FLAG_SNAP_MARKS = 4
 _CRC = struct.Struct("<I")
 
 _T_NONE, _T_FALSE, _T_TRUE, _T_INT, _T_F32, _T_F64, _T_STR, _T_TUPLE = range(8)
@@ -147,6 +149,8 @@ class Header:
       item_shape: shape of one item.
       item_dtype: name of the items' dtype (one of :data:`ITEM_DTYPES`).
       lossless: True when every chunk has a data stream (items entropy-coded given the latent).
+      snap_marks: True when the data streams carry snap marks (a lossless codec with a
+        ``latent_step``: :func:`jaxrec.codec.sections.snap_marks`); version 4 on.
       num_items: ``N``.
       chunk_items: ``C``, items per chunk (the last chunk may hold fewer).
       groups: the entropy models of the transmitted symbols, one tuple per group, in coding order.
@@ -174,6 +178,7 @@ class Header:
     model: str = ""
     prng_impl: str = "threefry2x32"
     version: int = FORMAT_VERSION
+    snap_marks: bool = False
 
     @property
     def num_chunks(self) -> int:
@@ -336,6 +341,8 @@ def _check_header(header: Header, group_stream: bytes, chunks: Sequence[tuple[by
             raise InvalidArgumentError(f"streams must be whole 32-bit words, got {len(stream)} bytes")
     if not header.lossless and any(data for _, data in chunks):
         raise InvalidArgumentError("a lossy archive has no data streams")
+    if not isinstance(header.snap_marks, bool) or (header.snap_marks and not header.lossless):
+        raise InvalidArgumentError(f"snap_marks must be a bool, True only for a lossless archive, got {header.snap_marks!r}")
 
 
 def write(header: Header, group_stream: bytes, chunks: Sequence[tuple[bytes, bytes]]) -> bytes:
@@ -351,6 +358,7 @@ def write(header: Header, group_stream: bytes, chunks: Sequence[tuple[bytes, byt
     if prng_id is None:
         raise InvalidArgumentError(f"unknown PRNG implementation {header.prng_impl!r}")
     flags = (_FLAG_FLOAT64 if header.latent_dtype == "float64" else 0) | (_FLAG_LOSSLESS if header.lossless else 0)
+    flags |= _FLAG_SNAP_MARKS if header.snap_marks else 0
     out = bytearray(MAGIC)
     out += bytes([FORMAT_VERSION, prng_id, flags])
     out += _str("model", header.model, _MAX_MODEL)
@@ -548,8 +556,11 @@ def read(data: bytes) -> Archive:
     # Semantic checks (after the checksum, so corruption is reported as such).
     if prng_id not in PRNG_IDS:
         raise FormatError(f"unknown PRNG id {prng_id}")
-    if flags & ~(_FLAG_FLOAT64 | _FLAG_LOSSLESS):
+    known = _FLAG_FLOAT64 | _FLAG_LOSSLESS | (_FLAG_SNAP_MARKS if version >= 4 else 0)
+    if flags & ~known:
         raise FormatError(f"unknown flags {flags:#04x}")
+    if flags & _FLAG_SNAP_MARKS and not lossless:
+        raise FormatError("the flags announce snap marks in a lossy archive (it has no data streams)")
     latent_dtype = DTYPES[flags & _FLAG_FLOAT64]
     if dtype_id >= len(ITEM_DTYPES):
         raise FormatError(f"unknown item dtype {dtype_id}")
@@ -588,5 +599,6 @@ def read(data: bytes) -> Archive:
         model=model,
         prng_impl=PRNG_IDS[prng_id],
         version=version,
+        snap_marks=bool(flags & _FLAG_SNAP_MARKS),
     )
     return Archive(header, data, group_span, tuple(spans), header_bytes, table_bytes)
