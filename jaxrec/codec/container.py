@@ -56,8 +56,8 @@ quantile of :mod:`jaxrec.core.normal_quantile` instead of ``ndtri``, SP-ORC's po
 candidate stream instead of a stream per bin -- so the decoder refuses a version-2 file of SP-ORC
 codes or float32 SP-PFR codes, naming jaxrec 0.2: each coder lists the oldest version it decodes,
 ``CoderEntry.oldest_format`` in :mod:`jaxrec.coders.registry`; a version-3 file has version 4's
-layout and candidates and is read: version 4 added the snap marks to the data streams of lossless
-codecs that declare ``latent_step``, see :mod:`jaxrec.codec.sections`),
+layout and candidates and is read: version 4 added the snap marks (flags bit 2) to the data streams
+of lossless codecs that declare ``latent_step``, see :mod:`jaxrec.codec.sections`),
 truncation, trailing bytes, checksum mismatch, values out of range -- and nothing else, on any
 input: every count is bounded by the bytes that remain (or by a constant of the format, for ``C``),
 so corrupt input cannot make it allocate or loop without bound.

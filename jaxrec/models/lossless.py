@@ -31,11 +31,13 @@ entry within ``1e-6`` of a rounding tie is recomputed with Python's :mod:`decima
 rounded software arithmetic), so they do not depend on the platform's libm.  Constriction then
 quantizes the integer weights (converted exactly to float64) with IEEE basic arithmetic only.
 
-**What is not guaranteed.**  ``z`` itself: the decoder regenerates the chosen REC candidate as
-``jax.random.normal`` (pinned threefry bits, then a float32 ``erfinv`` approximation).  A backend or
-XLA release whose ``erfinv`` differs in the last ulp can move ``z``; the file then breaks only if
-that moves ``z * 2^10`` across a rounding boundary (for a one-ulp change, a chance of about ``2^-13``
-per latent coordinate at ``|z| ~ 1``, ``2^-10`` near ``|z| = 8``).  Accumulators are sized for realistic activations
+**What the archive adds.**  ``z`` itself is not the same everywhere: the decoder regenerates the
+chosen REC candidate from pinned threefry bits through float32 transcendental functions, and XLA:GPU
+and XLA:CPU differ in the last bits (on an H200, 7.5% of the MNIST test latents by 1-3 ulps).  Where
+that moves ``z * 2^10`` across a rounding boundary (2 of 200,000 coordinates there) the tables
+differ, so the VAE declares ``latent_step = 2^-10`` and format-4 archives carry snap marks that put
+every coordinate near a boundary on the encoder's side (:func:`jaxrec.codec.sections.snap_marks`).
+Accumulators are sized for realistic activations
 (``|acc| < 2^31`` needs ``|h| < 512`` before the shift); larger values wrap *deterministically*,
 costing bits, never losslessness.  The float encoder network never needs to match.
 """
