@@ -5,6 +5,7 @@
 #      timed by stage; the archive is kept in OUT;
 #   2. that archive decoded on the same machine's CPU (JAX_PLATFORMS=cpu): the GPU-encode /
 #      CPU-decode check (copy OUT's archive home and decode it there too: bench_mnist.py --decode);
+#      and its latents as each backend regenerates them (tools/latents.py: OUT/z-*.npy, compared);
 #   3. an archive written elsewhere (FOREIGN, e.g. bench_mnist.py --keep on a CPU machine) decoded
 #      on the accelerator: the other direction;
 #   4. bench_throughput.py at accelerator sizes (2^24 candidates per single-problem call, chunks of
@@ -53,6 +54,11 @@ fi
 archive="$out/mnist_test-$platform.jxr"
 step 200 "$py" experiments/bench_mnist.py --device "$platform" "${mnist[@]}" --keep "$archive"
 [[ -f $archive ]] && step 100 env JAX_PLATFORMS=cpu "$py" experiments/bench_mnist.py --device cpu --decode "$archive" --tag="-from-$platform"
+if [[ -f $archive ]]; then  # the latents both backends regenerate for that archive, and how they differ
+  step 60 "$py" tools/latents.py record "$archive" "$out/z-$platform.npy" --model mnist-vae
+  step 60 env JAX_PLATFORMS=cpu "$py" tools/latents.py record "$archive" "$out/z-cpu.npy" --model mnist-vae
+  [[ -f $out/z-cpu.npy && -f $out/z-$platform.npy ]] && "$py" tools/latents.py compare "$out/z-cpu.npy" "$out/z-$platform.npy"
+fi
 [[ -n $foreign ]] && step 80 "$py" experiments/bench_mnist.py --device "$platform" --decode "$foreign" --tag=-from-elsewhere
 for dim in 5 64; do
   step 150 "$py" experiments/bench_throughput.py --device "$platform" --dims "$dim" --tag="-d$dim" "${throughput[@]}"
