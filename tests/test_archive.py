@@ -370,3 +370,28 @@ def test_likelihood_weights_are_checked_in_either_dtype(dtype):
             check_tables(weights, (3,))
     with pytest.raises(FormatError, match=r"has shape \(3, 4\) per item, the items have shape \(2,\)"):
         check_tables(good, (2,), FormatError)
+
+
+def test_index_streams_of_a_message_with_a_plan_alphabet_between_other_symbols():
+    """A message ``(b: Uniform(16), bins: plan alphabet, a: Zipf)``: one stream per symbol and per bin
+    alphabet size above 1 (sizes 1 send nothing), in message order; a chunk's symbols round-trip
+    through the streams; the ideal bits add up every stream's cost."""
+    import types
+
+    from jaxrec.codec.sections import decode_index_chunk, encode_index_chunk, fields_ideal_bits, index_streams
+    from jaxrec.entropy import PlanAlphabetModel, UniformModel, ZipfModel, zipf_bits
+
+    sizes = np.array([[1, 4, 2], [4, 4, 1]])  # (B, 3) bin alphabet sizes
+    entry = types.SimpleNamespace(alphabet=lambda plan, symbol: sizes)
+    shapes = {"b": (2,), "bins": (2, 3), "a": (2,)}
+    streams = index_streams(entry, [UniformModel(16), PlanAlphabetModel(), ZipfModel(1.5)], None, shapes)
+    assert [(s.symbol, s.model) for s in streams] == [
+        ("b", UniformModel(16)), ("bins", UniformModel(2)), ("bins", UniformModel(4)), ("a", ZipfModel(1.5))
+    ]
+    rng = np.random.default_rng(0)
+    symbols = {"b": rng.integers(0, 16, (5, 2)), "bins": rng.integers(0, 4, (5, 2, 3)) % sizes, "a": rng.integers(0, 40, (5, 2))}
+    decoded = decode_index_chunk(encode_index_chunk([(streams, symbols)]), [(streams, 5)], shapes)[0]
+    for name, values in symbols.items():
+        np.testing.assert_array_equal(decoded[name], values)
+    expected = 2 * 4 + np.log2(sizes).sum() + np.asarray(zipf_bits(symbols["a"], 1.5)).sum(axis=1)
+    np.testing.assert_allclose(fields_ideal_bits(streams, symbols), expected, rtol=1e-6)
