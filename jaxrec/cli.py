@@ -398,7 +398,11 @@ def console_main(argv: Sequence[str] | None = None) -> int:
     :func:`compile_cache_dir` (``mnist-vae``, 500 digits, 2 cores: ``compress`` 31-37 s the first
     time, 13-16 s after)."""
     _use_compile_cache(compile_cache_dir(os.environ))
-    return main(argv)
+    try:
+        return main(argv)
+    except BrokenPipeError:  # `jaxrec info x.jxr | head`: the reader left; exit quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:

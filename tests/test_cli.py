@@ -166,6 +166,18 @@ def test_console_script(archive):
     assert "Traceback" not in fail.stderr and fail.stderr.count("\n") == 1
 
 
+@pytest.mark.slow  # an interpreter start, the model and one decode: ~10 s
+def test_console_script_exits_quietly_when_its_reader_leaves(archive):
+    """``jaxrec info x.jxr | head -1``: once the pipe's reader has gone, the script stops with the
+    status of a broken pipe (141) and no traceback."""
+    command = [sys.executable, "-c", "import sys; from jaxrec import cli; sys.exit(cli.console_main(sys.argv[1:]))"]
+    child = subprocess.Popen([*command, "info", str(archive)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    child.stdout.close()  # the reader leaves before the first line
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == 141 and b"Traceback" not in err, err.decode()
+
+
 def test_compile_cache_folder_follows_the_environment():
     assert cli.compile_cache_dir({"HOME": "/h"}) == Path("/h/.cache/jaxrec/xla")
     assert cli.compile_cache_dir({"HOME": "/h", "XDG_CACHE_HOME": "/x"}) == Path("/x/jaxrec/xla")
