@@ -2,6 +2,9 @@
 points' argument checks (issue 11: wrong item shapes, NaN items, decoded dtypes, decoder-side codecs).
 """
 
+import types
+import zlib
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -12,8 +15,18 @@ import jaxrec
 from jaxrec import codec as jcodec
 from jaxrec.codec import ArchiveReader, ArchiveWriter, container
 from jaxrec.codec.archive import TARGET_CHUNK_BITS
+from jaxrec.codec.sections import (
+    SNAP_KEEP,
+    apply_snaps,
+    check_tables,
+    decode_index_chunk,
+    encode_index_chunk,
+    fields_ideal_bits,
+    index_streams,
+    snap_marks,
+)
 from jaxrec.core.errors import FormatError, InvalidArgumentError
-from jaxrec.entropy import zipf_bits
+from jaxrec.entropy import PlanAlphabetModel, UniformModel, ZipfModel, zipf_bits
 
 CODER = jaxrec.pfr(chunk_size=64)
 PLAN = jaxrec.BlockPlan(order=np.array([2, 0, 1]), sizes=np.array([2, 1]), budget_bits=3.0)
@@ -291,8 +304,6 @@ def test_snap_marks_make_every_decoder_within_the_margin_see_the_encoders_cells(
     """The invariant behind the marks, on latents packed near the boundaries of a grid: after
     ``apply_snaps`` with the encoder's marks, the encoder's ``z`` and any ``z`` within the budget
     fall in the same cell; without the marks, some do not (the test can fail)."""
-    from jaxrec.codec.sections import SNAP_KEEP, apply_snaps, snap_marks
-
     rng = np.random.default_rng(0)
     step = Grid.latent_step
     cells = rng.integers(-2**14, 2**14, 20_000)  # |z| <= 1
@@ -354,33 +365,56 @@ def test_latent_step_must_be_a_power_of_two():
 
 @pytest.mark.parametrize("dtype", [np.int32, np.float32])
 def test_likelihood_weights_are_checked_in_either_dtype(dtype):
-    """``check_tables``: weights ``[n, *item_shape, K]`` become float64 ``[n, size, K]``; a negative
-    weight, a row of zeros (and for floats NaN or inf) or a wrong shape is refused by name."""
-    from jaxrec.codec.sections import check_tables
-
-    good = np.arange(24, dtype=dtype).reshape(2, 3, 4) + 1
+    """``check_tables``: weights ``[n, *item_shape, K]`` become float64 ``[n, size, K]``; zeros, a row
+    summing to 1, ``K = 1`` and items of no elements are fine; a negative weight, a row of zeros (and for
+    floats NaN or inf) or a wrong shape (``K = 0`` included) is refused by name."""
+    good = np.arange(24, dtype=dtype).reshape(2, 3, 4) % 5  # zeros in rows with positive sums
+    good[1, 2] = (0, 0, 1, 0)  # a row that sums to 1
     table = check_tables(good, (3,))
     assert table.dtype == np.float64 and table.shape == (2, 3, 4)
     np.testing.assert_array_equal(table, good)
+    assert check_tables(np.ones((2, 3, 1), dtype), (3,)).shape == (2, 3, 1)  # one level: K = 1
+    assert check_tables(np.ones((2, 0, 4), dtype), (0,)).shape == (2, 0, 4)  # items of no elements
     bad = [(0, 1, 2, -1), (1, 2, slice(None), 0)] + ([(0, 0, 0, np.nan), (1, 1, 3, np.inf)] if dtype == np.float32 else [])
     for i, j, k, value in bad:
         weights = good.copy()
         weights[i, j, k] = value
         with pytest.raises(InvalidArgumentError, match="finite weights >= 0 with a positive sum per element"):
             check_tables(weights, (3,))
-    with pytest.raises(FormatError, match=r"has shape \(3, 4\) per item, the items have shape \(2,\)"):
+    with pytest.raises(InvalidArgumentError, match="finite weights >= 0 with a positive sum per element"):
+        check_tables(np.full((1, 1, 1), -1, dtype), (1,))
+    shape_error = r"has shape \(3, 4\) per item, the items have shape \(2,\) \(expected item shape \+ \(K,\)\)"
+    with pytest.raises(FormatError, match=shape_error):
         check_tables(good, (2,), FormatError)
+    with pytest.raises(InvalidArgumentError, match=r"has shape \(3, 0\) per item, the items have shape \(3,\)"):
+        check_tables(np.ones((2, 3, 0), dtype), (3,))
+
+
+class QuantizedCounts(Counts):
+    """:class:`Counts` (irregular integer weights) of ``z`` rounded to a grid of ``2^-10``."""
+
+    latent_step = 2.0**-10
+
+    def likelihood(self, z):
+        return super().likelihood(np.rint(np.asarray(z, np.float64) / self.latent_step) * self.latent_step)
+
+
+def test_golden_lossless_archive_with_snap_marks():
+    """The bytes of a small lossless archive with snap marks (:class:`QuantizedCounts`) are pinned:
+    the snap marks' model, constriction's categorical coder and its quantization (``perfect=False``)
+    all feed into them. If this changes, stored files break: bump FORMAT_VERSION."""
+    data = jcodec.compress_batch(QuantizedCounts(3), count_items(40, seed=3), key=9, coder=CODER, plan=PLAN)
+    assert container.read(data).header.snap_marks
+    assert (len(data), zlib.crc32(data[:-4])) == GOLDEN_LOSSLESS, (len(data), zlib.crc32(data[:-4]))
+
+
+GOLDEN_LOSSLESS = (113, 2843340502)  # bytes, CRC32 of all but the stored checksum
 
 
 def test_index_streams_of_a_message_with_a_plan_alphabet_between_other_symbols():
     """A message ``(b: Uniform(16), bins: plan alphabet, a: Zipf)``: one stream per symbol and per bin
     alphabet size above 1 (sizes 1 send nothing), in message order; a chunk's symbols round-trip
     through the streams; the ideal bits add up every stream's cost."""
-    import types
-
-    from jaxrec.codec.sections import decode_index_chunk, encode_index_chunk, fields_ideal_bits, index_streams
-    from jaxrec.entropy import PlanAlphabetModel, UniformModel, ZipfModel, zipf_bits
-
     sizes = np.array([[1, 4, 2], [4, 4, 1]])  # (B, 3) bin alphabet sizes
     entry = types.SimpleNamespace(alphabet=lambda plan, symbol: sizes)
     shapes = {"b": (2,), "bins": (2, 3), "a": (2,)}
