@@ -19,6 +19,7 @@ from jaxrec.codec.sections import (
     SNAP_KEEP,
     apply_snaps,
     check_tables,
+    data_ideal_bits,
     decode_index_chunk,
     encode_index_chunk,
     fields_ideal_bits,
@@ -388,6 +389,21 @@ def test_likelihood_weights_are_checked_in_either_dtype(dtype):
         check_tables(good, (2,), FormatError)
     with pytest.raises(InvalidArgumentError, match=r"has shape \(3, 0\) per item, the items have shape \(3,\)"):
         check_tables(np.ones((2, 3, 0), dtype), (3,))
+
+
+def test_data_ideal_bits_and_their_refusals():
+    """``-log2 p(x|z)`` per item from the tables; a value outside ``[0, K)`` (either end) or of
+    weight 0 is refused naming the item and the flat position."""
+    tables = np.tile(np.array([1.0, 0.0, 3.0, 4.0]), (2, 3, 1))  # [n=2, size=3, K=4]
+    items = np.array([[0, 2, 3], [3, 3, 0]])
+    np.testing.assert_allclose(data_ideal_bits(items, tables), -np.log2([1 / 8 * 3 / 8 * 4 / 8, 4 / 8 * 4 / 8 * 1 / 8]))
+    for (i, pos, value), message in [((1, 2, 4), "item 1 has value 4 at flat position 2, outside \\[0, 4\\)"),
+                                     ((0, 1, -1), "item 0 has value -1 at flat position 1, outside \\[0, 4\\)"),
+                                     ((1, 0, 1), "weight 0 to item 1's value at flat position 0")]:
+        bad = items.copy()
+        bad[i, pos] = value
+        with pytest.raises(InvalidArgumentError, match=message):
+            data_ideal_bits(bad, tables)
 
 
 class QuantizedCounts(Counts):
