@@ -302,18 +302,20 @@ def other_backend(z, budget_ulps=8, budget_abs=4.8e-7):
 
 
 def test_snap_marks_make_every_decoder_within_the_margin_see_the_encoders_cells():
-    """The invariant behind the marks, on latents packed near the boundaries of a grid: after
-    ``apply_snaps`` with the encoder's marks, the encoder's ``z`` and any ``z`` within the budget
-    fall in the same cell; without the marks, some do not (the test can fail)."""
+    """The invariant behind the marks, on latents packed near the boundaries of a grid (exact ties
+    among them): after ``apply_snaps`` with the encoder's marks, the encoder's ``z`` stays in its own
+    ``rint`` cell and any ``z`` within the budget falls in that cell too; without the marks, some do
+    not (the test can fail)."""
     rng = np.random.default_rng(0)
     step = Grid.latent_step
     cells = rng.integers(-2**14, 2**14, 20_000)  # |z| <= 1
     z = ((cells + 0.5) * step + rng.normal(scale=1e-6, size=cells.size)).astype(np.float32)[:, None]
     z[:8, 0] = ((cells[:8] + 0.5) * step).astype(np.float32)  # exact ties
     marks = snap_marks(z, step)
+    cell = lambda v: np.rint(v.astype(np.float64) / step)
+    np.testing.assert_array_equal(cell(apply_snaps(z, step, marks)), cell(z))  # the encoder keeps its cells
     for sign in (-1, 1):
         seen = z + sign * np.maximum(8 * np.spacing(np.abs(z)), np.float32(4.8e-7))
-        cell = lambda v: np.rint(v.astype(np.float64) / step)
         np.testing.assert_array_equal(cell(apply_snaps(seen, step, marks)), cell(apply_snaps(z, step, marks)))
         assert (cell(seen) != cell(z)).sum() > 100  # the cells the marks save
         kept = marks == SNAP_KEEP

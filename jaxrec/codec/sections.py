@@ -218,7 +218,9 @@ def snap_marks(z: np.ndarray, step: float) -> np.ndarray:
 
     A coordinate whose ``x = z / step`` lies within ``max(16 ulp(z), 2^-20) / step`` of the nearest
     half-integer ``b`` (the rounding boundary between cells ``b - 1/2`` and ``b + 1/2``) is marked
-    :data:`SNAP_UP` if ``x >= b``, else :data:`SNAP_DOWN`; every other one :data:`SNAP_KEEP`.
+    :data:`SNAP_UP` if the encoder's ``rint(x)`` is ``b + 1/2`` (``x > b``, or a tie whose even
+    neighbour is above), else :data:`SNAP_DOWN`; every other one :data:`SNAP_KEEP`.  So the marks
+    never move the encoder's own cell: they only tell the decoder which one it was.
 
     Raises:
       InvalidArgumentError: a margin reaches a quarter step (``step`` too fine for the float
@@ -235,7 +237,7 @@ def snap_marks(z: np.ndarray, step: float) -> np.ndarray:
             f"the snap margin (16 ulps) is {margin.max():.3f} of a step (it must stay below 1/4)"
         )
     near = np.abs(x - boundary) <= margin
-    return np.where(near, np.where(x >= boundary, SNAP_UP, SNAP_DOWN), SNAP_KEEP).astype(np.int32)
+    return np.where(near, np.where(np.rint(x) > boundary, SNAP_UP, SNAP_DOWN), SNAP_KEEP).astype(np.int32)
 
 
 def apply_snaps(z: np.ndarray, step: float, marks: np.ndarray) -> np.ndarray:
