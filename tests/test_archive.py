@@ -323,6 +323,21 @@ def test_snap_marks_make_every_decoder_within_the_margin_see_the_encoders_cells(
     assert 0 < (marks != SNAP_KEEP).mean() < 1  # both kinds of coordinate occur
 
 
+def test_snap_margin_is_16_ulps_or_2_to_the_minus_20_and_a_grid_too_fine_for_it_is_refused():
+    """The margin's two ends to the ulp: at ``|z|`` in [1, 2) 16 ulps (2^-19) are marked and 17 are
+    not; near 0 the floor 2^-20 rules. A step whose margin reaches a quarter step is refused."""
+    step = 2.0**-10
+    for boundary, margin in ((1530.5 * step, 16 * 2.0**-23), (0.5 * step, 2.0**-20)):
+        for sign in (-1, 1):
+            inside = np.float32(boundary + sign * margin)
+            outside = np.nextafter(inside, np.float32(sign * np.inf))
+            assert snap_marks(np.array([[inside, outside]], np.float32), step)[0, 0] != SNAP_KEEP
+            assert snap_marks(np.array([[inside, outside]], np.float32), step)[0, 1] == SNAP_KEEP
+    snap_marks(np.array([[1.5]], np.float32), 2.0**-16)  # margin 1/8 of a step: fine
+    with pytest.raises(InvalidArgumentError, match=r"latent_step = 7.62939453125e-06 is too fine for float32 latents at \|z\| = 1.5"):
+        snap_marks(np.array([[0.0, 1.5]], np.float32), 2.0**-17)  # margin exactly 1/4 of a step
+
+
 def test_an_archive_decodes_exactly_on_a_decoder_whose_latents_differ_in_the_last_bits(monkeypatch):
     """Format version 4: the writer sends snap marks for a codec that declares ``latent_step``, and a
     reader whose regenerated latents differ from the encoder's (:func:`other_backend`) still decodes
