@@ -806,14 +806,7 @@ class ArchiveReader:
             reader was made, so only forged archives get here).
           InvalidArgumentError: ``items`` is not a sequence of positions in ``[0, N)``.
         """
-        positions = self._positions(items)
-        chunk_of = positions // self.header.chunk_items
-        decoded: dict[int, np.ndarray] = {}
-        for c in np.unique(chunk_of):
-            start = int(c) * self.header.chunk_items
-            rows = np.unique(positions[chunk_of == c]) - start
-            decoded.update(zip((start + rows).tolist(), self._read_chunk(int(c), rows)))
-        return np.stack([decoded[int(p)] for p in positions])
+        return self._by_chunk(items, self._read_chunk)
 
     def latents(self, items: Sequence[int] | None = None) -> np.ndarray:
         """The decoded latents ``z`` of items (all, or those at the given positions, in that order):
@@ -827,15 +820,24 @@ class ArchiveReader:
           FormatError: a corrupt index stream.
           InvalidArgumentError: ``items`` is not a sequence of positions in ``[0, N)``.
         """
+        return self._by_chunk(items, self._chunk_latents)
+
+    def _by_chunk(self, items: Sequence[int] | None, decode: Callable[[int, np.ndarray], np.ndarray]) -> np.ndarray:
+        """``decode(chunk, rows)`` (rows: sorted positions within the chunk) over the chunks holding
+        ``items``, stacked in the order of ``items`` (``None`` = all)."""
         positions = self._positions(items)
         chunk_of = positions // self.header.chunk_items
-        z: dict[int, np.ndarray] = {}
+        decoded: dict[int, np.ndarray] = {}
         for c in np.unique(chunk_of):
             start = int(c) * self.header.chunk_items
             rows = np.unique(positions[chunk_of == c]) - start
-            symbols = self._chunk_symbols(int(c))
-            z.update(zip((start + rows).tolist(), self._latents({k: v[rows] for k, v in symbols.items()}, start + rows)))
-        return np.stack([z[int(p)] for p in positions])
+            decoded.update(zip((start + rows).tolist(), decode(int(c), rows)))
+        return np.stack([decoded[int(p)] for p in positions])
+
+    def _chunk_latents(self, chunk: int, rows: np.ndarray) -> np.ndarray:
+        """The latents of the items at ``rows`` (sorted positions within ``chunk``)."""
+        symbols = self._chunk_symbols(chunk)
+        return self._latents({k: v[rows] for k, v in symbols.items()}, chunk * self.header.chunk_items + rows)
 
     def rates(self) -> tuple[np.ndarray, np.ndarray]:
         """``(index_bits, data_bits)``, ``float64[N]`` each: the ideal bits of every item's message
