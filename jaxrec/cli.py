@@ -291,6 +291,7 @@ def _print_info(path: str, info: dict[str, Any]) -> None:
     params = ", ".join(f"{k}={v!r}" for k, v in info["coder_params"].items())
     unknown = "" if info["coder_registered"] else "  (not registered here: cannot decode)"
     n = info["num_items"]
+    coding = "lossy" if not info["lossless"] else "lossless with snap marks" if info["snap_marks"] else "lossless"
     ideal = info["ideal_bits"] if info["ideal_bits"] is not None else info["index_ideal_bits"]
     if ideal is None:
         rate = "ideal bits need the model and the block plan"
@@ -307,8 +308,7 @@ def _print_info(path: str, info: dict[str, Any]) -> None:
         ("model", info["model"] or "(not recorded)"),
         ("coder", f"{info['coder']}({params}){unknown}"),
         ("key", f"words {info['key_words']}, first item {info['first_item']}"),
-        ("items", (f"{n} of shape {tuple(info['item_shape'])} {info['item_dtype']}, "
-                   f"{'lossy' if not info['lossless'] else 'lossless with snap marks' if info['snap_marks'] else 'lossless'}, "
+        ("items", (f"{n} of shape {tuple(info['item_shape'])} {info['item_dtype']}, {coding}, "
                    f"in {info['num_chunks']} chunks of {info['chunk_items']}")),
         ("latent", (f"{info['latent_size']} x {info['latent_dtype']} in {info['num_blocks']} blocks, "
                     f"plan fingerprint {info['plan_fingerprint']}")),
