@@ -45,7 +45,7 @@ from jaxrec.codec.runtime import (
     cache_key_callable,
     code_template,
     codec_prior,
-    likelihood_batches,
+    likelihood_batch,
     problem_decoder,
     problem_encoder,
     reconstruct_batches,
@@ -457,7 +457,7 @@ class ArchiveWriter:
         bits = float(index_bits.mean())
         if z is not None:
             m = min(len(xs), LIKELIHOOD_BATCH)
-            tables = check_tables(next(likelihood_batches(self._codec, z[:m])), xs.shape[1:], InvalidArgumentError)
+            tables = check_tables(likelihood_batch(self._codec, z[:m]), xs.shape[1:], InvalidArgumentError)
             bits += float(data_ideal_bits(xs[:m], tables).mean())
         return int(np.clip(TARGET_CHUNK_BITS // max(bits, 1.0), 1, container.MAX_CHUNK_ITEMS))
 
@@ -477,7 +477,7 @@ class ArchiveWriter:
                 marks = snap_marks(zb, self._snap_step)
                 self._data_encoder.encode_marks(marks)
                 zb = apply_snaps(zb, self._snap_step, marks)
-            tables = check_tables(next(likelihood_batches(self._codec, zb)), self._item_shape, InvalidArgumentError)
+            tables = check_tables(likelihood_batch(self._codec, zb), self._item_shape, InvalidArgumentError)
             m = tables.shape[0]
             bits = self._data_encoder.encode(items[offset : offset + m], tables)
             self._data_bits[first + offset : first + offset + m] = bits
@@ -880,7 +880,7 @@ class ArchiveReader:
             zb = z[offset : offset + LIKELIHOOD_BATCH]
             if self._snap_step is not None:
                 zb = apply_snaps(zb, self._snap_step, decoder.decode_marks(*zb.shape))
-            tables = check_tables(next(likelihood_batches(self._codec, zb)), self.header.item_shape, FormatError)
+            tables = check_tables(likelihood_batch(self._codec, zb), self.header.item_shape, FormatError)
             items.append(decoder.decode(tables))
             bits.append(data_ideal_bits(items[-1], tables))
         if len(z) == len(self.header.chunk_range(chunk)):

@@ -30,7 +30,7 @@ keys it would have had in a single-process run.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -53,7 +53,7 @@ Array = jax.Array
 
 
 LIKELIHOOD_BATCH = 32
-"""Items per evaluation of ``codec.likelihood`` (see :func:`likelihood_batches`)."""
+"""Items per evaluation of ``codec.likelihood`` (see :func:`likelihood_batch`)."""
 RECONSTRUCT_BATCH = 16
 """Items per evaluation of ``codec.reconstruct`` (see :func:`reconstruct_batches`)."""
 
@@ -93,26 +93,23 @@ def vmap_call(codec: Any, method: str, *args: Any) -> Any:
     return jax.vmap(getattr(codec, method))(*args)
 
 
-def likelihood_batches(codec: Any, z: np.ndarray) -> Iterator[np.ndarray]:
-    """``codec.likelihood`` of every latent in ``z`` ``[n, D]``, as numpy weights ``[m, *item_shape, K]``
-    for consecutive batches of ``m <=`` :data:`LIKELIHOOD_BATCH` items.
+def likelihood_batch(codec: Any, z: np.ndarray) -> np.ndarray:
+    """``codec.likelihood`` of the latents ``z`` ``[m, D]`` of one batch (``m <=``
+    :data:`LIKELIHOOD_BATCH`), as numpy weights ``[m, *item_shape, K]``.
 
-    Encoder and decoder cut a chunk into the same batches (from its first item) and pad each to the
-    next power of two by repeating its last latent, so the likelihood sees bit-identical inputs of
-    identical shapes on both sides. A likelihood that cannot be traced (it runs host code on ``z``)
-    is called eagerly, once per item."""
+    Encoder and decoder cut a chunk into the same batches (:data:`LIKELIHOOD_BATCH` items from its
+    first item) and this pads each to the next power of two by repeating its last latent, so the
+    likelihood sees bit-identical inputs of identical shapes on both sides. A likelihood that cannot
+    be traced (it runs host code on ``z``) is called eagerly, once per item."""
     z = np.asarray(z)
     untraceable = (type(codec), "likelihood")
-    for start in range(0, z.shape[0], LIKELIHOOD_BATCH):
-        part = z[start : start + LIKELIHOOD_BATCH]
-        if untraceable not in _UNTRACEABLE:
-            padded = part[np.minimum(np.arange(1 << (part.shape[0] - 1).bit_length()), part.shape[0] - 1)]
-            try:
-                yield np.asarray(vmap_call(codec, "likelihood", jnp.asarray(padded)))[: part.shape[0]]
-                continue
-            except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-                _UNTRACEABLE.add(untraceable)
-        yield np.stack([np.asarray(codec.likelihood(jnp.asarray(row))) for row in part])
+    if untraceable not in _UNTRACEABLE:
+        padded = z[np.minimum(np.arange(1 << (z.shape[0] - 1).bit_length()), z.shape[0] - 1)]
+        try:
+            return np.asarray(vmap_call(codec, "likelihood", jnp.asarray(padded)))[: z.shape[0]]
+        except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+            _UNTRACEABLE.add(untraceable)
+    return np.stack([np.asarray(codec.likelihood(jnp.asarray(row))) for row in z])
 
 
 def reconstruct_batches(codec: Any, z: np.ndarray) -> np.ndarray:
