@@ -68,7 +68,7 @@ from jaxrec.core.distributions import (
 # Errors
 from jaxrec.core.errors import FormatError, InvalidArgumentError, JaxrecError
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = [
     "AGRSCode",

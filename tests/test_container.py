@@ -103,7 +103,7 @@ def test_golden_file(small):
     assert archive.header_bytes + archive.table_bytes + archive.payload_bytes + 4 == len(data)
 
 
-GOLDEN_HEX = "894a585204010000037066720203800103808080400007030301a9af8e270202030b0101010101049a99993f010034e582a7393a14"
+GOLDEN_HEX = "894a585205010000037066720203800103808080400007030301a9af8e270202030b0101010101049a99993f010034e582eb11acb7"
 GOLDEN_Z = np.array([0.35604092478752136, -0.22560922801494598, 0.06967423856258392])
 
 
@@ -504,7 +504,7 @@ def test_written_header_has_the_documented_layout():
               + struct.pack("<f", 1.0) + b"\x04" + struct.pack("<f", 3.0) + b"\x04")
     reversed_models = (b"\x04\x03\x07\x02\x04" + struct.pack("<f", 1.0) + b"\x04" + struct.pack("<f", 3.0)
                        + b"\x02\x03" + _leb(2**41) + b"\x01\x04" + struct.pack("<f", 1.25))
-    head = (MAGIC + bytes([4, 1, 0b111]) + b"\x0btoy crc32=0" + b"\x08gprs_bnb"
+    head = (MAGIC + bytes([5, 1, 0b111]) + b"\x0btoy crc32=0" + b"\x08gprs_bnb"
             + b"\x04" + b"\x06\x06sample" + b"\x03\x80\x01" + b"\x00" + b"\x05" + struct.pack("<d", 0.1)
             + _leb(0xFFFFFFFF) + b"\x01" + _leb(300) + _leb(300) + b"\x02" + struct.pack("<I", 0xDEADBEEF)
             + b"\x03\x02\x00" + _leb(130) + bytes([ITEM_DTYPES.index("bfloat16")]) + b"\x05\x02"
@@ -554,7 +554,7 @@ def test_write_accepts_every_limit_and_refuses_one_past_it():
         ({"plan_fingerprint": 2**32}, "plan_fingerprint"), ({"latent_size": True}, "latent_size"),
         ({"coder_name": "x" * 65}, "longer than 64"), ({"model": "é" * 129}, "longer than 256"),
         ({"coder_name": 3}, "coder_name must be a str"), ({"item_shape": (-1,)}, "item_shape"),
-        ({"item_shape": (2.0,)}, "item_shape"), ({"version": 2}, "format version 4, got 2"),
+        ({"item_shape": (2.0,)}, "item_shape"), ({"version": 2}, "format version 5, got 2"),
         ({"prng_impl": "philox"}, "PRNG implementation"), ({"groups": (), "group_counts": ()}, "one or more groups"),
         ({"group_counts": (2, 2)}, "sum to num_items"), ({"group_counts": (5,)}, "sum to num_items"),
         ({"group_counts": (6, -1)}, "every group must hold an item"), ({"num_items": 2**32 + 1}, "num_items"),
@@ -656,7 +656,7 @@ def test_read_names_each_defect_of_a_hand_built_archive():
         b"\x89J": "truncated: 2 bytes, not even the magic", b"\x89JXQ" + data[4:]: "bad magic",
         b"": "truncated: 0 bytes", MAGIC: "truncated: version needs 1 bytes, 0 left",
         data[:4] + b"\x01" + data[5:]: r"^this is a version-1 jaxrec file \(written by jaxrec 0\.1\); .*decode it with jaxrec 0\.1",
-        data[:4] + b"\x05" + data[5:]: r"unknown format version 5 \(this jaxrec reads versions \(2, 3, 4\)\)",
+        data[:4] + b"\x06" + data[5:]: r"unknown format version 6 \(this jaxrec reads versions \(2, 3, 4, 5\)\)",
         data[:4] + b"\x00" + data[5:]: "unknown format version 0",
         _reframe(body[:5] + b"\x00" + body[6:]): "unknown PRNG id 0", _reframe(body[:5] + b"\x02" + body[6:]): "unknown PRNG id 2",
         _reframe(body[:6] + b"\x0f" + body[7:]): "unknown flags 0x0f", data + b"\0\0": "2 trailing bytes",
@@ -670,13 +670,15 @@ def test_read_names_each_defect_of_a_hand_built_archive():
     for n in range(len(data)):
         with pytest.raises(FormatError, match="truncated|checksum|out of range"):
             container.read(data[:n])
-    # Versions 2 and 3 have version 4's layout (2 -> 3: some coders' points; 3 -> 4: the snap marks in
-    # some lossless data streams): read, version kept. The jaxrec release of each version is part of
-    # the format (the decoder's messages name it).
+    # Versions 2 to 4 have version 5's layout (2 -> 3: some coders' points; 3 -> 4: the snap marks in
+    # some lossless data streams; 4 -> 5: SP-PFR's points and its added header parameter): read,
+    # version kept. The jaxrec release of each version is part of the format (the decoder's messages name it).
     plain = container.write(_header(snap_marks=False), *_streams(_header()))
     for old in (2, 3):
         assert container.read(_reframe(plain[:4] + bytes([old]) + plain[5:-4])).header == _header(snap_marks=False, version=old)
-    assert container.READABLE_VERSIONS == (2, 3, 4) and container.WRITTEN_BY == {1: "0.1", 2: "0.2", 3: "0.3", 4: "0.4"}
+    assert container.read(_reframe(body[:4] + b"\x04" + body[5:])).header == _header(version=4)
+    assert container.READABLE_VERSIONS == (2, 3, 4, 5)
+    assert container.WRITTEN_BY == {1: "0.1", 2: "0.2", 3: "0.3", 4: "0.4", 5: "0.5"}
     archive = container.read(data)
     at = archive.header_bytes  # the item table: the group stream's length first
     for words, message in [(b"\x7f", "a stream of 127 words is announced"), (b"\x02", "announces 189 bytes, got 185")]:
@@ -715,9 +717,9 @@ def test_headers_and_archives_are_frozen_and_the_optional_fields_default_to_none
     full = _header()
     header = Header(**{f.name: getattr(full, f.name) for f in dataclasses.fields(Header)
                        if f.name not in ("model", "prng_impl", "version", "snap_marks")})
-    assert (header.model, header.prng_impl, header.version, header.snap_marks) == ("", "threefry2x32", 4, False)
+    assert (header.model, header.prng_impl, header.version, header.snap_marks) == ("", "threefry2x32", 5, False)
     data = container.write(header, *_streams(header))
-    assert data[4:8] == b"\x04\x01\x03\x00" and container.read(data).header == header
+    assert data[4:8] == b"\x05\x01\x03\x00" and container.read(data).header == header
     archive = container.read(data)
     assert hash(header) == hash(container.read(data).header)
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -160,7 +160,8 @@ EXACT = [name for name in NAMES if CASES[name].exact]
 def test_register_coder_checks_each_argument_and_the_zipf_model_has_its_documented_ends():
     """``register_coder`` refuses each malformed argument by name (a name of 1 to 64 ASCII characters,
     callables, parameter names, the four optional hooks, ``oldest_format``: a dict of latent dtypes to
-    format versions >= 1) and registers nothing then; ``zipf_model`` is
+    format versions >= 1, ``added_params``: a dict of its parameters to (format version >= 2, value))
+    and registers nothing then; ``header_params`` lists what a header of each version stores; ``zipf_model`` is
     ``1 + 1/(budget + 1)`` with a negative budget taken as 0 and a float32 floor just above 1
     (coders/registry mutation survivors; no compile)."""
     from jaxrec.coders import registry
@@ -192,6 +193,16 @@ def test_register_coder_checks_each_argument_and_the_zipf_model_has_its_document
         jaxrec.register_coder("dated", jaxrec.pfr, params=(), message=msg, oldest_format=oldest)
         oldest["float32"] = 4  # the entry keeps its own copy
         assert REGISTRY["dated"].oldest_format == {"float32": 1, "float64": 3} and REGISTRY["hooked"].oldest_format is None
+        for added in ({"x": (5, 0)}, {"a": (1, 0)}, {"a": (5.0, 0)}, {"a": 5}, {"a": (5,)}, [("a", (5, 0))]):
+            with pytest.raises(jaxrec.InvalidArgumentError, match="^added_params must be None or a dict .*got"):
+                jaxrec.register_coder("bad", jaxrec.pfr, params=("a", "b"), message=msg, added_params=added)
+        jaxrec.register_coder("grown", jaxrec.pfr, params=("a", "b", "c"), message=msg,
+                              added_params={"b": (5, False), "c": (2, 7)})
+        entry = REGISTRY["grown"]  # a header stores the parameters its version had, the others are implied
+        assert entry.header_params(5) == (("a", "b", "c"), {})
+        assert entry.header_params(4) == (("a", "c"), {"b": False})
+        assert entry.header_params(1) == (("a",), {"b": False, "c": 7})
+        assert REGISTRY["dated"].header_params(2) == ((), {})
         assert "bad" not in REGISTRY
     finally:
         REGISTRY.clear()

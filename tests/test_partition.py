@@ -95,6 +95,45 @@ def test_stream_words_pack_the_multi_index_injectively():
     assert got == packed
 
 
+@pytest.mark.parametrize("counts, max_intervals, bound", [
+    ([3, 2**20, 1, 2**30, 7, 2**9], None, 180),  # 64 packed bits: the spill path, unrolled
+    ([2] * 25, None, 25),  # 32 bits or fewer for every partition of this shape: no spill, a loop over the axes
+    ([5, 1, 3], 8, 9),  # no spill, unrolled
+    ([2] * 17 + [4], 4, 36),  # the spill path in a loop (the bound is over 32 bits, this grid's 19 under)
+])
+def test_pack_columns_equals_stream_words_and_the_packed_bound_is_static(counts, max_intervals, bound):
+    """:meth:`Partition.pack_columns` of axis-major bins ``(D, K)`` gives :meth:`stream_words` of the
+    transpose on both paths (``packed_bits_bound <= 32``: ``hi = 0``; else the spill), unrolled and in
+    a loop over more than ``UNROLLED_AXES`` axes; ``packed_bits_bound = D ceil(log2 max_intervals)``
+    is the same for a traced partition."""
+    part = Partition(np.array(counts), max_intervals)
+    assert part.packed_bits_bound == bound
+    assert jax.jit(lambda p: jnp.int32(p.packed_bits_bound))(part) == bound
+    rng = np.random.default_rng(len(counts))
+    bins = jnp.asarray(np.stack([rng.integers(0, c, 500) for c in counts]), jnp.int32)  # (D, K)
+    want = part.stream_words(bins.T)
+    for got in (part.pack_columns(bins), jax.jit(lambda p, b: p.pack_columns(b))(part, bins)):
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+
+
+def test_drawn_axes_stop_after_the_last_split_axis_and_skipping_the_rest_draws_the_same_bins():
+    """:meth:`Partition.drawn_axes`: one past the last axis with ``J_d > 1`` for concrete counts
+    (0 for a single bin), ``D`` when traced; :func:`sample_bins` from the words of those axes alone
+    gives the bins of all axes (the axes past them pick 0)."""
+    assert [Partition(np.array(c)).drawn_axes() for c in ([1, 4, 1, 2, 1, 1], [1, 1], [3], [2, 1, 20])] == [4, 0, 1, 3]
+    assert jax.jit(lambda p: jnp.int32(p.drawn_axes()))(Partition(np.array([2, 1, 1]))) == 3
+    for counts in ([1, 4, 1, 2, 1, 1], [2, 1, 20, 1], [1, 1, 1]):
+        part = Partition(np.array(counts))
+        target = jaxrec.DiagGaussian(jnp.linspace(-0.5, 0.5, len(counts)), jnp.full(len(counts), 0.5))
+        tables = axis_tables(target, _std_normal(len(counts)), part, "sup_ratio")
+        drawn = part.drawn_axes()
+        words = jax.random.bits(jax.random.key(3), (partition_lib.draw_words(len(counts), part.max_intervals), 2000), jnp.uint32)
+        skipped = sample_bins(tables, words[: partition_lib.draw_words(drawn, part.max_intervals)], drawn)
+        np.testing.assert_array_equal(np.asarray(skipped), np.asarray(sample_bins(tables, words)))
+        assert np.all(np.asarray(skipped)[drawn:] == 0) and np.asarray(skipped).shape == (len(counts), 2000)
+
+
 @pytest.mark.parametrize("num_axes", [6, 40])  # unrolled, and a fori_loop over the axes (> UNROLLED_AXES)
 def test_log_scaled_bin_weights_follow_the_definition(num_axes):
     """``log(J pi_j)`` of a chunk's axis-major bins ``(D, K)`` is the sum over axes of

@@ -223,6 +223,35 @@ def test_fold_in_keys_and_bin_streams_follow_their_documented_derivations():
     np.testing.assert_array_equal(np.asarray(prng.bin_stream(key, hi, lo)), np.stack([np.asarray(w) for w in want], axis=-1))
 
 
+@pytest.mark.parametrize("width", [5, 6])
+def test_labelled_bin_streams_follow_their_documented_derivation(width):
+    """SP-PFR's bin streams of format version 5: row keys ``k_h = threefry2x32(s, (h, 0))`` with ``s``
+    the ``ROWS`` stream of the key, and word ``w`` of item ``n`` of the bin labelled ``b`` output
+    ``w mod 2`` of ``threefry2x32(k_{w // 2}, (b, n))``, rebuilt with JAX's threefry primitive; the
+    fused sum over the words and a per-item label agree with the words (odd and even widths)."""
+    from jax.extend.random import threefry2x32_p
+
+    key = prng.as_key(20261204)
+    s = np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.fold_in(key, int.from_bytes(b"ROWS", "big")), 0)))
+    rows = (width + 1) // 2
+    keys = np.asarray(prng.bin_row_keys(key, rows))
+    for h in range(rows):
+        want = threefry2x32_p.bind(*jnp.broadcast_arrays(jnp.uint32(s[0]), jnp.uint32(s[1]), jnp.uint32(h), jnp.uint32(0)))
+        np.testing.assert_array_equal(keys[h], [int(w) for w in want])
+    labels, ns = jnp.array([3, 3, 0x7FFFFFF], jnp.uint32), jnp.array([0, 9, 9], jnp.int32)
+    words = np.asarray(prng.counter_words(prng.LabelledStreams(jnp.asarray(keys), labels), ns, width))
+    for i, (b, n) in enumerate(zip(np.asarray(labels), np.asarray(ns))):
+        for w in range(width):
+            row = threefry2x32_p.bind(*jnp.broadcast_arrays(*(jnp.uint32(v) for v in (*keys[w // 2], b, n))))
+            assert words[w, i] == int(row[w % 2]), (i, w)
+        one = prng.counter_words(prng.LabelledStreams(jnp.asarray(keys), labels[i]), ns[i : i + 1], width)[:, 0]
+        np.testing.assert_array_equal(np.asarray(one), words[:, i])  # a scalar label: the decoder's form
+    term = lambda w, x: (x >> 8).astype(jnp.float32) * (w + 1).astype(jnp.float32)
+    fused = prng.sum_over_words(prng.LabelledStreams(jnp.asarray(keys), labels), ns, width, term)
+    direct = sum(term(jnp.int32(w), jnp.asarray(words[w])) for w in range(width))
+    np.testing.assert_allclose(np.asarray(fused), np.asarray(direct), rtol=1e-6)
+
+
 def test_each_seed_form_is_accepted_in_range_and_refused_outside_it():
     """``as_key`` and ``as_keys`` on every form they take: Python, numpy 0-d and JAX seeds at 0 and
     at ``2**32 - 1``, traced seeds, key data; refusals name the problem (a numpy ``int64`` seed of

@@ -26,6 +26,7 @@ from jaxrec.coders.sp._sp_pfr import (
     check_weights,
     counter_slots,
     fitted_table_size,
+    labelled_streams,
     sort_by_group,
     sp_chunk_fn,
 )
@@ -290,27 +291,34 @@ def test_a_concrete_grid_that_fits_carries_only_its_counters():
     assert [fitted_table_size(Partition(np.array([5])), t) for t in (4, 8, 16)] == [4, 8, 8]  # largest word 4
 
 
-# ``X^{(j_k)}_{n_k}`` of K (bin, index) pairs: bins ``int32[K, D]``, indices ``int32[K]`` -> ``(K, D)``.
-bin_candidates = jax.jit(jax.vmap(bin_candidate, in_axes=(None, None, None, 0, 0)))
+# ``X^{(j_k)}_{n_k}`` of K (bin, index) pairs: bins ``int32[K, D]``, indices ``int32[K]`` -> ``(K, D)``;
+# ``labelled``: the bin streams of format version 5 (else versions 2-4's per-bin keys).
+bin_candidates = jax.jit(jax.vmap(bin_candidate, in_axes=(None, None, None, 0, 0, None)), static_argnums=5)
 
 
-def test_bin_candidates_are_pinned_and_score_as_the_fused_log_ratio():
-    """A bin's candidate ``X^{(j)}_n`` (what the decoder returns) is pinned (stored files), lies in
-    its bin, and its log ratio is the one the search scores without materializing it."""
+@pytest.mark.parametrize("labelled", [True, False])
+def test_bin_candidates_are_pinned_and_score_as_the_fused_log_ratio(labelled):
+    """A bin's candidate ``X^{(j)}_n`` (what the decoder returns) is pinned (stored files) in both
+    stream layouts (version 5's labelled streams; versions 2-4's per-bin keys), lies in its bin, and
+    its log ratio is the one the search scores without materializing it."""
     part = Partition(np.array([4, 2, 3]))
     key = prng.as_key(9)
     prior = jaxrec.DiagGaussian(jnp.array([0.5, -1.0, 0.0]), jnp.array([2.0, 0.5, 1.0]))
     target = jaxrec.DiagGaussian(jnp.array([0.9, -1.2, 0.3]), jnp.array([0.7, 0.2, 0.4]))
     bins, index = jnp.array([[0, 1, 2], [3, 0, 1]], jnp.int32), jnp.array([0, 5], jnp.int32)  # (K, D), (K,)
-    xs = bin_candidates(key, prior, part, bins, index)
+    xs = bin_candidates(key, prior, part, bins, index, labelled)
     # (to float32 rounding: the in-bin quantile of a bin at the prior's mode loses a few ulps
     # relative to x near 0, and XLA compiles it differently eagerly, jitted and vmapped)
-    np.testing.assert_allclose(xs, [[-1.4274535, -0.78507036, 2.1414299], [1.9384848, -1.3155258, -0.07432814]],
-                               rtol=1e-6, atol=1e-7)
+    golden = {
+        True: [[-3.1212115, -0.7839765, 0.60498118], [3.3087914, -1.6542649, 0.13140325]],
+        False: [[-1.4274535, -0.78507036, 2.1414299], [1.9384848, -1.3155258, -0.07432814]],
+    }[labelled]
+    np.testing.assert_allclose(xs, golden, rtol=1e-6, atol=1e-7)
     edges = np.asarray(part.edges(prior))
     for x, b in zip(np.asarray(xs), np.asarray(bins)):
         assert np.all((edges[np.arange(3), b] < x) & (x < edges[np.arange(3), b + 1]))
-    fused = jax.jit(bin_log_ratios)(key, target, prior, part, bins.T, part.stream_words(bins), index)
+    packed = part.pack_columns(bins.T)
+    fused = jax.jit(bin_log_ratios, static_argnums=7)(key, target, prior, part, bins.T, packed, index, labelled)
     np.testing.assert_allclose(fused, jaxrec.log_ratio(target, prior, xs), rtol=1e-6)
 
 
@@ -331,7 +339,7 @@ def test_sp_orc_points_come_from_the_candidate_stream_and_score_as_the_fused_log
         def one(b, n):
             code = SPCode(bin=b, index=n, steps=jnp.int32(1), status=jnp.int32(OK), coder="sp_orc", event_size=3)
             words = prng.counter_words(prng.candidate_stream(key), n[None], 3)[:, 0]
-            return coder.decode(key, code, prior), part.sample_in_bin(prior, b, words), bin_candidate(key, prior, part, b, n)
+            return coder.decode(key, code, prior), part.sample_in_bin(prior, b, words), bin_candidate(key, prior, part, b, n, True)
         return jax.vmap(one)(bins, index)
 
     decoded, from_stream, from_bin_streams = (np.asarray(a) for a in points(bins, index))
@@ -356,7 +364,7 @@ def _sp_pfr_draws(keys, tables, part, num):
     return jax.vmap(draws)(keys)
 
 
-def sp_pfr_sequential(key, bins, increments, target, prior, part, tables):
+def sp_pfr_sequential(key, bins, increments, target, prior, part, tables, shared_keys=True):
     """SP-PFR one candidate at a time in float64 (He, Flamich & Hernandez-Lobato, NeurIPS 2024, Alg. 2):
     ``(bin, index, steps)``.  It shares with the coder only the documented draws (:func:`_sp_pfr_draws`,
     the bin tables and the in-bin candidate, each tested on its own); the arrival times, the visit
@@ -368,7 +376,7 @@ def sp_pfr_sequential(key, bins, increments, target, prior, part, tables):
     for n, b in enumerate(map(tuple, bins)):
         index[n] = visits.get(b, 0)
         visits[b] = index[n] + 1
-    xs = np.asarray(bin_candidates(key, prior, part, bins, index), np.float64)
+    xs = np.asarray(bin_candidates(key, prior, part, bins, index, labelled_streams(part, shared_keys)), np.float64)
     (mq, sq), (mp, sp) = ((np.asarray(d.loc, np.float64), np.asarray(d.scale, np.float64)) for d in (target, prior))
     log_r = np.sum(np.log(sp / sq) - 0.5 * ((xs - mq) / sq) ** 2 + 0.5 * ((xs - mp) / sp) ** 2, axis=1)
     log_pi = np.asarray(tables.log_weight, np.float64)[np.arange(part.event_size), bins]
@@ -385,39 +393,46 @@ def sp_pfr_sequential(key, bins, increments, target, prior, part, tables):
 @pytest.mark.slow  # one SP-PFR search program (5 s cold)
 @pytest.mark.mutation
 @pytest.mark.parametrize("weights", ["sup_ratio", "q_mass"])
-def test_sp_pfr_codes_equal_a_sequential_float64_reference(weights):
-    """32 codes of shifted, scaled Gaussian pairs equal :func:`sp_pfr_sequential`'s; the first four are pinned."""
+@pytest.mark.parametrize("shared_keys", [True, False])
+def test_sp_pfr_codes_equal_a_sequential_float64_reference(weights, shared_keys):
+    """32 codes of shifted, scaled Gaussian pairs equal :func:`sp_pfr_sequential`'s; the first four are
+    pinned, in both stream layouts (``shared_keys=False``: the codes of format versions 2-4)."""
     part = Partition(np.array([4, 2, 3]))
     prior = jaxrec.DiagGaussian(jnp.array([0.5, -1.0, 0.0]), jnp.array([2.0, 0.5, 1.0]))
     target = jaxrec.DiagGaussian(jnp.array([0.9, -1.2, 0.3]), jnp.array([0.7, 0.2, 0.4]))
     keys = jax.random.split(prng.as_key(21), 32)
-    codes = jax.jit(jax.vmap(jaxrec.sp_pfr(part, weights, chunk_size=16).encode, in_axes=(0, None, None)))(keys, target, prior)
+    coder = jaxrec.sp_pfr(part, weights, chunk_size=16, shared_keys=shared_keys)
+    codes = jax.jit(jax.vmap(coder.encode, in_axes=(0, None, None)))(keys, target, prior)
     assert np.all(np.asarray(codes.status) == OK)
     golden = {  # the first four codes as numbers: the encoder's choices (bin draws, weights, scores);
         # the decoder does not read them, so a change here keeps stored files decodable
-        "sup_ratio": ([[3, 0, 2], [3, 0, 2], [2, 1, 1], [2, 0, 2]], [0, 0, 0, 0], [8, 12, 2, 6]),
-        "q_mass": ([[2, 1, 1], [3, 0, 2], [2, 0, 1], [3, 0, 1]], [0, 0, 3, 0], [9, 117, 1053, 145]),
-    }[weights]
+        ("sup_ratio", False): ([[3, 0, 2], [3, 0, 2], [2, 1, 1], [2, 0, 2]], [0, 0, 0, 0], [8, 12, 2, 6]),
+        ("q_mass", False): ([[2, 1, 1], [3, 0, 2], [2, 0, 1], [3, 0, 1]], [0, 0, 3, 0], [9, 117, 1053, 145]),
+        ("sup_ratio", True): ([[3, 0, 2], [1, 1, 0], [2, 0, 1], [2, 0, 1]], [0, 0, 3, 0], [34, 16, 15, 30]),
+        ("q_mass", True): ([[3, 0, 2], [2, 0, 2], [2, 0, 1], [3, 0, 1]], [0, 0, 0, 0], [395, 150, 339, 84]),
+    }[weights, shared_keys]
     assert tuple(np.asarray(f[:4]).tolist() for f in (codes.bin, codes.index, codes.steps)) == golden
     num = 1 << int(np.max(np.asarray(codes.steps)) + 16).bit_length()
     tables = axis_tables(target, prior, part, weights)
     bins, increments = _sp_pfr_draws(keys, tables, part, num)
     for i, key in enumerate(keys):
-        want = sp_pfr_sequential(key, bins[i], increments[i], target, prior, part, tables)
+        want = sp_pfr_sequential(key, bins[i], increments[i], target, prior, part, tables, shared_keys)
         assert (np.asarray(codes.bin[i]).tolist(), int(codes.index[i]), int(codes.steps[i])) == want, (weights, i)
 
 
 @pytest.mark.slow  # 10 s cold in the fast tier (two SP-PFR programs)
 @pytest.mark.mutation
-def test_fitted_and_full_counter_tables_give_the_same_codes():
-    """A traced partition carries ``table_size`` counters, a concrete one that fits only its own
-    (:func:`fitted_table_size`): same slots, so the same codes."""
+@pytest.mark.parametrize("make", [lambda p: jaxrec.sp_pfr(p, chunk_size=16), lambda p: jaxrec.sp_orc(p, 64, chunk_size=16)])
+def test_concrete_and_traced_partitions_give_the_same_codes(make):
+    """A traced partition carries ``table_size`` counters and draws bins on every axis; a concrete one
+    carries only the counters its grid fills (:func:`fitted_table_size`) and draws no bins past its
+    last split axis (:meth:`Partition.drawn_axes`): same slots and bins, so the same codes (SP-PFR,
+    SP-ORC)."""
     part = Partition(np.array([4, 2, 1]))
     target = jaxrec.DiagGaussian(jnp.array([0.5, -0.4, 0.0]), jnp.array([0.4, 0.6, 1.0]))
     keys = jax.random.split(jax.random.key(5), 16)
-    concrete = jax.jit(jax.vmap(lambda k: jaxrec.sp_pfr(part, chunk_size=16).encode(k, target, std_normal(3))))(keys)
-    traced = jax.jit(jax.vmap(lambda k, p: jaxrec.sp_pfr(p, chunk_size=16).encode(k, target, std_normal(3)),
-                              in_axes=(0, None)))(keys, part)
+    concrete = jax.jit(jax.vmap(lambda k: make(part).encode(k, target, std_normal(3))))(keys)
+    traced = jax.jit(jax.vmap(lambda k, p: make(p).encode(k, target, std_normal(3)), in_axes=(0, None)))(keys, part)
     for field in ("bin", "index", "steps", "status"):
         np.testing.assert_array_equal(np.asarray(getattr(concrete, field)), np.asarray(getattr(traced, field)), field)
 
@@ -677,7 +692,7 @@ def test_sp_pfr_factory_spec_header_message_and_code_message():
     part = Partition(np.array([2, 2]))
     assert jaxrec.sp_pfr(part) is jaxrec.sp_pfr(part)
     assert jaxrec.sp_pfr(part).spec.kwargs == {"num_intervals": (2, 2), "max_intervals": 2, "chunk_size": 256,
-                                               "max_steps": 2**26, "table_size": 4096}
+                                               "max_steps": 2**26, "table_size": 4096, "shared_keys": True}
     counts = np.array([[2, 2], [4, 2], [8, 8]])  # three blocks of two axes: log2 J = 2, 3, 6
     plan = types.SimpleNamespace(partitions=types.SimpleNamespace(num_intervals=counts))
     names, models = zip(*REGISTRY["sp_pfr"].message(jaxrec.sp_pfr(part).spec, 7.5, plan))

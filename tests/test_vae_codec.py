@@ -1,6 +1,7 @@
 """The VAE as a lossless codec: exact round trips through bytes, rate accounting, integer tables."""
 
 import decimal
+import functools
 from pathlib import Path
 
 import jax
@@ -13,6 +14,7 @@ from scipy.special import betaln, gammaln
 import jaxrec
 from jaxrec import codec
 from jaxrec.codec.blocks import BlockPlan
+from jaxrec.coders.registry import REGISTRY
 from jaxrec.core.errors import FormatError
 from jaxrec.models import lossless, vae
 
@@ -188,11 +190,14 @@ def test_mnist_images_decode_with_the_latents_an_h200_regenerated(monkeypatch):
     regenerated for their codes differ from XLA:CPU's by one ulp across a boundary of the VAE's
     ``2^-10`` grid (``-1439.4999`` against ``-1439.5``, ``1530.5`` against ``1530.5001``, in steps),
     so their format-3 archives, written on either backend, did not decode on the other. Written
-    here (format 4) under their item numbers, each decodes exactly with the H200's latents; without
-    the snap marks (``latent_step`` undeclared) neither does."""
+    here (format 5) under their item numbers, each decodes exactly with the H200's latents; without
+    the snap marks (``latent_step`` undeclared) neither does. The latents were recorded for the
+    per-bin SP-PFR streams of format versions 2-4: the archives are written with
+    ``shared_keys=False``, which draws them (format 5's default streams draw other points)."""
     recorded = np.load(H200)
     bundle = jaxrec.models.load("mnist-vae")
     coder, plan = bundle.setup("sp_pfr", 4)
+    coder = functools.partial(coder, shared_keys=False)
     latents = codec.ArchiveReader._latents
 
     def h200(z_h200):
@@ -220,13 +225,22 @@ def test_mnist_images_decode_with_the_latents_an_h200_regenerated(monkeypatch):
 
 
 @pytest.mark.slow  # the packaged model's SP-PFR decoder: ~10 s cold
-def test_a_format_3_archive_of_the_packaged_vae_still_decodes():
-    """``tests/data/digits_format3.jxr``: the eight digits of ``tests/data/mnist_test_digits.npy``,
-    written by jaxrec 0.3 (``jaxrec compress --model mnist-vae``, format version 3, no snap marks).
-    Format 4 reads it as written: the VAE declares ``latent_step`` but the file has no marks."""
-    data = (Path(__file__).parent / "data" / "digits_format3.jxr").read_bytes()
-    assert data[4] == 3
+@pytest.mark.parametrize("version", [3, 4])
+def test_archives_of_the_packaged_vae_from_older_formats_still_decode(version):
+    """``tests/data/digits_format{3,4}.jxr``: the eight digits of ``tests/data/mnist_test_digits.npy``,
+    written by jaxrec 0.3 and 0.4 (``jaxrec compress --model mnist-vae``; version 3 without snap marks,
+    version 4 with them). Format 5 reads each as written: marks only where the header says so, and
+    SP-PFR's per-bin streams, since a header older than version 5 has no ``shared_keys`` (it means
+    ``False``); with format 5's streams the same codes decode to other digits."""
+    data = (Path(__file__).parent / "data" / f"digits_format{version}.jxr").read_bytes()
+    assert data[4] == version
     bundle = jaxrec.models.load("mnist-vae")
     _, plan = bundle.setup("sp_pfr", 4)
     digits = np.load(Path(__file__).parent / "data" / "mnist_test_digits.npy")
+    assert codec.describe(data)["coder_params"] == {"chunk_size": 256, "max_steps": 2**20, "table_size": 4096}
     np.testing.assert_array_equal(codec.decompress_batch(bundle.codec, data, plan=plan), digits)
+    entry = REGISTRY["sp_pfr"]
+    with pytest.MonkeyPatch.context() as m:  # read as if version 5's streams had drawn it
+        m.setitem(REGISTRY, "sp_pfr", entry._replace(added_params={"shared_keys": (version, True)}))
+        with pytest.raises(FormatError):
+            codec.decompress_batch(bundle.codec, data, plan=plan)

@@ -3,7 +3,7 @@
 * :mod:`~jaxrec.codec.protocol` -- what a model implements (:class:`Codec`, :class:`LosslessCodec`,
   :class:`ProgressiveCodec`);
 * :mod:`~jaxrec.codec.blocks` -- block plans (:func:`plan_blocks`);
-* :mod:`~jaxrec.codec.container` -- the file format (version 4: archives of many items);
+* :mod:`~jaxrec.codec.container` -- the file format (version 5: archives of many items);
 * :mod:`~jaxrec.codec.sections` -- the streams of a chunk (the coder's message, the lossless data);
 * :mod:`~jaxrec.codec.runtime` -- codec calls and jitted, sharded block coders, compiled once;
 * :mod:`~jaxrec.codec.archive` -- :class:`ArchiveWriter` (batch by batch), :class:`ArchiveReader`

@@ -1,6 +1,6 @@
 """compress / decompress: items through the block plan, the coder and the entropy models into archives.
 
-* :func:`compress_batch` writes ``N`` items into one archive (format version 4,
+* :func:`compress_batch` writes ``N`` items into one archive (format version 5,
   :mod:`jaxrec.codec.container`): one header, the items' messages and data as range-coded streams
   over chunks of items, an item table; :func:`compress_report` also returns the codes, the block KLs
   and the ideal bits of every item; :func:`compress` writes an archive of one item.
@@ -206,8 +206,9 @@ def describe(data: bytes) -> dict[str, Any]:
     archive = container.read(data)
     header = archive.header
     entry = REGISTRY.get(header.coder_name)
-    known = entry is not None and len(entry.params) == len(header.coder_args)
-    names = entry.params if known else tuple(f"arg{i}" for i in range(len(header.coder_args)))
+    stored = entry.header_params(header.version)[0] if entry is not None else ()
+    known = entry is not None and len(stored) == len(header.coder_args)
+    names = stored if known else tuple(f"arg{i}" for i in range(len(header.coder_args)))
     index_bits = None
     if not any(isinstance(m, PlanAlphabetModel) for models in header.groups for m in models):
         # Assumes one symbol per block and field (true of pfr, orc, mrc, gprs, grs, the tree coders)

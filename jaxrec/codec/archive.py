@@ -3,7 +3,7 @@
 :class:`ArchiveWriter` encodes items batch by batch (one jitted, sharded REC call per batch) and
 cuts them into chunks of ``C`` items; :class:`ArchiveReader` decodes all items or any subset,
 touching only the chunks that hold them. The layout is :mod:`jaxrec.codec.container` (format
-version 4), the streams :mod:`jaxrec.codec.sections`.
+version 5), the streams :mod:`jaxrec.codec.sections`.
 
 **Encoding an item.** ``Q = codec.target(x)`` and ``P = codec.prior()`` are cut into the plan's
 ``B`` blocks (:mod:`jaxrec.codec.blocks`); block ``b`` of item number ``i`` is coded with the key
@@ -163,9 +163,11 @@ def _header_spec(header: container.Header) -> tuple[CoderSpec, CoderEntry]:
     entry = REGISTRY.get(header.coder_name)
     if entry is None:
         raise FormatError(f"unknown coder {header.coder_name!r} (registered: {sorted(REGISTRY)})")
-    if len(header.coder_args) != len(entry.params):
+    stored, implied = entry.header_params(header.version)
+    if len(header.coder_args) != len(stored):
         raise FormatError(
-            f"coder {header.coder_name!r} takes {len(entry.params)} parameters, the header has {len(header.coder_args)}"
+            f"coder {header.coder_name!r} takes {len(stored)} parameters in a version-{header.version} header, "
+            f"the header has {len(header.coder_args)}"
         )
     oldest = (entry.oldest_format or {}).get(header.latent_dtype, 0)
     if header.version < oldest:
@@ -175,7 +177,8 @@ def _header_spec(header: container.Header) -> tuple[CoderSpec, CoderEntry]:
             f"{header.latent_dtype} {header.coder_name!r} codes, which this jaxrec decodes from version "
             f"{oldest} on (it draws other points from the same codes): decode it with jaxrec {written_by}"
         )
-    return CoderSpec(header.coder_name, tuple(zip(entry.params, header.coder_args))), entry
+    params = {**dict(zip(stored, header.coder_args)), **implied}
+    return CoderSpec(header.coder_name, tuple((name, params[name]) for name in entry.params)), entry
 
 
 def _symbol_shapes(entry: CoderEntry, spec: CoderSpec, plan: BlockPlan, prior_blocks: Distribution, partitions: Any,

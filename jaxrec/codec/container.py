@@ -1,4 +1,4 @@
-"""The jaxrec file format, version 4: one header, an item table and entropy-coded chunks of items.
+"""The jaxrec file format, version 5: one header, an item table and entropy-coded chunks of items.
 
 A file (an *archive*) holds ``N >= 1`` items coded with one coder, key, block plan and set of
 entropy models; :func:`jaxrec.compress` writes archives of one item. The items are cut into
@@ -10,7 +10,7 @@ Layout (integers little-endian; ``varint`` = unsigned LEB128 of at most 10 bytes
 typed value, see below)::
 
     magic          4 bytes   b"\\x89JXR"
-    version        u8        FORMAT_VERSION (4; versions 2 and 3 are read, see below)
+    version        u8        FORMAT_VERSION (5; versions 2 to 4 are read, see below)
     prng           u8        1 = threefry2x32 with the version-2 candidate stream (jaxrec.core.prng)
     flags          u8        bit 0: latent is float64 (else float32); bit 1: lossless (every chunk
                              has a data stream); bit 2 (version 4): the data streams carry snap
@@ -19,7 +19,9 @@ typed value, see below)::
                                              the command line writes "<name> crc32=<hex>")
     coder name     varint length + ASCII     e.g. "sp_pfr"
     coder args     varint count + values     the coder's static parameters, positional (names from
-                                             the coder registry, jaxrec.coders.registry)
+                                             the coder registry, jaxrec.coders.registry; a
+                                             parameter added in a later version is absent from
+                                             older headers, CoderEntry.added_params)
     key            varint, varint            the two uint32 words of the archive's threefry key
     first item     varint                    item i is number first_item + i: block b of it uses
                                              fold_in(fold_in(key, first_item + i), b)
@@ -57,8 +59,10 @@ candidate stream instead of a stream per bin -- so the decoder refuses a version
 codes or float32 SP-PFR codes, naming jaxrec 0.2: each coder lists the oldest version it decodes,
 ``CoderEntry.oldest_format`` in :mod:`jaxrec.coders.registry`; a version-3 file has version 4's
 layout and candidates and is read: version 4 added the snap marks (flags bit 2) to the data streams
-of lossless codecs that declare ``latent_step``, see :mod:`jaxrec.codec.sections`),
-truncation, trailing bytes, checksum mismatch, values out of range -- and nothing else, on any
+of lossless codecs that declare ``latent_step``, see :mod:`jaxrec.codec.sections`; a version-4 file
+has version 5's layout and is read: version 5 draws SP-PFR's points from bin streams labelled by the
+bin in the counter under shared row keys, and older SP-PFR headers, which lack its ``shared_keys``
+parameter, mean ``shared_keys=False``, the per-bin keys they were drawn with), truncation, trailing bytes, checksum mismatch, values out of range -- and nothing else, on any
 input: every count is bounded by the bytes that remain (or by a constant of the format, for ``C``),
 so corrupt input cannot make it allocate or loop without bound.
 """
@@ -96,9 +100,9 @@ __all__ = [
 ]
 
 MAGIC = b"\x89JXR"
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (2, 3, 4)
-WRITTEN_BY = {1: "0.1", 2: "0.2", 3: "0.3", 4: "0.4"}
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (2, 3, 4, 5)
+WRITTEN_BY = {1: "0.1", 2: "0.2", 3: "0.3", 4: "0.4", 5: "0.5"}
 """The jaxrec release that writes each format version (named by the errors that refuse a file)."""
 PRNG_IDS = {1: "threefry2x32"}
 DTYPES = ("float32", "float64")

@@ -85,6 +85,11 @@ class CoderEntry(NamedTuple):
         of an older version with codes of that dtype is refused. ``None`` (or a missing dtype): every
         readable version. A coder whose decoder starts drawing other points from the same code bumps
         the format version and lists the new one here.
+      added_params: ``{param: (version, value)}``: parameters that headers store from format
+        ``version`` on; an older header lacks them and means ``value`` (e.g. SP-PFR's
+        ``shared_keys``, version 5: older files were drawn with ``shared_keys=False``). The other way
+        to keep reading older files when a coder starts drawing other points: a parameter whose
+        old value reproduces them.
     """
 
     factory: Callable[..., Coder]
@@ -96,6 +101,13 @@ class CoderEntry(NamedTuple):
     pack: PackFn | None = None
     unpack: PackFn | None = None
     oldest_format: dict[str, int] | None = None
+    added_params: dict[str, tuple[int, Any]] | None = None
+
+    def header_params(self, version: int) -> tuple[tuple[str, ...], dict[str, Any]]:
+        """``(names, implied)``: the parameters a header of format ``version`` stores, in order,
+        and the values of those it does not store (``added_params`` of later versions)."""
+        later = {name: value for name, (since, value) in (self.added_params or {}).items() if version < since}
+        return tuple(name for name in self.params if name not in later), later
 
     def symbols(self, spec: CoderSpec, fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The transmitted symbols of message ``fields`` (see ``pack``)."""
@@ -137,6 +149,7 @@ def register_coder(
     pack: PackFn | None = None,
     unpack: PackFn | None = None,
     oldest_format: dict[str, int] | None = None,
+    added_params: dict[str, tuple[int, Any]] | None = None,
 ) -> None:
     """Makes coders named ``name`` usable by :func:`jaxrec.compress` and decodable from file headers.
 
@@ -159,9 +172,20 @@ def register_coder(
             f"oldest_format must be None or a dict {{latent dtype in {LATENT_DTYPES}: format version >= 1}}, "
             f"got {oldest_format!r}"
         )
+    if added_params is not None and not (
+        isinstance(added_params, dict)
+        and all(
+            p in tuple(params) and isinstance(v, tuple) and len(v) == 2 and type(v[0]) is int and v[0] >= 2
+            for p, v in added_params.items()
+        )
+    ):
+        raise InvalidArgumentError(
+            f"added_params must be None or a dict {{parameter in params: (format version >= 2, value)}}, "
+            f"got {added_params!r}"
+        )
     REGISTRY[name] = CoderEntry(
         factory, tuple(params), message, bool(partitioned), check, alphabet, pack, unpack,
-        None if oldest_format is None else dict(oldest_format),
+        None if oldest_format is None else dict(oldest_format), None if added_params is None else dict(added_params),
     )
 
 

@@ -23,8 +23,14 @@ in the tests) because JAX lowers its primitive on CPU as a rolled loop that XLA 
 * :func:`private_stream` -- encoder-only words per candidate (tag ``TIME``): arrival times,
   Gumbels, acceptance uniforms, space-partitioning bin choices.  Only the encoder uses them, but
   they are pure functions of ``(key, n)`` so that codes do not depend on the chunk size;
-* :func:`bin_stream` -- the shared per-bin streams of SP-PFR (tag ``BINS``): the bin's packed
-  index is hashed into the bin's own stream key.
+* :func:`bin_row_keys` -- the shared per-bin streams of SP-PFR (tag ``ROWS``, format version 5): one
+  key per hash row shared by every bin, the bin's packed index (at most 32 bits) in the counter
+  (:class:`LabelledStreams`: word ``w`` of item ``n`` of bin ``b`` is output ``w mod 2`` of
+  ``threefry2x32(k_{w // 2}, (b, n))``), so a chunk hashes under ``ceil(D / 2)`` keys shared by all
+  its candidates;
+* :func:`bin_stream` -- SP-PFR's per-bin streams for grids whose packed index needs more than 32
+  bits, and for every grid in files of format versions 2 to 4 (tag ``BINS``): the bin's packed
+  index is hashed into the bin's own stream key (a hash per candidate, and per-candidate keys).
 
 The PRNG implementation is pinned to ``threefry2x32`` (the JAX default, identical on CPU, GPU and
 TPU); :func:`as_key` rejects keys of another implementation.  Tree searches (A* coding,
@@ -36,7 +42,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,18 +59,21 @@ PRNG_IMPL = "threefry2x32"
 CANDIDATE_TAG = 0x43414E44
 ARRIVAL_TAG = 0x54494D45
 BIN_TAG = 0x42494E53
+ROW_TAG = 0x524F5753  # ASCII 'ROWS'
 TREE_TAG = 0x54524545  # ASCII 'TREE'
 
 __all__ = [
     "PRNG_IMPL",
+    "LabelledStreams",
     "arrival_key",
     "as_key",
     "as_keys",
+    "bin_row_keys",
     "bin_stream",
     "candidate_key",
     "candidate_stream",
     "candidates",
-        "counter_words",
+    "counter_words",
     "fold_in_index",
     "key_to_words",
     "node_location_key",
@@ -234,22 +243,52 @@ def private_stream(key: Array, stream: Array | int = 0) -> Array:
     return stream_words(key, ARRIVAL_TAG, stream)
 
 
+class LabelledStreams(NamedTuple):
+    """A family of counter-mode streams told apart by a 32-bit label in the counter instead of by
+    their keys: word ``w`` of item ``n`` of the stream labelled ``b`` is output ``w mod 2`` of
+    ``threefry2x32(keys[w // 2], (b, n))``.  The ``keys`` are shared by every stream of the family,
+    so a chunk of items of distinct streams hashes under a few scalar keys (no key per item).
+
+    Attributes:
+      keys: ``uint32[R, 2]``, one key per hash row (``R >= ceil(width / 2)`` for the widths drawn).
+      label: ``uint32`` scalar or ``uint32[K]`` (one label per item), the stream of each item.
+    """
+
+    keys: Array
+    label: Array
+
+
+Stream = Array | LabelledStreams
+"""Key data ``uint32[2]`` (one stream), ``uint32[K, 2]`` (a stream per item) or :class:`LabelledStreams`."""
+
+
+def _hash_row(stream: Stream, row: Array, items: Array) -> tuple[Array, Array]:
+    """The hash of row ``row`` (``uint32``, broadcast against ``items``) of the items ``items``:
+    ``threefry2x32(stream, (row, n))``, or ``threefry2x32(keys[row], (label, n))`` for
+    :class:`LabelledStreams`."""
+    if isinstance(stream, LabelledStreams):
+        key = stream.keys[row]
+        return threefry2x32(key[..., 0], key[..., 1], stream.label, items)
+    return threefry2x32(stream[..., 0], stream[..., 1], row, items)
+
+
 @functools.partial(jax.jit, static_argnames="width")
-def counter_words(stream: Array, ns: Array, width: int) -> Array:
+def counter_words(stream: Stream, ns: Array, width: int) -> Array:
     """``uint32[width, K]``: the ``width`` words of the items ``ns`` (``int32[K]``) of a stream.
 
-    ``stream`` is the stream's key data ``uint32[2]`` (or ``uint32[K, 2]``, one stream per item).
-    Word ``w`` of item ``n`` is output ``w mod 2`` of ``threefry2x32(stream, (w // 2, n))``:
+    ``stream`` is the stream's key data ``uint32[2]`` (or ``uint32[K, 2]``, one stream per item),
+    or :class:`LabelledStreams`.  Word ``w`` of item ``n`` is output ``w mod 2`` of
+    ``threefry2x32(stream, (w // 2, n))`` (labelled: ``threefry2x32(keys[w // 2], (label, n))``):
     ``ceil(width / 2)`` hashes per item; word ``w`` depends neither on ``width`` nor on which
     other items are drawn with it.
     """
     half = (width + 1) // 2
     rows = jnp.arange(half, dtype=jnp.uint32)[:, None]
-    y0, y1 = threefry2x32(stream[..., 0], stream[..., 1], rows, jnp.asarray(ns).astype(jnp.uint32))
+    y0, y1 = _hash_row(stream, rows, jnp.asarray(ns).astype(jnp.uint32))
     return jnp.stack([y0, y1], axis=1).reshape((2 * half,) + y0.shape[1:])[:width]
 
 
-def sum_over_words(stream: Array, ns: Array, width: int, term: Callable[[Array, Array], Array]) -> Array:
+def sum_over_words(stream: Stream, ns: Array, width: int, term: Callable[[Array, Array], Array]) -> Array:
     """``sum_w term(w, word_w)`` over the ``width`` words of each item ``ns`` (``int32[K]``): ``(K,)``.
 
     The words are those of :func:`counter_words`, but the ``(width, K)`` array is never formed:
@@ -262,7 +301,8 @@ def sum_over_words(stream: Array, ns: Array, width: int, term: Callable[[Array, 
     whose terms are exactly 0 (padding) leave it unchanged.
 
     Args:
-      stream: key data ``uint32[2]`` (or ``uint32[K, 2]``, one stream per item).
+      stream: key data ``uint32[2]`` (or ``uint32[K, 2]``, one stream per item), or
+        :class:`LabelledStreams`.
       ns: ``int32[K]`` item numbers.
       width: words per item.
       term: ``(w int32 scalar, words uint32[K]) -> float[K]``.
@@ -271,7 +311,7 @@ def sum_over_words(stream: Array, ns: Array, width: int, term: Callable[[Array, 
     items = jnp.asarray(ns).astype(jnp.uint32)
 
     def row(h: Array) -> tuple[Array, Array]:
-        return threefry2x32(stream[..., 0], stream[..., 1], h.astype(jnp.uint32), items)
+        return _hash_row(stream, h.astype(jnp.uint32), items)
 
     def pairs(h: Array, total: Any) -> Array:
         y0, y1 = row(h)
@@ -303,6 +343,15 @@ def bin_stream(key: Array, hi: Array, lo: Array) -> Array:
     with ``s`` the ``BINS`` stream of ``key``, one hash per bin (distinct bins, distinct streams)."""
     s = stream_words(key, BIN_TAG)
     k0, k1 = threefry2x32(s[0], s[1], hi, lo)
+    return jnp.stack([k0, k1], axis=-1)
+
+
+def bin_row_keys(key: Array, num_rows: int) -> Array:
+    """``uint32[num_rows, 2]``: the row keys of SP-PFR's labelled bin streams
+    (:class:`LabelledStreams`, labelled by the bin's packed index): ``k_h = threefry2x32(s, (h, 0))``
+    with ``s`` the ``ROWS`` stream of ``key``."""
+    s = stream_words(key, ROW_TAG)
+    k0, k1 = threefry2x32(s[0], s[1], jnp.arange(num_rows, dtype=jnp.uint32), 0)
     return jnp.stack([k0, k1], axis=-1)
 
 

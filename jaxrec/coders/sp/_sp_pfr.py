@@ -6,7 +6,12 @@ space into bins ``B_j`` of prior mass ``1/J``; the encoder searches bins in prop
 winner's bin ``j*`` and its index ``n*`` *within* the bin.
 
 **Shared streams.**  Bin ``j`` has its own stream ``X^{(j)}_0, X^{(j)}_1, ... ~ P(. | B_j)`` iid,
-``X^{(j)}_n`` a pure function of ``(key, j, n)`` (:func:`bin_candidate`), so decoding is O(D).
+``X^{(j)}_n`` a pure function of ``(key, j, n)`` (:func:`bin_candidate`), so decoding is O(D): its
+coordinates come from counter-mode threefry words (Salmon et al., SC 2011) of the bin's stream,
+which is (format version 5, ``shared_keys=True``) the bin's packed index in the counter under row keys
+shared by all bins, :class:`~jaxrec.core.prng.LabelledStreams`, when every bin of the grid's shape
+packs into 32 bits, else (and in files of versions 2 to 4) a key hashed from the bin
+(:func:`bin_streams`).  Distinct bins, distinct streams, either way.
 
 **Encoder** (private randomness: :func:`jaxrec.core.prng.private_stream` words, an arrival time
 and a bin choice per axis for each candidate).  Candidate
@@ -107,8 +112,8 @@ MAX_SEARCH_INTERVALS = 2**15
 _KEY_MIX = 0x9E3779B9
 
 __all__ = [
-    "SPCode", "VisitCounts", "bin_candidate", "bin_log_ratios", "sp_chunk_fn", "sp_pfr", "within_bin_candidate",
-    "within_bin_log_ratios",
+    "SPCode", "VisitCounts", "bin_candidate", "bin_log_ratios", "bin_streams", "labelled_streams", "sp_chunk_fn",
+    "sp_pfr", "within_bin_candidate", "within_bin_log_ratios",
 ]
 
 
@@ -140,20 +145,20 @@ def axis_partition(partition: Partition, axis: Array) -> Partition:
     return jax.tree.map(lambda counts: counts[..., axis], partition)
 
 
-def within_bin_candidate(stream: Array, prior: Distribution, partition: Partition, bins: Array, index: Array) -> Array:
+def within_bin_candidate(stream: prng.Stream, prior: Distribution, partition: Partition, bins: Array, index: Array) -> Array:
     """``(D,)``: the point in bins ``bins`` (``int32[D]``) drawn from item ``index`` of ``stream``
-    (key data ``uint32[2]``): its ``D`` words (:func:`jaxrec.core.prng.counter_words`) feed
+    (key data ``uint32[2]`` or :class:`~jaxrec.core.prng.LabelledStreams`): its ``D`` words (:func:`jaxrec.core.prng.counter_words`) feed
     :meth:`Partition.sample_in_bin`.  O(D)."""
     words = prng.counter_words(stream, jnp.asarray(index)[None], partition.event_size)[:, 0]
     return partition.sample_in_bin(prior, bins, words)
 
 
 def within_bin_log_ratios(
-    stream: Array, target: Distribution, prior: Distribution, partition: Partition, bins: Array, index: Array
+    stream: prng.Stream, target: Distribution, prior: Distribution, partition: Partition, bins: Array, index: Array
 ) -> Array:
     """``log r`` in nats of the points :func:`within_bin_candidate` draws, for a chunk of ``K``
-    (bin, item) pairs: ``stream`` key data ``uint32[2]`` (shared) or ``uint32[K, 2]`` (one per pair),
-    bins axis-major ``int32[D, K]``, items ``int32[K]``.  Returns ``(K,)``, the points never
+    (bin, item) pairs: ``stream`` key data ``uint32[2]`` (shared), ``uint32[K, 2]`` (one per pair)
+    or :class:`~jaxrec.core.prng.LabelledStreams` (a label per pair), bins axis-major ``int32[D, K]``, items ``int32[K]``.  Returns ``(K,)``, the points never
     materialized: the words feed the per-axis within-bin sampler and log ratio inside one loop over
     the items (:func:`jaxrec.core.prng.sum_over_words`), the same numbers the candidate function
     turns into points."""
@@ -166,22 +171,43 @@ def within_bin_log_ratios(
     return prng.sum_over_words(stream, index, partition.event_size, term)
 
 
-def bin_candidate(key: Array, prior: Distribution, partition: Partition, bins: Array, index: Array) -> Array:
+def labelled_streams(partition: Partition, shared_keys: bool) -> bool:
+    """Whether SP-PFR's bin streams are :class:`~jaxrec.core.prng.LabelledStreams` (row keys shared
+    by every bin, the packed bin index in the counter): with ``shared_keys`` when every bin of
+    every partition of this shape packs into 32 bits (:attr:`Partition.packed_bits_bound`, static,
+    so a traced partition draws what a concrete one does); else one key per bin
+    (:func:`jaxrec.core.prng.bin_stream`)."""
+    return shared_keys and partition.packed_bits_bound <= 32
+
+
+def bin_streams(key: Array, partition: Partition, packed: tuple[Array, Array], labelled: bool) -> prng.Stream:
+    """The shared streams of the bins packed as ``(hi, lo)`` (scalars or ``uint32[K]``): labelled
+    by ``lo`` under :func:`~jaxrec.core.prng.bin_row_keys` (``labelled``, format version 5), or
+    one key per bin, :func:`~jaxrec.core.prng.bin_stream` (versions 2 to 4, and grids whose
+    packed index needs more than 32 bits).  Distinct bins draw from distinct streams either way."""
+    if labelled:
+        return prng.LabelledStreams(prng.bin_row_keys(key, (partition.event_size + 1) // 2), packed[1])
+    return prng.bin_stream(key, *packed)
+
+
+def bin_candidate(
+    key: Array, prior: Distribution, partition: Partition, bins: Array, index: Array, labelled: bool = False
+) -> Array:
     """``X^{(j)}_n ~ P(. | B_j)``: ``(D,)`` from ``(key, bins, index)`` in O(D): element ``n`` of the
-    bin's shared stream (:func:`jaxrec.core.prng.bin_stream` of the bin's packed index
-    :meth:`Partition.stream_words`)."""
-    stream = prng.bin_stream(key, *partition.stream_words(bins))
+    bin's shared stream (:func:`bin_streams` of the bin's packed index :meth:`Partition.stream_words`)."""
+    stream = bin_streams(key, partition, partition.stream_words(bins), labelled)
     return within_bin_candidate(stream, prior, partition, bins, index)
 
 
 def bin_log_ratios(
     key: Array, target: Distribution, prior: Distribution, partition: Partition, bins: Array,
-    packed: tuple[Array, Array], index: Array,
+    packed: tuple[Array, Array], index: Array, labelled: bool = False,
 ) -> Array:
     """``log r(X^{(j_k)}_{n_k})`` in nats for a chunk of ``K`` (bin, index) pairs: bins axis-major
     ``int32[D, K]``, their packed words ``(hi, lo)`` and the indices ``int32[K]``; ``(K,)``, the
     numbers :func:`bin_candidate` turns into points."""
-    return within_bin_log_ratios(prng.bin_stream(key, *packed), target, prior, partition, bins, index)
+    stream = bin_streams(key, partition, packed, labelled)
+    return within_bin_log_ratios(stream, target, prior, partition, bins, index)
 
 
 def _fmix32(h: Array) -> Array:
@@ -310,14 +336,15 @@ def sp_chunk_fn(
     decoder rebuilds the same points: SP-PFR :func:`bin_log_ratios`, SP-ORC its numbered stream).
     """
     dtype = prior.dtype
-    bin_words = draw_words(partition.event_size, partition.max_intervals)
+    drawn_axes = partition.drawn_axes()
+    bin_words = draw_words(drawn_axes, partition.max_intervals)
     private = prng.private_stream(key)
 
     def chunk_fn(state: tuple[Array, Any, AxisTables], ns: Array) -> tuple[Array, Array, tuple[Array, Array], tuple]:
         base, counter, tables = state
         words = prng.counter_words(private, ns, 1 + bin_words)
-        bins = sample_bins(tables, words[1:])  # (D, K)
-        packed = partition.stream_words(bins.T)
+        bins = sample_bins(tables, words[1:], drawn_axes)  # (D, K)
+        packed = partition.pack_columns(bins)
         index, counter = index_fn(counter, packed, ns)
         log_r = log_ratios(key, target, prior, partition, bins, packed, index)
         log_jpi = log_scaled_bin_weights(tables, partition, bins)
@@ -439,6 +466,7 @@ def sp_pfr(
     chunk_size: int = 256,
     max_steps: int = 2**26,
     table_size: int = 4096,
+    shared_keys: bool = True,
 ) -> Coder:
     """Exact space-partitioning PFR coder.
 
@@ -456,6 +484,10 @@ def sp_pfr(
         is O(chunk_size log chunk_size) whatever the size; memory is 4 bytes a counter, and a
         concrete partition whose grid fits in fewer counters carries only those
         (:func:`fitted_table_size`, same codes).
+      shared_keys: the bins' streams share one key per hash row and carry the bin in the counter
+        (:func:`labelled_streams`: format version 5, when ``D ceil(log2 max_intervals) <= 32``; a
+        hash and a key per candidate fewer), else one key per bin (``False``: the points of format
+        versions 2 to 4, which the decoder of an older file uses).  Changes the code, not its law.
 
     Returns:
       A :class:`~jaxrec.Coder` with ``encode(key, target, prior) -> SPCode``,
@@ -468,6 +500,9 @@ def sp_pfr(
     resolve_policy(weights)
     check_positive_int("max_steps", max_steps, MAX_STEPS)
     check_table_size(table_size)
+    if not isinstance(shared_keys, bool):
+        raise InvalidArgumentError(f"shared_keys must be a bool, got {shared_keys!r}")
+    labelled = labelled_streams(partition, shared_keys)
 
     def validate(target: Distribution, prior: Distribution) -> None:
         check_event_size(partition, prior)
@@ -481,16 +516,21 @@ def sp_pfr(
 
     def prepare(key: Array, problem: tuple[Distribution, AxisTables], prior: Distribution) -> tuple[search.ChunkFn, Any]:
         target, tables = problem
-        chunk_fn = sp_chunk_fn(key, target, prior, partition, count_visits, bin_log_ratios)
+        chunk_fn = sp_chunk_fn(
+            key, target, prior, partition, count_visits, functools.partial(bin_log_ratios, labelled=labelled)
+        )
         return chunk_fn, (arrivals.zero_time(), VisitCounts.empty(counters), tables)
 
     spec = CoderSpec(
         "sp_pfr",
-        spec_params(partition, chunk_size=chunk_size, max_steps=max_steps, table_size=table_size),
+        spec_params(
+            partition, chunk_size=chunk_size, max_steps=max_steps, table_size=table_size, shared_keys=shared_keys
+        ),
     )
     return scan_coder(
         spec, prepare=prepare, finish=finish_sp, chunk_size=chunk_size, max_candidates=max_steps, exact=True,
-        validate=validate, decode=make_decode(partition, bin_candidate), code_class=SPCode,
+        validate=validate, decode=make_decode(partition, functools.partial(bin_candidate, labelled=labelled)),
+        code_class=SPCode,
         precompute=functools.partial(with_tables, partition=partition, weights=weights),
         problem_status=functools.partial(weights_status, partition=partition),
         expected_log2_steps=lambda target, prior: batch_reweighted_dinf(target, prior, partition, weights),
@@ -515,7 +555,8 @@ def sp_pfr_message(spec: CoderSpec, budget_bits: float, plan: Any) -> registry.M
 
 
 registry.register_coder(
-    "sp_pfr", sp_pfr, params=("chunk_size", "max_steps", "table_size"), message=sp_pfr_message,
+    "sp_pfr", sp_pfr, params=("chunk_size", "max_steps", "table_size", "shared_keys"), message=sp_pfr_message,
     partitioned=True, check=check_bounded_ratio, alphabet=partition_counts,
     oldest_format={"float32": 3},  # version 3: the polynomial within-bin quantile in float32
+    added_params={"shared_keys": (5, False)},  # version 5: labelled bin streams; versions 2-4 drew one key per bin
 )

@@ -35,6 +35,7 @@ dropping MI ~ 0 axes).
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -166,6 +167,13 @@ class Partition:
         return self.num_intervals.shape[-1]
 
     @property
+    def packed_bits_bound(self) -> int:
+        """The most bits a bin index of any partition of this shape (``D`` axes of at most
+        ``max_intervals`` intervals) packs into (:meth:`stream_words`): ``D ceil(log2
+        max_intervals)``, static (a traced partition has the same)."""
+        return self.event_size * (self.max_intervals - 1).bit_length()
+
+    @property
     def log2_num_bins(self) -> Array:
         """``log2 J = sum_d log2 J_d``, float32 (exact for powers of two)."""
         return jnp.sum(jnp.log2(self.num_intervals.astype(jnp.float32)), axis=-1)
@@ -223,18 +231,66 @@ class Partition:
         t = whole / total + jnp.where(lower, u, one_minus_u) / total
         return prior.tail_quantile(t, lower)
 
+    def drawn_axes(self) -> int:
+        """The axes a search draws bins for (static): ``D``, or for concrete counts one past the
+        last axis with ``J_d > 1`` (the axes after it have one interval: bin 0 whatever is drawn,
+        so a search skips their draws and hashes and finds the same bins)."""
+        if is_traced(self.num_intervals):
+            return self.event_size
+        split = np.flatnonzero(np.asarray(self.num_intervals) > 1)
+        return int(split[-1]) + 1 if split.size else 0
+
     def stream_words(self, bins: Array) -> tuple[Array, Array]:
         """The bin multi-index packed into two ``uint32`` words ``(hi, lo)`` (bit fields of width
         ``ceil(log2 J_d)``, axis 0 lowest); injective for a given partition.  ``bins`` is
         ``int32[..., D]``."""
-        widths = _bit_width(self.num_intervals)
-        offsets = (jnp.cumsum(widths) - widths).astype(jnp.uint32)
-        k = bins.astype(jnp.uint32)
-        lo_part = jnp.where(offsets < 32, jnp.left_shift(k, offsets), 0)
-        spill = jnp.where(offsets < 32, jnp.right_shift(k, 32 - offsets), jnp.left_shift(k, offsets - 32))
-        spill = jnp.where(offsets == 0, 0, spill)  # a shift by 32 is 0 in XLA; keep it explicit
+        spill, lo_part = _packed_fields(bins.astype(jnp.uint32), self._field_offsets())
         # The fields are disjoint, so their sum is their bitwise or.
         return jnp.sum(spill, axis=-1, dtype=jnp.uint32), jnp.sum(lo_part, axis=-1, dtype=jnp.uint32)
+
+    def pack_columns(self, bins: Array) -> tuple[Array, Array]:
+        """:meth:`stream_words` of a chunk of bins laid out axis-major, ``int32[D, K]``: ``(hi, lo)``,
+        ``uint32[K]`` each, the same words, or-ed row by row (:func:`fold_axes`) so that every
+        operation is elementwise over the chunk.  When every partition of this shape packs into 32
+        bits (:attr:`packed_bits_bound`), ``hi`` is 0 and ``lo`` needs no spill test.  Measured at
+        D = 25 on one CPU core (SP-PFR's bins, 1,024 candidates): packing the ``(K, D)`` transpose
+        with :meth:`stream_words` cost ~24 ns per candidate, the rows ~2."""
+        offsets = self._field_offsets()
+        if self.packed_bits_bound <= 32:
+            lo = fold_axes(lambda d: jnp.left_shift(bins[d].astype(jnp.uint32), offsets[d]), self.event_size, operator.or_)
+            return jnp.zeros_like(lo), lo
+
+        def row(d: int | Array) -> tuple[Array, Array]:
+            return _packed_fields(bins[d].astype(jnp.uint32), offsets[d])
+
+        return fold_axes(row, self.event_size, lambda a, b: (a[0] | b[0], a[1] | b[1]))
+
+    def _field_offsets(self) -> Array:
+        """``uint32[D]``: the lowest bit of each axis' field in the packed index."""
+        widths = _bit_width(self.num_intervals)
+        return (jnp.cumsum(widths) - widths).astype(jnp.uint32)
+
+
+def _packed_fields(k: Array, offsets: Array) -> tuple[Array, Array]:
+    """Interval indices ``k`` (``uint32``) placed at bit ``offsets`` of a 64-bit word: its high and
+    low ``uint32`` halves ``(spill, lo_part)``, elementwise."""
+    lo_part = jnp.where(offsets < 32, jnp.left_shift(k, offsets), 0)
+    spill = jnp.where(offsets < 32, jnp.right_shift(k, 32 - offsets), jnp.left_shift(k, offsets - 32))
+    spill = jnp.where(offsets == 0, 0, spill)  # a shift by 32 is 0 in XLA; keep it explicit
+    return spill, lo_part
+
+
+def fold_axes(row: Callable[[int | Array], Any], num_axes: int, combine: Callable[[Any, Any], Any] = operator.add) -> Any:
+    """``combine(... combine(row(0), row(1)) ..., row(D - 1))``: per-axis rows of a chunk, each
+    elementwise over its ``K`` candidates, combined in axis order; unrolled up to ``UNROLLED_AXES``
+    axes, a ``fori_loop`` beyond (bounded program size).  On CPU this vectorizes over ``K``,
+    where a reduction over the axis of a ``(D, K)`` or ``(K, D)`` array does not."""
+    total = row(0)
+    if num_axes <= UNROLLED_AXES:
+        for d in range(1, num_axes):
+            total = combine(total, row(d))
+        return total
+    return lax.fori_loop(1, num_axes, lambda d, acc: combine(acc, row(d)), total)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,25 +527,28 @@ def reweighted_kl(
     return kl(target, prior) - gain / LN2
 
 
-def sample_bins(tables: AxisTables, words: Array) -> Array:
+def sample_bins(tables: AxisTables, words: Array, drawn_axes: int | None = None) -> Array:
     """Interval indices ``k_d ~ pi_d`` per axis for a chunk of ``K`` candidates: ``int32[D, K]``.
 
     Axis ``d``'s draw is ``R`` = :func:`draw_bits` bits of ``words`` (``uint32[W, K]``,
-    ``W =`` :func:`draw_words`): at ``R = 16`` the low (even ``d``) or high (odd ``d``) half of word
-    ``d // 2``, at ``R = 31`` the top 31 bits of word ``d``, so an axis' bits do not depend on how
-    many axes there are.  Then ``k = #{i : thresholds_{d,i} <= b}``: integer inversion, so
-    ``P(k) = c_{d,k} / 2^R`` exactly, the weights whose logs the scores use (bins of weight 0 are
-    never drawn).
+    ``W =`` :func:`draw_words` of ``drawn_axes``): at ``R = 16`` the low (even ``d``) or high (odd
+    ``d``) half of word ``d // 2``, at ``R = 31`` the top 31 bits of word ``d``, so an axis' bits do
+    not depend on how many axes there are.  Then ``k = #{i : thresholds_{d,i} <= b}``: integer
+    inversion, so ``P(k) = c_{d,k} / 2^R`` exactly, the weights whose logs the scores use (bins of
+    weight 0 are never drawn).  Axes from ``drawn_axes`` on (default: none) are not drawn, their
+    bins are 0: pass :meth:`Partition.drawn_axes`, past which every ``J_d`` is 1 (a one-interval
+    axis picks 0 from any draw, so the bins are the same).
     """
     num_axes, size = tables.thresholds.shape
+    drawn = num_axes if drawn_axes is None else drawn_axes
     if draw_bits(size) == 16:
         halves = jnp.stack([words & jnp.uint32(0xFFFF), words >> jnp.uint32(16)], axis=1)
-        draws = halves.reshape((-1,) + words.shape[1:])[:num_axes]
+        draws = halves.reshape((-1,) + words.shape[1:])[:drawn]
     else:
-        draws = (words >> jnp.uint32(1))[:num_axes]
+        draws = (words >> jnp.uint32(1))[:drawn]
     method = "compare_all" if size <= SMALL_AXIS else "scan"  # measured fastest on CPU
-    picks = jax.vmap(lambda c, b: jnp.searchsorted(c, b, side="right", method=method))(tables.thresholds, draws)
-    return picks.astype(jnp.int32)
+    picks = jax.vmap(lambda c, b: jnp.searchsorted(c, b, side="right", method=method))(tables.thresholds[:drawn], draws)
+    return jnp.pad(picks.astype(jnp.int32), ((0, num_axes - drawn), (0, 0)))
 
 
 def log_scaled_bin_weights(tables: AxisTables, partition: Partition, bins: Array) -> Array:
@@ -516,10 +575,4 @@ def log_scaled_bin_weights(tables: AxisTables, partition: Partition, bins: Array
             looked_up = jnp.where(k == value, weights[value], looked_up)
         return log_counts[d] + looked_up
 
-    total = row(0)
-    num_axes = partition.event_size
-    if num_axes <= UNROLLED_AXES:
-        for d in range(1, num_axes):
-            total = total + row(d)
-        return total
-    return lax.fori_loop(1, num_axes, lambda d, acc: acc + row(d), total)
+    return fold_axes(row, partition.event_size)
