@@ -147,8 +147,8 @@ def axis_partition(partition: Partition, axis: Array) -> Partition:
 
 def within_bin_candidate(stream: prng.Stream, prior: Distribution, partition: Partition, bins: Array, index: Array) -> Array:
     """``(D,)``: the point in bins ``bins`` (``int32[D]``) drawn from item ``index`` of ``stream``
-    (key data ``uint32[2]`` or :class:`~jaxrec.core.prng.LabelledStreams`): its ``D`` words (:func:`jaxrec.core.prng.counter_words`) feed
-    :meth:`Partition.sample_in_bin`.  O(D)."""
+    (key data ``uint32[2]`` or :class:`~jaxrec.core.prng.LabelledStreams`): its ``D`` words
+    (:func:`jaxrec.core.prng.counter_words`) feed :meth:`Partition.sample_in_bin`.  O(D)."""
     words = prng.counter_words(stream, jnp.asarray(index)[None], partition.event_size)[:, 0]
     return partition.sample_in_bin(prior, bins, words)
 
@@ -158,10 +158,11 @@ def within_bin_log_ratios(
 ) -> Array:
     """``log r`` in nats of the points :func:`within_bin_candidate` draws, for a chunk of ``K``
     (bin, item) pairs: ``stream`` key data ``uint32[2]`` (shared), ``uint32[K, 2]`` (one per pair)
-    or :class:`~jaxrec.core.prng.LabelledStreams` (a label per pair), bins axis-major ``int32[D, K]``, items ``int32[K]``.  Returns ``(K,)``, the points never
-    materialized: the words feed the per-axis within-bin sampler and log ratio inside one loop over
-    the items (:func:`jaxrec.core.prng.sum_over_words`), the same numbers the candidate function
-    turns into points."""
+    or :class:`~jaxrec.core.prng.LabelledStreams` (a label per pair), bins axis-major ``int32[D, K]``,
+    items ``int32[K]``.  Returns ``(K,)``, the points never materialized: the words feed the
+    per-axis within-bin sampler and log ratio inside one loop over the items
+    (:func:`jaxrec.core.prng.sum_over_words`), the same numbers the candidate function turns into
+    points."""
 
     def term(axis: Array, words: Array) -> Array:
         t, p = (jax.tree.map(lambda a: a[..., axis], dist) for dist in (target, prior))
