@@ -693,6 +693,13 @@ def test_sp_pfr_factory_spec_header_message_and_code_message():
     assert jaxrec.sp_pfr(part) is jaxrec.sp_pfr(part)
     assert jaxrec.sp_pfr(part).spec.kwargs == {"num_intervals": (2, 2), "max_intervals": 2, "chunk_size": 256,
                                                "max_steps": 2**26, "table_size": 4096, "shared_keys": True}
+    for bad in (1, None, "yes"):
+        with pytest.raises(InvalidArgumentError, match=f"^shared_keys must be a bool, got {bad!r}$"):
+            jaxrec.sp_pfr(part, shared_keys=bad)
+    # labelled streams exactly when every bin of the shape packs into 32 bits: 16 axes of 4 intervals, not 17
+    assert [labelled_streams(Partition(np.full(d, 4)), True) for d in (16, 17)] == [True, False]
+    assert not labelled_streams(Partition(np.array([2, 2])), False)
+    assert labelled_streams(Partition(np.array([1, 1]), 2**16), True) and not labelled_streams(Partition(np.array([1, 1, 1]), 2**16), True)
     counts = np.array([[2, 2], [4, 2], [8, 8]])  # three blocks of two axes: log2 J = 2, 3, 6
     plan = types.SimpleNamespace(partitions=types.SimpleNamespace(num_intervals=counts))
     names, models = zip(*REGISTRY["sp_pfr"].message(jaxrec.sp_pfr(part).spec, 7.5, plan))

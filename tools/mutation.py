@@ -79,6 +79,7 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
     "core/prng": (  # the fast tests of the module, the decisive ones first (test_contract.py is too slow per mutant)
         "test_prng_arrivals.py::test_golden_first_candidates",
         "test_prng_arrivals.py::test_fold_in_keys_and_bin_streams_follow_their_documented_derivations",
+        "test_prng_arrivals.py::test_labelled_bin_streams_follow_their_documented_derivation",
         "test_prng_arrivals.py::test_each_seed_form_is_accepted_in_range_and_refused_outside_it",
         "test_prng_arrivals.py::test_threefry_matches_jax_primitive",
         "test_prng_arrivals.py::test_counter_words_layout_and_sum_over_words",
@@ -87,6 +88,7 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
         "test_prng_arrivals.py::test_candidate_stream_marginals_and_independence",
         "test_prng_arrivals.py::test_candidates_are_pure_functions_of_the_index",
         "test_prng_arrivals.py::test_stream_log_ratio_matches_the_candidates",
+        "test_sp.py::test_bin_candidates_are_pinned_and_score_as_the_fused_log_ratio",
     ),
     "core/arrivals": (  # every fast test that reaches the module, the decisive ones first
         "test_prng_arrivals.py::test_arrival_times_are_exact_and_chunk_invariant",
