@@ -262,6 +262,15 @@ Stream = Array | LabelledStreams
 """Key data ``uint32[2]`` (one stream), ``uint32[K, 2]`` (a stream per item) or :class:`LabelledStreams`."""
 
 
+def _check_rows(stream: Stream, width: int) -> None:
+    """Raises :class:`InvalidArgumentError` when :class:`LabelledStreams` hold fewer row keys than
+    ``width`` words need (a gather past them would clamp to the last key and repeat its words)."""
+    if isinstance(stream, LabelledStreams) and stream.keys.shape[-2] < (width + 1) // 2:
+        raise InvalidArgumentError(
+            f"LabelledStreams hold {stream.keys.shape[-2]} row keys, {width} words need {(width + 1) // 2}"
+        )
+
+
 def _hash_row(stream: Stream, row: Array, items: Array) -> tuple[Array, Array]:
     """The hash of row ``row`` (``uint32``, broadcast against ``items``) of the items ``items``:
     ``threefry2x32(stream, (row, n))``, or ``threefry2x32(keys[row], (label, n))`` for
@@ -282,6 +291,7 @@ def counter_words(stream: Stream, ns: Array, width: int) -> Array:
     ``ceil(width / 2)`` hashes per item; word ``w`` depends neither on ``width`` nor on which
     other items are drawn with it.
     """
+    _check_rows(stream, width)
     half = (width + 1) // 2
     rows = jnp.arange(half, dtype=jnp.uint32)[:, None]
     y0, y1 = _hash_row(stream, rows, jnp.asarray(ns).astype(jnp.uint32))
@@ -307,6 +317,7 @@ def sum_over_words(stream: Stream, ns: Array, width: int, term: Callable[[Array,
       width: words per item.
       term: ``(w int32 scalar, words uint32[K]) -> float[K]``.
     """
+    _check_rows(stream, width)
     half, full = (width + 1) // 2, width // 2
     items = jnp.asarray(ns).astype(jnp.uint32)
 
