@@ -293,7 +293,13 @@ def test_a_concrete_grid_that_fits_carries_only_its_counters():
 
 # ``X^{(j_k)}_{n_k}`` of K (bin, index) pairs: bins ``int32[K, D]``, indices ``int32[K]`` -> ``(K, D)``;
 # ``labelled``: the bin streams of format version 5 (else versions 2-4's per-bin keys).
-bin_candidates = jax.jit(jax.vmap(bin_candidate, in_axes=(None, None, None, 0, 0, None)), static_argnums=5)
+def bin_candidates(key, prior, part, bins, index, labelled):
+    return _bin_candidates(labelled)(key, prior, part, bins, index)
+
+
+@functools.cache
+def _bin_candidates(labelled):
+    return jax.jit(jax.vmap(functools.partial(bin_candidate, labelled=labelled), in_axes=(None, None, None, 0, 0)))
 
 
 @pytest.mark.parametrize("labelled", [True, False])
@@ -318,7 +324,7 @@ def test_bin_candidates_are_pinned_and_score_as_the_fused_log_ratio(labelled):
     for x, b in zip(np.asarray(xs), np.asarray(bins)):
         assert np.all((edges[np.arange(3), b] < x) & (x < edges[np.arange(3), b + 1]))
     packed = part.pack_columns(bins.T)
-    fused = jax.jit(bin_log_ratios, static_argnums=7)(key, target, prior, part, bins.T, packed, index, labelled)
+    fused = jax.jit(functools.partial(bin_log_ratios, labelled=labelled))(key, target, prior, part, bins.T, packed, index)
     np.testing.assert_allclose(fused, jaxrec.log_ratio(target, prior, xs), rtol=1e-6)
 
 
@@ -339,7 +345,7 @@ def test_sp_orc_points_come_from_the_candidate_stream_and_score_as_the_fused_log
         def one(b, n):
             code = SPCode(bin=b, index=n, steps=jnp.int32(1), status=jnp.int32(OK), coder="sp_orc", event_size=3)
             words = prng.counter_words(prng.candidate_stream(key), n[None], 3)[:, 0]
-            return coder.decode(key, code, prior), part.sample_in_bin(prior, b, words), bin_candidate(key, prior, part, b, n, True)
+            return coder.decode(key, code, prior), part.sample_in_bin(prior, b, words), bin_candidate(key, prior, part, b, n, labelled=True)
         return jax.vmap(one)(bins, index)
 
     decoded, from_stream, from_bin_streams = (np.asarray(a) for a in points(bins, index))
@@ -588,7 +594,8 @@ def test_search_bounds_carry_arrival_times_in_the_problems_dtype():
         prior = jaxrec.DiagGaussian(jnp.array([0.5, -1.0, 0.0], dtype), jnp.array([2.0, 0.5, 1.0], dtype))
         target = jaxrec.DiagGaussian(jnp.array([0.9, -1.2, 0.3], dtype), jnp.array([0.7, 0.2, 0.4], dtype))
         tables = axis_tables(target, prior, part, "sup_ratio")
-        chunk = sp_chunk_fn(key, target, prior, part, lambda counter, packed, ns: (ns, counter), bin_log_ratios)
+        chunk = sp_chunk_fn(key, target, prior, part, lambda counter, packed, ns: (ns, counter),
+                            functools.partial(bin_log_ratios, labelled=True))
         _, bounds, _, _ = jax.jit(chunk)((arrivals.zero_time(), None, tables), ns)
         _, increments = _sp_pfr_draws(key[None], tables, part, 256)
         return bounds, float(tables.log_bound) - np.log(np.cumsum(np.asarray(increments[0], np.float64)) / 2**24)
@@ -698,6 +705,7 @@ def test_sp_pfr_factory_spec_header_message_and_code_message():
             jaxrec.sp_pfr(part, shared_keys=bad)
     # labelled streams exactly when every bin of the shape packs into 32 bits: 16 axes of 4 intervals, not 17
     assert [labelled_streams(Partition(np.full(d, 4)), True) for d in (16, 17)] == [True, False]
+    assert [labelled_streams(Partition(np.full(d, 8)), True) for d in (10, 11)] == [True, False]  # 30 and 33 bits
     assert not labelled_streams(Partition(np.array([2, 2])), False)
     assert labelled_streams(Partition(np.array([1, 1]), 2**16), True) and not labelled_streams(Partition(np.array([1, 1, 1]), 2**16), True)
     counts = np.array([[2, 2], [4, 2], [8, 8]])  # three blocks of two axes: log2 J = 2, 3, 6

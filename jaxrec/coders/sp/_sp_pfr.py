@@ -192,17 +192,18 @@ def bin_streams(key: Array, partition: Partition, packed: tuple[Array, Array], l
 
 
 def bin_candidate(
-    key: Array, prior: Distribution, partition: Partition, bins: Array, index: Array, labelled: bool = False
+    key: Array, prior: Distribution, partition: Partition, bins: Array, index: Array, *, labelled: bool
 ) -> Array:
     """``X^{(j)}_n ~ P(. | B_j)``: ``(D,)`` from ``(key, bins, index)`` in O(D): element ``n`` of the
-    bin's shared stream (:func:`bin_streams` of the bin's packed index :meth:`Partition.stream_words`)."""
+    bin's shared stream (:func:`bin_streams` of the bin's packed index :meth:`Partition.stream_words`;
+    ``labelled``: :func:`labelled_streams` of the coder)."""
     stream = bin_streams(key, partition, partition.stream_words(bins), labelled)
     return within_bin_candidate(stream, prior, partition, bins, index)
 
 
 def bin_log_ratios(
     key: Array, target: Distribution, prior: Distribution, partition: Partition, bins: Array,
-    packed: tuple[Array, Array], index: Array, labelled: bool = False,
+    packed: tuple[Array, Array], index: Array, *, labelled: bool,
 ) -> Array:
     """``log r(X^{(j_k)}_{n_k})`` in nats for a chunk of ``K`` (bin, index) pairs: bins axis-major
     ``int32[D, K]``, their packed words ``(hi, lo)`` and the indices ``int32[K]``; ``(K,)``, the
