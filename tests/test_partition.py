@@ -100,6 +100,7 @@ def test_stream_words_pack_the_multi_index_injectively():
     ([2] * 25, None, 25),  # 32 bits or fewer for every partition of this shape: no spill, a loop over the axes
     ([5, 1, 3], 8, 9),  # no spill, unrolled
     ([2] * 17 + [4], 4, 36),  # the spill path in a loop (the bound is over 32 bits, this grid's 19 under)
+    ([8] * 11, None, 33),  # one bit past 32: the spill path, and the bins of the last field do spill
 ])
 def test_pack_columns_equals_stream_words_and_the_packed_bound_is_static(counts, max_intervals, bound):
     """:meth:`Partition.pack_columns` of axis-major bins ``(D, K)`` gives :meth:`stream_words` of the
