@@ -706,6 +706,12 @@ def test_sp_pfr_factory_spec_header_message_and_code_message():
     # labelled streams exactly when every bin of the shape packs into 32 bits: 16 axes of 4 intervals, not 17
     assert [labelled_streams(Partition(np.full(d, 4)), True) for d in (16, 17)] == [True, False]
     assert [labelled_streams(Partition(np.full(d, 8)), True) for d in (10, 11)] == [True, False]  # 30 and 33 bits
+    # the file format's contract: float32 codes decode from version 3 on, and a header before version 5
+    # stores no shared_keys and was drawn with per-bin keys (tests/data/digits_format{3,4}.jxr, slow)
+    entry = REGISTRY["sp_pfr"]
+    assert entry.oldest_format == {"float32": 3}
+    assert entry.header_params(4) == (("chunk_size", "max_steps", "table_size"), {"shared_keys": False})
+    assert entry.header_params(5) == (("chunk_size", "max_steps", "table_size", "shared_keys"), {})
     assert not labelled_streams(Partition(np.array([2, 2])), False)
     assert labelled_streams(Partition(np.array([1, 1]), 2**16), True) and not labelled_streams(Partition(np.array([1, 1, 1]), 2**16), True)
     counts = np.array([[2, 2], [4, 2], [8, 8]])  # three blocks of two axes: log2 J = 2, 3, 6
