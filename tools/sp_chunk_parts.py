@@ -15,8 +15,8 @@ running argmax beyond a max, no payload), timed best of five; a level adds one p
 2. the bin weights ``log(J pi_j)`` in the score;
 3. the visit counts (packed bins, counter slots, :class:`~jaxrec.coders.sp._sp_pfr.VisitCounts`) as
    the points' indices;
-4. the points drawn in their bins from the labelled bin streams instead of PFR's candidate stream
-   (the whole SP-PFR chunk).
+4. the points drawn in their bins from the labelled bin streams instead of PFR's candidate stream:
+   the whole SP-PFR chunk, :func:`~jaxrec.coders.sp._sp_pfr.sp_chunk_fn` itself.
 
 Differences between levels are what a part costs inside the fused program, which is not always what
 it costs alone (XLA fuses differently around a sort or a gather), and the levels below 4 compute
@@ -26,6 +26,7 @@ wrong codes: this is a profile, not a coder.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import jax
@@ -50,10 +51,19 @@ LEVELS = ("PFR chunk", "+ bin draws", "+ bin weights", "+ visit counts", "+ in-b
 def level_fn(level: int, key, target, prior, part: Partition, counters: int):
     """``(state, ns, tables) -> (scores, bounds, state)``: the chunk at ``level`` (see the module
     docstring); state: the arrival-time limbs and the visit counters, carried from chunk to chunk."""
+    if level == len(LEVELS) - 1:  # the library's own chunk function, as SP-PFR's search runs it
+        count_visits = lambda visits, packed, ns: visits.assign(sp.counter_slots(part, packed, counters), ns)
+        log_ratios = functools.partial(sp.bin_log_ratios, labelled=sp.labelled_streams(part, True))
+        sp_chunk = sp.sp_chunk_fn(key, target, prior, part, count_visits, log_ratios)
+
+        def whole(state, ns, tables):
+            scores, bounds, _, (base, visits, _) = sp_chunk((*state, tables), ns)
+            return scores, bounds, (base, visits)
+
+        return whole
     drawn = part.drawn_axes()
     bin_words = draw_words(drawn, part.max_intervals) if level >= 1 else 0
     candidates, private = prng.candidate_stream(key), prng.private_stream(key)
-    labelled = sp.labelled_streams(part, True)
 
     def chunk(state, ns, tables):
         base, visits = state
@@ -68,10 +78,7 @@ def level_fn(level: int, key, target, prior, part: Partition, counters: int):
         if level >= 3:
             packed = part.pack_columns(bins)
             index, visits = visits.assign(sp.counter_slots(part, packed, counters), ns)
-        if level >= 4:
-            log_r = sp.bin_log_ratios(key, target, prior, part, bins, packed, index, labelled=labelled)
-        else:
-            log_r = prng.stream_log_ratio(candidates, index, target, prior)
+        log_r = prng.stream_log_ratio(candidates, index, target, prior)
         log_t, base = arrivals.log_arrival_times(base, arrivals.increments_from_words(words[0]), prior.dtype)
         return log_r + extra - log_t, tables.log_bound - log_t, (base, visits)
 
