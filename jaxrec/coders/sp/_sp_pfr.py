@@ -43,10 +43,9 @@ and the scores and the bound use their logs, so the argument holds with no round
 **Within-bin indices** (the visit counters, :class:`VisitCounts`).  ``n_m`` is the number of
 earlier candidates in ``j_m``'s counter slot (:func:`counter_slots`): the bin's packed index when
 the whole grid fits in the ``table_size`` counters carried in the search state, else a hash of it,
-so bins may share a counter.  Per chunk of ``K`` candidates one sort of the chunk's slots gives
-within-chunk ranks and one gather per candidate reads the counters -- O(K log K) per chunk,
-independent of the table size (a table of at most 64 counters uses per-block histograms instead,
-O(K (32 + T)) without a sort) -- and exactly the outcome of processing candidates one at a time, so
+so bins may share a counter.  A chunk of ``K`` candidates is counted in blocks of 32 in order (one
+scatter-add and one gather per block, ranks within a block by comparison) -- O(32 K) per chunk,
+independent of the table size -- and exactly the outcome of processing candidates one at a time, so
 indices do not depend on the chunk size.  Distinct visits to one bin get distinct indices whether
 or not its counter is shared, which is all (2) needs: the sample is exact in every case, and a
 shared counter only costs code length (larger indices).
@@ -246,30 +245,10 @@ def fitted_table_size(partition: Partition, table_size: int) -> int:
     return 1 << int(lo_max).bit_length()
 
 
-# VisitCounts.assign ranks the chunk by blocks (no sort) when the table has at most SMALL_TABLE
-# counters; measured on a 2-core CPU at K = 256-4096: 5-13 ns per candidate against 24-45 for the
-# sort at T <= 32, break-even near T = 256, many times slower at T = 4096 (the histograms).
-SMALL_TABLE = 64
+# VisitCounts.assign ranks a chunk in blocks of RANK_BLOCK candidates.  Measured on a 2-core CPU
+# (one core, T = 4096 counters, ns per candidate, one problem at K = 1024 / 64 vmapped lanes at
+# K = 128): one sort of the chunk's slots 33 / 26; blocks of 32 7 / 5; blocks of 16 11 / 9.
 RANK_BLOCK = 32
-
-
-def later_in_run(sorted_keys: Array) -> Array:
-    """For sorted keys ``[K]``: the number of elements after each one in its run of equal keys."""
-    size = sorted_keys.shape[0]
-    idx = jnp.arange(size, dtype=jnp.int32)
-    ends = jnp.concatenate([sorted_keys[1:] != sorted_keys[:-1], jnp.array([True])])
-    return lax.cummin(jnp.where(ends, idx, size), reverse=True) - idx
-
-
-def sort_by_group(groups: Array) -> tuple[Array, Array]:
-    """Sorts positions ``0..K-1`` by ``(groups, position)``: returns ``(sorted groups, positions)``.
-
-    ``groups`` is ``int32[K]`` with ``(max(groups) + 1) K <= 2^32``: ``group * K + position`` is
-    sorted as one ``uint32`` operand, several times faster on CPU than a sort with a payload.
-    """
-    size = groups.shape[0]
-    packed = jnp.sort(groups.astype(jnp.uint32) * jnp.uint32(size) + jnp.arange(size, dtype=jnp.uint32))
-    return (packed // size).astype(jnp.int32), (packed % size).astype(jnp.int32)
 
 
 class VisitCounts(NamedTuple):
@@ -284,40 +263,32 @@ class VisitCounts(NamedTuple):
     def assign(self, slots: Array, ns: Array) -> tuple[Array, VisitCounts]:
         """Within-bin indices for one chunk and the updated counters: candidate ``k``'s index is
         the number of earlier visits to its slot (all chunks before, and the chunk's candidates
-        before ``k``: one sort of the chunk's slots, or per-block histograms for a table of at
-        most ``SMALL_TABLE`` counters).  Exactly the one-at-a-time rule, so it does not depend on
-        the chunking.  ``slots``: ``int32[K]``; ``ns`` is unused (the order is the chunk's).
-        O(K log K) per chunk, independent of the table size (small tables: O(K (32 + T))).
-        """
-        if self.counts.shape[0] <= SMALL_TABLE:
-            return self._assign_by_blocks(slots)
-        groups, positions = sort_by_group(slots)
-        later = jnp.zeros_like(slots).at[positions].set(later_in_run(groups), unique_indices=True)
-        # Candidate k's index is the slot's count after the chunk less the visits from k on. The
-        # counters are read after the update: a read before it makes XLA copy the whole table
-        # (carried in a while loop) at every chunk, which cost as much as the sort at 4,096 counters.
-        counts = self.counts.at[slots].add(1)
-        return counts[slots] - 1 - later, VisitCounts(counts)
+        before ``k``), exactly the one-at-a-time rule, so it does not depend on the chunking.
 
-    def _assign_by_blocks(self, slots: Array) -> tuple[Array, VisitCounts]:
-        """:meth:`assign` for a small table (``T <= SMALL_TABLE`` counters), without a sort: the
-        chunk is cut into blocks of ``RANK_BLOCK`` candidates; within a block the ranks come from
-        a ``RANK_BLOCK x RANK_BLOCK`` comparison, and a block's earlier visits per slot from the
-        per-block slot histograms ``[K / RANK_BLOCK, T]`` summed over the blocks before it.
-        O(K (RANK_BLOCK + T)) per chunk, all of it elementwise work (2-4x faster than the sort
-        on CPU at ``T <= 32``).  The chunk is padded with slot ``-1``, which matches no slot."""
-        size = slots.shape[0]
+        The chunk is cut into blocks of ``RANK_BLOCK`` candidates, visited in order by a
+        :func:`jax.lax.scan`: a block is added to the counters (one scatter-add, repeated slots
+        summed), and candidate ``k``'s index is its slot's count after the block less one less the
+        block's later visits to the slot (one gather; a ``RANK_BLOCK x RANK_BLOCK`` comparison).
+        The counters are read after the update: a read before it makes XLA copy the table (carried
+        in a loop) at every block.  O(K RANK_BLOCK) elementwise work and ``2 K / RANK_BLOCK``
+        gathers and scatters per chunk, independent of the table size.  ``slots``: ``int32[K]`` in
+        ``[0, T)``; ``ns`` is unused (the order is the chunk's).  The chunk is padded with slot
+        ``T``, which the scatters drop and the gathers fill.
+        """
+        size, table = slots.shape[0], self.counts.shape[0]
         blocks = -(-size // RANK_BLOCK)
-        table = self.counts.shape[0]
-        grid = jnp.pad(slots, (0, blocks * RANK_BLOCK - size), constant_values=-1).reshape(blocks, RANK_BLOCK)
+        grid = jnp.pad(slots, (0, blocks * RANK_BLOCK - size), constant_values=table).reshape(blocks, RANK_BLOCK)
         position = jnp.arange(RANK_BLOCK)
-        earlier = position[None, :] < position[:, None]
-        within = jnp.sum((grid[:, None, :] == grid[:, :, None]) & earlier, axis=2, dtype=jnp.int32)
-        histogram = jnp.sum(grid[:, :, None] == jnp.arange(table, dtype=jnp.int32), axis=1, dtype=jnp.int32)
-        through = jnp.cumsum(histogram, axis=0)  # visits per slot up to and including each block
-        before = self.counts + through - histogram  # [blocks, T]: visits before each block
-        index = jnp.take_along_axis(before, jnp.maximum(grid, 0), axis=1) + within
-        return index.reshape(-1)[:size], VisitCounts(self.counts + through[-1])
+        after = position[None, :] > position[:, None]
+        later = jnp.sum((grid[:, None, :] == grid[:, :, None]) & after, axis=2, dtype=jnp.int32)
+
+        def block(counts: Array, rows: tuple[Array, Array]) -> tuple[Array, Array]:
+            block_slots, block_later = rows
+            counts = counts.at[block_slots].add(1, mode="drop")
+            return counts, counts.at[block_slots].get(mode="fill", fill_value=0) - 1 - block_later
+
+        counts, index = lax.scan(block, self.counts, (grid, later))
+        return index.reshape(-1)[:size], VisitCounts(counts)
 
 
 def sp_chunk_fn(
