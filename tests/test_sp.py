@@ -24,9 +24,12 @@ from jaxrec.coders.sp._sp_pfr import (
     bin_candidate,
     bin_log_ratios,
     check_weights,
+    count_by_sort,
+    count_in_blocks,
     counter_slots,
     fitted_table_size,
     labelled_streams,
+    sort_by_group,
     sp_chunk_fn,
 )
 from jaxrec.coders.sp.message import sp_ideal_bits, sp_index_budget_bits
@@ -221,13 +224,26 @@ def sequential_visit_indices(slots):
     return np.array(out)
 
 
+def assign_with(counting):
+    """``VisitCounts.assign`` built on one counting implementation (``None``: the method itself)."""
+    if counting is None:
+        return VisitCounts.assign
+
+    def assign(counts, slots, ns):
+        index, updated = counting(counts.counts, slots)
+        return index, VisitCounts(updated)
+
+    return assign
+
+
+@pytest.mark.parametrize("counting", [None, count_in_blocks, count_by_sort], ids=["assign", "blocks", "sort"])
 @pytest.mark.parametrize("table_size", [16, 64, 128, 4096])
-def test_visit_counts_match_the_sequential_rule_for_any_chunking(table_size):
+def test_visit_counts_match_the_sequential_rule_for_any_chunking(table_size, counting):
     rng = np.random.default_rng(table_size)
     slots = rng.choice(rng.integers(0, table_size, 120), 600)  # up to 120 distinct slots, revisited
     want = sequential_visit_indices(slots.tolist())
-    assign = jax.jit(VisitCounts.assign)
-    for chunk in (1, 40, 100, 600):  # 100: four rank blocks of 32 per chunk, then a short chunk
+    assign = jax.jit(assign_with(counting))
+    for chunk in (1, 40, 100, 600):  # 100: four rank blocks of 32 per chunk, the last one padded
         counts, got = VisitCounts.empty(table_size), []
         for start in range(0, 600, chunk):
             ns = jnp.arange(start, min(start + chunk, 600), dtype=jnp.int32)
@@ -237,12 +253,29 @@ def test_visit_counts_match_the_sequential_rule_for_any_chunking(table_size):
         np.testing.assert_array_equal(counts.counts, np.bincount(slots, minlength=table_size))
 
 
-def test_batched_visit_counts_match_the_sequential_rule():
+def test_sort_keys_split_exactly_above_float32_precision():
+    """The sort key group * K + position is split exactly (integer division) even above 2^24, where
+    a float32 quotient puts all four positions of group 10^9 + 63 into group 10^9 + 64."""
+    groups, positions = sort_by_group(jnp.full(4, 10**9 + 63, jnp.int32))
+    assert np.asarray(groups).tolist() == [10**9 + 63] * 4 and np.asarray(positions).tolist() == [0, 1, 2, 3]
+
+
+def test_visit_counts_compile_to_blocks_without_a_conditional_on_cpu():
+    """``platform_dependent`` picks the implementation when lowering: the CPU program scans the
+    blocks, with no sort and no conditional left (XLA copies a conditional's operands, the whole
+    table, at every chunk).  The accelerators' sort is checked by the rule tests above."""
+    counts, slots = jnp.zeros(4096, jnp.int32), jnp.zeros(1024, jnp.int32)
+    cpu = jax.jit(lambda c, s: VisitCounts(c).assign(s, s)).lower(counts, slots).compile().as_text()
+    assert " sort(" not in cpu and "conditional(" not in cpu and " while(" in cpu
+
+
+@pytest.mark.parametrize("counting", [None, count_in_blocks, count_by_sort], ids=["assign", "blocks", "sort"])
+def test_batched_visit_counts_match_the_sequential_rule(counting):
     """Under vmap (encode_batch's lanes) each lane's indices and counts are its own sequential rule's."""
     lanes, table_size = 8, 128
     rng = np.random.default_rng(lanes)
     slots = rng.integers(0, 24, (lanes, 300))  # many revisits per chunk
-    assign = jax.jit(jax.vmap(VisitCounts.assign))
+    assign = jax.jit(jax.vmap(assign_with(counting)))
     for chunk in (1, 300):  # one candidate per step, and the whole sequence at once
         counts, got = VisitCounts(jnp.zeros((lanes, table_size), jnp.int32)), []
         for start in range(0, 300, chunk):

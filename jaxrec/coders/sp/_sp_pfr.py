@@ -43,10 +43,11 @@ and the scores and the bound use their logs, so the argument holds with no round
 **Within-bin indices** (the visit counters, :class:`VisitCounts`).  ``n_m`` is the number of
 earlier candidates in ``j_m``'s counter slot (:func:`counter_slots`): the bin's packed index when
 the whole grid fits in the ``table_size`` counters carried in the search state, else a hash of it,
-so bins may share a counter.  A chunk of ``K`` candidates is counted in blocks of 32 in order (one
-scatter-add and one gather per block, ranks within a block by comparison) -- O(32 K) per chunk,
-independent of the table size -- and exactly the outcome of processing candidates one at a time, so
-indices do not depend on the chunk size.  Distinct visits to one bin get distinct indices whether
+so bins may share a counter.  A chunk of ``K`` candidates is counted in blocks of 32 in order on CPU
+(one scatter-add and one gather per block, ranks within a block by comparison: O(32 K) per chunk),
+by one sort of its slots elsewhere (O(K log K), a fixed number of kernels), independent of the
+table size either way, and exactly the outcome of processing candidates one at a time, so indices
+do not depend on the chunk size or the platform.  Distinct visits to one bin get distinct indices whether
 or not its counter is shared, which is all (2) needs: the sample is exact in every case, and a
 shared counter only costs code length (larger indices).
 
@@ -245,10 +246,73 @@ def fitted_table_size(partition: Partition, table_size: int) -> int:
     return 1 << int(lo_max).bit_length()
 
 
-# VisitCounts.assign ranks a chunk in blocks of RANK_BLOCK candidates.  Measured on a 2-core CPU
-# (one core, T = 4096 counters, ns per candidate, one problem at K = 1024 / 64 vmapped lanes at
+# VisitCounts.assign on CPU ranks a chunk in blocks of RANK_BLOCK candidates.  Measured on a 2-core
+# CPU (one core, T = 4096 counters, ns per candidate, one problem at K = 1024 / 64 vmapped lanes at
 # K = 128): one sort of the chunk's slots 33 / 26; blocks of 32 7 / 5; blocks of 16 11 / 9.
 RANK_BLOCK = 32
+
+
+def later_in_blocks(slots: Array, table_size: int) -> tuple[Array, Array]:
+    """Cuts ``slots`` (``int32[K]``) into blocks of ``RANK_BLOCK``, padded with slot
+    ``table_size``: ``(blocks, later)``, both ``int32[ceil(K / RANK_BLOCK), RANK_BLOCK]``, with
+    ``later`` the number of positions after each one in its block holding the same slot."""
+    size = slots.shape[0]
+    padded = -(-size // RANK_BLOCK) * RANK_BLOCK
+    blocks = jnp.pad(slots, (0, padded - size), constant_values=table_size).reshape(-1, RANK_BLOCK)
+    position = jnp.arange(RANK_BLOCK)
+    after = position[None, :] > position[:, None]
+    return blocks, jnp.sum((blocks[:, None, :] == blocks[:, :, None]) & after, axis=2, dtype=jnp.int32)
+
+
+def count_in_blocks(counts: Array, slots: Array) -> tuple[Array, Array]:
+    """:meth:`VisitCounts.assign` on CPU: the blocks of :func:`later_in_blocks` in order (a
+    :func:`jax.lax.scan`), each added to the counters by one scatter-add (repeated slots summed),
+    after which a candidate's index is its slot's count less one less its block's later visits to
+    the slot (one gather).  The counters are read after the update: a read before it makes XLA
+    copy the table (carried in a loop) at every block.  O(K RANK_BLOCK) elementwise work and
+    ``2 K / RANK_BLOCK`` gathers and scatters per chunk, whatever the table size; the padding
+    slot is dropped by the scatters and filled by the gathers.  Returns ``(index int32[K],
+    counts)``."""
+    blocks, later = later_in_blocks(slots, counts.shape[0])
+
+    def block(counts: Array, rows: tuple[Array, Array]) -> tuple[Array, Array]:
+        block_slots, block_later = rows
+        counts = counts.at[block_slots].add(1, mode="drop")
+        return counts, counts.at[block_slots].get(mode="fill", fill_value=0) - 1 - block_later
+
+    counts, index = lax.scan(block, counts, (blocks, later))
+    return index.reshape(-1)[: slots.shape[0]], counts
+
+
+def later_in_run(sorted_keys: Array) -> Array:
+    """For sorted keys ``[K]``: the number of elements after each one in its run of equal keys."""
+    size = sorted_keys.shape[0]
+    idx = jnp.arange(size, dtype=jnp.int32)
+    ends = jnp.concatenate([sorted_keys[1:] != sorted_keys[:-1], jnp.array([True])])
+    return lax.cummin(jnp.where(ends, idx, size), reverse=True) - idx
+
+
+def sort_by_group(groups: Array) -> tuple[Array, Array]:
+    """Sorts positions ``0..K-1`` by ``(groups, position)``: returns ``(sorted groups, positions)``.
+
+    ``groups`` is ``int32[K]`` with ``(max(groups) + 1) K <= 2^32``: ``group * K + position`` is
+    sorted as one ``uint32`` operand, several times faster on CPU than a sort with a payload.
+    """
+    size = groups.shape[0]
+    packed = jnp.sort(groups.astype(jnp.uint32) * jnp.uint32(size) + jnp.arange(size, dtype=jnp.uint32))
+    return (packed // size).astype(jnp.int32), (packed % size).astype(jnp.int32)
+
+
+def count_by_sort(counts: Array, slots: Array) -> tuple[Array, Array]:
+    """:meth:`VisitCounts.assign` on accelerators: one sort of the chunk's slots gives each
+    candidate the number of later visits to its slot within the chunk; its index is its slot's
+    count after the chunk (one scatter-add, one gather) less one less those.  A constant number of
+    kernels per chunk (the blocks of :func:`count_in_blocks` would launch ``2 K / RANK_BLOCK``
+    dependent ones); O(K log K).  Returns ``(index int32[K], counts)``."""
+    groups, positions = sort_by_group(slots)
+    later = jnp.zeros_like(slots).at[positions].set(later_in_run(groups), unique_indices=True)
+    counts = counts.at[slots].add(1)
+    return counts[slots] - 1 - later, counts
 
 
 class VisitCounts(NamedTuple):
@@ -264,31 +328,15 @@ class VisitCounts(NamedTuple):
         """Within-bin indices for one chunk and the updated counters: candidate ``k``'s index is
         the number of earlier visits to its slot (all chunks before, and the chunk's candidates
         before ``k``), exactly the one-at-a-time rule, so it does not depend on the chunking.
+        ``slots``: ``int32[K]`` in ``[0, T)``; ``ns`` is unused (the order is the chunk's).
 
-        The chunk is cut into blocks of ``RANK_BLOCK`` candidates, visited in order by a
-        :func:`jax.lax.scan`: a block is added to the counters (one scatter-add, repeated slots
-        summed), and candidate ``k``'s index is its slot's count after the block less one less the
-        block's later visits to the slot (one gather; a ``RANK_BLOCK x RANK_BLOCK`` comparison).
-        The counters are read after the update: a read before it makes XLA copy the table (carried
-        in a loop) at every block.  O(K RANK_BLOCK) elementwise work and ``2 K / RANK_BLOCK``
-        gathers and scatters per chunk, independent of the table size.  ``slots``: ``int32[K]`` in
-        ``[0, T)``; ``ns`` is unused (the order is the chunk's).  The chunk is padded with slot
-        ``T``, which the scatters drop and the gathers fill.
+        Two implementations with the same results, chosen when the program is lowered
+        (:func:`jax.lax.platform_dependent`): blocks of 32 counted in order on CPU
+        (:func:`count_in_blocks`, O(32 K)), one sort per chunk elsewhere (:func:`count_by_sort`,
+        O(K log K), a fixed number of kernels).  Both independent of the table size ``T``.
         """
-        size, table = slots.shape[0], self.counts.shape[0]
-        blocks = -(-size // RANK_BLOCK)
-        grid = jnp.pad(slots, (0, blocks * RANK_BLOCK - size), constant_values=table).reshape(blocks, RANK_BLOCK)
-        position = jnp.arange(RANK_BLOCK)
-        after = position[None, :] > position[:, None]
-        later = jnp.sum((grid[:, None, :] == grid[:, :, None]) & after, axis=2, dtype=jnp.int32)
-
-        def block(counts: Array, rows: tuple[Array, Array]) -> tuple[Array, Array]:
-            block_slots, block_later = rows
-            counts = counts.at[block_slots].add(1, mode="drop")
-            return counts, counts.at[block_slots].get(mode="fill", fill_value=0) - 1 - block_later
-
-        counts, index = lax.scan(block, self.counts, (grid, later))
-        return index.reshape(-1)[:size], VisitCounts(counts)
+        index, counts = lax.platform_dependent(self.counts, slots, cpu=count_in_blocks, default=count_by_sort)
+        return index, VisitCounts(counts)
 
 
 def sp_chunk_fn(
@@ -454,7 +502,7 @@ def sp_pfr(
       table_size: visit counters (a power of two, at most 2^16): one per bin when the packed
         grid fits (``sum_d ceil(log2 J_d) <= log2 table_size``), else bins share counters by a
         hash (:func:`counter_slots`; exact samples still, slightly larger indices).  Per-chunk cost
-        is O(chunk_size log chunk_size) whatever the size; memory is 4 bytes a counter, and a
+        does not depend on the size (:meth:`VisitCounts.assign`); memory is 4 bytes a counter, and a
         concrete partition whose grid fits in fewer counters carries only those
         (:func:`fitted_table_size`, same codes).
       shared_keys: the bins' streams share one key per hash row and carry the bin in the counter
