@@ -24,6 +24,7 @@ from jaxrec.coders.sp._sp_pfr import (
     bin_candidate,
     bin_log_ratios,
     check_weights,
+    count_by_histograms,
     count_by_sort,
     count_in_blocks,
     counter_slots,
@@ -236,7 +237,7 @@ def assign_with(counting):
     return assign
 
 
-@pytest.mark.parametrize("counting", [None, count_in_blocks, count_by_sort], ids=["assign", "blocks", "sort"])
+@pytest.mark.parametrize("counting", [None, count_in_blocks, count_by_histograms, count_by_sort], ids=["assign", "blocks", "histograms", "sort"])
 @pytest.mark.parametrize("table_size", [16, 64, 128, 4096])
 def test_visit_counts_match_the_sequential_rule_for_any_chunking(table_size, counting):
     rng = np.random.default_rng(table_size)
@@ -263,13 +264,13 @@ def test_sort_keys_split_exactly_above_float32_precision():
 def test_visit_counts_compile_to_blocks_without_a_conditional_on_cpu():
     """``platform_dependent`` picks the implementation when lowering: the CPU program scans the
     blocks, with no sort and no conditional left (XLA copies a conditional's operands, the whole
-    table, at every chunk).  The accelerators' sort is checked by the rule tests above."""
+    table, at every chunk).  The accelerators' implementations are checked by the rule tests above."""
     counts, slots = jnp.zeros(4096, jnp.int32), jnp.zeros(1024, jnp.int32)
     cpu = jax.jit(lambda c, s: VisitCounts(c).assign(s, s)).lower(counts, slots).compile().as_text()
     assert " sort(" not in cpu and "conditional(" not in cpu and " while(" in cpu
 
 
-@pytest.mark.parametrize("counting", [None, count_in_blocks, count_by_sort], ids=["assign", "blocks", "sort"])
+@pytest.mark.parametrize("counting", [None, count_in_blocks, count_by_histograms, count_by_sort], ids=["assign", "blocks", "histograms", "sort"])
 def test_batched_visit_counts_match_the_sequential_rule(counting):
     """Under vmap (encode_batch's lanes) each lane's indices and counts are its own sequential rule's."""
     lanes, table_size = 8, 128

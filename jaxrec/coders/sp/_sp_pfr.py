@@ -45,9 +45,9 @@ earlier candidates in ``j_m``'s counter slot (:func:`counter_slots`): the bin's 
 the whole grid fits in the ``table_size`` counters carried in the search state, else a hash of it,
 so bins may share a counter.  A chunk of ``K`` candidates is counted in blocks of 32 in order on CPU
 (one scatter-add and one gather per block, ranks within a block by comparison: O(32 K) per chunk),
-by one sort of its slots elsewhere (O(K log K), a fixed number of kernels), independent of the
-table size either way, and exactly the outcome of processing candidates one at a time, so indices
-do not depend on the chunk size or the platform.  Distinct visits to one bin get distinct indices whether
+elsewhere with a fixed number of kernels (per-block histograms for up to 64 counters, else one sort
+of the chunk's slots, O(K log K)), and exactly the outcome of processing candidates one at a time,
+so indices do not depend on the chunk size or the platform.  Distinct visits to one bin get distinct indices whether
 or not its counter is shared, which is all (2) needs: the sample is exact in every case, and a
 shared counter only costs code length (larger indices).
 
@@ -248,8 +248,10 @@ def fitted_table_size(partition: Partition, table_size: int) -> int:
 
 # VisitCounts.assign on CPU ranks a chunk in blocks of RANK_BLOCK candidates.  Measured on a 2-core
 # CPU (one core, T = 4096 counters, ns per candidate, one problem at K = 1024 / 64 vmapped lanes at
-# K = 128): one sort of the chunk's slots 33 / 26; blocks of 32 7 / 5; blocks of 16 11 / 9.
+# K = 128): one sort of the chunk's slots 33 / 26; blocks of 32 7 / 5; blocks of 16 11 / 9.  On
+# accelerators tables of at most SMALL_TABLE counters use per-block histograms instead of the sort.
 RANK_BLOCK = 32
+SMALL_TABLE = 64
 
 
 def later_in_blocks(slots: Array, table_size: int) -> tuple[Array, Array]:
@@ -282,6 +284,21 @@ def count_in_blocks(counts: Array, slots: Array) -> tuple[Array, Array]:
 
     counts, index = lax.scan(block, counts, (blocks, later))
     return index.reshape(-1)[: slots.shape[0]], counts
+
+
+def count_by_histograms(counts: Array, slots: Array) -> tuple[Array, Array]:
+    """:meth:`VisitCounts.assign` on accelerators for a table of at most ``SMALL_TABLE`` counters:
+    the per-block slot histograms ``[K / RANK_BLOCK, T]`` of :func:`later_in_blocks`' blocks,
+    summed over the blocks up to each one, give every slot's count through each block; a
+    candidate's index is its slot's count through its block less one less the block's later visits
+    to the slot.  O(K (RANK_BLOCK + T)) elementwise work, no sort, a fixed number of kernels.
+    Returns ``(index int32[K], counts)``."""
+    table = counts.shape[0]
+    blocks, later = later_in_blocks(slots, table)
+    histogram = jnp.sum(blocks[:, :, None] == jnp.arange(table, dtype=jnp.int32), axis=1, dtype=jnp.int32)
+    through = counts + jnp.cumsum(histogram, axis=0)  # [blocks, T]: visits per slot through each block
+    index = jnp.take_along_axis(through, blocks, axis=1, mode="clip") - 1 - later
+    return index.reshape(-1)[: slots.shape[0]], through[-1]
 
 
 def later_in_run(sorted_keys: Array) -> Array:
@@ -330,12 +347,14 @@ class VisitCounts(NamedTuple):
         before ``k``), exactly the one-at-a-time rule, so it does not depend on the chunking.
         ``slots``: ``int32[K]`` in ``[0, T)``; ``ns`` is unused (the order is the chunk's).
 
-        Two implementations with the same results, chosen when the program is lowered
+        Implementations with the same results, chosen when the program is lowered
         (:func:`jax.lax.platform_dependent`): blocks of 32 counted in order on CPU
-        (:func:`count_in_blocks`, O(32 K)), one sort per chunk elsewhere (:func:`count_by_sort`,
-        O(K log K), a fixed number of kernels).  Both independent of the table size ``T``.
+        (:func:`count_in_blocks`, O(32 K)); elsewhere a fixed number of kernels per chunk, per-block
+        histograms for at most ``SMALL_TABLE`` counters (:func:`count_by_histograms`, O(K (32 +
+        T))), else one sort (:func:`count_by_sort`, O(K log K)).
         """
-        index, counts = lax.platform_dependent(self.counts, slots, cpu=count_in_blocks, default=count_by_sort)
+        accelerators = count_by_histograms if self.counts.shape[0] <= SMALL_TABLE else count_by_sort
+        index, counts = lax.platform_dependent(self.counts, slots, cpu=count_in_blocks, default=accelerators)
         return index, VisitCounts(counts)
 
 
