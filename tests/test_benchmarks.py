@@ -131,12 +131,12 @@ def test_latents_tool_records_and_compares(tmp_path):
 
 @pytest.mark.slow  # ten small programs: ~15 s
 def test_sp_chunk_parts_tool_prints_every_level_for_both_grids():
-    """``tools/sp_chunk_parts.py`` at tiny sizes: one row per level, a positive time per grid."""
+    """``tools/sp_chunk_parts.py`` at tiny sizes (two vmapped lanes): one row per level, a positive time per grid."""
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "sp_chunk_parts.py"), "--dim", "5", "--chunk", "64",
-                          "--loops", "2", "--split", "2"], cwd=ROOT, check=True, capture_output=True, text=True,
+                          "--loops", "2", "--split", "2", "--lanes", "2"], cwd=ROOT, check=True, capture_output=True, text=True,
                          timeout=600).stdout
     rows = [line for line in out.splitlines() if line.startswith("| ") and "level" not in line]
     assert [row.split(" | ")[0][2:] for row in rows] == ["PFR chunk", "+ bin draws", "+ bin weights", "+ visit counts",
                                                           "+ in-bin points (SP-PFR)"]
-    assert "| level | J_d = 2 | 2 axes of J_d = 2 |" in out
+    assert "| level | J_d = 2 | 2 axes of J_d = 2 |" in out and "2 vmapped lanes x 64" in out
     assert all(float(cell.split()[0]) > 0 for row in rows for cell in row.strip("| ").split(" | ")[1:])

@@ -2,11 +2,14 @@
 
     python tools/sp_chunk_parts.py                    # D = 25, J_d = 2 on every axis and the paper's grid
     python tools/sp_chunk_parts.py --dim 5 --chunk 256
+    python tools/sp_chunk_parts.py --lanes 64 --chunk 128   # encode_batch's shape: vmapped lanes
 
 Pin it to one core for stable numbers (``XLA_FLAGS="--xla_cpu_multi_thread_eigen=false
 intra_op_parallelism_threads=1" taskset -c 1 python tools/sp_chunk_parts.py``). Each level is one
 jitted ``fori_loop`` over chunks of ``--chunk`` candidates (no search around it: no stop rule, no
-running argmax beyond a max, no payload), timed best of five; a level adds one part of
+running argmax beyond a max, no payload), timed best of five; with ``--lanes L`` the chunk is
+``vmap``-ped over ``L`` lanes of distinct keys (the shape of ``encode_batch``'s steps, whose costs
+differ: XLA fuses the batched program differently); a level adds one part of
 :func:`jaxrec.coders.sp._sp_pfr.sp_chunk_fn` to the one before:
 
 0. PFR's chunk: one private word (the arrival time, exact fixed-point sums) and the candidate
@@ -85,26 +88,31 @@ def level_fn(level: int, key, target, prior, part: Partition, counters: int):
     return chunk
 
 
-def looped(level: int, part: Partition, counters: int, chunk: int, loops: int):
-    """A jitted ``fori_loop`` of the level's chunk over ``loops`` chunks ``i * chunk + [0, chunk)``,
-    keeping the best score less the smallest bound (what a search reads of them)."""
+def looped(level: int, part: Partition, counters: int, chunk: int, loops: int, lanes: int):
+    """A jitted ``fori_loop`` of the level's chunk over ``loops`` chunks ``i * chunk + [0, chunk)``
+    on each of ``lanes`` keys (``vmap``-ped; ``keys``: ``lanes`` typed keys), keeping each lane's
+    best score less its smallest bound (what a search reads of them)."""
 
     @jax.jit
-    def run(key, target, prior, tables):
-        body = level_fn(level, key, target, prior, part, counters)
+    def run(keys, target, prior, tables):
+        def lane(key, state, i):
+            scores, bounds, state = level_fn(level, key, target, prior, part, counters)(
+                state, i * chunk + jnp.arange(chunk, dtype=jnp.int32), tables
+            )
+            return state, jnp.max(scores) - jnp.min(bounds)
 
         def step(i, carry):
             state, best = carry
-            scores, bounds, state = body(state, i * chunk + jnp.arange(chunk, dtype=jnp.int32), tables)
-            return state, jnp.maximum(best, jnp.max(scores) - jnp.min(bounds))
+            state, lane_best = jax.vmap(lane, in_axes=(0, 0, None))(keys, state, i)
+            return state, jnp.maximum(best, lane_best)
 
-        init = (arrivals.zero_time(), sp.VisitCounts.empty(counters))
-        return lax.fori_loop(0, loops, step, (init, jnp.float32(-jnp.inf)))[1]
+        init = jax.vmap(lambda key: (arrivals.zero_time(), sp.VisitCounts.empty(counters)))(keys)
+        return lax.fori_loop(0, loops, step, (init, jnp.full(lanes, -jnp.inf, jnp.float32)))[1]
 
     return run
 
 
-def time_levels(dim: int, bits: np.ndarray, chunk: int, loops: int) -> list[float]:
+def time_levels(dim: int, bits: np.ndarray, chunk: int, loops: int, lanes: int) -> list[float]:
     """ns per candidate of each level for one grid (``bits``: ``log2 J_d`` per axis)."""
     rng = np.random.default_rng(0)
     target = jaxrec.DiagGaussian(jnp.asarray(rng.normal(0, 0.3, dim), jnp.float32), jnp.full(dim, 0.6, jnp.float32))
@@ -112,29 +120,31 @@ def time_levels(dim: int, bits: np.ndarray, chunk: int, loops: int) -> list[floa
     part = Partition.from_bits(bits)
     tables = axis_tables(target, prior, part, "sup_ratio")
     counters = sp.fitted_table_size(part, 4096)
-    key = jax.random.key(0)
-    runs = [looped(level, part, counters, chunk, loops) for level in range(len(LEVELS))]
+    keys = jax.random.split(jax.random.key(0), lanes)
+    runs = [looped(level, part, counters, chunk, loops, lanes) for level in range(len(LEVELS))]
     for run in runs:
-        run(key, target, prior, tables).block_until_ready()  # compile
+        run(keys, target, prior, tables).block_until_ready()  # compile
     best = [float("inf")] * len(runs)
     for _ in range(5):  # interleaved rounds, fastest counts
         for i, run in enumerate(runs):
             start = time.perf_counter()
-            run(key, target, prior, tables).block_until_ready()
+            run(keys, target, prior, tables).block_until_ready()
             best[i] = min(best[i], time.perf_counter() - start)
-    return [t / (loops * chunk) * 1e9 for t in best]
+    return [t / (loops * chunk * lanes) * 1e9 for t in best]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dim", type=int, default=25)
     parser.add_argument("--chunk", type=int, default=1024, help="candidates per chunk (default 1024, bench_throughput's single)")
-    parser.add_argument("--loops", type=int, default=200, help="chunks per timed call")
+    parser.add_argument("--loops", type=int, default=200, help="chunks per lane and timed call")
+    parser.add_argument("--lanes", type=int, default=1, help="lanes vmapped over distinct keys (default 1; encode_batch: 64 x 128)")
     parser.add_argument("--split", type=int, default=6, help="split axes of the paper's grid (default 6: D = 25 at KL 6)")
     args = parser.parse_args()
     grids = {"J_d = 2": np.ones(args.dim, int), f"{args.split} axes of J_d = 2": (np.arange(args.dim) < args.split).astype(int)}
-    results = {name: time_levels(args.dim, bits, args.chunk, args.loops) for name, bits in grids.items()}
-    print(f"D = {args.dim}, chunks of {args.chunk}, ns per candidate (difference to the level above):")
+    results = {name: time_levels(args.dim, bits, args.chunk, args.loops, args.lanes) for name, bits in grids.items()}
+    shape = f"{args.lanes} vmapped lanes x {args.chunk}" if args.lanes > 1 else f"chunks of {args.chunk}"
+    print(f"D = {args.dim}, {shape}, ns per candidate (difference to the level above):")
     print("| level | " + " | ".join(results) + " |")
     print("|---|" + "---|" * len(results))
     for i, name in enumerate(LEVELS):
