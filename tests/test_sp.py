@@ -270,6 +270,16 @@ def test_visit_counts_compile_to_blocks_without_a_conditional_on_cpu():
     assert " sort(" not in cpu and "conditional(" not in cpu and " while(" in cpu
 
 
+@pytest.mark.parametrize(("table_size", "sorts"), [(64, False), (128, True)])
+def test_visit_counts_lower_for_accelerators_to_histograms_or_one_sort(table_size, sorts):
+    """The accelerators' branch, exported for CUDA and TPU without either: per-block histograms up to
+    64 counters (no sort anywhere in the program), one sort of the chunk's slots above."""
+    counts, slots = jnp.zeros(table_size, jnp.int32), jnp.zeros(256, jnp.int32)
+    assign = jax.jit(lambda c, s: VisitCounts(c).assign(s, s))
+    program = jax.export.export(assign, platforms=["cuda", "tpu"])(counts, slots).mlir_module()
+    assert ("stablehlo.sort" in program) == sorts
+
+
 @pytest.mark.parametrize("counting", [None, count_in_blocks, count_by_histograms, count_by_sort], ids=["assign", "blocks", "histograms", "sort"])
 def test_batched_visit_counts_match_the_sequential_rule(counting):
     """Under vmap (encode_batch's lanes) each lane's indices and counts are its own sequential rule's."""
