@@ -47,9 +47,9 @@ so bins may share a counter.  A chunk of ``K`` candidates is counted in blocks o
 (one scatter-add and one gather per block, ranks within a block by comparison: O(32 K) per chunk),
 elsewhere with a fixed number of kernels (per-block histograms for up to 64 counters, else one sort
 of the chunk's slots, O(K log K)), and exactly the outcome of processing candidates one at a time,
-so indices do not depend on the chunk size or the platform.  Distinct visits to one bin get distinct indices whether
-or not its counter is shared, which is all (2) needs: the sample is exact in every case, and a
-shared counter only costs code length (larger indices).
+so indices do not depend on the chunk size or the platform.  Distinct visits to one bin get
+distinct indices whether or not its counter is shared, which is all (2) needs: the sample is exact
+in every case, and a shared counter only costs code length (larger indices).
 
 **Message** ``(bin, index)``: ``log2 J`` bits for the bin (uniform when ``P`` is the marginal) and a
 Zipf code for the index; ``E log2(n* + 1) <= E_Q log2(1 + r / J)``, so the total is about
@@ -323,9 +323,10 @@ def sort_by_group(groups: Array) -> tuple[Array, Array]:
 def count_by_sort(counts: Array, slots: Array) -> tuple[Array, Array]:
     """:meth:`VisitCounts.assign` on accelerators: one sort of the chunk's slots gives each
     candidate the number of later visits to its slot within the chunk; its index is its slot's
-    count after the chunk (one scatter-add, one gather) less one less those.  A constant number of
-    kernels per chunk (the blocks of :func:`count_in_blocks` would launch ``2 K / RANK_BLOCK``
-    dependent ones); O(K log K).  Returns ``(index int32[K], counts)``."""
+    count after the chunk (one scatter-add, then one gather: read before the update, the table
+    carried in a loop is copied at every chunk) less one less those.  A constant number of kernels
+    per chunk (the blocks of :func:`count_in_blocks` would launch ``2 K / RANK_BLOCK`` dependent
+    ones); O(K log K).  Returns ``(index int32[K], counts)``."""
     groups, positions = sort_by_group(slots)
     later = jnp.zeros_like(slots).at[positions].set(later_in_run(groups), unique_indices=True)
     counts = counts.at[slots].add(1)
