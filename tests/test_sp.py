@@ -37,7 +37,9 @@ from jaxrec.coders.sp.message import sp_ideal_bits, sp_index_budget_bits
 from jaxrec.coders.sp.partition import (
     Partition,
     axis_tables,
+    bin_dtype,
     draw_words,
+    log_scaled_bin_weights,
     partition_from_mi,
     reweighted_dinf,
     sample_bins,
@@ -367,6 +369,34 @@ def test_bin_candidates_are_pinned_and_score_as_the_fused_log_ratio(labelled):
     np.testing.assert_allclose(fused, jaxrec.log_ratio(target, prior, xs), rtol=1e-6)
 
 
+@pytest.mark.parametrize("counts, dtype", [([256, 200, 3], np.uint8), ([300, 2, 30_000], np.uint16)])
+def test_narrow_bins_read_as_their_int32_values(counts, dtype):
+    """The search draws its bins in the narrowest unsigned type (:func:`bin_dtype`); every reader of a
+    chunk's bins (the in-bin points' log ratios, the packed index, the bin weights) gives what it gives
+    for the same bins as ``int32``, including indices past 127 (``2 k + 1`` would wrap in ``uint8``)."""
+    part = Partition(np.array(counts))
+    assert bin_dtype(part.max_intervals) == dtype
+    key = prng.as_key(4)
+    prior = jaxrec.DiagGaussian(jnp.array([0.5, -1.0, 0.0]), jnp.array([2.0, 0.5, 1.0]))
+    target = jaxrec.DiagGaussian(jnp.array([0.9, -1.2, 0.3]), jnp.array([0.7, 0.2, 0.4]))
+    wide = jnp.array([[c - 1 for c in counts], [c // 2 for c in counts], [0, 1, 2], [c * 2 // 3 for c in counts]], jnp.int32).T
+    narrow = wide.astype(dtype)
+    index = jnp.array([0, 3, 7, 1], jnp.int32)
+    tables = axis_tables(target, prior, part, "q_mass")
+    words = prng.counter_words(prng.private_stream(key), index, draw_words(3, part.max_intervals))
+    assert sample_bins(tables, words).dtype == dtype
+
+    def readers(bins):
+        packed = part.pack_columns(bins)
+        log_r = bin_log_ratios(key, target, prior, part, bins, packed, index, labelled=False)
+        return packed, log_r, log_scaled_bin_weights(tables, part, bins)
+
+    for got, want in zip(jax.tree.leaves(jax.jit(readers)(narrow)), jax.tree.leaves(jax.jit(readers)(wide))):
+        np.testing.assert_array_equal(got, want)
+    points = bin_candidates(key, prior, part, wide.T, index, False)
+    np.testing.assert_allclose(jax.jit(readers)(narrow)[1], jaxrec.log_ratio(target, prior, points), rtol=1e-5)
+
+
 def test_sp_orc_points_come_from_the_candidate_stream_and_score_as_the_fused_log_ratio():
     """SP-ORC's candidate ``m`` is drawn in its bins from item ``m`` of the key's candidate stream
     (the words plain ORC turns into ``X_m ~ P``), not from a stream per bin: the decoder returns
@@ -521,7 +551,8 @@ def test_padding_with_dead_axes_keeps_the_codes():
 @pytest.mark.mutation  # the only test of a coder's own input status combined with input_status's (coders/scan)
 def test_traced_counts_above_the_table_width_are_invalid_input():
     """A partition built inside jit cannot be checked at construction: counts outside
-    [1, max_intervals] give status INVALID_INPUT (no search), valid ones status OK."""
+    [1, max_intervals] give status INVALID_INPUT (no search: no winner, so bins and index 0, not a
+    candidate's bins drawn again), valid ones status OK."""
     target = jaxrec.DiagGaussian(jnp.array([0.3, -0.2]), jnp.array([0.5, 0.6]))
 
     def encode(counts):
@@ -534,6 +565,8 @@ def test_traced_counts_above_the_table_width_are_invalid_input():
     for code in codes:
         np.testing.assert_array_equal(np.asarray(code.status), [OK, INVALID_INPUT, INVALID_INPUT])
         np.testing.assert_array_equal(np.asarray(code.steps)[1:], 0)
+        np.testing.assert_array_equal(np.asarray(code.bin)[1:], 0)
+        np.testing.assert_array_equal(np.asarray(code.index)[1:], 0)
 
 
 @pytest.mark.slow  # 24 s in the fast tier (2 idle cores)

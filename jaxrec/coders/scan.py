@@ -5,8 +5,10 @@ A scan coder is described by these functions:
 * ``validate(target, prior)`` -- boundary checks on concrete arguments (skipped under tracing
   by the checks themselves);
 * ``prepare(key, target, prior) -> (chunk_fn, init_state)`` -- the chunk function of one problem;
-* ``finish(result: SearchResult) -> {field: array}`` -- the message fields of the code; the code
-  itself (``code_class``, with ``steps``, ``status`` and the static origin) is assembled here;
+* ``finish(result: SearchResult, key, data) -> {field: array}`` -- the message fields of the code
+  (``key`` and ``data``, the problem as ``prepare`` received it, let a coder draw again what is a
+  pure function of the winner's candidate number instead of carrying it through the search); the
+  code itself (``code_class``, with ``steps``, ``status`` and the static origin) is assembled here;
 * optionally ``precompute(target, prior) -> data`` -- per-problem tables built once *before* the
   search (``encode_batch`` builds them for the whole batch with ``vmap``); ``prepare`` then
   receives ``data`` in place of ``target``, so its per-iteration work in the batch loop stays cheap;
@@ -111,7 +113,7 @@ def scan_coder(
     spec: CoderSpec,
     *,
     prepare: Prepare,
-    finish: Callable[[search.SearchResult], dict[str, Array]],
+    finish: Callable[[search.SearchResult, Array, Any], dict[str, Array]],
     chunk_size: int,
     max_candidates: int,
     exact: bool,
@@ -143,10 +145,10 @@ def scan_coder(
             status = jnp.where(status == OK, problem_status(data, prior), status).astype(jnp.int32)
         return data, status
 
-    def make_code(res: search.SearchResult, status0: Array, prior: Distribution) -> Any:
+    def make_code(res: search.SearchResult, status0: Array, prior: Distribution, key: Array, data: Any) -> Any:
         status = search_status(status0, res.stopped, exact=exact)
         return code_class(
-            **finish(res), steps=res.steps, status=status, coder=spec.name, event_size=int(prior.event_size)
+            **finish(res, key, data), steps=res.steps, status=status, coder=spec.name, event_size=int(prior.event_size)
         )
 
     def warn_if_hopeless(target: Distribution, prior: Distribution) -> None:
@@ -172,7 +174,7 @@ def scan_coder(
             masked_chunk_fn(chunk_fn, status0 == OK), init_state, chunk_size=chunk_size, max_candidates=max_candidates,
             score_dtype=prior.dtype,
         )
-        return make_code(res, status0, prior)
+        return make_code(res, status0, prior, key, problem)
 
     encode = compiled_encoder(search_one, check_single, validate, warn_if_hopeless)
 
@@ -225,7 +227,7 @@ def scan_coder(
             problem_fn, problems, chunk_size=k, max_candidates=max_candidates,
             num_lanes=lanes, score_dtype=priors.dtype, max_widening=max_widening,
         )
-        return jax.vmap(lambda r, s, p: make_code(r, s, p))(res, status0, priors)
+        return jax.vmap(make_code)(res, status0, priors, keys, data)
 
     compiled_decode = jax.jit(decode)  # once per coder, as the encoder's search
 
@@ -264,6 +266,11 @@ def _vmapped_encode(encode: Callable[..., Any], batched_prior: bool) -> Callable
     return jax.jit(jax.vmap(encode, in_axes=(0, 0, 0 if batched_prior else None)))
 
 
+def index_only(res: search.SearchResult, key: Array, data: Any) -> dict[str, Array]:
+    """The ``finish`` of a coder whose message is the winner's candidate number alone."""
+    return {"index": res.index}
+
+
 def fixed_budget_coder(name: str, num_samples: int, chunk_size: int | None, prepare: Prepare) -> Coder:
     """A coder that scans exactly ``num_samples`` candidates (ORC, MRC): index in ``[0, N)``.
 
@@ -275,7 +282,7 @@ def fixed_budget_coder(name: str, num_samples: int, chunk_size: int | None, prep
     return scan_coder(
         CoderSpec(name, (("num_samples", num_samples), ("chunk_size", chunk_size))),
         prepare=prepare,
-        finish=lambda res: {"index": res.index},
+        finish=index_only,
         chunk_size=chunk_size,
         max_candidates=num_samples,
         exact=False,

@@ -201,7 +201,7 @@ def agrs(chunk_size: int = 4, max_steps: int = 2**20) -> Coder:
     def prepare(key: Array, tables: WidthTables, prior: Distribution) -> tuple[search.ChunkFn, Ladder]:
         return agrs_chunk_fn(key, tables.model, tables.table), ladder_start(prior.dtype)
 
-    def finish(res: search.SearchResult) -> dict[str, Array]:
+    def finish(res: search.SearchResult, key: Array, tables: WidthTables) -> dict[str, Array]:
         level, index = res.payload
         return {"index": res.index, "bound_level": level, "bound_index": index}
 

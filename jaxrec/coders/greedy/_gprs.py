@@ -129,7 +129,7 @@ def gprs(num_streams: int = 1, chunk_size: int = 256, max_steps: int = 2**24) ->
         base = jnp.broadcast_to(arrivals.zero_time(), (num_streams, 4))
         return gprs_chunk_fn(key, prior, tables.model, tables.table, num_streams), base
 
-    def finish(res: search.SearchResult) -> dict[str, Array]:
+    def finish(res: search.SearchResult, key: Array, tables: WidthTables) -> dict[str, Array]:
         return {"index": res.index * num_streams + res.payload}
 
     def decode(key: Any, code: Code, prior: Distribution) -> Array:

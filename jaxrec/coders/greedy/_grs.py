@@ -46,7 +46,7 @@ from jaxrec.coders.base import (
 )
 from jaxrec.coders.greedy import widths
 from jaxrec.coders.greedy._gprs import WidthTables, width_tables
-from jaxrec.coders.scan import scan_coder
+from jaxrec.coders.scan import index_only, scan_coder
 from jaxrec.core import prng
 from jaxrec.core.distributions import Distribution, open_unit
 
@@ -125,12 +125,9 @@ def grs(chunk_size: int = 64, max_steps: int = 2**24) -> Coder:
     def prepare(key: Array, tables: WidthTables, prior: Distribution) -> tuple[search.ChunkFn, Ladder]:
         return grs_chunk_fn(key, prior, tables.model, tables.table), ladder_start(prior.dtype)
 
-    def finish(res: search.SearchResult) -> dict[str, Array]:
-        return {"index": res.index}
-
     return scan_coder(
         CoderSpec("grs", (("chunk_size", chunk_size), ("max_steps", max_steps))),
-        prepare=prepare, finish=finish, decode=decode_candidate, chunk_size=chunk_size, max_candidates=max_steps,
+        prepare=prepare, finish=index_only, decode=decode_candidate, chunk_size=chunk_size, max_candidates=max_steps,
         exact=True, validate=widths.check_pair, precompute=width_tables,
     )
 

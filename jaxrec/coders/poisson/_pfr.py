@@ -27,7 +27,7 @@ from jaxrec.coders.base import (
     check_positive_int,
     coder_factory,
 )
-from jaxrec.coders.scan import scan_coder
+from jaxrec.coders.scan import index_only, scan_coder
 from jaxrec.core import arrivals, prng
 from jaxrec.core.distributions import Distribution, log_sup_ratio
 
@@ -77,7 +77,7 @@ def pfr(chunk_size: int = 1024, max_steps: int = 2**26) -> Coder:
     return scan_coder(
         CoderSpec("pfr", (("chunk_size", chunk_size), ("max_steps", max_steps))),
         prepare=prepare_pfr,
-        finish=lambda res: {"index": res.index},
+        finish=index_only,
         validate=check_bounded_ratio,
         chunk_size=chunk_size,
         max_candidates=max_steps,

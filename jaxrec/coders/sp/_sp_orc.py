@@ -80,7 +80,7 @@ def numbered_log_ratios(
     key: Array, target: Distribution, prior: Distribution, partition: Partition, bins: Array,
     packed: tuple[Array, Array], index: Array,
 ) -> Array:
-    """``log r`` in nats of the points :func:`numbered_candidate` draws, for a chunk: bins ``int32[D, K]``,
+    """``log r`` in nats of the points :func:`numbered_candidate` draws, for a chunk: bins ``[D, K]``,
     candidate numbers ``int32[K]`` (``packed`` unused); ``(K,)``."""
     return within_bin_log_ratios(prng.candidate_stream(key), target, prior, partition, bins, index)
 
@@ -124,7 +124,8 @@ def sp_orc(
 
     spec = CoderSpec("sp_orc", spec_params(partition, num_samples=num_samples, chunk_size=chunk_size))
     return scan_coder(
-        spec, prepare=prepare, finish=finish_sp, chunk_size=chunk_size, max_candidates=num_samples, exact=False,
+        spec, prepare=prepare, finish=functools.partial(finish_sp, partition=partition), chunk_size=chunk_size,
+        max_candidates=num_samples, exact=False,
         validate=validate, decode=make_decode(partition, numbered_candidate), code_class=SPCode,
         precompute=functools.partial(with_tables, partition=partition, weights=weights),
         problem_status=functools.partial(weights_status, partition=partition),

@@ -101,7 +101,7 @@ from jaxrec.entropy import PlanAlphabetModel
 Array = jax.Array
 # (counter state, packed bins (hi, lo) uint32[K] each, candidate numbers int32[K]) -> (within-bin indices, state)
 IndexFn = Callable[[Any, tuple[Array, Array], Array], tuple[Array, Any]]
-# (key, target, prior, partition, bins int32[D, K], packed bins, within-bin indices) -> log r (K,): the points' derivation
+# (key, target, prior, partition, bins [D, K] (narrow ints), packed bins, within-bin indices) -> log r (K,): the points' derivation
 LogRatioFn = Callable[[Array, Distribution, Distribution, Partition, Array, tuple[Array, Array], Array], Array]
 # (key, prior, partition, bins int32[D], index) -> the point (D,): the decoder's side of a LogRatioFn
 CandidateFn = Callable[[Array, Distribution, Partition, Array, Array], Array]
@@ -158,7 +158,7 @@ def within_bin_log_ratios(
 ) -> Array:
     """``log r`` in nats of the points :func:`within_bin_candidate` draws, for a chunk of ``K``
     (bin, item) pairs: ``stream`` key data ``uint32[2]`` (shared), ``uint32[K, 2]`` (one per pair)
-    or :class:`~jaxrec.core.prng.LabelledStreams` (a label per pair), bins axis-major ``int32[D, K]``,
+    or :class:`~jaxrec.core.prng.LabelledStreams` (a label per pair), bins axis-major ``[D, K]`` (any integer type),
     items ``int32[K]``.  Returns ``(K,)``, the points never materialized: the words feed the
     per-axis within-bin sampler and log ratio inside one loop over the items
     (:func:`jaxrec.core.prng.sum_over_words`), the same numbers the candidate function turns into
@@ -206,7 +206,7 @@ def bin_log_ratios(
     packed: tuple[Array, Array], index: Array, *, labelled: bool,
 ) -> Array:
     """``log r(X^{(j_k)}_{n_k})`` in nats for a chunk of ``K`` (bin, index) pairs: bins axis-major
-    ``int32[D, K]``, their packed words ``(hi, lo)`` and the indices ``int32[K]``; ``(K,)``, the
+    ``[D, K]`` (any integer type), their packed words ``(hi, lo)`` and the indices ``int32[K]``; ``(K,)``, the
     numbers :func:`bin_candidate` turns into points."""
     stream = bin_streams(key, partition, packed, labelled)
     return within_bin_log_ratios(stream, target, prior, partition, bins, index)
@@ -368,32 +368,39 @@ def sp_chunk_fn(
     State: ``(arrival-time limbs uint32[4], counter state of index_fn, AxisTables)``; the tables
     ride in the state (built once per problem by the caller) rather than in the closure, so a
     batched search that rebuilds closures per iteration does not rebuild them.  Payload: the
-    candidates' ``(bins int32[K, D], within-bin indices int32[K])``.  Scores and bounds as in the
-    module docstring (nats).  Candidate ``m``'s ``1 + W`` encoder-only words (one hash per two)
-    give its arrival time (word ``0``) and its bin choices (words ``1..W``, :func:`sample_bins`:
-    16-bit draws, two axes per word, for tables of at most 16 intervals; an axis' bits do not
-    depend on the number of axes, so a padded block draws the same bins for its live axes).
-    ``index_fn`` gives the within-bin indices, ``log_ratios`` the points' log ratios (the coder's
+    candidates' within-bin indices ``int32[K]``; their bins are not carried (a ``[K, D]`` payload
+    cost SP-PFR 8% of its time at D = 25: the search materializes it for the winner's row) but
+    drawn again for the winner alone (:func:`finish_sp`).  Scores and bounds as in the module
+    docstring (nats); the arrival times and bins from :func:`private_draws`.  ``index_fn`` gives the within-bin indices, ``log_ratios`` the points' log ratios (the coder's
     decoder rebuilds the same points: SP-PFR :func:`bin_log_ratios`, SP-ORC its numbered stream).
     """
     dtype = prior.dtype
-    drawn_axes = partition.drawn_axes()
-    bin_words = draw_words(drawn_axes, partition.max_intervals)
-    private = prng.private_stream(key)
 
-    def chunk_fn(state: tuple[Array, Any, AxisTables], ns: Array) -> tuple[Array, Array, tuple[Array, Array], tuple]:
+    def chunk_fn(state: tuple[Array, Any, AxisTables], ns: Array) -> tuple[Array, Array, Array, tuple]:
         base, counter, tables = state
-        words = prng.counter_words(private, ns, 1 + bin_words)
-        bins = sample_bins(tables, words[1:], drawn_axes)  # (D, K)
+        time_words, bins = private_draws(key, tables, partition, ns)
         packed = partition.pack_columns(bins)
         index, counter = index_fn(counter, packed, ns)
         log_r = log_ratios(key, target, prior, partition, bins, packed, index)
         log_jpi = log_scaled_bin_weights(tables, partition, bins)
-        log_t, base = arrivals.log_arrival_times(base, arrivals.increments_from_words(words[0]), dtype)
+        log_t, base = arrivals.log_arrival_times(base, arrivals.increments_from_words(time_words), dtype)
         scores = log_r - log_jpi - log_t
-        return scores, tables.log_bound - log_t, (bins.T, index), (base, counter, tables)
+        return scores, tables.log_bound - log_t, index, (base, counter, tables)
 
     return chunk_fn
+
+
+def private_draws(key: Array, tables: AxisTables, partition: Partition, ns: Array) -> tuple[Array, Array]:
+    """Candidates ``ns``' (``int32[K]``) encoder-only draws: ``(arrival-time words uint32[K], bins
+    [D, K])`` (:func:`~jaxrec.coders.sp.partition.bin_dtype`), from ``1 + W`` words of :func:`jaxrec.core.prng.private_stream` each (one hash
+    per two): word ``0`` for the arrival time, words ``1..W`` for the bins (:func:`sample_bins`:
+    16-bit draws, two axes per word, for tables of at most 16 intervals; an axis' bits do not
+    depend on the number of axes, so a padded block draws the same bins for its live axes).  A
+    pure function of ``(key, n)``: the chunk draws every candidate's, :func:`finish_sp` the
+    winner's again."""
+    drawn_axes = partition.drawn_axes()
+    words = prng.counter_words(prng.private_stream(key), ns, 1 + draw_words(drawn_axes, partition.max_intervals))
+    return words[0], sample_bins(tables, words[1:], drawn_axes)
 
 
 def check_partition(partition: Any) -> Partition:
@@ -494,10 +501,16 @@ def check_weights(
         )
 
 
-def finish_sp(res: search.SearchResult) -> dict[str, Array]:
-    """The message fields of a space-partitioning code: the winner's bins and within-bin index."""
-    bins, index = res.payload
-    return {"bin": bins, "index": index}
+def finish_sp(
+    res: search.SearchResult, key: Array, problem: tuple[Distribution, AxisTables], partition: Partition
+) -> dict[str, Array]:
+    """The message fields of a space-partitioning code: the winner's bins ``int32[D]``, drawn
+    again from its candidate number ``res.index`` (:func:`private_draws`, the chunk's own draws),
+    and its within-bin index (the payload).  A search without a winner (every score ``-inf``: an
+    invalid input) keeps the empty payload's zeros for both."""
+    _, tables = problem
+    bins = private_draws(key, tables, partition, res.index[None])[1][:, 0].astype(jnp.int32)
+    return {"bin": jnp.where(res.score > -jnp.inf, bins, 0), "index": res.payload}
 
 
 @coder_factory
@@ -569,7 +582,8 @@ def sp_pfr(
         ),
     )
     return scan_coder(
-        spec, prepare=prepare, finish=finish_sp, chunk_size=chunk_size, max_candidates=max_steps, exact=True,
+        spec, prepare=prepare, finish=functools.partial(finish_sp, partition=partition), chunk_size=chunk_size,
+        max_candidates=max_steps, exact=True,
         validate=validate, decode=make_decode(partition, functools.partial(bin_candidate, labelled=labelled)),
         code_class=SPCode,
         precompute=functools.partial(with_tables, partition=partition, weights=weights),
