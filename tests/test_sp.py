@@ -29,6 +29,7 @@ from jaxrec.coders.sp._sp_pfr import (
     count_in_blocks,
     counter_slots,
     fitted_table_size,
+    in_bin_dtype,
     labelled_streams,
     sort_by_group,
     sp_chunk_fn,
@@ -369,11 +370,21 @@ def test_bin_candidates_are_pinned_and_score_as_the_fused_log_ratio(labelled):
     np.testing.assert_allclose(fused, jaxrec.log_ratio(target, prior, xs), rtol=1e-6)
 
 
+@pytest.mark.parametrize("dim, narrow", [(3, False), (5, False), (14, False), (16, True), (17, True), (20, False), (25, True)])
+def test_in_bin_points_read_narrow_bins_only_where_all_hash_rows_loop(dim, narrow):
+    """``uint8`` bins for the in-bin points where every hash row of the sum runs in its loop (measured
+    faster there, several times slower where rows are unrolled); ``uint16`` above 256 intervals."""
+    for max_intervals, dtype in ((2, np.uint8), (300, np.uint16)):
+        part = Partition(np.full(dim, 2), max_intervals=max_intervals)
+        assert in_bin_dtype(part) == (dtype if narrow else np.int32)
+
+
 @pytest.mark.parametrize("counts, dtype", [([256, 200, 3], np.uint8), ([300, 2, 30_000], np.uint16)])
 def test_narrow_bins_read_as_their_int32_values(counts, dtype):
-    """The search draws its bins in the narrowest unsigned type (:func:`bin_dtype`); every reader of a
-    chunk's bins (the in-bin points' log ratios, the packed index, the bin weights) gives what it gives
-    for the same bins as ``int32``, including indices past 127 (``2 k + 1`` would wrap in ``uint8``)."""
+    """The search may hand its bins to the in-bin points in the narrowest unsigned type (:func:`bin_dtype`);
+    every reader of a chunk's bins (the in-bin points' log ratios, the packed index, the bin weights) gives
+    what it gives for the same bins as ``int32``, including indices past 127 (``2 k + 1`` would wrap in
+    ``uint8``)."""
     part = Partition(np.array(counts))
     assert bin_dtype(part.max_intervals) == dtype
     key = prng.as_key(4)
@@ -383,8 +394,6 @@ def test_narrow_bins_read_as_their_int32_values(counts, dtype):
     narrow = wide.astype(dtype)
     index = jnp.array([0, 3, 7, 1], jnp.int32)
     tables = axis_tables(target, prior, part, "q_mass")
-    words = prng.counter_words(prng.private_stream(key), index, draw_words(3, part.max_intervals))
-    assert sample_bins(tables, words).dtype == dtype
 
     def readers(bins):
         packed = part.pack_columns(bins)

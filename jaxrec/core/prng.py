@@ -319,6 +319,7 @@ def sum_over_words(stream: Stream, ns: Array, width: int, term: Callable[[Array,
     """
     _check_rows(stream, width)
     half, full = (width + 1) // 2, width // 2
+    groups, _ = looped_rows(width)
     items = jnp.asarray(ns).astype(jnp.uint32)
 
     def row(h: Array) -> tuple[Array, Array]:
@@ -330,7 +331,6 @@ def sum_over_words(stream: Stream, ns: Array, width: int, term: Callable[[Array,
         return contribution if total is None else total + contribution
 
     total = None
-    groups = full // _ROW_GROUP if full > _ROW_GROUP else 0
     if groups:
         def group(g: Array, acc: Array) -> Array:
             for j in range(_ROW_GROUP):
@@ -346,6 +346,15 @@ def sum_over_words(stream: Stream, ns: Array, width: int, term: Callable[[Array,
         last = term(jnp.int32(width - 1), y0)
         total = last if total is None else total + last
     return total
+
+
+def looped_rows(width: int) -> tuple[int, int]:
+    """How :func:`sum_over_words` lays out the ``width // 2`` full hash rows of an item:
+    ``(groups, unrolled)``, ``groups`` iterations of its loop of ``_ROW_GROUP`` rows each (none
+    when there are at most ``_ROW_GROUP`` rows) and ``unrolled`` rows after it."""
+    full = width // 2
+    groups = full // _ROW_GROUP if full > _ROW_GROUP else 0
+    return groups, full - groups * _ROW_GROUP
 
 
 def bin_stream(key: Array, hi: Array, lo: Array) -> Array:

@@ -87,6 +87,7 @@ from jaxrec.coders.sp.partition import (
     Partition,
     WeightPolicy,
     axis_tables,
+    bin_dtype,
     draw_words,
     log_scaled_bin_weights,
     resolve_policy,
@@ -371,23 +372,39 @@ def sp_chunk_fn(
     candidates' within-bin indices ``int32[K]``; their bins are not carried (a ``[K, D]`` payload
     cost SP-PFR 8% of its time at D = 25: the search materializes it for the winner's row) but
     drawn again for the winner alone (:func:`finish_sp`).  Scores and bounds as in the module
-    docstring (nats); the arrival times and bins from :func:`private_draws`.  ``index_fn`` gives the within-bin indices, ``log_ratios`` the points' log ratios (the coder's
+    docstring (nats); the arrival times and bins from :func:`private_draws`, handed to the points'
+    log ratios in :func:`in_bin_dtype`.  ``index_fn`` gives the within-bin indices, ``log_ratios`` the points' log ratios (the coder's
     decoder rebuilds the same points: SP-PFR :func:`bin_log_ratios`, SP-ORC its numbered stream).
     """
     dtype = prior.dtype
+    point_bins = in_bin_dtype(partition)
 
     def chunk_fn(state: tuple[Array, Any, AxisTables], ns: Array) -> tuple[Array, Array, Array, tuple]:
         base, counter, tables = state
         time_words, bins = private_draws(key, tables, partition, ns)
         packed = partition.pack_columns(bins)
         index, counter = index_fn(counter, packed, ns)
-        log_r = log_ratios(key, target, prior, partition, bins, packed, index)
+        log_r = log_ratios(key, target, prior, partition, bins.astype(point_bins), packed, index)
         log_jpi = log_scaled_bin_weights(tables, partition, bins)
         log_t, base = arrivals.log_arrival_times(base, arrivals.increments_from_words(time_words), dtype)
         scores = log_r - log_jpi - log_t
         return scores, tables.log_bound - log_t, index, (base, counter, tables)
 
     return chunk_fn
+
+
+def in_bin_dtype(partition: Partition) -> jnp.dtype:
+    """The integer type in which a chunk hands its ``(D, K)`` bins to the in-bin points: the
+    narrowest (:func:`~jaxrec.coders.sp.partition.bin_dtype`) when all of their hash rows run in
+    :func:`jaxrec.core.prng.sum_over_words`' loop (``D // 2`` a multiple of 4 and at least 8:
+    D = 16, 17, 24, 25, ...), else ``int32``.  Measured on one CPU core (SP-PFR, ``J_d = 2``, ``encode_batch`` of 1,024 problems,
+    ns per candidate, ``int32`` -> ``uint8``): D = 16 124 -> 108, 17 99 -> 88, 25 (64 lanes x 128,
+    the chunk alone) 120 -> 97; but D = 5, 8, 10, 13, 14, whose rows (or some of them) are unrolled
+    outside the loop, 2-3.5x slower (D = 14 103 -> 341), as was ``uint8`` for the packed index at
+    D = 5.  How XLA:CPU compiles the narrow reads was not understood further; single chunks did not
+    show the slowdown."""
+    groups, unrolled = prng.looped_rows(partition.event_size)
+    return bin_dtype(partition.max_intervals) if groups and not unrolled else jnp.dtype(jnp.int32)
 
 
 def private_draws(key: Array, tables: AxisTables, partition: Partition, ns: Array) -> tuple[Array, Array]:

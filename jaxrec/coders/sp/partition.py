@@ -217,7 +217,7 @@ class Partition:
         Args:
           prior: the prior, event size ``D``.
           bins: ``[D]`` interval indices ``k_d`` in ``[0, J_d)``, any integer type (widened to
-            ``int32`` here: :func:`sample_bins` draws narrow ones).
+            ``int32`` here: a search passes them narrow, :func:`bin_dtype`).
           bits: ``uint32[D]`` random bits.
         """
         dtype = prior.dtype
@@ -532,18 +532,15 @@ def reweighted_kl(
 
 def bin_dtype(max_intervals: int) -> jnp.dtype:
     """The narrowest unsigned type of interval indices below ``max_intervals``: ``uint8`` up to
-    256, ``uint16`` up to 2^16, else ``int32``.  A search's chunk materializes its ``(D, K)`` bins
-    once for three readers (the bin weights, the packed index, the in-bin points): measured on one
-    CPU core at D = 25 (SP-PFR, ``J_d = 2``), ``int32`` bins made the chunk 119 ns per candidate in
-    64 lanes x 128 and 112 in one chunk of 1,024, ``uint8`` bins 95 and 99."""
+    256, ``uint16`` up to 2^16, else ``int32``: the type in which a search's chunk hands its bins
+    to the in-bin points (:func:`jaxrec.coders.sp._sp_pfr.sp_chunk_fn`)."""
     if max_intervals <= 2**8:
         return jnp.dtype(jnp.uint8)
     return jnp.dtype(jnp.uint16) if max_intervals <= 2**16 else jnp.dtype(jnp.int32)
 
 
 def sample_bins(tables: AxisTables, words: Array, drawn_axes: int | None = None) -> Array:
-    """Interval indices ``k_d ~ pi_d`` per axis for a chunk of ``K`` candidates: ``[D, K]`` of
-    :func:`bin_dtype` (narrow and unsigned: readers doing arithmetic on them widen them first).
+    """Interval indices ``k_d ~ pi_d`` per axis for a chunk of ``K`` candidates: ``int32[D, K]``.
 
     Axis ``d``'s draw is ``R`` = :func:`draw_bits` bits of ``words`` (``uint32[W, K]``,
     ``W =`` :func:`draw_words` of ``drawn_axes``): at ``R = 16`` the low (even ``d``) or high (odd
@@ -563,7 +560,7 @@ def sample_bins(tables: AxisTables, words: Array, drawn_axes: int | None = None)
         draws = (words >> jnp.uint32(1))[:drawn]
     method = "compare_all" if size <= SMALL_AXIS else "scan"  # measured fastest on CPU
     picks = jax.vmap(lambda c, b: jnp.searchsorted(c, b, side="right", method=method))(tables.thresholds[:drawn], draws)
-    return jnp.pad(picks.astype(bin_dtype(size)), ((0, num_axes - drawn), (0, 0)))
+    return jnp.pad(picks.astype(jnp.int32), ((0, num_axes - drawn), (0, 0)))
 
 
 def log_scaled_bin_weights(tables: AxisTables, partition: Partition, bins: Array) -> Array:
