@@ -379,6 +379,20 @@ def test_in_bin_points_read_narrow_bins_only_where_all_hash_rows_loop(dim, narro
         assert in_bin_dtype(part) == (dtype if narrow else np.int32)
 
 
+@pytest.mark.parametrize("dim", [5, 25])
+def test_the_chunk_hands_its_points_the_bins_in_the_in_bin_type(dim):
+    """The chunk function converts its bins to :func:`in_bin_dtype` for the in-bin points (``uint8`` at
+    D = 25, none at D = 5, where the bins stay ``int32``): the wiring of the measured speed rule."""
+    part = Partition(np.full(dim, 2))
+    prior = std_normal(dim)
+    target = jaxrec.DiagGaussian(jnp.full(dim, 0.3), jnp.full(dim, 0.6))
+    chunk = sp_chunk_fn(prng.as_key(4), target, prior, part, lambda counter, packed, ns: (ns, counter),
+                        functools.partial(bin_log_ratios, labelled=True))
+    state = (arrivals.zero_time(), None, axis_tables(target, prior, part, "sup_ratio"))
+    program = str(jax.make_jaxpr(chunk)(state, jnp.arange(64, dtype=jnp.int32)))
+    assert ("u8[" in program) == (dim == 25)
+
+
 @pytest.mark.parametrize("counts, dtype", [([256, 200, 3], np.uint8), ([300, 2, 30_000], np.uint16)])
 def test_narrow_bins_read_as_their_int32_values(counts, dtype):
     """The search may hand its bins to the in-bin points in the narrowest unsigned type (:func:`bin_dtype`);
