@@ -526,7 +526,7 @@ def finish_sp(
     and its within-bin index (the payload).  A search without a winner (every score ``-inf``: an
     invalid input) keeps the empty payload's zeros for both."""
     _, tables = problem
-    bins = private_draws(key, tables, partition, res.index[None])[1][:, 0].astype(jnp.int32)
+    bins = private_draws(key, tables, partition, res.index[None])[1][:, 0]
     return {"bin": jnp.where(res.score > -jnp.inf, bins, 0), "index": res.payload}
 
 
