@@ -102,7 +102,7 @@ from jaxrec.entropy import PlanAlphabetModel
 Array = jax.Array
 # (counter state, packed bins (hi, lo) uint32[K] each, candidate numbers int32[K]) -> (within-bin indices, state)
 IndexFn = Callable[[Any, tuple[Array, Array], Array], tuple[Array, Any]]
-# (key, target, prior, partition, bins [D, K] (narrow ints), packed bins, within-bin indices) -> log r (K,): the points' derivation
+# (key, target, prior, partition, bins [D, K] (any integer type), packed bins, within-bin indices) -> log r (K,)
 LogRatioFn = Callable[[Array, Distribution, Distribution, Partition, Array, tuple[Array, Array], Array], Array]
 # (key, prior, partition, bins int32[D], index) -> the point (D,): the decoder's side of a LogRatioFn
 CandidateFn = Callable[[Array, Distribution, Partition, Array, Array], Array]
@@ -159,8 +159,8 @@ def within_bin_log_ratios(
 ) -> Array:
     """``log r`` in nats of the points :func:`within_bin_candidate` draws, for a chunk of ``K``
     (bin, item) pairs: ``stream`` key data ``uint32[2]`` (shared), ``uint32[K, 2]`` (one per pair)
-    or :class:`~jaxrec.core.prng.LabelledStreams` (a label per pair), bins axis-major ``[D, K]`` (any integer type),
-    items ``int32[K]``.  Returns ``(K,)``, the points never materialized: the words feed the
+    or :class:`~jaxrec.core.prng.LabelledStreams` (a label per pair), bins axis-major ``[D, K]`` of
+    any integer type, items ``int32[K]``.  Returns ``(K,)``, the points never materialized: the words feed the
     per-axis within-bin sampler and log ratio inside one loop over the items
     (:func:`jaxrec.core.prng.sum_over_words`), the same numbers the candidate function turns into
     points."""
@@ -373,8 +373,8 @@ def sp_chunk_fn(
     cost SP-PFR 8% of its time at D = 25: the search materializes it for the winner's row) but
     drawn again for the winner alone (:func:`finish_sp`).  Scores and bounds as in the module
     docstring (nats); the arrival times and bins from :func:`private_draws`, handed to the points'
-    log ratios in :func:`in_bin_dtype`.  ``index_fn`` gives the within-bin indices, ``log_ratios`` the points' log ratios (the coder's
-    decoder rebuilds the same points: SP-PFR :func:`bin_log_ratios`, SP-ORC its numbered stream).
+    log ratios in :func:`in_bin_dtype`.  ``index_fn`` gives the within-bin indices, ``log_ratios``
+    the points' log ratios (the coder's decoder rebuilds the same points: SP-PFR :func:`bin_log_ratios`, SP-ORC its numbered stream).
     """
     dtype = prior.dtype
     point_bins = in_bin_dtype(partition)
@@ -397,8 +397,8 @@ def in_bin_dtype(partition: Partition) -> jnp.dtype:
     """The integer type in which a chunk hands its ``(D, K)`` bins to the in-bin points: the
     narrowest (:func:`~jaxrec.coders.sp.partition.bin_dtype`) when all of their hash rows run in
     :func:`jaxrec.core.prng.sum_over_words`' loop (``D // 2`` a multiple of 4 and at least 8:
-    D = 16, 17, 24, 25, ...), else ``int32``.  Measured on one CPU core (SP-PFR, ``J_d = 2``, ``encode_batch`` of 1,024 problems,
-    ns per candidate, ``int32`` -> ``uint8``): D = 16 124 -> 108, 17 99 -> 88, 25 (64 lanes x 128,
+    D = 16, 17, 24, 25, ...), else ``int32``.  Measured on one CPU core (SP-PFR, ``J_d = 2``,
+    ``encode_batch`` of 1,024 problems, ns per candidate, ``int32`` -> ``uint8``): D = 16 124 -> 108, 17 99 -> 88, 25 (64 lanes x 128,
     the chunk alone) 120 -> 97; but D = 5, 8, 10, 13, 14, whose rows (or some of them) are unrolled
     outside the loop, 2-3.5x slower (D = 14 103 -> 341), as was ``uint8`` for the packed index at
     D = 5.  How XLA:CPU compiles the narrow reads was not understood further; single chunks did not
@@ -409,7 +409,7 @@ def in_bin_dtype(partition: Partition) -> jnp.dtype:
 
 def private_draws(key: Array, tables: AxisTables, partition: Partition, ns: Array) -> tuple[Array, Array]:
     """Candidates ``ns``' (``int32[K]``) encoder-only draws: ``(arrival-time words uint32[K], bins
-    [D, K])`` (:func:`~jaxrec.coders.sp.partition.bin_dtype`), from ``1 + W`` words of :func:`jaxrec.core.prng.private_stream` each (one hash
+    int32[D, K])``, from ``1 + W`` words of :func:`jaxrec.core.prng.private_stream` each (one hash
     per two): word ``0`` for the arrival time, words ``1..W`` for the bins (:func:`sample_bins`:
     16-bit draws, two axes per word, for tables of at most 16 intervals; an axis' bits do not
     depend on the number of axes, so a padded block draws the same bins for its live axes).  A

@@ -217,7 +217,7 @@ class Partition:
         Args:
           prior: the prior, event size ``D``.
           bins: ``[D]`` interval indices ``k_d`` in ``[0, J_d)``, any integer type (widened to
-            ``int32`` here: a search passes them narrow, :func:`bin_dtype`).
+            ``int32`` here: a search may pass them narrow, :func:`bin_dtype`).
           bits: ``uint32[D]`` random bits.
         """
         dtype = prior.dtype
@@ -254,8 +254,8 @@ class Partition:
     def pack_columns(self, bins: Array) -> tuple[Array, Array]:
         """:meth:`stream_words` of a chunk of bins laid out axis-major, ``[D, K]`` of any integer
         type: ``(hi, lo)``, ``uint32[K]`` each, the same words, or-ed row by row (:func:`fold_axes`)
-        so that every operation is elementwise over the chunk.  When every partition of this shape packs into 32
-        bits (:attr:`packed_bits_bound`), ``hi`` is 0 and ``lo`` needs no spill test.  Measured at
+        so that every operation is elementwise over the chunk.  When every partition of this shape
+        packs into 32 bits (:attr:`packed_bits_bound`), ``hi`` is 0 and ``lo`` needs no spill test.  Measured at
         D = 25 on one CPU core (SP-PFR's bins, 1,024 candidates): packing the ``(K, D)`` transpose
         with :meth:`stream_words` cost ~24 ns per candidate, the rows ~2."""
         offsets = self._field_offsets()
